@@ -1,0 +1,476 @@
+//! The client: calls services by name.
+//!
+//! A call picks a node through the [`Selector`](crate::selector::Selector), sends the request on
+//! a pooled, multiplexed HTTP/2 connection as gRPC (protobuf for typed calls, `application/grpc+json`
+//! for [`Client::call_json`]), and waits up to the request timeout (5 s unless set), which also
+//! travels to the server as `grpc-timeout`. Failures that are safe to repeat (the node could not be
+//! reached, 408, 502–504) are retried on another node, with a short back-off, `retries` times (1
+//! unless set). Wrappers ([`CallWrapper`]) layer middleware around every unary call.
+
+mod wrapper;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use tokio::sync::mpsc;
+
+pub use wrapper::{CallWrapper, Caller, RawCall, TracingCallWrapper};
+
+use crate::codec::{Codec, Decode, Message, Protocol, RawMessage};
+use crate::metadata::Metadata;
+use crate::registry::{MemoryRegistry, Node, SharedRegistry};
+use crate::selector::{Filter, RegistrySelector, Selector, Strategy};
+use crate::transport::grpc::{self, Streaming, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::transport::http::Pool;
+use crate::transport::Body;
+use crate::Error;
+
+/// The id of errors the client itself produces.
+pub const CLIENT_ID: &str = "go.micro.client";
+
+/// A method as generated code names it: the micro endpoint and the gRPC path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Method {
+    /// `Greeter.SayHello`.
+    pub endpoint: &'static str,
+    /// `/helloworld.Greeter/SayHello`.
+    pub path: &'static str,
+}
+
+/// Options of a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long a call may take, retries included.
+    pub request_timeout: Duration,
+    /// How many times a failed call is tried again.
+    pub retries: u32,
+    /// How long connecting to a node may take.
+    pub connect_timeout: Duration,
+    /// Largest reply accepted.
+    pub max_message_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            retries: 1,
+            connect_timeout: Duration::from_secs(2),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// Options of one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Overrides the client's request timeout.
+    pub timeout: Option<Duration>,
+    /// Metadata sent with the request.
+    pub metadata: Metadata,
+    /// Calls this address instead of discovering nodes.
+    pub address: Option<String>,
+    /// Overrides the client's retries.
+    pub retries: Option<u32>,
+    /// Node filter (version, labels).
+    pub filter: Filter,
+}
+
+impl CallOptions {
+    /// Default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// Adds metadata.
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    /// Calls this address directly.
+    pub fn address(mut self, addr: impl Into<String>) -> Self {
+        self.address = Some(addr.into());
+        self
+    }
+
+    /// Sets the retries.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
+    }
+}
+
+pub(crate) struct Core {
+    pub(crate) opts: ClientOptions,
+    pub(crate) selector: Arc<dyn Selector>,
+    pub(crate) pool: Pool,
+}
+
+/// A client. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    core: Arc<Core>,
+    caller: Arc<dyn Caller>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("opts", &self.core.opts).finish()
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new(Arc::new(MemoryRegistry::new()), ClientOptions::default())
+    }
+}
+
+impl Client {
+    /// A client discovering nodes in `registry` with the random selector.
+    pub fn new(registry: SharedRegistry, opts: ClientOptions) -> Self {
+        Self::with_selector(Arc::new(RegistrySelector::new(registry, Strategy::Random)), opts)
+    }
+
+    /// A client with its own selector.
+    pub fn with_selector(selector: Arc<dyn Selector>, opts: ClientOptions) -> Self {
+        let core = Arc::new(Core { opts, selector, pool: Pool::new() });
+        Client { caller: core.clone(), core }
+    }
+
+    /// The same client with a wrapper around every unary call (outermost last).
+    pub fn wrap(mut self, wrapper: impl CallWrapper) -> Self {
+        self.caller = wrapper.wrap(self.caller);
+        self
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ClientOptions {
+        &self.core.opts
+    }
+
+    /// Calls `method` of `service` with a typed request.
+    pub async fn call<Req: Message, Resp: Message>(
+        &self,
+        service: &str,
+        method: &Method,
+        req: &Req,
+        opts: CallOptions,
+    ) -> Result<Resp, Error> {
+        let body = Codec::Proto.encode_framed(req)?;
+        let reply = self
+            .caller
+            .call(RawCall {
+                service: service.to_string(),
+                endpoint: method.endpoint.to_string(),
+                path: method.path.to_string(),
+                codec: Codec::Proto,
+                body,
+                opts,
+            })
+            .await?;
+        Codec::Proto.decode(&reply)
+    }
+
+    /// Calls `endpoint` (`Service.Method`) of `service` with a JSON request; returns the JSON reply.
+    pub async fn call_json(
+        &self,
+        service: &str,
+        endpoint: &str,
+        json: &[u8],
+        opts: CallOptions,
+    ) -> Result<Bytes, Error> {
+        let mut body = BytesMut::with_capacity(json.len() + 5);
+        body.extend_from_slice(&[0; 5]);
+        body.extend_from_slice(json);
+        let len = (json.len() as u32).to_be_bytes();
+        body[1..5].copy_from_slice(&len);
+        self.caller
+            .call(RawCall {
+                service: service.to_string(),
+                endpoint: endpoint.to_string(),
+                path: format!("/{endpoint}"),
+                codec: Codec::Json,
+                body: body.freeze(),
+                opts,
+            })
+            .await
+    }
+
+    /// Opens a server stream: one request, then every reply.
+    pub async fn server_stream<Req: Message, Resp: Message>(
+        &self,
+        service: &str,
+        method: &Method,
+        req: &Req,
+        opts: CallOptions,
+    ) -> Result<Streaming<Resp>, Error> {
+        let (tx, stream) = self.open::<Req, Resp>(service, method.endpoint, method.path, Codec::Proto, opts).await?;
+        tx.send_raw(Codec::Proto.encode_framed(req)?).await?;
+        drop(tx);
+        Ok(stream)
+    }
+
+    /// Opens a client stream: send requests, close, then await the one reply.
+    pub async fn client_stream<Req: Message, Resp: Message>(
+        &self,
+        service: &str,
+        method: &Method,
+        opts: CallOptions,
+    ) -> Result<(ClientSender<Req>, ClientReply<Resp>), Error> {
+        let (tx, stream) = self.open(service, method.endpoint, method.path, Codec::Proto, opts).await?;
+        Ok((tx, ClientReply { stream }))
+    }
+
+    /// Opens a bidirectional stream.
+    pub async fn bidi_stream<Req: Message, Resp: Message>(
+        &self,
+        service: &str,
+        method: &Method,
+        opts: CallOptions,
+    ) -> Result<(ClientSender<Req>, Streaming<Resp>), Error> {
+        self.open(service, method.endpoint, method.path, Codec::Proto, opts).await
+    }
+
+    /// Opens a stream to `endpoint` that carries JSON both ways (for tools such as the CLI).
+    pub async fn stream_json(
+        &self,
+        service: &str,
+        endpoint: &str,
+        opts: CallOptions,
+    ) -> Result<(ClientSender<RawMessage>, Streaming<RawMessage>), Error> {
+        let path = format!("/{endpoint}");
+        self.open(service, endpoint, &path, Codec::Json, opts).await
+    }
+
+    async fn open<Req, Resp: Decode>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        path: &str,
+        codec: Codec,
+        opts: CallOptions,
+    ) -> Result<(ClientSender<Req>, Streaming<Resp>), Error> {
+        let core = &self.core;
+        let connect_deadline = Instant::now() + opts.timeout.unwrap_or(core.opts.request_timeout);
+        let retries = opts.retries.unwrap_or(core.opts.retries);
+        let mut filter = opts.filter.clone();
+        let mut attempt = 0;
+        loop {
+            let node = core.node(service, &opts, &filter).await?;
+            let remaining = connect_deadline.saturating_duration_since(Instant::now());
+            match core.pool.get(&node.address, remaining.min(core.opts.connect_timeout)).await {
+                Ok(mut sender) => {
+                    core.selector.mark(service, &node, Ok(()));
+                    let (tx, rx) = mpsc::channel(16);
+                    let req = build_request(path, codec, &opts.metadata, opts.timeout, Body::channel(rx))?;
+                    let response = sender.send_request(req);
+                    let peer = service.to_string();
+                    let max = core.opts.max_message_size;
+                    let endpoint = endpoint.to_string();
+                    let fut: grpc::ResponseFuture = Box::pin(async move {
+                        let resp = response.await.map_err(|e| Error::unavailable(CLIENT_ID, format!("{endpoint}: {e}")))?;
+                        check_head(&peer, resp)
+                    });
+                    return Ok((
+                        ClientSender { tx, codec, _m: std::marker::PhantomData },
+                        Streaming::client(fut, codec, max, service.to_string()),
+                    ));
+                }
+                Err(e) => {
+                    core.selector.mark(service, &node, Err(&e));
+                    if attempt >= retries || opts.address.is_some() || Instant::now() >= connect_deadline {
+                        return Err(e);
+                    }
+                    filter.exclude.push(node.address);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The sending half of a client or bidirectional stream. Dropping it (or [`ClientSender::close`])
+/// ends the request stream.
+#[derive(Debug)]
+pub struct ClientSender<M> {
+    tx: mpsc::Sender<Frame<Bytes>>,
+    codec: Codec,
+    _m: std::marker::PhantomData<fn(M)>,
+}
+
+impl<M> ClientSender<M> {
+    async fn send_raw(&self, frame: Bytes) -> Result<(), Error> {
+        self.tx
+            .send(Frame::data(frame))
+            .await
+            .map_err(|_| Error::new(CLIENT_ID, 499, "the stream is closed"))
+    }
+
+    /// Ends the request stream.
+    pub fn close(self) {}
+}
+
+impl<M: Message> ClientSender<M> {
+    /// Sends one request.
+    pub async fn send(&self, msg: M) -> Result<(), Error> {
+        self.send_raw(self.codec.encode_framed(&msg)?).await
+    }
+}
+
+impl ClientSender<RawMessage> {
+    /// Sends one request already encoded with the stream's codec.
+    pub async fn send_bytes(&self, text: &[u8]) -> Result<(), Error> {
+        let mut buf = BytesMut::with_capacity(text.len() + 5);
+        buf.extend_from_slice(&[0]);
+        buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        buf.extend_from_slice(text);
+        self.send_raw(buf.freeze()).await
+    }
+}
+
+/// The reply of a client stream, available once the request stream is closed.
+#[derive(Debug)]
+pub struct ClientReply<M> {
+    stream: Streaming<M>,
+}
+
+impl<M: Message> ClientReply<M> {
+    /// Waits for the reply.
+    pub async fn reply(mut self) -> Result<M, Error> {
+        self.stream
+            .message()
+            .await?
+            .ok_or_else(|| Error::internal_server_error(CLIENT_ID, "the server closed the stream without a reply"))
+    }
+}
+
+fn build_request(
+    path: &str,
+    codec: Codec,
+    metadata: &Metadata,
+    timeout: Option<Duration>,
+    body: Body,
+) -> Result<http::Request<Body>, Error> {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = http::Uri::builder()
+        .scheme("http")
+        .authority("micro")
+        .path_and_query(path)
+        .build()
+        .map_err(|e| Error::bad_request(CLIENT_ID, format!("invalid endpoint path {path:?}: {e}")))?;
+    let h = req.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
+    h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    if let Some(t) = timeout {
+        if let Ok(v) = HeaderValue::from_str(&grpc::format_timeout(t)) {
+            h.insert("grpc-timeout", v);
+        }
+    }
+    metadata.write_to(h);
+    Ok(req)
+}
+
+/// Checks the head of a gRPC response; returns the body to read, or `None` for a trailers-only OK.
+fn check_head(
+    peer: &str,
+    resp: http::Response<hyper::body::Incoming>,
+) -> Result<Option<hyper::body::Incoming>, Error> {
+    let (parts, body) = resp.into_parts();
+    if parts.status != StatusCode::OK {
+        return Err(Error::new(peer, parts.status.as_u16(), format!("HTTP status {}", parts.status)));
+    }
+    match grpc::status_from_headers(&parts.headers, peer) {
+        Some(Ok(())) => Ok(None),
+        Some(Err(e)) => Err(e),
+        None => Ok(Some(body)),
+    }
+}
+
+impl Core {
+    async fn node(&self, service: &str, opts: &CallOptions, filter: &Filter) -> Result<Node, Error> {
+        match &opts.address {
+            Some(addr) => Ok(Node { id: addr.clone(), address: addr.clone(), ..Default::default() }),
+            None => self.selector.select(service, filter).await,
+        }
+    }
+
+    async fn attempt(&self, call: &RawCall, node: &Node, timeout: Duration) -> Result<Bytes, Error> {
+        let req = build_request(
+            &call.path,
+            call.codec,
+            &call.opts.metadata,
+            Some(timeout),
+            Body::full(call.body.clone()),
+        )?;
+        let resp = self.pool.send(&node.address, req, timeout.min(self.opts.connect_timeout)).await?;
+        let Some(body) = check_head(&call.service, resp)? else {
+            return Err(Error::internal_server_error(&call.service, "reply without a message"));
+        };
+        let collected = Limited::new(body, self.opts.max_message_size + 5)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    grpc::too_large(self.opts.max_message_size + 1, self.opts.max_message_size)
+                } else {
+                    Error::unavailable(CLIENT_ID, format!("{}: reading the reply: {e}", node.address))
+                }
+            })?;
+        let trailers = collected.trailers().cloned().unwrap_or_else(HeaderMap::new);
+        match grpc::status_from_headers(&trailers, &call.service) {
+            Some(Ok(())) => grpc::unframe_one(collected.to_bytes(), self.opts.max_message_size),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::internal_server_error(&call.service, "reply ended without a gRPC status")),
+        }
+    }
+}
+
+impl Caller for Core {
+    fn call(&self, call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>> {
+        Box::pin(async move {
+            let timeout = call.opts.timeout.unwrap_or(self.opts.request_timeout);
+            let deadline = Instant::now() + timeout;
+            let retries = call.opts.retries.unwrap_or(self.opts.retries);
+            let mut filter = call.opts.filter.clone();
+            let mut attempt = 0u32;
+            loop {
+                let node = self.node(&call.service, &call.opts, &filter).await?;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let res = match tokio::time::timeout(remaining, self.attempt(&call, &node, remaining)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::timeout(
+                        CLIENT_ID,
+                        format!("call to {}.{} timed out after {timeout:?}", call.service, call.endpoint),
+                    )),
+                };
+                self.selector.mark(&call.service, &node, res.as_ref().map(|_| ()));
+                match res {
+                    Ok(reply) => return Ok(reply),
+                    Err(e) if e.is_retryable() && attempt < retries && Instant::now() < deadline => {
+                        attempt += 1;
+                        if call.opts.address.is_none() {
+                            filter.exclude.push(node.address);
+                        }
+                        let backoff = Duration::from_millis(10u64.pow(attempt.min(3)));
+                        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+                        tracing::debug!(service = %call.service, endpoint = %call.endpoint, attempt, error = %e.detail, "retrying");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    }
+}

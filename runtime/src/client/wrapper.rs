@@ -1,0 +1,86 @@
+//! Call wrappers: middleware around every unary call a client makes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use super::CallOptions;
+use crate::codec::Codec;
+use crate::Error;
+
+/// A unary call at the byte level, as wrappers see it.
+#[derive(Debug, Clone)]
+pub struct RawCall {
+    /// Service name.
+    pub service: String,
+    /// `Service.Method`.
+    pub endpoint: String,
+    /// HTTP path the request goes to.
+    pub path: String,
+    /// Codec of the body and of the reply.
+    pub codec: Codec,
+    /// The request as one gRPC frame.
+    pub body: Bytes,
+    /// Call options (metadata, timeout, address, ...).
+    pub opts: CallOptions,
+}
+
+/// Something that performs calls: the client's transport, or a wrapper around it.
+pub trait Caller: Send + Sync + 'static {
+    /// Performs the call; returns the reply message bytes.
+    fn call(&self, call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>>;
+}
+
+/// Builds a [`Caller`] around another.
+///
+/// ```
+/// use std::sync::Arc;
+/// use micro::client::{CallWrapper, Caller, RawCall};
+/// /// Adds a metadata entry to every call.
+/// struct Tag(Arc<dyn Caller>);
+/// impl Caller for Tag {
+///     fn call(&self, mut call: RawCall) -> futures_util::future::BoxFuture<'_, Result<bytes::Bytes, micro::Error>> {
+///         call.opts.metadata.insert("x-tag", "1");
+///         self.0.call(call)
+///     }
+/// }
+/// struct TagWrapper;
+/// impl CallWrapper for TagWrapper {
+///     fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller> {
+///         Arc::new(Tag(inner))
+///     }
+/// }
+/// ```
+pub trait CallWrapper {
+    /// The caller to use in place of `inner`.
+    fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller>;
+}
+
+/// Logs every call with its service, endpoint, duration and outcome.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingCallWrapper;
+
+struct Traced(Arc<dyn Caller>);
+
+impl Caller for Traced {
+    fn call(&self, call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>> {
+        Box::pin(async move {
+            let (service, endpoint) = (call.service.clone(), call.endpoint.clone());
+            let start = Instant::now();
+            let res = self.0.call(call).await;
+            match &res {
+                Ok(_) => tracing::debug!(%service, %endpoint, elapsed = ?start.elapsed(), "call ok"),
+                Err(e) => tracing::info!(%service, %endpoint, elapsed = ?start.elapsed(), code = e.code, detail = %e.detail, "call failed"),
+            }
+            res
+        })
+    }
+}
+
+impl CallWrapper for TracingCallWrapper {
+    fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller> {
+        Arc::new(Traced(inner))
+    }
+}

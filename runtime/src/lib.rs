@@ -1,0 +1,69 @@
+//! Micro for Rust: the runtime every generated service targets.
+//!
+//! A [`Service`] bundles a [`Server`] (your handlers), a [`Client`] (to call other services) and a
+//! [`Registry`](registry::Registry) (to find them), configured from code, `MICRO_*` variables and
+//! flags. Servers speak gRPC over HTTP/2 and plain HTTP with JSON or protobuf on one port, so native
+//! gRPC clients, `curl` and micro clients all reach the same handlers.
+//!
+//! ```no_run
+//! # mod helloworld {
+//! #     pub fn register_greeter_handler(_: &micro::Server, _: ()) {}
+//! # }
+//! #[tokio::main]
+//! async fn main() -> Result<(), micro::Error> {
+//!     let service = micro::Service::new("helloworld")?;
+//!     helloworld::register_greeter_handler(service.server(), ());
+//!     service.run().await
+//! }
+//! ```
+//!
+//! # Plugin points
+//! - [`registry`]: where services are found (`memory`).
+//! - [`selector`]: which node gets a call (random, round robin).
+//! - [`transport`]: how calls travel (HTTP/2 gRPC + HTTP/1 JSON on one port).
+//! - [`codec`]: protobuf and proto3 JSON.
+//! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware.
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod logger;
+pub mod metadata;
+pub mod options;
+pub mod registry;
+pub mod selector;
+pub mod server;
+pub mod service;
+pub mod transport;
+
+pub use client::{CallOptions, Client};
+pub use codec::Message;
+pub use error::{Error, Result};
+pub use metadata::Metadata;
+pub use server::{Request, Server, ServerStream};
+pub use service::Service;
+pub use transport::grpc::Streaming;
+
+/// Includes the code generated for a proto package by `micro_build` in `build.rs`.
+///
+/// ```ignore
+/// pub mod helloworld {
+///     micro::include_proto!("helloworld");
+/// }
+/// ```
+#[macro_export]
+macro_rules! include_proto {
+    ($package:tt) => {
+        include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
+    };
+}
+
+/// Re-exports used by generated code, so generated crates need no extra dependencies.
+#[doc(hidden)]
+pub mod __private {
+    pub use pbjson;
+    pub use pbjson_types;
+    pub use prost;
+    pub use prost_types;
+    pub use serde;
+}

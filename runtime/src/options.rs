@@ -1,0 +1,264 @@
+//! Options from code, environment and command line, as Go Micro takes them.
+//!
+//! Every option has a flag (`--registry=etcd` or `--registry etcd`) and an environment variable
+//! (`MICRO_REGISTRY=etcd`). Code sets defaults, the environment overrides code, flags override the
+//! environment. Durations are whole seconds (`30`) or carry a unit (`500ms`, `5s`, `1m`).
+//! Arguments that are not micro flags are left for the program.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::Error;
+
+/// Plugins and settings shared by services and tools.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Registry backend: `mdns` (default), `etcd`, `memory`.
+    pub registry: String,
+    /// Registry addresses (comma list in flags).
+    pub registry_address: Vec<String>,
+    /// Broker backend: `http` (default), `nats`, `memory`.
+    pub broker: String,
+    /// Broker addresses.
+    pub broker_address: Vec<String>,
+    /// Transport: `http` (gRPC and HTTP on one port; `grpc` is a synonym).
+    pub transport: String,
+    /// Transport addresses.
+    pub transport_address: Vec<String>,
+    /// Selector: `random` (default) or `roundrobin`.
+    pub selector: String,
+    /// Service name.
+    pub server_name: Option<String>,
+    /// Node id.
+    pub server_id: Option<String>,
+    /// Service version.
+    pub server_version: Option<String>,
+    /// Listen address.
+    pub server_address: Option<String>,
+    /// Advertised address.
+    pub server_advertise: Option<String>,
+    /// Extra node metadata.
+    pub server_metadata: BTreeMap<String, String>,
+    /// Registration TTL.
+    pub register_ttl: Duration,
+    /// How often to re-register.
+    pub register_interval: Duration,
+    /// Client request timeout.
+    pub client_request_timeout: Duration,
+    /// Client retries.
+    pub client_retries: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            registry: crate::registry::DEFAULT.to_string(),
+            registry_address: vec![],
+            broker: "http".into(),
+            broker_address: vec![],
+            transport: "http".into(),
+            transport_address: vec![],
+            selector: "random".into(),
+            server_name: None,
+            server_id: None,
+            server_version: None,
+            server_address: None,
+            server_advertise: None,
+            server_metadata: BTreeMap::new(),
+            register_ttl: Duration::from_secs(60),
+            register_interval: Duration::from_secs(30),
+            client_request_timeout: Duration::from_secs(5),
+            client_retries: 1,
+        }
+    }
+}
+
+/// Names of every option, as flags (without `--`); the variable is `MICRO_` + upper case.
+pub const FLAGS: &[&str] = &[
+    "registry",
+    "registry_address",
+    "broker",
+    "broker_address",
+    "transport",
+    "transport_address",
+    "selector",
+    "server_name",
+    "server_id",
+    "server_version",
+    "server_address",
+    "server_advertise",
+    "server_metadata",
+    "register_ttl",
+    "register_interval",
+    "client_request_timeout",
+    "client_retries",
+];
+
+/// Valid transports.
+pub const TRANSPORTS: &[&str] = &["http", "grpc"];
+/// Valid brokers.
+pub const BROKERS: &[&str] = &["http", "memory"];
+
+/// Parses a duration: bare seconds, or a number with `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let s = s.trim();
+    let bad = || Error::bad_request("go.micro.options", format!("invalid duration {s:?} (use 30, 500ms, 5s, 1m)"));
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+fn one_of(kind: &str, v: &str, valid: &[&str]) -> Result<String, Error> {
+    if valid.contains(&v) {
+        Ok(v.to_string())
+    } else {
+        Err(Error::bad_request(
+            "go.micro.options",
+            format!("unknown {kind} \"{v}\" (valid: {})", valid.join(", ")),
+        ))
+    }
+}
+
+impl Options {
+    /// Sets one option by its flag name.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
+        match name {
+            "registry" => self.registry = one_of("registry", value, crate::registry::NAMES)?,
+            "registry_address" => self.registry_address = list(value),
+            "broker" => self.broker = one_of("broker", value, BROKERS)?,
+            "broker_address" => self.broker_address = list(value),
+            "transport" => self.transport = one_of("transport", value, TRANSPORTS)?,
+            "transport_address" => self.transport_address = list(value),
+            "selector" => self.selector = one_of("selector", value, &["random", "roundrobin"])?,
+            "server_name" => self.server_name = Some(value.to_string()),
+            "server_id" => self.server_id = Some(value.to_string()),
+            "server_version" => self.server_version = Some(value.to_string()),
+            "server_address" => self.server_address = Some(value.to_string()),
+            "server_advertise" => self.server_advertise = Some(value.to_string()),
+            "server_metadata" => {
+                for pair in list(value) {
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        Error::bad_request("go.micro.options", format!("server_metadata {pair:?} is not key=value"))
+                    })?;
+                    self.server_metadata.insert(k.to_string(), v.to_string());
+                }
+            }
+            "register_ttl" => self.register_ttl = parse_duration(value)?,
+            "register_interval" => self.register_interval = parse_duration(value)?,
+            "client_request_timeout" => self.client_request_timeout = parse_duration(value)?,
+            "client_retries" => {
+                self.client_retries = value.parse().map_err(|_| {
+                    Error::bad_request("go.micro.options", format!("client_retries {value:?} is not a number"))
+                })?
+            }
+            _ => return Err(Error::bad_request("go.micro.options", format!("unknown option {name}"))),
+        }
+        Ok(())
+    }
+
+    /// Applies `MICRO_*` variables from an environment.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        for name in FLAGS {
+            if let Some(v) = env(&format!("MICRO_{}", name.to_ascii_uppercase())) {
+                if !v.is_empty() {
+                    self.set(name, &v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies micro flags from command-line arguments; returns the arguments that are not ours.
+    pub fn apply_args(&mut self, args: impl IntoIterator<Item = String>) -> Result<Vec<String>, Error> {
+        let mut rest = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let Some(flag) = arg.strip_prefix("--") else {
+                rest.push(arg);
+                continue;
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (flag, None),
+            };
+            let name = name.replace('-', "_");
+            if !FLAGS.contains(&name.as_str()) {
+                rest.push(arg);
+                continue;
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .ok_or_else(|| Error::bad_request("go.micro.options", format!("flag --{name} needs a value")))?,
+            };
+            self.set(&name, &value)?;
+        }
+        Ok(rest)
+    }
+
+    /// Options from the process environment and command line over defaults.
+    pub fn from_env_and_args() -> Result<(Self, Vec<String>), Error> {
+        let mut opts = Options::default();
+        opts.apply_env(|k| std::env::var(k).ok())?;
+        let rest = opts.apply_args(std::env::args().skip(1))?;
+        Ok((opts, rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn env_then_flags_and_leftovers() {
+        let mut o = Options::default();
+        o.apply_env(|k| match k {
+            "MICRO_REGISTRY" => Some("memory".into()),
+            "MICRO_CLIENT_RETRIES" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        let rest = o
+            .apply_args(
+                ["--server_name=a", "mine", "--client-retries", "2", "--server_metadata", "a=1,b=2", "--other"]
+                    .map(String::from),
+            )
+            .unwrap();
+        assert_eq!(rest, vec!["mine".to_string(), "--other".to_string()]);
+        assert_eq!((o.registry.as_str(), o.client_retries), ("memory", 2));
+        assert_eq!(o.server_name.as_deref(), Some("a"));
+        assert_eq!(o.server_metadata.len(), 2);
+    }
+
+    #[test]
+    fn unknown_plugin_lists_valid_ones() {
+        let err = Options::default().set("registry", "nosuch").unwrap_err();
+        assert!(err.detail.starts_with("unknown registry \"nosuch\" (valid: "), "{}", err.detail);
+        assert!(Options::default().set("register_ttl", "soon").is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! Handlers: typed functions turned into the byte-level endpoints the server routes to.
+//!
+//! A unary handler is an async function `Request<Req> -> Result<Resp>`. A streaming handler gets
+//! its request (one message, or a [`Streaming`] of them) and a [`ServerStream`] to send replies on;
+//! the stream's status is the handler's result. Generated code builds these with [`unary`],
+//! [`server_stream`], [`client_stream`] and [`bidi_stream`].
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::HeaderMap;
+use http_body::Frame;
+use tokio::sync::mpsc;
+
+use crate::codec::{Codec, Message, Protocol};
+use crate::metadata::Metadata;
+use crate::transport::grpc::{self, Streaming};
+use crate::transport::Body;
+use crate::Error;
+
+/// A request as a handler sees it: the message, its metadata and its deadline.
+#[derive(Debug)]
+pub struct Request<T> {
+    message: T,
+    metadata: Metadata,
+    deadline: Option<Instant>,
+}
+
+impl<T> Request<T> {
+    /// A request with no metadata and no deadline.
+    pub fn new(message: T) -> Self {
+        Request { message, metadata: Metadata::new(), deadline: None }
+    }
+
+    pub(crate) fn from_parts(message: T, metadata: Metadata, deadline: Option<Instant>) -> Self {
+        Request { message, metadata, deadline }
+    }
+
+    /// The message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+
+    /// Takes the message out.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// The caller's metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// When the caller stops waiting, if it said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The same request around another message.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
+        Request { message: f(self.message), metadata: self.metadata, deadline: self.deadline }
+    }
+}
+
+impl<T> Deref for Request<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.message
+    }
+}
+
+impl<T> DerefMut for Request<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+}
+
+/// Where a streaming handler sends its replies.
+#[derive(Debug)]
+pub struct ServerStream<M> {
+    tx: mpsc::Sender<Frame<Bytes>>,
+    codec: Codec,
+    _m: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for ServerStream<M> {
+    fn clone(&self) -> Self {
+        ServerStream { tx: self.tx.clone(), codec: self.codec, _m: PhantomData }
+    }
+}
+
+impl<M: Message> ServerStream<M> {
+    /// Sends one reply; waits while the client is slow. Fails once the client has gone away.
+    pub async fn send(&self, msg: M) -> Result<(), Error> {
+        let frame = self.codec.encode_framed(&msg)?;
+        self.tx
+            .send(Frame::data(frame))
+            .await
+            .map_err(|_| Error::new("go.micro.server", 499, "the client closed the stream"))
+    }
+
+    /// Whether the client has gone away.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Everything a byte-level handler gets.
+pub struct RawRequest {
+    /// The codec of the request (and of the reply).
+    pub codec: Codec,
+    /// gRPC or plain HTTP.
+    pub protocol: Protocol,
+    /// Request metadata.
+    pub metadata: Metadata,
+    /// The caller's deadline.
+    pub deadline: Option<Instant>,
+    /// Largest message accepted.
+    pub max_message_size: usize,
+    /// The body: one whole message for unary calls, a stream of frames otherwise.
+    pub body: RawBody,
+}
+
+/// The body of a [`RawRequest`].
+pub enum RawBody {
+    /// A unary request's message, unframed.
+    Message(Bytes),
+    /// A streaming request's body of gRPC frames.
+    Stream(hyper::body::Incoming),
+}
+
+/// A unary endpoint at the byte level: message bytes in, encoded reply out.
+pub trait UnaryHandler: Send + Sync + 'static {
+    /// Decodes, handles and encodes; the reply is framed when the protocol is gRPC.
+    fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>>;
+}
+
+/// A streaming endpoint at the byte level: it answers with a body of frames ending in trailers.
+pub trait StreamHandler: Send + Sync + 'static {
+    /// Starts the call; the returned body drives the handler.
+    fn call(&self, req: RawRequest) -> Body;
+}
+
+/// How an endpoint is called.
+#[derive(Clone)]
+pub enum Handler {
+    /// One request, one reply.
+    Unary(Arc<dyn UnaryHandler>),
+    /// Any of the three streaming kinds.
+    Stream(Arc<dyn StreamHandler>),
+}
+
+struct UnaryFn<F, Req, Resp> {
+    f: F,
+    _m: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<F, Fut, Req, Resp> UnaryHandler for UnaryFn<F, Req, Resp>
+where
+    F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>> {
+        let RawBody::Message(bytes) = req.body else {
+            return Box::pin(async { Err(Error::internal_server_error("go.micro.server", "unary handler got a stream")) });
+        };
+        let msg = match req.codec.decode::<Req>(&bytes) {
+            Ok(m) => m,
+            Err(e) => return Box::pin(async { Err(e) }),
+        };
+        let fut = (self.f)(Request::from_parts(msg, req.metadata, req.deadline));
+        let (codec, protocol) = (req.codec, req.protocol);
+        Box::pin(async move {
+            let resp = fut.await?;
+            match protocol {
+                Protocol::Grpc => codec.encode_framed(&resp),
+                Protocol::Http => codec.encode(&resp),
+            }
+        })
+    }
+}
+
+/// A unary endpoint from an async function.
+pub fn unary<F, Fut, Req, Resp>(f: F) -> Handler
+where
+    F: Fn(Request<Req>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    Handler::Unary(Arc::new(UnaryFn { f, _m: PhantomData }))
+}
+
+/// A body that drives a streaming handler and carries its replies, then its status.
+struct DrivenBody {
+    fut: Option<BoxFuture<'static, Result<(), Error>>>,
+    rx: mpsc::Receiver<Frame<Bytes>>,
+    status: Option<Result<(), Error>>,
+    done: bool,
+}
+
+impl http_body::Body for DrivenBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(fut) = this.fut.as_mut() {
+            if let Poll::Ready(res) = fut.as_mut().poll(cx) {
+                this.fut = None;
+                this.status = Some(res);
+            }
+        }
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(None) => {
+                // Every sender is gone; the handler may still be running without its stream.
+                if this.fut.is_some() {
+                    return Poll::Pending;
+                }
+                this.done = true;
+                let status = this.status.take().unwrap_or(Ok(()));
+                let mut trailers = HeaderMap::new();
+                if let Err(e) = &status {
+                    tracing::debug!(error = %e, "stream ended with an error");
+                }
+                grpc::status_headers(status.as_ref().map(|_| ()), &mut trailers);
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn deadline_error() -> Error {
+    Error::timeout("go.micro.server", "deadline exceeded")
+}
+
+/// Runs `fut` until the deadline, if there is one.
+pub(crate) async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match deadline {
+        None => fut.await,
+        Some(d) => tokio::time::timeout_at(d.into(), fut).await.unwrap_or_else(|_| Err(deadline_error())),
+    }
+}
+
+fn driven<Resp, F, Fut>(req: RawRequest, start: F) -> Body
+where
+    Resp: Message,
+    F: FnOnce(RawRequest, ServerStream<Resp>) -> Fut,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    let deadline = req.deadline;
+    let stream = ServerStream { tx, codec: req.codec, _m: PhantomData };
+    let fut = start(req, stream);
+    Body::boxed(DrivenBody {
+        fut: Some(Box::pin(with_deadline(deadline, fut))),
+        rx,
+        status: None,
+        done: false,
+    })
+}
+
+fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, Error> {
+    match std::mem::replace(&mut req.body, RawBody::Message(Bytes::new())) {
+        RawBody::Stream(body) => Ok(Streaming::server(body, req.codec, req.max_message_size)),
+        RawBody::Message(_) => Err(Error::bad_request("go.micro.server", "streaming endpoints need gRPC")),
+    }
+}
+
+struct StreamFn<F, Req, Resp> {
+    f: Arc<F>,
+    _m: PhantomData<fn(Req) -> Resp>,
+}
+
+struct ServerStreaming;
+struct ClientStreaming;
+struct BidiStreaming;
+
+struct Kinded<K, F, Req, Resp>(StreamFn<F, Req, Resp>, PhantomData<fn() -> K>);
+
+impl<F, Fut, Req, Resp> StreamHandler for Kinded<ServerStreaming, F, Req, Resp>
+where
+    F: Fn(Request<Req>, ServerStream<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    fn call(&self, mut req: RawRequest) -> Body {
+        let f = self.0.f.clone();
+        let incoming = request_stream::<Req>(&mut req);
+        driven(req, move |req, stream| async move {
+            let msg = incoming?
+                .message()
+                .await?
+                .ok_or_else(|| Error::bad_request("go.micro.server", "missing request message"))?;
+            f(Request::from_parts(msg, req.metadata, req.deadline), stream).await
+        })
+    }
+}
+
+impl<F, Fut, Req, Resp> StreamHandler for Kinded<ClientStreaming, F, Req, Resp>
+where
+    F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    fn call(&self, mut req: RawRequest) -> Body {
+        let f = self.0.f.clone();
+        let incoming = request_stream::<Req>(&mut req);
+        driven(req, move |req, stream| async move {
+            let reply = f(Request::from_parts(incoming?, req.metadata, req.deadline)).await?;
+            stream.send(reply).await
+        })
+    }
+}
+
+impl<F, Fut, Req, Resp> StreamHandler for Kinded<BidiStreaming, F, Req, Resp>
+where
+    F: Fn(Request<Streaming<Req>>, ServerStream<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    fn call(&self, mut req: RawRequest) -> Body {
+        let f = self.0.f.clone();
+        let incoming = request_stream::<Req>(&mut req);
+        driven(req, move |req, stream| async move {
+            f(Request::from_parts(incoming?, req.metadata, req.deadline), stream).await
+        })
+    }
+}
+
+fn kinded<K: 'static, F, Req: Message, Resp: Message>(f: F) -> Handler
+where
+    Kinded<K, F, Req, Resp>: StreamHandler,
+{
+    Handler::Stream(Arc::new(Kinded::<K, F, Req, Resp>(
+        StreamFn { f: Arc::new(f), _m: PhantomData },
+        PhantomData,
+    )))
+}
+
+/// A server-streaming endpoint: one request in, replies sent on the [`ServerStream`].
+pub fn server_stream<F, Fut, Req, Resp>(f: F) -> Handler
+where
+    F: Fn(Request<Req>, ServerStream<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    kinded::<ServerStreaming, F, Req, Resp>(f)
+}
+
+/// A client-streaming endpoint: a [`Streaming`] of requests in, one reply out.
+pub fn client_stream<F, Fut, Req, Resp>(f: F) -> Handler
+where
+    F: Fn(Request<Streaming<Req>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    kinded::<ClientStreaming, F, Req, Resp>(f)
+}
+
+/// A bidirectional endpoint: a [`Streaming`] of requests in, replies sent on the [`ServerStream`].
+pub fn bidi_stream<F, Fut, Req, Resp>(f: F) -> Handler
+where
+    F: Fn(Request<Streaming<Req>>, ServerStream<Resp>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    Req: Message,
+    Resp: Message,
+{
+    kinded::<BidiStreaming, F, Req, Resp>(f)
+}

@@ -1,0 +1,452 @@
+//! The server: endpoints, routing, and the request path from HTTP to handler and back.
+//!
+//! Endpoints are registered before start (generated `register_*_handler` functions do it). At
+//! start the routes are frozen into one hash map keyed by path: the gRPC path
+//! (`/helloworld.Greeter/SayHello`) and the micro endpoint name (`/Greeter.SayHello`) reach the same
+//! handler. Each request is then answered without locks: content type → codec and protocol, path →
+//! handler, headers → metadata, `grpc-timeout` → deadline.
+//!
+//! Every server also answers `Debug.Health`, `Debug.Stats`, `grpc.health.v1.Health/Check` and gRPC
+//! server reflection (v1 and v1alpha), none of which is advertised in the registry.
+
+pub mod builtin;
+pub mod descriptors;
+pub mod handler;
+pub mod reflection;
+pub mod wrapper;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+pub use handler::{
+    bidi_stream, client_stream, server_stream, unary, Handler, RawBody, RawRequest, Request, ServerStream,
+    StreamHandler, UnaryHandler,
+};
+pub use wrapper::{HandlerWrapper, TracingWrapper};
+
+use crate::codec::{Codec, Protocol};
+use crate::metadata::Metadata;
+use crate::registry;
+use crate::transport::grpc::{self, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::transport::http::{self as transport, Dispatch, ServeOptions, Serving};
+use crate::transport::Body;
+use crate::Error;
+
+/// One endpoint of a server.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `Service.Method`, the name clients and tools use.
+    pub name: String,
+    /// The gRPC path, `/package.Service/Method`, if the endpoint has one.
+    pub path: Option<String>,
+    /// Fully qualified protobuf type of the request (`.helloworld.HelloRequest`).
+    pub request_type: Option<String>,
+    /// Fully qualified protobuf type of the response.
+    pub response_type: Option<String>,
+    /// Metadata advertised in the registry (`stream=true`, HTTP routes, ...).
+    pub metadata: BTreeMap<String, String>,
+    /// Whether the endpoint is kept out of the registry record.
+    pub internal: bool,
+    /// What answers it.
+    pub handler: Handler,
+}
+
+impl Endpoint {
+    /// An endpoint named `Service.Method`.
+    pub fn new(name: impl Into<String>, handler: Handler) -> Self {
+        Endpoint {
+            name: name.into(),
+            path: None,
+            request_type: None,
+            response_type: None,
+            metadata: BTreeMap::new(),
+            internal: false,
+            handler,
+        }
+    }
+
+    /// Sets the gRPC path.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Sets the request and response protobuf types (for field trees in the registry).
+    pub fn types(mut self, request: impl Into<String>, response: impl Into<String>) -> Self {
+        self.request_type = Some(request.into());
+        self.response_type = Some(response.into());
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keeps the endpoint out of the registry.
+    pub fn internal(mut self) -> Self {
+        self.internal = true;
+        self
+    }
+}
+
+/// Options of a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Service name.
+    pub name: String,
+    /// Node id (`<name>-<uuid>`).
+    pub id: String,
+    /// Service version.
+    pub version: String,
+    /// Listen address, `127.0.0.1:0` unless set.
+    pub address: String,
+    /// Address advertised in the registry instead of the listen address.
+    pub advertise: Option<String>,
+    /// Node metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Largest message accepted, in bytes.
+    pub max_message_size: usize,
+    /// How long in-flight requests may run after shutdown begins.
+    pub grace_period: Duration,
+    /// HTTP limits and worker threads.
+    pub serve: ServeOptions,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            name: "go.micro.server".into(),
+            id: String::new(),
+            version: "latest".into(),
+            address: "127.0.0.1:0".into(),
+            advertise: None,
+            metadata: BTreeMap::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            grace_period: Duration::from_secs(10),
+            serve: ServeOptions::default(),
+        }
+    }
+}
+
+struct Shared {
+    opts: RwLock<ServerOptions>,
+    endpoints: RwLock<Vec<Endpoint>>,
+    descriptors: RwLock<descriptors::DescriptorPool>,
+    wrappers: RwLock<Vec<Arc<dyn HandlerWrapper>>>,
+    running: Mutex<Option<Serving>>,
+    started: Instant,
+}
+
+/// A server: endpoints plus the HTTP listener that serves them. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("name", &self.options().name).finish()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new(ServerOptions::default())
+    }
+}
+
+impl Server {
+    /// A server with options; built-in endpoints are registered at once.
+    pub fn new(mut opts: ServerOptions) -> Self {
+        if opts.id.is_empty() {
+            opts.id = format!("{}-{}", opts.name, uuid::Uuid::new_v4());
+        }
+        let server = Server {
+            shared: Arc::new(Shared {
+                opts: RwLock::new(opts),
+                endpoints: RwLock::new(Vec::new()),
+                descriptors: RwLock::new(descriptors::DescriptorPool::default()),
+                wrappers: RwLock::new(Vec::new()),
+                running: Mutex::new(None),
+                started: Instant::now(),
+            }),
+        };
+        builtin::register(&server);
+        reflection::register(&server);
+        server
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> ServerOptions {
+        self.shared.opts.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes options; takes effect at the next start.
+    pub fn configure(&self, f: impl FnOnce(&mut ServerOptions)) {
+        let mut opts = self.shared.opts.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut opts);
+        if opts.id.is_empty() || !opts.id.starts_with(&format!("{}-", opts.name)) {
+            opts.id = format!("{}-{}", opts.name, uuid::Uuid::new_v4());
+        }
+    }
+
+    /// Adds an endpoint (replacing one of the same name).
+    pub fn handle(&self, endpoint: Endpoint) {
+        let mut eps = self.shared.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        eps.retain(|e| e.name != endpoint.name);
+        eps.push(endpoint);
+    }
+
+    /// Adds an encoded `FileDescriptorSet` (generated code embeds one per proto package), used for
+    /// endpoint field trees and server reflection.
+    pub fn add_descriptors(&self, encoded_set: &[u8]) {
+        let mut pool = self.shared.descriptors.write().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = pool.add_encoded(encoded_set) {
+            tracing::warn!(error = %e, "ignoring an invalid file descriptor set");
+        }
+    }
+
+    /// Wraps every handler (applied at start, innermost first).
+    pub fn wrap(&self, wrapper: impl HandlerWrapper) {
+        self.shared.wrappers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(wrapper));
+    }
+
+    /// Names of the registered endpoints (internal ones included).
+    pub fn endpoint_names(&self) -> Vec<String> {
+        let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        eps.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// The advertised endpoints as registry records, with their field trees.
+    pub fn registry_endpoints(&self) -> Vec<registry::Endpoint> {
+        let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        let pool = self.shared.descriptors.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<registry::Endpoint> = eps
+            .iter()
+            .filter(|e| !e.internal)
+            .map(|e| registry::Endpoint {
+                name: e.name.clone(),
+                request: e.request_type.as_deref().map(|t| pool.value_of(t)),
+                response: e.response_type.as_deref().map(|t| pool.value_of(t)),
+                metadata: e.metadata.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub(crate) fn descriptors(&self) -> std::sync::RwLockReadGuard<'_, descriptors::DescriptorPool> {
+        self.shared.descriptors.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn started(&self) -> Instant {
+        self.shared.started
+    }
+
+    /// Starts listening; returns the bound address. Routes are frozen from here on.
+    pub fn start(&self) -> Result<std::net::SocketAddr, Error> {
+        let opts = self.options();
+        let dispatcher = Arc::new(self.dispatcher(&opts));
+        let serving = transport::serve(&opts.address, dispatcher, &opts.serve)?;
+        let addr = serving.local_addr();
+        tracing::info!(service = %opts.name, "listening on {addr}");
+        *self.shared.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(serving);
+        Ok(addr)
+    }
+
+    /// The address the running server listens on.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.local_addr())
+    }
+
+    /// Stops accepting connections and waits (up to the grace period) for in-flight requests.
+    pub async fn stop(&self) {
+        let serving = self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(serving) = serving {
+            let grace = self.options().grace_period;
+            let cut = serving.shutdown(grace).await;
+            if cut > 0 {
+                tracing::warn!("closed {cut} connections still busy after the {grace:?} grace period");
+            }
+        }
+    }
+
+    fn dispatcher(&self, opts: &ServerOptions) -> Dispatcher {
+        let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        let wrappers = self.shared.wrappers.read().unwrap_or_else(|e| e.into_inner());
+        let mut routes = HashMap::new();
+        for ep in eps.iter() {
+            let mut handler = ep.handler.clone();
+            for w in wrappers.iter() {
+                handler = w.wrap(ep, handler);
+            }
+            let mut keys = vec![format!("/{}", ep.name)];
+            if let Some((svc, method)) = ep.name.split_once('.') {
+                keys.push(format!("/{svc}/{method}"));
+            }
+            if let Some(p) = &ep.path {
+                keys.push(p.clone());
+            }
+            for k in keys {
+                routes.entry(k.into_boxed_str()).or_insert_with(|| handler.clone());
+            }
+        }
+        Dispatcher { routes, id: opts.name.clone(), max_message_size: opts.max_message_size }
+    }
+}
+
+struct Dispatcher {
+    routes: HashMap<Box<str>, Handler>,
+    id: String,
+    max_message_size: usize,
+}
+
+fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
+    let timeout = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(grpc::parse_timeout)
+        .or_else(|| {
+            headers
+                .get("timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| crate::options::parse_duration(v).ok())
+        })?;
+    Some(Instant::now() + timeout)
+}
+
+/// The reply to a failed request, in the request's protocol.
+pub(crate) fn error_response(protocol: Protocol, codec: Codec, err: &Error) -> http::Response<Body> {
+    match protocol {
+        Protocol::Grpc => {
+            let mut resp = http::Response::new(Body::empty());
+            let h = resp.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
+            grpc::status_headers(Err(err), h);
+            resp
+        }
+        Protocol::Http => {
+            let mut resp = http::Response::new(Body::full(err.to_json()));
+            *resp.status_mut() = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+    }
+}
+
+impl Dispatcher {
+    fn error(&self, protocol: Protocol, codec: Codec, mut err: Error) -> http::Response<Body> {
+        if err.id.is_empty() || err.id.starts_with("go.micro.") {
+            err.id.clone_from(&self.id);
+        }
+        error_response(protocol, codec, &err)
+    }
+}
+
+impl Dispatch for Dispatcher {
+    #[allow(clippy::manual_async_fn)]
+    fn dispatch(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> impl std::future::Future<Output = http::Response<Body>> + Send + 'static {
+        async move {
+            let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let Some((codec, protocol)) = Codec::from_content_type(ct) else {
+                let protocol = if ct.starts_with("application/grpc") { Protocol::Grpc } else { Protocol::Http };
+                let detail = if ct.is_empty() {
+                    "missing Content-Type (use application/json, application/protobuf or application/grpc)".to_string()
+                } else {
+                    format!("unsupported Content-Type {ct:?} (use application/json, application/protobuf or application/grpc)")
+                };
+                return self.error(protocol, Codec::Json, Error::new("", 415, detail));
+            };
+            if req.method() != Method::POST {
+                return self.error(protocol, codec, Error::method_not_allowed("", format!("{} is not allowed; use POST", req.method())));
+            }
+            let Some(handler) = self.routes.get(req.uri().path()).cloned() else {
+                return self.error(protocol, codec, Error::not_found("", format!("unknown endpoint {}", req.uri().path().trim_start_matches('/'))));
+            };
+            let (parts, body) = req.into_parts();
+            let deadline = deadline_from(&parts.headers);
+            let metadata = Metadata::from_headers(parts.headers);
+            match handler {
+                Handler::Unary(h) => {
+                    let limit = self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
+                    let bytes = match Limited::new(body, limit).collect().await {
+                        Ok(c) => c.to_bytes(),
+                        Err(e) => {
+                            let err = if e.is::<http_body_util::LengthLimitError>() {
+                                grpc::too_large(limit, self.max_message_size)
+                            } else {
+                                Error::new("", 499, format!("reading the request failed: {e}"))
+                            };
+                            return self.error(protocol, codec, err);
+                        }
+                    };
+                    let message = match protocol {
+                        Protocol::Grpc => match grpc::unframe_one(bytes, self.max_message_size) {
+                            Ok(m) => m,
+                            Err(e) => return self.error(protocol, codec, e),
+                        },
+                        Protocol::Http => bytes,
+                    };
+                    let raw = RawRequest {
+                        codec,
+                        protocol,
+                        metadata,
+                        deadline,
+                        max_message_size: self.max_message_size,
+                        body: RawBody::Message(message),
+                    };
+                    match handler::with_deadline(deadline, h.call(raw)).await {
+                        Ok(reply) => ok_response(protocol, codec, reply),
+                        Err(e) => self.error(protocol, codec, e),
+                    }
+                }
+                Handler::Stream(h) => {
+                    if protocol != Protocol::Grpc {
+                        return self.error(protocol, codec, Error::bad_request("", "streaming endpoints are served over gRPC (Content-Type application/grpc or application/grpc+json)"));
+                    }
+                    let raw = RawRequest {
+                        codec,
+                        protocol,
+                        metadata,
+                        deadline,
+                        max_message_size: self.max_message_size,
+                        body: RawBody::Stream(body),
+                    };
+                    let mut resp = http::Response::new(h.call(raw));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static(codec.content_type(protocol)),
+                    );
+                    resp
+                }
+            }
+        }
+    }
+}
+
+fn ok_response(protocol: Protocol, codec: Codec, reply: Bytes) -> http::Response<Body> {
+    let body = match protocol {
+        Protocol::Grpc => {
+            let mut trailers = HeaderMap::with_capacity(1);
+            grpc::status_headers(Ok(()), &mut trailers);
+            Body::with_trailers(Some(reply), trailers)
+        }
+        Protocol::Http => Body::full(reply),
+    };
+    let mut resp = http::Response::new(body);
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
+    resp
+}

@@ -1,0 +1,311 @@
+//! A service: a server, a client and a registry, started, registered and stopped together.
+//!
+//! `run()` starts the server, registers the node (and renews the registration every interval with
+//! a TTL), serves until SIGINT or SIGTERM, then shuts down gracefully: deregister first, so callers
+//! stop choosing this node, then stop accepting, then let in-flight requests finish (grace period).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::client::{Client, ClientOptions};
+use crate::options::Options;
+use crate::registry::{self, Node, RegisterOptions, SharedRegistry};
+use crate::selector::RegistrySelector;
+use crate::server::{Server, ServerOptions};
+use crate::Error;
+
+/// Builds a [`Service`].
+#[derive(Default)]
+pub struct ServiceBuilder {
+    name: Option<String>,
+    version: Option<String>,
+    metadata: BTreeMap<String, String>,
+    address: Option<String>,
+    registry: Option<SharedRegistry>,
+    options: Option<Options>,
+    server_options: Option<ServerOptions>,
+    parse_process: bool,
+}
+
+impl ServiceBuilder {
+    /// The service name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The version (`latest` unless set).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Adds service metadata.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The listen address (`127.0.0.1:0` unless set).
+    pub fn address(mut self, addr: impl Into<String>) -> Self {
+        self.address = Some(addr.into());
+        self
+    }
+
+    /// Uses this registry instead of the one the options name.
+    pub fn registry(mut self, registry: SharedRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Starts from these options instead of the process's environment and flags.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// Server limits (message size, grace period, workers, ...).
+    pub fn server_options(mut self, opts: ServerOptions) -> Self {
+        self.server_options = Some(opts);
+        self
+    }
+
+    /// Reads `MICRO_*` variables and micro flags of this process over the code's settings
+    /// (the default for [`Service::new`]).
+    pub fn from_process(mut self) -> Self {
+        self.parse_process = true;
+        self
+    }
+
+    /// Builds the service; fails on invalid options (one sentence naming what is wrong).
+    pub fn build(self) -> Result<Service, Error> {
+        let mut opts = match self.options {
+            Some(o) => o,
+            None => Options::default(),
+        };
+        if self.parse_process {
+            opts.apply_env(|k| std::env::var(k).ok())?;
+            opts.apply_args(std::env::args().skip(1))?;
+        }
+        let name = opts
+            .server_name
+            .clone()
+            .or(self.name)
+            .ok_or_else(|| Error::bad_request("go.micro.service", "a service needs a name (or --server_name)"))?;
+        let registry = match self.registry {
+            Some(r) => r,
+            None => registry::from_name(&opts.registry, &opts.registry_address)?,
+        };
+        let mut sopts = self.server_options.unwrap_or_default();
+        sopts.name = name.clone();
+        sopts.version = opts.server_version.clone().or(self.version).unwrap_or_else(|| "latest".into());
+        sopts.id = opts.server_id.clone().unwrap_or_default();
+        if let Some(a) = opts.server_address.clone().or(self.address) {
+            sopts.address = a;
+        }
+        sopts.advertise = opts.server_advertise.clone();
+        sopts.metadata.extend(opts.server_metadata.clone());
+        let server = Server::new(sopts);
+        let strategy = opts.selector.parse()?;
+        let client = Client::with_selector(
+            Arc::new(RegistrySelector::new(registry.clone(), strategy)),
+            ClientOptions {
+                request_timeout: opts.client_request_timeout,
+                retries: opts.client_retries,
+                ..ClientOptions::default()
+            },
+        );
+        Ok(Service { inner: Arc::new(Inner { opts, metadata: self.metadata, server, client, registry, running: Mutex::new(None) }) })
+    }
+}
+
+struct Running {
+    record: registry::Service,
+    stop_renewal: watch::Sender<bool>,
+}
+
+struct Inner {
+    opts: Options,
+    metadata: BTreeMap<String, String>,
+    server: Server,
+    client: Client,
+    registry: SharedRegistry,
+    running: Mutex<Option<Running>>,
+}
+
+/// A service. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("name", &self.name()).finish()
+    }
+}
+
+impl Service {
+    /// A builder that starts from code defaults only.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder::default()
+    }
+
+    /// A service called `name`, configured by this process's `MICRO_*` variables and flags.
+    pub fn new(name: impl Into<String>) -> Result<Service, Error> {
+        Service::builder().name(name).from_process().build()
+    }
+
+    /// The service name.
+    pub fn name(&self) -> String {
+        self.inner.server.options().name
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// The server, to register handlers on.
+    pub fn server(&self) -> &Server {
+        &self.inner.server
+    }
+
+    /// The client, to call other services.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &SharedRegistry {
+        &self.inner.registry
+    }
+
+    /// The record this node registers.
+    pub fn record(&self, addr: SocketAddr) -> registry::Service {
+        let sopts = self.inner.server.options();
+        let mut metadata = BTreeMap::from([
+            ("transport".to_string(), self.inner.opts.transport.replace("grpc", "http")),
+            ("broker".to_string(), self.inner.opts.broker.clone()),
+            ("server".to_string(), "micro".to_string()),
+            ("registry".to_string(), self.inner.registry.name().to_string()),
+            ("protocol".to_string(), "grpc".to_string()),
+        ]);
+        metadata.extend(sopts.metadata.clone());
+        let address = match &sopts.advertise {
+            Some(a) => a.clone(),
+            None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+            None => addr.to_string(),
+        };
+        registry::Service {
+            name: sopts.name.clone(),
+            version: sopts.version.clone(),
+            metadata: self.inner.metadata.clone(),
+            endpoints: self.inner.server.registry_endpoints(),
+            nodes: vec![Node { id: sopts.id.clone(), address, metadata }],
+        }
+    }
+
+    /// Starts serving and registers; returns the listen address.
+    pub async fn start(&self) -> Result<SocketAddr, Error> {
+        let addr = self.inner.server.start()?;
+        let record = self.record(addr);
+        let ttl = RegisterOptions { ttl: self.inner.opts.register_ttl };
+        let registry = self.inner.registry.clone();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match registry.register(&record, ttl).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e.detail, "registration failed; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    if delay >= Duration::from_secs(5) && self.inner.opts.register_interval.is_zero() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            service = %record.name,
+            node = %record.nodes[0].id,
+            "registered with the {} registry",
+            registry.name()
+        );
+        let (stop_renewal, mut stop_rx) = watch::channel(false);
+        let interval = self.inner.opts.register_interval;
+        if !interval.is_zero() {
+            let record = record.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {
+                            if let Err(e) = registry.register(&record, ttl).await {
+                                tracing::warn!(error = %e.detail, "renewing the registration failed");
+                            }
+                        }
+                        _ = stop_rx.changed() => return,
+                    }
+                }
+            });
+        }
+        *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { record, stop_renewal });
+        Ok(addr)
+    }
+
+    /// Deregisters, then stops the server gracefully.
+    pub async fn stop(&self) {
+        let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(running) = running {
+            let _ = running.stop_renewal.send(true);
+            match self.inner.registry.deregister(&running.record).await {
+                Ok(()) => tracing::info!(service = %running.record.name, "deregistered"),
+                Err(e) => tracing::warn!(error = %e.detail, "deregistration failed"),
+            }
+        }
+        self.inner.server.stop().await;
+    }
+
+    /// Starts, serves until `signal` completes, then stops gracefully.
+    pub async fn run_until(&self, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+        self.start().await?;
+        signal.await;
+        tracing::info!(service = %self.name(), "shutting down");
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Starts, serves until SIGINT or SIGTERM, then stops gracefully.
+    pub async fn run(&self) -> Result<(), Error> {
+        crate::logger::init();
+        tracing::info!(service = %self.name(), version = %self.inner.server.options().version, "starting");
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,95 @@
+//! The one HTTP body type the runtime sends, on both the server and the client side.
+//!
+//! Unary messages are a single buffer (optionally followed by trailers) and need no allocation
+//! beyond the buffer; streams are channels or boxed bodies.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Frame, SizeHint};
+use tokio::sync::mpsc;
+
+use crate::Error;
+
+/// A body: empty, one buffer, one buffer then trailers, a channel of frames, or any boxed body.
+pub struct Body {
+    kind: Kind,
+}
+
+type BoxBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = Error> + Send>>;
+
+enum Kind {
+    Once(Option<Bytes>, Option<HeaderMap>),
+    Channel(mpsc::Receiver<Frame<Bytes>>),
+    Boxed(BoxBody),
+}
+
+impl Body {
+    /// A body with nothing in it.
+    pub fn empty() -> Self {
+        Body { kind: Kind::Once(None, None) }
+    }
+
+    /// A body of one buffer.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Body { kind: Kind::Once((!data.is_empty()).then_some(data), None) }
+    }
+
+    /// A body of one buffer followed by trailers.
+    pub fn with_trailers(data: Option<Bytes>, trailers: HeaderMap) -> Self {
+        Body { kind: Kind::Once(data, Some(trailers)) }
+    }
+
+    /// A body fed by a channel of frames; it ends when every sender is dropped.
+    pub fn channel(rx: mpsc::Receiver<Frame<Bytes>>) -> Self {
+        Body { kind: Kind::Channel(rx) }
+    }
+
+    /// Any other body.
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
+    {
+        Body { kind: Kind::Boxed(Box::pin(body)) }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match &mut self.kind {
+            Kind::Once(data, trailers) => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
+            Kind::Channel(rx) => rx.poll_recv(cx).map(|f| f.map(Ok)),
+            Kind::Boxed(b) => b.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Once(d, t) => d.is_none() && t.is_none(),
+            Kind::Channel(_) => false,
+            Kind::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Once(d, None) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Boxed(b) => b.size_hint(),
+            _ => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! gRPC wire details: length-prefixed frames, `grpc-timeout`, and status trailers.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::Stream;
+use http::{HeaderMap, HeaderValue};
+use http_body::Body as _;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::codec::{Codec, Decode};
+use crate::error::GrpcCode;
+use crate::Error;
+
+/// Characters that must be percent-encoded in `grpc-message` (everything outside 0x20..0x7E, and `%`).
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// The largest message accepted unless configured otherwise: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Splits a byte stream into gRPC messages.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+}
+
+impl FrameDecoder {
+    /// A decoder with nothing buffered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes read from the wire.
+    pub fn push(&mut self, data: Bytes) {
+        self.buf.extend_from_slice(&data);
+    }
+
+    /// Whether bytes are buffered that do not yet form a whole message.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next whole message, if one is buffered.
+    pub fn next_message(&mut self, max: usize) -> Result<Option<Bytes>, Error> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = check_header(&self.buf[..5], max)?;
+        if self.buf.len() < 5 + len {
+            self.buf.reserve(5 + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(5);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+fn check_header(header: &[u8], max: usize) -> Result<usize, Error> {
+    match header[0] {
+        0 => {}
+        1 => {
+            return Err(Error::new(
+                "go.micro.transport",
+                501,
+                "compressed gRPC messages are not supported (send grpc-encoding identity)",
+            ))
+        }
+        f => {
+            return Err(Error::bad_request(
+                "go.micro.transport",
+                format!("malformed gRPC frame: flag byte {f}"),
+            ))
+        }
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    Ok(len)
+}
+
+/// The error for a message over the size limit.
+pub fn too_large(len: usize, max: usize) -> Error {
+    Error::too_large(
+        "go.micro.transport",
+        format!("message of {len} bytes is larger than the limit of {max} bytes"),
+    )
+}
+
+/// Takes exactly one gRPC message out of a whole unary body.
+pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
+    if body.len() < 5 {
+        return Err(Error::bad_request(
+            "go.micro.transport",
+            if body.is_empty() { "missing gRPC message".to_string() } else { "truncated gRPC frame".to_string() },
+        ));
+    }
+    let len = check_header(&body[..5], max)?;
+    if body.len() != 5 + len {
+        return Err(Error::bad_request(
+            "go.micro.transport",
+            format!("gRPC frame says {len} bytes but the body has {}", body.len() - 5),
+        ));
+    }
+    body.advance(5);
+    Ok(body)
+}
+
+/// Parses a `grpc-timeout` value such as `100m` or `5S`.
+pub fn parse_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Formats a duration as a `grpc-timeout` value (at most 8 digits).
+pub fn format_timeout(d: Duration) -> String {
+    if d.as_nanos() < 100_000_000 {
+        format!("{}n", d.as_nanos())
+    } else if d.as_micros() < 100_000_000 {
+        format!("{}u", d.as_micros())
+    } else if d.as_millis() < 100_000_000 {
+        format!("{}m", d.as_millis())
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    }
+}
+
+/// Trailers (or trailers-only headers) that report `result`.
+pub fn status_headers(result: Result<(), &Error>, headers: &mut HeaderMap) {
+    match result {
+        Ok(()) => {
+            headers.insert("grpc-status", HeaderValue::from_static("0"));
+        }
+        Err(e) => {
+            let code = e.grpc_code() as i32;
+            headers.insert("grpc-status", HeaderValue::from(code));
+            let msg = utf8_percent_encode(&e.detail, GRPC_MESSAGE).to_string();
+            if let Ok(v) = HeaderValue::from_str(&msg) {
+                headers.insert("grpc-message", v);
+            }
+            let json = utf8_percent_encode(&e.to_json(), GRPC_MESSAGE).to_string();
+            if let Ok(v) = HeaderValue::from_str(&json) {
+                headers.insert("micro-error", v);
+            }
+        }
+    }
+}
+
+/// Reads a gRPC status from trailers or trailers-only headers; `None` if no status is present.
+pub fn status_from_headers(headers: &HeaderMap, peer: &str) -> Option<Result<(), Error>> {
+    let status = headers.get("grpc-status")?;
+    let code = status.to_str().ok().and_then(|s| s.parse::<i32>().ok()).unwrap_or(2);
+    if code == 0 {
+        return Some(Ok(()));
+    }
+    if let Some(json) = headers.get("micro-error").and_then(|v| v.to_str().ok()) {
+        let json = percent_decode_str(json).decode_utf8_lossy();
+        if let Some(err) = Error::from_json(&json) {
+            return Some(Err(err));
+        }
+    }
+    let msg = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(|m| percent_decode_str(m).decode_utf8_lossy().into_owned())
+        .unwrap_or_default();
+    Some(Err(Error::from_grpc(peer, GrpcCode::from_i32(code), &msg)))
+}
+
+/// The response of a streaming call: its body, `None` for a trailers-only success, or its error.
+pub(crate) type ResponseFuture =
+    futures_util::future::BoxFuture<'static, Result<Option<hyper::body::Incoming>, Error>>;
+
+/// A typed stream of messages read from an HTTP body of gRPC frames.
+///
+/// On the server it carries a client's stream of requests; on the client a server's stream of
+/// replies, whose end is checked against the status trailer (an error status becomes the last item).
+pub struct Streaming<M> {
+    pending: Option<ResponseFuture>,
+    body: Option<hyper::body::Incoming>,
+    decoder: FrameDecoder,
+    codec: Codec,
+    max: usize,
+    peer: Option<String>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M> std::fmt::Debug for Streaming<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming").field("codec", &self.codec).finish()
+    }
+}
+
+impl<M: Decode> Streaming<M> {
+    /// A stream of requests arriving at a server.
+    pub(crate) fn server(body: hyper::body::Incoming, codec: Codec, max: usize) -> Self {
+        Streaming { pending: None, body: Some(body), decoder: FrameDecoder::new(), codec, max, peer: None, _m: PhantomData }
+    }
+
+    /// A stream of replies arriving at a client from `peer`, once `response` yields the body; its
+    /// trailers hold the call's status.
+    pub(crate) fn client(
+        response: ResponseFuture,
+        codec: Codec,
+        max: usize,
+        peer: String,
+    ) -> Self {
+        Streaming { pending: Some(response), body: None, decoder: FrameDecoder::new(), codec, max, peer: Some(peer), _m: PhantomData }
+    }
+
+    /// The next message; `Ok(None)` at the clean end of the stream.
+    pub async fn message(&mut self) -> Result<Option<M>, Error> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await.transpose()
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<M, Error>>> {
+        if let Some(pending) = self.pending.as_mut() {
+            let res = ready!(pending.as_mut().poll(cx));
+            self.pending = None;
+            match res {
+                Ok(Some(body)) => self.body = Some(body),
+                Ok(None) => return Poll::Ready(None),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+        loop {
+            match self.decoder.next_message(self.max) {
+                Ok(Some(bytes)) => return Poll::Ready(Some(M::decode(self.codec, bytes))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.body = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.decoder.push(data),
+                    Err(frame) => {
+                        self.body = None;
+                        if let (Some(peer), Ok(trailers)) = (&self.peer, frame.into_trailers()) {
+                            if let Some(Err(e)) = status_from_headers(&trailers, peer) {
+                                return Poll::Ready(Some(Err(e)));
+                            }
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    self.body = None;
+                    let id = self.peer.clone().unwrap_or_else(|| "go.micro.server".into());
+                    return Poll::Ready(Some(Err(Error::new(id, 499, format!("stream broken: {e}")))));
+                }
+                None => {
+                    self.body = None;
+                    if self.decoder.has_partial() {
+                        return Poll::Ready(Some(Err(Error::bad_request(
+                            "go.micro.transport",
+                            "stream ended inside a gRPC frame",
+                        ))));
+                    }
+                    if let Some(peer) = &self.peer {
+                        return Poll::Ready(Some(Err(Error::internal_server_error(
+                            peer.clone(),
+                            "stream ended without a gRPC status",
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<M: Decode> Stream for Streaming<M> {
+    type Item = Result<M, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_message(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_trip() {
+        for s in ["100m", "5S", "1H", "2M", "300u", "7n"] {
+            let d = parse_timeout(s).unwrap();
+            assert_eq!(parse_timeout(&format_timeout(d)), Some(d), "{s}");
+        }
+        assert_eq!(parse_timeout("5"), None);
+        assert_eq!(parse_timeout("x5S"), None);
+        assert_eq!(parse_timeout("123456789S"), None);
+    }
+
+    #[test]
+    fn decoder_splits_and_rejects() {
+        let mut d = FrameDecoder::new();
+        d.push(Bytes::from_static(&[0, 0, 0, 0, 2, b'h']));
+        assert_eq!(d.next_message(10).unwrap(), None);
+        d.push(Bytes::from_static(&[b'i', 0, 0, 0, 0, 0]));
+        assert_eq!(d.next_message(10).unwrap().unwrap(), Bytes::from_static(b"hi"));
+        assert_eq!(d.next_message(10).unwrap().unwrap(), Bytes::new());
+        d.push(Bytes::from_static(&[0, 0, 0, 1, 0]));
+        assert_eq!(d.next_message(10).unwrap_err().code, 413);
+        assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0]), 10).unwrap_err().code, 400);
+        assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10).unwrap_err().code, 400);
+        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn status_round_trip() {
+        let err = Error::not_found("svc", "no user ünïcode 100%");
+        let mut h = HeaderMap::new();
+        status_headers(Err(&err), &mut h);
+        assert_eq!(h["grpc-status"], "5");
+        assert_eq!(status_from_headers(&h, "peer").unwrap().unwrap_err(), err);
+        h.remove("micro-error");
+        let e = status_from_headers(&h, "peer").unwrap().unwrap_err();
+        assert_eq!((e.code, e.detail.as_str(), e.id.as_str()), (404, "no user ünïcode 100%", "peer"));
+    }
+}

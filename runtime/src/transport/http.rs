@@ -1,0 +1,340 @@
+//! HTTP serving and the client's connection pool.
+//!
+//! **Server.** Connections are served by a small set of worker threads, each running its own
+//! single-threaded tokio runtime; an acceptor hands each new connection to the next worker. A
+//! connection's streams run on the same thread as the connection, so replies finished together
+//! are written together (one `writev` for many responses), and nothing is shared between threads on
+//! the request path. Handlers still run on a tokio runtime and may spawn tasks.
+//!
+//! **Client.** One multiplexed HTTP/2 connection per node address, made on first use, shared by
+//! every call, and replaced when the peer closes it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::Body;
+use crate::Error;
+
+/// Limits and sizes of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Worker threads serving connections; 0 means one per CPU.
+    pub workers: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest header block accepted, in bytes.
+    pub max_header_size: u32,
+    /// How long an HTTP/1 client may take to send its request headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            workers: 0,
+            max_concurrent_streams: 1024,
+            max_header_size: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What serves one HTTP request.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Answers one request.
+    fn dispatch(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> impl Future<Output = http::Response<Body>> + Send + 'static;
+}
+
+#[derive(Default)]
+struct Tracker {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+struct ConnGuard(Arc<Tracker>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A running HTTP server.
+pub struct Serving {
+    addr: SocketAddr,
+    graceful: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    tracker: Arc<Tracker>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections currently open.
+    pub fn connections(&self) -> usize {
+        self.tracker.active.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, lets open connections finish their requests for up to `grace`, then closes
+    /// whatever is left. Returns the number of connections that had to be cut.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        let _ = self.graceful.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.tracker.idle.notified();
+            if self.connections() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        let cut = self.connections();
+        let _ = self.stop.send(true);
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+        cut
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Binds `addr` and serves it with `dispatch`.
+pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> Result<Serving, Error> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        Error::internal_server_error("go.micro.server", format!("cannot listen on {addr}: {e}"))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+    let workers = if opts.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.workers
+    };
+    let (graceful, graceful_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
+    let tracker = Arc::new(Tracker::default());
+
+    let mut senders = Vec::with_capacity(workers);
+    let mut receivers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let mut threads = Vec::with_capacity(workers);
+    let mut listener = Some(listener);
+    for (i, mut rx) in receivers.into_iter().enumerate() {
+        let dispatch = dispatch.clone();
+        let opts = opts.clone();
+        let graceful_rx = graceful_rx.clone();
+        let mut stop_rx = stop_rx.clone();
+        let tracker = tracker.clone();
+        let acceptor = if i == 0 { listener.take().map(|l| (l, senders.clone())) } else { None };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+        let thread = std::thread::Builder::new()
+            .name(format!("micro-server-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    if let Some((listener, senders)) = acceptor {
+                        tokio::spawn(accept(listener, senders, graceful_rx.clone()));
+                    }
+                    loop {
+                        tokio::select! {
+                            stream = rx.recv() => match stream {
+                                Some(stream) => {
+                                    let Ok(stream) = TcpStream::from_std(stream) else { continue };
+                                    tracker.active.fetch_add(1, Ordering::AcqRel);
+                                    let guard = ConnGuard(tracker.clone());
+                                    tokio::spawn(connection(stream, dispatch.clone(), opts.clone(), graceful_rx.clone(), guard));
+                                }
+                                None => {
+                                    let _ = stop_rx.changed().await;
+                                    break;
+                                }
+                            },
+                            _ = stop_rx.changed() => break,
+                        }
+                    }
+                });
+            })
+            .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+        threads.push(thread);
+    }
+    Ok(Serving { addr: local, graceful, stop, tracker, threads })
+}
+
+async fn accept(
+    listener: std::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    mut graceful: watch::Receiver<bool>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            res = listener.accept() => match res {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let Ok(stream) = stream.into_std() else { continue };
+                    let _ = workers[next % workers.len()].send(stream);
+                    next = next.wrapping_add(1);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = graceful.changed() => return,
+        }
+    }
+}
+
+async fn connection<D: Dispatch>(
+    stream: TcpStream,
+    dispatch: Arc<D>,
+    opts: ServeOptions,
+    mut graceful: watch::Receiver<bool>,
+    _guard: ConnGuard,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size((opts.max_header_size as usize).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.max_concurrent_streams)
+        .max_header_list_size(opts.max_header_size);
+    let service = hyper::service::service_fn(move |req| {
+        let fut = dispatch.clone().dispatch(req);
+        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    if *graceful.borrow() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        res = conn.as_mut() => { let _ = res; return; }
+        _ = graceful.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+/// The client side: pooled HTTP/2 connections, one per address.
+#[derive(Default)]
+pub struct Pool {
+    conns: RwLock<HashMap<String, SendRequest<Body>>>,
+    connecting: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn cached(&self, addr: &str) -> Option<SendRequest<Body>> {
+        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        conns.get(addr).filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// A ready sender to `addr`, connecting if needed (within `timeout`).
+    pub async fn get(&self, addr: &str, timeout: Duration) -> Result<SendRequest<Body>, Error> {
+        if let Some(c) = self.cached(addr) {
+            return Ok(c);
+        }
+        let lock = self.connecting.lock().await.entry(addr.to_string()).or_default().clone();
+        let _held = lock.lock().await;
+        if let Some(c) = self.cached(addr) {
+            return Ok(c);
+        }
+        let sender = tokio::time::timeout(timeout, connect(addr))
+            .await
+            .map_err(|_| unavailable(addr, "connect timed out"))??;
+        self.conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(addr.to_string(), sender.clone());
+        Ok(sender)
+    }
+
+    /// Forgets the connection to `addr` (after it failed).
+    pub fn forget(&self, addr: &str) {
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
+    }
+
+    /// Sends a request on the pooled connection to `addr`.
+    pub async fn send(
+        &self,
+        addr: &str,
+        req: http::Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<http::Response<Incoming>, Error> {
+        let mut sender = self.get(addr, connect_timeout).await?;
+        match sender.send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                self.forget(addr);
+                Err(unavailable(addr, &e.to_string()))
+            }
+        }
+    }
+}
+
+fn unavailable(addr: &str, what: &str) -> Error {
+    Error::unavailable("go.micro.client", format!("{addr}: {what}"))
+}
+
+async fn connect(addr: &str) -> Result<SendRequest<Body>, Error> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| unavailable(addr, &format!("connect: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .max_header_list_size(64 * 1024)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unavailable(addr, &format!("HTTP/2 handshake: {e}")))?;
+    let peer = addr.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(peer, error = %e, "connection closed");
+        }
+    });
+    Ok(sender)
+}

@@ -1,0 +1,12 @@
+//! Transports: how requests and streams travel between a client and a server.
+//!
+//! The default transport is HTTP on one port: gRPC over HTTP/2 (h2c) and plain HTTP/1.1 or HTTP/2
+//! with JSON or protobuf bodies, so `curl`, native gRPC clients and micro clients reach the same
+//! handlers. [`grpc`] holds the gRPC wire details, [`body`] the body type both sides send,
+//! [`http`] the server's connection handling and the client's connection pool.
+
+pub mod body;
+pub mod grpc;
+pub mod http;
+
+pub use body::Body;
