@@ -203,7 +203,16 @@ impl Config {
                 let out = b
                     .generate(&[prefix], |_| Ok(Vec::<u8>::new()))
                     .map_err(|e| Error::new(format!("pbjson: {e}")))?;
-                let code: String = out.into_iter().map(|(_, w): (_, Vec<u8>)| String::from_utf8_lossy(&w).into_owned()).collect();
+                // pbjson names its crates both relatively (covered by the `use` lines emitted
+                // below) and absolutely; absolute paths are pointed at the runtime's re-exports.
+                let code: String = out
+                    .into_iter()
+                    .map(|(_, w): (_, Vec<u8>)| {
+                        String::from_utf8_lossy(&w)
+                            .replace("::pbjson::", &format!("{PRIVATE}::pbjson::"))
+                            .replace("::serde::", &format!("{PRIVATE}::serde::"))
+                    })
+                    .collect();
                 if !code.is_empty() {
                     json.insert(pkg.clone(), code);
                 }

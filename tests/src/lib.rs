@@ -1,0 +1,126 @@
+//! Support for the end-to-end tests: the `testing.Tester` service, helpers to start services on
+//! loopback, and to find the real peers (Python grpcio) the tests talk to.
+
+#![allow(missing_docs)]
+
+pub mod testing {
+    micro::include_proto!("testing");
+}
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use micro::registry::{MemoryRegistry, SharedRegistry};
+use micro::{Error, Request, ServerStream, Service, Streaming};
+use testing::*;
+
+/// The test handler; `node` names the node in replies.
+#[derive(Debug, Clone, Default)]
+pub struct Tester {
+    pub node: String,
+}
+
+impl TesterHandler for Tester {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        if request.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(request.sleep_ms.into())).await;
+        }
+        if request.fail_code != 0 {
+            return Err(Error::new("testing", request.fail_code as u16, format!("asked to fail: {}", request.message)));
+        }
+        let metadata = request.metadata().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let deadline_ms = request
+            .deadline()
+            .map_or(-1, |d| d.saturating_duration_since(Instant::now()).as_millis() as i64);
+        Ok(EchoReply {
+            message: request.message.clone(),
+            metadata,
+            deadline_ms,
+            node: self.node.clone(),
+            big: request.big,
+        })
+    }
+
+    async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
+        for i in 1..=request.to {
+            if i == request.fail_at {
+                return Err(Error::conflict("testing", format!("failed at {i}")));
+            }
+            stream.send(Number { value: i.into() }).await?;
+        }
+        Ok(())
+    }
+
+    async fn sum(&self, request: Request<Streaming<Number>>) -> Result<Number, Error> {
+        let mut numbers = request.into_inner();
+        let mut total = 0;
+        while let Some(n) = numbers.message().await? {
+            total += n.value;
+        }
+        Ok(Number { value: total })
+    }
+
+    async fn shout(&self, request: Request<Streaming<Line>>, stream: ServerStream<Line>) -> Result<(), Error> {
+        let mut lines = request.into_inner();
+        while let Some(line) = lines.message().await? {
+            stream.send(Line { text: line.text.to_uppercase() }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A started `testing` service node on 127.0.0.1 with a random port.
+pub async fn start_tester(registry: SharedRegistry, node: &str) -> (Service, std::net::SocketAddr) {
+    let mut opts = micro::options::Options::default();
+    opts.register_interval = Duration::ZERO;
+    let service = Service::builder()
+        .name("testing")
+        .options(opts)
+        .registry(registry)
+        .build()
+        .expect("service builds");
+    register_tester_handler(service.server(), Tester { node: node.to_string() });
+    let addr = service.start().await.expect("service starts");
+    (service, addr)
+}
+
+/// A fresh in-memory registry.
+pub fn memory_registry() -> SharedRegistry {
+    Arc::new(MemoryRegistry::new())
+}
+
+/// A client over `registry` with `retries`.
+pub fn client(registry: SharedRegistry, retries: u32) -> micro::Client {
+    micro::Client::new(
+        registry,
+        micro::client::ClientOptions { retries, ..Default::default() },
+    )
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The Python with grpcio that the interop tests use: `MICRO_TEST_PYTHON`, else `.venv/bin/python`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MICRO_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the interop tests need Python with grpcio: run the README's test command (it makes .venv), or set MICRO_TEST_PYTHON"
+    );
+    venv
+}
+
+/// Waits until `cond` holds, failing after `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
