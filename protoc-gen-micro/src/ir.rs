@@ -63,12 +63,21 @@ pub struct Service {
 }
 
 fn comment(file: &FileDescriptorProto, path: &[i32]) -> String {
-    let Some(info) = &file.source_code_info else { return String::new() };
+    let Some(info) = &file.source_code_info else {
+        return String::new();
+    };
     info.location
         .iter()
         .find(|l| l.path == path)
         .and_then(|l| l.leading_comments.clone())
-        .map(|c| c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l)).collect::<Vec<_>>().join("\n").trim_end().to_string())
+        .map(|c| {
+            c.lines()
+                .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim_end()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -78,7 +87,9 @@ fn http_route(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) ->
         return None;
     }
     let rule = options.get_extension(&ext);
-    let ReflectValue::Message(rule) = rule.as_ref() else { return None };
+    let ReflectValue::Message(rule) = rule.as_ref() else {
+        return None;
+    };
     for verb in ["get", "put", "post", "delete", "patch"] {
         if let Some(ReflectValue::String(path)) = rule.get_field_by_name(verb).as_deref() {
             if !path.is_empty() {
@@ -86,7 +97,11 @@ fn http_route(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) ->
                     Some(ReflectValue::String(b)) => b.clone(),
                     _ => String::new(),
                 };
-                return Some(HttpRoute { method: verb.to_ascii_uppercase(), path: path.clone(), body });
+                return Some(HttpRoute {
+                    method: verb.to_ascii_uppercase(),
+                    path: path.clone(),
+                    body,
+                });
             }
         }
     }
@@ -95,7 +110,9 @@ fn http_route(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) ->
 
 /// The services of `file`, read through `pool` (which keeps options' extensions).
 pub fn services(pool: &DescriptorPool, file: &FileDescriptorProto) -> Vec<Service> {
-    let Some(fd) = pool.get_file_by_name(file.name()) else { return vec![] };
+    let Some(fd) = pool.get_file_by_name(file.name()) else {
+        return vec![];
+    };
     fd.services()
         .enumerate()
         .map(|(si, s)| {

@@ -83,7 +83,10 @@ pub fn configure() -> Config {
 }
 
 /// Compiles `protos` (searched in `includes`) into `OUT_DIR` with the defaults.
-pub fn compile_protos(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
+pub fn compile_protos(
+    protos: &[impl AsRef<Path>],
+    includes: &[impl AsRef<Path>],
+) -> Result<(), Error> {
     configure().compile_protos(protos, includes)
 }
 
@@ -129,12 +132,18 @@ impl Config {
 
     /// Parses `protos` with protox and writes the generated files; prints `cargo:rerun-if-changed`
     /// for each input when run from a build script.
-    pub fn compile_protos(&self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
+    pub fn compile_protos(
+        &self,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> Result<(), Error> {
         let out_dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => std::env::var_os("OUT_DIR")
                 .map(PathBuf::from)
-                .ok_or_else(|| Error::new("OUT_DIR is not set; call this from build.rs or set out_dir"))?,
+                .ok_or_else(|| {
+                    Error::new("OUT_DIR is not set; call this from build.rs or set out_dir")
+                })?,
         };
         let (bytes, names) = parse(protos, includes)?;
         for (name, contents) in self.generate(&bytes, &names)? {
@@ -151,13 +160,22 @@ impl Config {
 
     /// Generates from an encoded `FileDescriptorSet` (with imports and, for comments, source info)
     /// the files for the proto files named in `files`; returns `(file name, contents)` pairs.
-    pub fn generate(&self, encoded_set: &[u8], files: &[String]) -> Result<Vec<(String, String)>, Error> {
-        let set = FileDescriptorSet::decode(encoded_set).map_err(|e| Error::new(format!("invalid descriptor set: {e}")))?;
-        let pool = DescriptorPool::decode(encoded_set).map_err(|e| Error::new(format!("invalid descriptors: {e}")))?;
+    pub fn generate(
+        &self,
+        encoded_set: &[u8],
+        files: &[String],
+    ) -> Result<Vec<(String, String)>, Error> {
+        let set = FileDescriptorSet::decode(encoded_set)
+            .map_err(|e| Error::new(format!("invalid descriptor set: {e}")))?;
+        let pool = DescriptorPool::decode(encoded_set)
+            .map_err(|e| Error::new(format!("invalid descriptors: {e}")))?;
         let targets: Vec<&FileDescriptorProto> = files
             .iter()
             .map(|f| {
-                set.file.iter().find(|d| d.name() == f).ok_or_else(|| Error::new(format!("{f}: not in the descriptor set")))
+                set.file
+                    .iter()
+                    .find(|d| d.name() == f)
+                    .ok_or_else(|| Error::new(format!("{f}: not in the descriptor set")))
             })
             .collect::<Result<_, _>>()?;
         let packages: BTreeSet<String> = targets.iter().map(|f| f.package().to_string()).collect();
@@ -174,9 +192,16 @@ impl Config {
             }
             let requests = targets
                 .iter()
-                .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), (*f).clone()))
+                .map(|f| {
+                    (
+                        prost_build::Module::from_protobuf_package_name(f.package()),
+                        (*f).clone(),
+                    )
+                })
                 .collect();
-            let generated = prost.generate(requests).map_err(|e| Error::new(format!("prost: {e}")))?;
+            let generated = prost
+                .generate(requests)
+                .map_err(|e| Error::new(format!("prost: {e}")))?;
             for (module, code) in generated {
                 messages.insert(module.parts().collect::<Vec<_>>().join("."), code);
             }
@@ -195,7 +220,12 @@ impl Config {
             for pkg in &packages {
                 let mut b = builder()?;
                 let prefix = if pkg.is_empty() {
-                    b.exclude(all_packages.iter().filter(|p| !p.is_empty()).map(|p| format!(".{p}")));
+                    b.exclude(
+                        all_packages
+                            .iter()
+                            .filter(|p| !p.is_empty())
+                            .map(|p| format!(".{p}")),
+                    );
                     ".".to_string()
                 } else {
                     format!(".{pkg}")
@@ -219,12 +249,21 @@ impl Config {
             }
         }
 
-        let resolver = Resolver { pool: &pool, externs: &self.extern_paths };
-        let emit = Emit { client: self.client, server: self.server };
+        let resolver = Resolver {
+            pool: &pool,
+            externs: &self.extern_paths,
+        };
+        let emit = Emit {
+            client: self.client,
+            server: self.server,
+        };
         let mut out = Vec::new();
         for pkg in &packages {
-            let services: Vec<ir::Service> =
-                targets.iter().filter(|f| f.package() == pkg).flat_map(|f| ir::services(&pool, f)).collect();
+            let services: Vec<ir::Service> = targets
+                .iter()
+                .filter(|f| f.package() == pkg)
+                .flat_map(|f| ir::services(&pool, f))
+                .collect();
             let mut text = String::from(HEADER);
             if let Some(m) = messages.get(pkg) {
                 text.push_str(m);
@@ -246,7 +285,9 @@ impl Config {
                         tokens.extend(service::generate(s, &resolver, emit));
                     }
                 }
-                let file: syn::File = syn::parse2(tokens).map_err(|e| Error::new(format!("internal: generated code does not parse: {e}")))?;
+                let file: syn::File = syn::parse2(tokens).map_err(|e| {
+                    Error::new(format!("internal: generated code does not parse: {e}"))
+                })?;
                 text.push_str(&prettyplease::unparse(&file));
             }
             out.push((file_name(pkg), text));
@@ -259,7 +300,11 @@ impl Config {
 }
 
 fn file_name(pkg: &str) -> String {
-    if pkg.is_empty() { "_.rs".to_string() } else { format!("{pkg}.rs") }
+    if pkg.is_empty() {
+        "_.rs".to_string()
+    } else {
+        format!("{pkg}.rs")
+    }
 }
 
 fn include_file(packages: &BTreeSet<String>) -> String {
@@ -288,14 +333,19 @@ fn include_file(packages: &BTreeSet<String>) -> String {
         quote! { #inc #(#children)* }
     }
     let tokens = emit(&root);
-    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|_| syn::File { shebang: None, attrs: vec![], items: vec![] });
+    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|_| syn::File {
+        shebang: None,
+        attrs: vec![],
+        items: vec![],
+    });
     format!("{HEADER}{}", prettyplease::unparse(&file))
 }
 
 /// The encoded set of the files of `pkg` and everything they import.
 fn descriptor_set_for(set: &FileDescriptorSet, pkg: &str) -> Vec<u8> {
     let mut wanted: Vec<&FileDescriptorProto> = vec![];
-    let mut queue: Vec<&FileDescriptorProto> = set.file.iter().filter(|f| f.package() == pkg).collect();
+    let mut queue: Vec<&FileDescriptorProto> =
+        set.file.iter().filter(|f| f.package() == pkg).collect();
     while let Some(f) = queue.pop() {
         if wanted.iter().any(|w| w.name() == f.name()) {
             continue;
@@ -310,7 +360,10 @@ fn descriptor_set_for(set: &FileDescriptorSet, pkg: &str) -> Vec<u8> {
     wanted.sort_by(|a, b| a.name().cmp(b.name()));
     let files = wanted
         .into_iter()
-        .map(|f| FileDescriptorProto { source_code_info: None, ..f.clone() })
+        .map(|f| FileDescriptorProto {
+            source_code_info: None,
+            ..f.clone()
+        })
         .collect();
     FileDescriptorSet { file: files }.encode_to_vec()
 }
@@ -321,7 +374,11 @@ struct Resolver<'a> {
 }
 
 fn path_tokens(base: Option<&str>, modules: &[&str], ty: &str) -> proc_macro2::TokenStream {
-    let base = base.map(|b| syn::parse_str::<syn::Path>(b).map(|p| quote! { #p :: }).unwrap_or_default());
+    let base = base.map(|b| {
+        syn::parse_str::<syn::Path>(b)
+            .map(|p| quote! { #p :: })
+            .unwrap_or_default()
+    });
     let mods = modules.iter().map(|m| snake_ident(m));
     let ty = camel_ident(ty);
     quote! { #base #(#mods ::)* #ty }
@@ -331,12 +388,17 @@ impl TypeResolver for Resolver<'_> {
     fn resolve(&self, from_package: &str, proto_type: &str) -> proc_macro2::TokenStream {
         let full = proto_type.trim_start_matches('.');
         let mut externs: Vec<(String, String)> = self.externs.to_vec();
-        externs.push((".google.protobuf".into(), format!("{PRIVATE}::pbjson_types")));
+        externs.push((
+            ".google.protobuf".into(),
+            format!("{PRIVATE}::pbjson_types"),
+        ));
         externs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         for (proto, rust) in &externs {
             let p = proto.trim_start_matches('.');
             if full == p {
-                return syn::parse_str::<syn::Path>(rust).map(|p| quote! { #p }).unwrap_or_default();
+                return syn::parse_str::<syn::Path>(rust)
+                    .map(|p| quote! { #p })
+                    .unwrap_or_default();
             }
             if let Some(rest) = full.strip_prefix(p).and_then(|r| r.strip_prefix('.')) {
                 let parts: Vec<&str> = rest.split('.').collect();
@@ -349,9 +411,23 @@ impl TypeResolver for Resolver<'_> {
             .get_message_by_name(full)
             .map(|m| m.package_name().to_string())
             .unwrap_or_default();
-        let rel = if pkg.is_empty() { full } else { full.strip_prefix(&pkg).map(|r| r.trim_start_matches('.')).unwrap_or(full) };
-        let from: Vec<&str> = if from_package.is_empty() { vec![] } else { from_package.split('.').collect() };
-        let to: Vec<&str> = if pkg.is_empty() { vec![] } else { pkg.split('.').collect() };
+        let rel = if pkg.is_empty() {
+            full
+        } else {
+            full.strip_prefix(&pkg)
+                .map(|r| r.trim_start_matches('.'))
+                .unwrap_or(full)
+        };
+        let from: Vec<&str> = if from_package.is_empty() {
+            vec![]
+        } else {
+            from_package.split('.').collect()
+        };
+        let to: Vec<&str> = if pkg.is_empty() {
+            vec![]
+        } else {
+            pkg.split('.').collect()
+        };
         let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
         let supers = from.len() - common;
         let mut mods: Vec<&str> = vec!["super"; supers];
@@ -359,7 +435,14 @@ impl TypeResolver for Resolver<'_> {
         let rel_parts: Vec<&str> = rel.split('.').collect();
         let (ty, nested) = rel_parts.split_last().expect("non-empty");
         mods.extend(nested);
-        let mod_tokens = mods.iter().map(|m| if *m == "super" { quote! { super } } else { let i = snake_ident(m); quote! { #i } });
+        let mod_tokens = mods.iter().map(|m| {
+            if *m == "super" {
+                quote! { super }
+            } else {
+                let i = snake_ident(m);
+                quote! { #i }
+            }
+        });
         let ty = camel_ident(ty);
         quote! { #(#mod_tokens ::)* #ty }
     }
@@ -367,14 +450,23 @@ impl TypeResolver for Resolver<'_> {
 
 /// Parses `.proto` files with protox; returns the encoded set (imports and source info included)
 /// and the names of the given files within it. Errors read `path:line:col: message`.
-pub fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(Vec<u8>, Vec<String>), Error> {
+pub fn parse(
+    protos: &[impl AsRef<Path>],
+    includes: &[impl AsRef<Path>],
+) -> Result<(Vec<u8>, Vec<String>), Error> {
     let mut compiler = protox::Compiler::new(includes.iter().map(|p| p.as_ref().to_path_buf()))
         .map_err(|e| Error::new(format!("{e:?}")))?;
     compiler.include_imports(true).include_source_info(true);
     for p in protos {
-        compiler.open_file(p.as_ref()).map_err(|e| Error::new(format!("{e:?}")))?;
+        compiler
+            .open_file(p.as_ref())
+            .map_err(|e| Error::new(format!("{e:?}")))?;
     }
-    let names = compiler.files().filter(|f| f.is_import() == false).map(|f| f.name().to_string()).collect();
+    let names = compiler
+        .files()
+        .filter(|f| f.is_import() == false)
+        .map(|f| f.name().to_string())
+        .collect();
     Ok((compiler.encode_file_descriptor_set(), names))
 }
 
@@ -382,5 +474,6 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<(), Error> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(());
     }
-    std::fs::write(path, contents).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, contents)
+        .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
 }

@@ -91,18 +91,23 @@ impl ServiceBuilder {
             opts.apply_env(|k| std::env::var(k).ok())?;
             opts.apply_args(std::env::args().skip(1))?;
         }
-        let name = opts
-            .server_name
-            .clone()
-            .or(self.name)
-            .ok_or_else(|| Error::bad_request("go.micro.service", "a service needs a name (or --server_name)"))?;
+        let name = opts.server_name.clone().or(self.name).ok_or_else(|| {
+            Error::bad_request(
+                "go.micro.service",
+                "a service needs a name (or --server_name)",
+            )
+        })?;
         let registry = match self.registry {
             Some(r) => r,
             None => registry::from_name(&opts.registry, &opts.registry_address)?,
         };
         let mut sopts = self.server_options.unwrap_or_default();
         sopts.name = name.clone();
-        sopts.version = opts.server_version.clone().or(self.version).unwrap_or_else(|| "latest".into());
+        sopts.version = opts
+            .server_version
+            .clone()
+            .or(self.version)
+            .unwrap_or_else(|| "latest".into());
         sopts.id = opts.server_id.clone().unwrap_or_default();
         if let Some(a) = opts.server_address.clone().or(self.address) {
             sopts.address = a;
@@ -119,7 +124,16 @@ impl ServiceBuilder {
                 ..ClientOptions::default()
             },
         );
-        Ok(Service { inner: Arc::new(Inner { opts, metadata: self.metadata, server, client, registry, running: Mutex::new(None) }) })
+        Ok(Service {
+            inner: Arc::new(Inner {
+                opts,
+                metadata: self.metadata,
+                server,
+                client,
+                registry,
+                running: Mutex::new(None),
+            }),
+        })
     }
 }
 
@@ -145,7 +159,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("name", &self.name()).finish()
+        f.debug_struct("Service")
+            .field("name", &self.name())
+            .finish()
     }
 }
 
@@ -189,10 +205,16 @@ impl Service {
     pub fn record(&self, addr: SocketAddr) -> registry::Service {
         let sopts = self.inner.server.options();
         let mut metadata = BTreeMap::from([
-            ("transport".to_string(), self.inner.opts.transport.replace("grpc", "http")),
+            (
+                "transport".to_string(),
+                self.inner.opts.transport.replace("grpc", "http"),
+            ),
             ("broker".to_string(), self.inner.opts.broker.clone()),
             ("server".to_string(), "micro".to_string()),
-            ("registry".to_string(), self.inner.registry.name().to_string()),
+            (
+                "registry".to_string(),
+                self.inner.registry.name().to_string(),
+            ),
             ("protocol".to_string(), "grpc".to_string()),
         ]);
         metadata.extend(sopts.metadata.clone());
@@ -206,7 +228,11 @@ impl Service {
             version: sopts.version.clone(),
             metadata: self.inner.metadata.clone(),
             endpoints: self.inner.server.registry_endpoints(),
-            nodes: vec![Node { id: sopts.id.clone(), address, metadata }],
+            nodes: vec![Node {
+                id: sopts.id.clone(),
+                address,
+                metadata,
+            }],
         }
     }
 
@@ -214,7 +240,9 @@ impl Service {
     pub async fn start(&self) -> Result<SocketAddr, Error> {
         let addr = self.inner.server.start()?;
         let record = self.record(addr);
-        let ttl = RegisterOptions { ttl: self.inner.opts.register_ttl };
+        let ttl = RegisterOptions {
+            ttl: self.inner.opts.register_ttl,
+        };
         let registry = self.inner.registry.clone();
         let mut delay = Duration::from_millis(100);
         loop {
@@ -224,7 +252,9 @@ impl Service {
                     tracing::warn!(error = %e.detail, "registration failed; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
-                    if delay >= Duration::from_secs(5) && self.inner.opts.register_interval.is_zero() {
+                    if delay >= Duration::from_secs(5)
+                        && self.inner.opts.register_interval.is_zero()
+                    {
                         return Err(e);
                     }
                 }
@@ -253,13 +283,21 @@ impl Service {
                 }
             });
         }
-        *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { record, stop_renewal });
+        *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+            record,
+            stop_renewal,
+        });
         Ok(addr)
     }
 
     /// Deregisters, then stops the server gracefully.
     pub async fn stop(&self) {
-        let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(running) = running {
             let _ = running.stop_renewal.send(true);
             match self.inner.registry.deregister(&running.record).await {
@@ -271,7 +309,10 @@ impl Service {
     }
 
     /// Starts, serves until `signal` completes, then stops gracefully.
-    pub async fn run_until(&self, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+    pub async fn run_until(
+        &self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Error> {
         self.start().await?;
         signal.await;
         tracing::info!(service = %self.name(), "shutting down");
@@ -292,13 +333,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -27,12 +27,20 @@ impl TesterHandler for Tester {
             tokio::time::sleep(Duration::from_millis(request.sleep_ms.into())).await;
         }
         if request.fail_code != 0 {
-            return Err(Error::new("testing", request.fail_code as u16, format!("asked to fail: {}", request.message)));
+            return Err(Error::new(
+                "testing",
+                request.fail_code as u16,
+                format!("asked to fail: {}", request.message),
+            ));
         }
-        let metadata = request.metadata().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let deadline_ms = request
-            .deadline()
-            .map_or(-1, |d| d.saturating_duration_since(Instant::now()).as_millis() as i64);
+        let metadata = request
+            .metadata()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let deadline_ms = request.deadline().map_or(-1, |d| {
+            d.saturating_duration_since(Instant::now()).as_millis() as i64
+        });
         Ok(EchoReply {
             message: request.message.clone(),
             metadata,
@@ -42,7 +50,11 @@ impl TesterHandler for Tester {
         })
     }
 
-    async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
+    async fn count(
+        &self,
+        request: Request<CountRequest>,
+        stream: ServerStream<Number>,
+    ) -> Result<(), Error> {
         for i in 1..=request.to {
             if i == request.fail_at {
                 return Err(Error::conflict("testing", format!("failed at {i}")));
@@ -61,10 +73,18 @@ impl TesterHandler for Tester {
         Ok(Number { value: total })
     }
 
-    async fn shout(&self, request: Request<Streaming<Line>>, stream: ServerStream<Line>) -> Result<(), Error> {
+    async fn shout(
+        &self,
+        request: Request<Streaming<Line>>,
+        stream: ServerStream<Line>,
+    ) -> Result<(), Error> {
         let mut lines = request.into_inner();
         while let Some(line) = lines.message().await? {
-            stream.send(Line { text: line.text.to_uppercase() }).await?;
+            stream
+                .send(Line {
+                    text: line.text.to_uppercase(),
+                })
+                .await?;
         }
         Ok(())
     }
@@ -80,7 +100,12 @@ pub async fn start_tester(registry: SharedRegistry, node: &str) -> (Service, std
         .registry(registry)
         .build()
         .expect("service builds");
-    register_tester_handler(service.server(), Tester { node: node.to_string() });
+    register_tester_handler(
+        service.server(),
+        Tester {
+            node: node.to_string(),
+        },
+    );
     let addr = service.start().await.expect("service starts");
     (service, addr)
 }
@@ -94,13 +119,19 @@ pub fn memory_registry() -> SharedRegistry {
 pub fn client(registry: SharedRegistry, retries: u32) -> micro::Client {
     micro::Client::new(
         registry,
-        micro::client::ClientOptions { retries, ..Default::default() },
+        micro::client::ClientOptions {
+            retries,
+            ..Default::default()
+        },
     )
 }
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The Python with grpcio that the interop tests use: `MICRO_TEST_PYTHON`, else `.venv/bin/python`.

@@ -71,8 +71,12 @@ impl Caller for Traced {
             let start = Instant::now();
             let res = self.0.call(call).await;
             match &res {
-                Ok(_) => tracing::debug!(%service, %endpoint, elapsed = ?start.elapsed(), "call ok"),
-                Err(e) => tracing::info!(%service, %endpoint, elapsed = ?start.elapsed(), code = e.code, detail = %e.detail, "call failed"),
+                Ok(_) => {
+                    tracing::debug!(%service, %endpoint, elapsed = ?start.elapsed(), "call ok")
+                }
+                Err(e) => {
+                    tracing::info!(%service, %endpoint, elapsed = ?start.elapsed(), code = e.code, detail = %e.detail, "call failed")
+                }
             }
             res
         })

@@ -18,7 +18,13 @@ pub trait Message:
 }
 
 impl<T> Message for T where
-    T: prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+    T: prost::Message
+        + Default
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
 {
 }
 

@@ -7,8 +7,9 @@ use crate::Error;
 
 /// Appends the protobuf encoding of `msg` to `buf`.
 pub fn encode_into<M: Message>(msg: &M, buf: &mut BytesMut) -> Result<(), Error> {
-    msg.encode(buf)
-        .map_err(|e| Error::internal_server_error("go.micro.codec", format!("protobuf encode: {e}")))
+    msg.encode(buf).map_err(|e| {
+        Error::internal_server_error("go.micro.codec", format!("protobuf encode: {e}"))
+    })
 }
 
 /// Decodes protobuf bytes.

@@ -91,7 +91,12 @@ impl RegistrySelector {
     }
 
     async fn entry(&self, service: &str) -> Result<Arc<Entry>, Error> {
-        let cached = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(service).cloned();
+        let cached = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(service)
+            .cloned();
         if let Some(e) = &cached {
             if e.fetched.elapsed() < self.ttl {
                 return Ok(e.clone());
@@ -109,13 +114,23 @@ impl RegistrySelector {
                 let entry = Arc::new(Entry {
                     fetched: Instant::now(),
                     nodes: Arc::new(nodes),
-                    next: AtomicUsize::new(cached.as_ref().map_or(0, |c| c.next.load(Ordering::Relaxed))),
+                    next: AtomicUsize::new(
+                        cached
+                            .as_ref()
+                            .map_or(0, |c| c.next.load(Ordering::Relaxed)),
+                    ),
                 });
-                self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), entry.clone());
+                self.cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(service.to_string(), entry.clone());
                 Ok(entry)
             }
             Err(e) if e.code == 404 => {
-                self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(service);
+                self.cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(service);
                 Err(e)
             }
             Err(e) => match cached {
@@ -143,14 +158,27 @@ impl Selector for RegistrySelector {
         let entry = self.entry(service).await?;
         let eligible = |(v, n): &&(String, Node)| {
             filter.version.as_ref().is_none_or(|want| want == v)
-                && filter.labels.iter().all(|(k, val)| n.metadata.get(k) == Some(val))
+                && filter
+                    .labels
+                    .iter()
+                    .all(|(k, val)| n.metadata.get(k) == Some(val))
                 && !filter.exclude.contains(&n.address)
         };
-        let mut candidates: Vec<&Node> =
-            entry.nodes.iter().filter(eligible).filter(|(_, n)| !self.is_failed(&n.address)).map(|(_, n)| n).collect();
+        let mut candidates: Vec<&Node> = entry
+            .nodes
+            .iter()
+            .filter(eligible)
+            .filter(|(_, n)| !self.is_failed(&n.address))
+            .map(|(_, n)| n)
+            .collect();
         if candidates.is_empty() {
             // Every node failed recently: trying one beats failing for sure.
-            candidates = entry.nodes.iter().filter(eligible).map(|(_, n)| n).collect();
+            candidates = entry
+                .nodes
+                .iter()
+                .filter(eligible)
+                .map(|(_, n)| n)
+                .collect();
         }
         if candidates.is_empty() {
             return Err(Error::unavailable(
@@ -172,10 +200,16 @@ impl Selector for RegistrySelector {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(node.address.clone(), Instant::now() + self.backoff);
-                self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(service);
+                self.cache
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(service);
             }
             Ok(()) if self.is_failed(&node.address) => {
-                self.failed.write().unwrap_or_else(|e| e.into_inner()).remove(&node.address);
+                self.failed
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&node.address);
             }
             _ => {}
         }
@@ -218,7 +252,11 @@ mod tests {
             let svc = Service {
                 name: "s".into(),
                 version: "latest".into(),
-                nodes: vec![Node { id: id.into(), address: addr.into(), ..Default::default() }],
+                nodes: vec![Node {
+                    id: id.into(),
+                    address: addr.into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             };
             r.register(&svc, RegisterOptions::default()).await.unwrap();
@@ -234,13 +272,27 @@ mod tests {
         let b = sel.select("s", &f).await.unwrap().address;
         assert_ne!(a, b);
         assert_eq!(sel.select("s", &f).await.unwrap().address, a);
-        let dead = Node { address: a.clone(), ..Default::default() };
-        sel.mark("s", &dead, Err(&Error::unavailable("go.micro.client", "refused")));
+        let dead = Node {
+            address: a.clone(),
+            ..Default::default()
+        };
+        sel.mark(
+            "s",
+            &dead,
+            Err(&Error::unavailable("go.micro.client", "refused")),
+        );
         for _ in 0..4 {
             assert_eq!(sel.select("s", &f).await.unwrap().address, b);
         }
-        let only_a = Filter { exclude: vec![b.clone()], ..Default::default() };
-        assert_eq!(sel.select("s", &only_a).await.unwrap().address, a, "a failed node beats none");
+        let only_a = Filter {
+            exclude: vec![b.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            sel.select("s", &only_a).await.unwrap().address,
+            a,
+            "a failed node beats none"
+        );
         assert_eq!(sel.select("nope", &f).await.unwrap_err().code, 404);
     }
 }

@@ -36,11 +36,19 @@ pub struct Request<T> {
 impl<T> Request<T> {
     /// A request with no metadata and no deadline.
     pub fn new(message: T) -> Self {
-        Request { message, metadata: Metadata::new(), deadline: None }
+        Request {
+            message,
+            metadata: Metadata::new(),
+            deadline: None,
+        }
     }
 
     pub(crate) fn from_parts(message: T, metadata: Metadata, deadline: Option<Instant>) -> Self {
-        Request { message, metadata, deadline }
+        Request {
+            message,
+            metadata,
+            deadline,
+        }
     }
 
     /// The message.
@@ -70,7 +78,11 @@ impl<T> Request<T> {
 
     /// The same request around another message.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
-        Request { message: f(self.message), metadata: self.metadata, deadline: self.deadline }
+        Request {
+            message: f(self.message),
+            metadata: self.metadata,
+            deadline: self.deadline,
+        }
     }
 }
 
@@ -97,7 +109,11 @@ pub struct ServerStream<M> {
 
 impl<M> Clone for ServerStream<M> {
     fn clone(&self) -> Self {
-        ServerStream { tx: self.tx.clone(), codec: self.codec, _m: PhantomData }
+        ServerStream {
+            tx: self.tx.clone(),
+            codec: self.codec,
+            _m: PhantomData,
+        }
     }
 }
 
@@ -176,7 +192,12 @@ where
 {
     fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>> {
         let RawBody::Message(bytes) = req.body else {
-            return Box::pin(async { Err(Error::internal_server_error("go.micro.server", "unary handler got a stream")) });
+            return Box::pin(async {
+                Err(Error::internal_server_error(
+                    "go.micro.server",
+                    "unary handler got a stream",
+                ))
+            });
         };
         let msg = match req.codec.decode::<Req>(&bytes) {
             Ok(m) => m,
@@ -263,7 +284,9 @@ pub(crate) async fn with_deadline<T>(
 ) -> Result<T, Error> {
     match deadline {
         None => fut.await,
-        Some(d) => tokio::time::timeout_at(d.into(), fut).await.unwrap_or_else(|_| Err(deadline_error())),
+        Some(d) => tokio::time::timeout_at(d.into(), fut)
+            .await
+            .unwrap_or_else(|_| Err(deadline_error())),
     }
 }
 
@@ -275,7 +298,11 @@ where
 {
     let (tx, rx) = mpsc::channel(16);
     let deadline = req.deadline;
-    let stream = ServerStream { tx, codec: req.codec, _m: PhantomData };
+    let stream = ServerStream {
+        tx,
+        codec: req.codec,
+        _m: PhantomData,
+    };
     let fut = start(req, stream);
     Body::boxed(DrivenBody {
         fut: Some(Box::pin(with_deadline(deadline, fut))),
@@ -288,7 +315,10 @@ where
 fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, Error> {
     match std::mem::replace(&mut req.body, RawBody::Message(Bytes::new())) {
         RawBody::Stream(body) => Ok(Streaming::server(body, req.codec, req.max_message_size)),
-        RawBody::Message(_) => Err(Error::bad_request("go.micro.server", "streaming endpoints need gRPC")),
+        RawBody::Message(_) => Err(Error::bad_request(
+            "go.micro.server",
+            "streaming endpoints need gRPC",
+        )),
     }
 }
 
@@ -351,7 +381,11 @@ where
         let f = self.0.f.clone();
         let incoming = request_stream::<Req>(&mut req);
         driven(req, move |req, stream| async move {
-            f(Request::from_parts(incoming?, req.metadata, req.deadline), stream).await
+            f(
+                Request::from_parts(incoming?, req.metadata, req.deadline),
+                stream,
+            )
+            .await
         })
     }
 }
@@ -361,7 +395,10 @@ where
     Kinded<K, F, Req, Resp>: StreamHandler,
 {
     Handler::Stream(Arc::new(Kinded::<K, F, Req, Resp>(
-        StreamFn { f: Arc::new(f), _m: PhantomData },
+        StreamFn {
+            f: Arc::new(f),
+            _m: PhantomData,
+        },
         PhantomData,
     )))
 }

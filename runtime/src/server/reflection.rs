@@ -138,17 +138,27 @@ pub struct ErrorResponse {
     pub error_message: String,
 }
 
-const BUILTIN_SERVICES: [&str; 3] =
-    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+const BUILTIN_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 fn answer(server: &Server, req: &ReflectionRequest) -> ReflectionAnswer {
     let pool = server.descriptors();
     let not_found = |what: String| {
-        ReflectionAnswer::ErrorResponse(ErrorResponse { error_code: 5, error_message: format!("{what} not found") })
+        ReflectionAnswer::ErrorResponse(ErrorResponse {
+            error_code: 5,
+            error_message: format!("{what} not found"),
+        })
     };
     let files = |f: &prost_types::FileDescriptorProto| {
         ReflectionAnswer::FileDescriptorResponse(FileDescriptorResponse {
-            file_descriptor_proto: pool.with_dependencies(f).into_iter().map(|f| f.encode_to_vec()).collect(),
+            file_descriptor_proto: pool
+                .with_dependencies(f)
+                .into_iter()
+                .map(|f| f.encode_to_vec())
+                .collect(),
         })
     };
     match &req.message_request {
@@ -156,7 +166,10 @@ fn answer(server: &Server, req: &ReflectionRequest) -> ReflectionAnswer {
             let mut names = pool.services();
             names.extend(BUILTIN_SERVICES.iter().map(|s| s.to_string()));
             ReflectionAnswer::ListServicesResponse(ListServiceResponse {
-                service: names.into_iter().map(|name| ServiceResponse { name }).collect(),
+                service: names
+                    .into_iter()
+                    .map(|name| ServiceResponse { name })
+                    .collect(),
             })
         }
         Some(ReflectionQuery::FileByFilename(name)) => match pool.file_by_name(name) {
@@ -167,9 +180,10 @@ fn answer(server: &Server, req: &ReflectionRequest) -> ReflectionAnswer {
             Some(f) => files(f),
             None => not_found(format!("symbol {sym}")),
         },
-        Some(ReflectionQuery::FileContainingExtension(ext)) => {
-            not_found(format!("extension {}({})", ext.containing_type, ext.extension_number))
-        }
+        Some(ReflectionQuery::FileContainingExtension(ext)) => not_found(format!(
+            "extension {}({})",
+            ext.containing_type, ext.extension_number
+        )),
         Some(ReflectionQuery::AllExtensionNumbersOfType(t)) => {
             ReflectionAnswer::AllExtensionNumbersResponse(ExtensionNumberResponse {
                 base_type_name: t.clone(),
@@ -187,7 +201,8 @@ pub(super) fn register(server: &Server) {
     for version in ["v1", "v1alpha"] {
         let srv = server.clone();
         let handler = bidi_stream(
-            move |mut req: Request<Streaming<ReflectionRequest>>, out: ServerStream<ReflectionResponse>| {
+            move |mut req: Request<Streaming<ReflectionRequest>>,
+                  out: ServerStream<ReflectionResponse>| {
                 let srv = srv.clone();
                 async move {
                     while let Some(q) = req.get_mut().message().await? {
@@ -204,9 +219,14 @@ pub(super) fn register(server: &Server) {
             },
         );
         server.handle(
-            Endpoint::new(format!("grpc.reflection.{version}.ServerReflection.ServerReflectionInfo"), handler)
-                .path(format!("/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"))
-                .internal(),
+            Endpoint::new(
+                format!("grpc.reflection.{version}.ServerReflection.ServerReflectionInfo"),
+                handler,
+            )
+            .path(format!(
+                "/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+            ))
+            .internal(),
         );
     }
 }

@@ -50,7 +50,9 @@ impl UnaryHandler for TracedUnary {
             let res = fut.await;
             match &res {
                 Ok(_) => tracing::debug!(%endpoint, elapsed = ?start.elapsed(), "ok"),
-                Err(e) => tracing::info!(%endpoint, elapsed = ?start.elapsed(), code = e.code, detail = %e.detail, "error"),
+                Err(e) => {
+                    tracing::info!(%endpoint, elapsed = ?start.elapsed(), code = e.code, detail = %e.detail, "error")
+                }
             }
             res
         })
@@ -73,8 +75,14 @@ impl HandlerWrapper for TracingWrapper {
     fn wrap(&self, endpoint: &Endpoint, inner: Handler) -> Handler {
         let name: Arc<str> = endpoint.name.as_str().into();
         match inner {
-            Handler::Unary(inner) => Handler::Unary(Arc::new(TracedUnary { endpoint: name, inner })),
-            Handler::Stream(inner) => Handler::Stream(Arc::new(TracedStream { endpoint: name, inner })),
+            Handler::Unary(inner) => Handler::Unary(Arc::new(TracedUnary {
+                endpoint: name,
+                inner,
+            })),
+            Handler::Stream(inner) => Handler::Stream(Arc::new(TracedStream {
+                endpoint: name,
+                inner,
+            })),
         }
     }
 }

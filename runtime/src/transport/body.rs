@@ -29,23 +29,31 @@ enum Kind {
 impl Body {
     /// A body with nothing in it.
     pub fn empty() -> Self {
-        Body { kind: Kind::Once(None, None) }
+        Body {
+            kind: Kind::Once(None, None),
+        }
     }
 
     /// A body of one buffer.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        Body { kind: Kind::Once((!data.is_empty()).then_some(data), None) }
+        Body {
+            kind: Kind::Once((!data.is_empty()).then_some(data), None),
+        }
     }
 
     /// A body of one buffer followed by trailers.
     pub fn with_trailers(data: Option<Bytes>, trailers: HeaderMap) -> Self {
-        Body { kind: Kind::Once(data, Some(trailers)) }
+        Body {
+            kind: Kind::Once(data, Some(trailers)),
+        }
     }
 
     /// A body fed by a channel of frames; it ends when every sender is dropped.
     pub fn channel(rx: mpsc::Receiver<Frame<Bytes>>) -> Self {
-        Body { kind: Kind::Channel(rx) }
+        Body {
+            kind: Kind::Channel(rx),
+        }
     }
 
     /// Any other body.
@@ -53,7 +61,9 @@ impl Body {
     where
         B: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
     {
-        Body { kind: Kind::Boxed(Box::pin(body)) }
+        Body {
+            kind: Kind::Boxed(Box::pin(body)),
+        }
     }
 }
 

@@ -95,14 +95,21 @@ pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
     if body.len() < 5 {
         return Err(Error::bad_request(
             "go.micro.transport",
-            if body.is_empty() { "missing gRPC message".to_string() } else { "truncated gRPC frame".to_string() },
+            if body.is_empty() {
+                "missing gRPC message".to_string()
+            } else {
+                "truncated gRPC frame".to_string()
+            },
         ));
     }
     let len = check_header(&body[..5], max)?;
     if body.len() != 5 + len {
         return Err(Error::bad_request(
             "go.micro.transport",
-            format!("gRPC frame says {len} bytes but the body has {}", body.len() - 5),
+            format!(
+                "gRPC frame says {len} bytes but the body has {}",
+                body.len() - 5
+            ),
         ));
     }
     body.advance(5);
@@ -164,7 +171,11 @@ pub fn status_headers(result: Result<(), &Error>, headers: &mut HeaderMap) {
 /// Reads a gRPC status from trailers or trailers-only headers; `None` if no status is present.
 pub fn status_from_headers(headers: &HeaderMap, peer: &str) -> Option<Result<(), Error>> {
     let status = headers.get("grpc-status")?;
-    let code = status.to_str().ok().and_then(|s| s.parse::<i32>().ok()).unwrap_or(2);
+    let code = status
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+        .unwrap_or(2);
     if code == 0 {
         return Some(Ok(()));
     }
@@ -202,30 +213,45 @@ pub struct Streaming<M> {
 
 impl<M> std::fmt::Debug for Streaming<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Streaming").field("codec", &self.codec).finish()
+        f.debug_struct("Streaming")
+            .field("codec", &self.codec)
+            .finish()
     }
 }
 
 impl<M: Decode> Streaming<M> {
     /// A stream of requests arriving at a server.
     pub(crate) fn server(body: hyper::body::Incoming, codec: Codec, max: usize) -> Self {
-        Streaming { pending: None, body: Some(body), decoder: FrameDecoder::new(), codec, max, peer: None, _m: PhantomData }
+        Streaming {
+            pending: None,
+            body: Some(body),
+            decoder: FrameDecoder::new(),
+            codec,
+            max,
+            peer: None,
+            _m: PhantomData,
+        }
     }
 
     /// A stream of replies arriving at a client from `peer`, once `response` yields the body; its
     /// trailers hold the call's status.
-    pub(crate) fn client(
-        response: ResponseFuture,
-        codec: Codec,
-        max: usize,
-        peer: String,
-    ) -> Self {
-        Streaming { pending: Some(response), body: None, decoder: FrameDecoder::new(), codec, max, peer: Some(peer), _m: PhantomData }
+    pub(crate) fn client(response: ResponseFuture, codec: Codec, max: usize, peer: String) -> Self {
+        Streaming {
+            pending: Some(response),
+            body: None,
+            decoder: FrameDecoder::new(),
+            codec,
+            max,
+            peer: Some(peer),
+            _m: PhantomData,
+        }
     }
 
     /// The next message; `Ok(None)` at the clean end of the stream.
     pub async fn message(&mut self) -> Result<Option<M>, Error> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await.transpose()
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
     }
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<M, Error>>> {
@@ -264,8 +290,15 @@ impl<M: Decode> Streaming<M> {
                 },
                 Some(Err(e)) => {
                     self.body = None;
-                    let id = self.peer.clone().unwrap_or_else(|| "go.micro.server".into());
-                    return Poll::Ready(Some(Err(Error::new(id, 499, format!("stream broken: {e}")))));
+                    let id = self
+                        .peer
+                        .clone()
+                        .unwrap_or_else(|| "go.micro.server".into());
+                    return Poll::Ready(Some(Err(Error::new(
+                        id,
+                        499,
+                        format!("stream broken: {e}"),
+                    ))));
                 }
                 None => {
                     self.body = None;
@@ -316,13 +349,31 @@ mod tests {
         d.push(Bytes::from_static(&[0, 0, 0, 0, 2, b'h']));
         assert_eq!(d.next_message(10).unwrap(), None);
         d.push(Bytes::from_static(&[b'i', 0, 0, 0, 0, 0]));
-        assert_eq!(d.next_message(10).unwrap().unwrap(), Bytes::from_static(b"hi"));
+        assert_eq!(
+            d.next_message(10).unwrap().unwrap(),
+            Bytes::from_static(b"hi")
+        );
         assert_eq!(d.next_message(10).unwrap().unwrap(), Bytes::new());
         d.push(Bytes::from_static(&[0, 0, 0, 1, 0]));
         assert_eq!(d.next_message(10).unwrap_err().code, 413);
-        assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0]), 10).unwrap_err().code, 400);
-        assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10).unwrap_err().code, 400);
-        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 501);
+        assert_eq!(
+            unframe_one(Bytes::from_static(&[0, 0, 0]), 10)
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10)
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10)
+                .unwrap_err()
+                .code,
+            501
+        );
     }
 
     #[test]
@@ -334,6 +385,9 @@ mod tests {
         assert_eq!(status_from_headers(&h, "peer").unwrap().unwrap_err(), err);
         h.remove("micro-error");
         let e = status_from_headers(&h, "peer").unwrap().unwrap_err();
-        assert_eq!((e.code, e.detail.as_str(), e.id.as_str()), (404, "no user ünïcode 100%", "peer"));
+        assert_eq!(
+            (e.code, e.detail.as_str(), e.id.as_str()),
+            (404, "no user ünïcode 100%", "peer")
+        );
     }
 }

@@ -111,7 +111,9 @@ impl Serving {
         let cut = self.connections();
         let _ = self.stop.send(true);
         let threads = std::mem::take(&mut self.threads);
-        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+        let _ =
+            tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
+                .await;
         cut
     }
 }
@@ -123,7 +125,11 @@ impl Drop for Serving {
 }
 
 /// Binds `addr` and serves it with `dispatch`.
-pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> Result<Serving, Error> {
+pub fn serve<D: Dispatch>(
+    addr: &str,
+    dispatch: Arc<D>,
+    opts: &ServeOptions,
+) -> Result<Serving, Error> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         Error::internal_server_error("go.micro.server", format!("cannot listen on {addr}: {e}"))
     })?;
@@ -157,7 +163,11 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
         let graceful_rx = graceful_rx.clone();
         let mut stop_rx = stop_rx.clone();
         let tracker = tracker.clone();
-        let acceptor = if i == 0 { listener.take().map(|l| (l, senders.clone())) } else { None };
+        let acceptor = if i == 0 {
+            listener.take().map(|l| (l, senders.clone()))
+        } else {
+            None
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -191,7 +201,13 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
             .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
         threads.push(thread);
     }
-    Ok(Serving { addr: local, graceful, stop, tracker, threads })
+    Ok(Serving {
+        addr: local,
+        graceful,
+        stop,
+        tracker,
+        threads,
+    })
 }
 
 async fn accept(
@@ -199,7 +215,9 @@ async fn accept(
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     mut graceful: watch::Receiver<bool>,
 ) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
     let mut next = 0usize;
     loop {
         tokio::select! {
@@ -277,7 +295,13 @@ impl Pool {
         if let Some(c) = self.cached(addr) {
             return Ok(c);
         }
-        let lock = self.connecting.lock().await.entry(addr.to_string()).or_default().clone();
+        let lock = self
+            .connecting
+            .lock()
+            .await
+            .entry(addr.to_string())
+            .or_default()
+            .clone();
         let _held = lock.lock().await;
         if let Some(c) = self.cached(addr) {
             return Ok(c);
@@ -294,7 +318,10 @@ impl Pool {
 
     /// Forgets the connection to `addr` (after it failed).
     pub fn forget(&self, addr: &str) {
-        self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        self.conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(addr);
     }
 
     /// Sends a request on the pooled connection to `addr`.
@@ -320,7 +347,9 @@ fn unavailable(addr: &str, what: &str) -> Error {
 }
 
 async fn connect(addr: &str) -> Result<SendRequest<Body>, Error> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| unavailable(addr, &format!("connect: {e}")))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| unavailable(addr, &format!("connect: {e}")))?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
