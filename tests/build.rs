@@ -1,6 +1,13 @@
-//! Generates the code of the test protos.
+//! Generates the code of the test protos and of the codegen corpus (so the corpus must compile).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     micro_build::compile_protos(&["proto/testing.proto"], &["proto"])?;
+    let corpus = std::path::Path::new("../protoc-gen-micro/tests/protos");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("corpus");
+    std::fs::create_dir_all(&out)?;
+    micro_build::configure().out_dir(out).include_file("mod.rs").compile_protos(
+        &[corpus.join("corpus/types.proto"), corpus.join("corpus/shop.proto"), corpus.join("corpus/nopackage.proto")],
+        &[corpus],
+    )?;
     Ok(())
 }

@@ -58,6 +58,12 @@ macro_rules! include_proto {
     };
 }
 
+/// The protobuf well-known types (`Timestamp`, `Duration`, `Struct`, `Empty`, ...) with proto3 JSON
+/// support, as generated code uses them.
+pub mod wkt {
+    pub use pbjson_types::*;
+}
+
 /// Re-exports used by generated code, so generated crates need no extra dependencies.
 #[doc(hidden)]
 pub mod __private {

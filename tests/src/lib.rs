@@ -7,6 +7,12 @@ pub mod testing {
     micro::include_proto!("testing");
 }
 
+/// The codegen corpus (`protoc-gen-micro/tests/protos/corpus`), compiled.
+#[allow(deprecated, clippy::all)]
+pub mod corpus {
+    include!(concat!(env!("OUT_DIR"), "/corpus/mod.rs"));
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
