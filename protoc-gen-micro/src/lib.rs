@@ -197,7 +197,12 @@ impl Config {
             let requests = set
                 .file
                 .iter()
-                .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), f.clone()))
+                .map(|f| {
+                    (
+                        prost_build::Module::from_protobuf_package_name(f.package()),
+                        f.clone(),
+                    )
+                })
                 .collect();
             let generated = prost
                 .generate(requests)
@@ -223,7 +228,11 @@ impl Config {
             };
             for pkg in &packages {
                 let b = builder()?;
-                let prefix = if pkg.is_empty() { format!(".{NO_PACKAGE}") } else { format!(".{pkg}") };
+                let prefix = if pkg.is_empty() {
+                    format!(".{NO_PACKAGE}")
+                } else {
+                    format!(".{pkg}")
+                };
                 let out = b
                     .generate(&[prefix], |_| Ok(Vec::<u8>::new()))
                     .map_err(|e| Error::new(format!("pbjson: {e}")))?;
@@ -258,13 +267,27 @@ impl Config {
                 .filter(|f| f.package() == pkg)
                 .flat_map(|f| ir::services(&pool, f))
                 .collect();
-            let mut text = String::from(HEADER);
+            // prost's and pbjson's code are parsed too, so the whole file is laid out (and checked)
+            // by one printer.
+            let mut items: Vec<syn::Item> = Vec::new();
+            let mut parse = |what: &str, code: &str| -> Result<(), Error> {
+                let file = syn::parse_file(code).map_err(|e| {
+                    Error::new(format!(
+                        "internal: {what} code for package {pkg:?} does not parse: {e}"
+                    ))
+                })?;
+                items.extend(file.items);
+                Ok(())
+            };
             if let Some(m) = messages.get(pkg) {
-                text.push_str(m);
+                parse("message", m)?;
             }
             if let Some(j) = json.get(pkg) {
-                text.push_str("#[allow(unused_imports)]\nuse ::micro::__private::pbjson;\n#[allow(unused_imports)]\nuse ::micro::__private::serde;\n");
-                text.push_str(j);
+                parse(
+                    "JSON",
+                    "#[allow(unused_imports)] use ::micro::__private::pbjson; #[allow(unused_imports)] use ::micro::__private::serde;",
+                )?;
+                parse("JSON", j)?;
             }
             if !services.is_empty() {
                 let fds = descriptor_set_for(&set, pkg);
@@ -274,16 +297,22 @@ impl Config {
                     /// endpoint field trees).
                     pub const FILE_DESCRIPTOR_SET: &[u8] = #lit;
                 };
-                if self.server || self.client {
-                    for s in &services {
-                        tokens.extend(service::generate(s, &resolver, emit));
-                    }
+                for s in &services {
+                    tokens.extend(service::generate(s, &resolver, emit));
                 }
                 let file: syn::File = syn::parse2(tokens).map_err(|e| {
-                    Error::new(format!("internal: generated code does not parse: {e}"))
+                    Error::new(format!(
+                        "internal: generated service code does not parse: {e}"
+                    ))
                 })?;
-                text.push_str(&prettyplease::unparse(&file));
+                items.extend(file.items);
             }
+            let file = syn::File {
+                shebang: None,
+                attrs: vec![],
+                items,
+            };
+            let text = format!("{HEADER}{}", prettyplease::unparse(&file));
             out.push((file_name(pkg), text));
         }
         if let Some(include) = &self.include_file {
@@ -302,7 +331,12 @@ fn with_stand_in_package(set: &FileDescriptorSet) -> FileDescriptorSet {
         .file
         .iter()
         .filter(|f| f.package().is_empty())
-        .flat_map(|f| f.message_type.iter().map(|m| m.name().to_string()).chain(f.enum_type.iter().map(|e| e.name().to_string())))
+        .flat_map(|f| {
+            f.message_type
+                .iter()
+                .map(|m| m.name().to_string())
+                .chain(f.enum_type.iter().map(|e| e.name().to_string()))
+        })
         .collect();
     if bare.is_empty() {
         return set.clone();
@@ -429,10 +463,7 @@ impl TypeResolver for Resolver<'_> {
     fn resolve(&self, from_package: &str, proto_type: &str) -> proc_macro2::TokenStream {
         let full = proto_type.trim_start_matches('.');
         let mut externs: Vec<(String, String)> = self.externs.to_vec();
-        externs.push((
-            ".google.protobuf".into(),
-            WKT.to_string(),
-        ));
+        externs.push((".google.protobuf".into(), WKT.to_string()));
         externs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         for (proto, rust) in &externs {
             let p = proto.trim_start_matches('.');
