@@ -161,3 +161,38 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl AsyncFnMut()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A binary of the workspace (built by `cargo test --workspace`), next to the test executable.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process that is killed when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends SIGTERM (or SIGINT) to a child.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+}

@@ -3,8 +3,10 @@
 //! A service is a name with one record per version; each record lists its nodes (running
 //! processes, each with an address) and endpoints (with request/response field trees, so tools can
 //! show and build requests). Nodes register with a TTL and re-register every interval; a node that
-//! stops re-registering expires. Backends live one per file: [`memory`] (tests, single process).
+//! stops re-registering expires. Backends live one per file: [`mdns`] (the default),
+//! [`memory`] (tests, single process).
 
+pub mod mdns;
 pub mod memory;
 
 use std::collections::BTreeMap;
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::Error;
 
+pub use mdns::MdnsRegistry;
 pub use memory::MemoryRegistry;
 
 /// A service record: one version of a service, its endpoints and its nodes.
@@ -173,16 +176,17 @@ pub trait Registry: Send + Sync + 'static {
 pub type SharedRegistry = Arc<dyn Registry>;
 
 /// Names of the registry backends, as `--registry` takes them.
-pub const NAMES: &[&str] = &["memory"];
+pub const NAMES: &[&str] = &["mdns", "memory"];
 
 /// The registry used when none is named.
-pub const DEFAULT: &str = "memory";
+pub const DEFAULT: &str = "mdns";
 
 /// The registry backend called `name`, reaching `addresses` where the backend has any.
 pub fn from_name(name: &str, addresses: &[String]) -> Result<SharedRegistry, Error> {
     let _ = addresses;
     match name {
         "memory" => Ok(Arc::new(MemoryRegistry::new())),
+        "mdns" => Ok(Arc::new(MdnsRegistry::new()?)),
         _ => Err(Error::bad_request(
             "go.micro.registry",
             format!("unknown registry \"{name}\" (valid: {})", NAMES.join(", ")),

@@ -1,4 +1,5 @@
-//! Calls `helloworld` through discovery: `client NAME`.
+//! Calls `helloworld` through discovery: `client NAME` (the service name can be changed with
+//! `HELLOWORLD_SERVICE`).
 
 use helloworld::helloworld::{GreeterClient, HelloRequest};
 
@@ -22,7 +23,8 @@ async fn main() {
         }
     };
     let name = args.first().cloned().unwrap_or_else(|| "world".into());
-    let greeter = GreeterClient::new("helloworld", service.client().clone());
+    let target = std::env::var("HELLOWORLD_SERVICE").unwrap_or_else(|_| "helloworld".into());
+    let greeter = GreeterClient::new(target, service.client().clone());
     match greeter.say_hello(HelloRequest { name }).await {
         Ok(reply) => println!("{}", reply.message),
         Err(e) => {

@@ -1,0 +1,485 @@
+//! The mDNS registry, the default: zero dependencies, discovery on this host out of the box.
+//!
+//! Each node is one DNS-SD instance of type `_micro._tcp.local.` whose TXT record carries the
+//! node's full service record (name, version, metadata, endpoints with field trees, node address
+//! and metadata): JSON, deflated, split into 250-byte TXT entries (`r0`, `r1`, ...), so records far
+//! larger than one TXT entry survive. `ttl` and `seq` entries let browsers expire nodes that stop
+//! re-registering (a killed process) after the registration TTL, not after mDNS's own caching.
+//!
+//! **Scope.** By default nothing leaves this host: the daemon answers and asks on the loopback
+//! interface only. `MICRO_MDNS_INTERFACES=all` (or a comma list of interface names) opens it to
+//! the LAN. mdns-sd joins the mDNS multicast group on every interface when its daemon starts;
+//! records are only sent on the interfaces in scope.
+//!
+//! A process that just started has heard nothing yet, so reads wait for the first answers (at
+//! most one second; less once the answers stop coming); long-running processes read from memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperty};
+use tokio::sync::{mpsc, Notify};
+
+use super::{not_found, Action, Event, RegisterOptions, Registry, Service, Watcher};
+use crate::Error;
+
+/// The DNS-SD service type of micro nodes.
+pub const SERVICE_TYPE: &str = "_micro._tcp.local.";
+
+const CHUNK: usize = 250;
+const MAX_RECORD: usize = 1 << 20;
+/// A responder repeats a record at most once a second (RFC 6762 §6), so a node that registered
+/// just before we asked answers within about a second: reads wait at most this long.
+const MAX_WARMUP: Duration = Duration::from_millis(1200);
+/// Reads that heard answers return once no more arrive for [`QUIET`], but not before this.
+const MIN_WARMUP: Duration = Duration::from_millis(250);
+const QUIET: Duration = Duration::from_millis(150);
+
+fn err(detail: impl std::fmt::Display) -> Error {
+    Error::unavailable("go.micro.registry", format!("mdns: {detail}"))
+}
+
+/// TXT entries that carry `record` (one node), its TTL and a sequence number.
+pub fn encode_txt(record: &Service, ttl: Duration, seq: u64) -> Vec<TxtProperty> {
+    let json = serde_json::to_vec(record).unwrap_or_default();
+    let packed = miniz_oxide::deflate::compress_to_vec_zlib(&json, 8);
+    let chunks: Vec<&[u8]> = packed.chunks(CHUNK).collect();
+    let mut props: Vec<TxtProperty> = vec![
+        ("v", "1").into(),
+        ("ttl", ttl.as_secs().to_string()).into(),
+        ("seq", seq.to_string()).into(),
+        ("n", chunks.len().to_string()).into(),
+    ];
+    for (i, c) in chunks.into_iter().enumerate() {
+        props.push((format!("r{i}"), c).into());
+    }
+    props
+}
+
+/// The record and TTL carried by TXT entries; a clear error for anything malformed.
+pub fn decode_txt<'a>(
+    get: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<(Service, Duration), Error> {
+    let text = |k: &str| get(k).and_then(|v| std::str::from_utf8(v).ok());
+    if text("v") != Some("1") {
+        return Err(err("not a micro record (missing v=1)"));
+    }
+    let n: usize = text("n")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| err("record without a chunk count"))?;
+    if n == 0 || n * CHUNK > MAX_RECORD {
+        return Err(err(format!("record with {n} chunks")));
+    }
+    let mut packed = Vec::with_capacity(n * CHUNK);
+    for i in 0..n {
+        packed.extend_from_slice(
+            get(&format!("r{i}")).ok_or_else(|| err(format!("record chunk r{i} is missing")))?,
+        );
+    }
+    let json = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&packed, MAX_RECORD)
+        .map_err(|e| err(format!("record does not inflate: {e:?}")))?;
+    let service: Service =
+        serde_json::from_slice(&json).map_err(|e| err(format!("record is not valid JSON: {e}")))?;
+    if service.name.is_empty() || service.nodes.len() != 1 {
+        return Err(err("record must name a service and hold exactly one node"));
+    }
+    let ttl = Duration::from_secs(text("ttl").and_then(|t| t.parse().ok()).unwrap_or(0));
+    Ok((service, ttl))
+}
+
+/// The DNS-SD instance name of a node (at most 63 bytes).
+fn instance_name(node_id: &str) -> String {
+    if node_id.len() <= 63 && node_id.is_ascii() {
+        return node_id.to_string();
+    }
+    let hash = node_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    let prefix: String = node_id.chars().filter(char::is_ascii).take(40).collect();
+    format!("{prefix}-{hash:016x}")
+}
+
+struct Entry {
+    service: Service,
+    seen: Instant,
+    ttl: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<String, Entry>,
+    watchers: Vec<(Option<String>, mpsc::UnboundedSender<Result<Event, Error>>)>,
+    last_event: Option<Instant>,
+    seq: u64,
+}
+
+impl State {
+    fn notify(&mut self, action: Action, service: &Service) {
+        self.watchers.retain(|(filter, tx)| {
+            if filter.as_deref().is_some_and(|f| f != service.name) {
+                return !tx.is_closed();
+            }
+            tx.send(Ok(Event {
+                action,
+                service: service.clone(),
+            }))
+            .is_ok()
+        });
+    }
+
+    fn upsert(&mut self, fullname: String, service: Service, ttl: Duration) {
+        let fullname = fullname.to_lowercase();
+        let action = match self.nodes.get(&fullname) {
+            Some(e) if e.service == service => None,
+            Some(_) => Some(Action::Update),
+            None => Some(Action::Create),
+        };
+        self.nodes.insert(
+            fullname,
+            Entry {
+                service: service.clone(),
+                seen: Instant::now(),
+                ttl,
+            },
+        );
+        if let Some(action) = action {
+            self.notify(action, &service);
+        }
+        self.last_event = Some(Instant::now());
+    }
+
+    fn remove(&mut self, fullname: &str) {
+        if let Some(e) = self.nodes.remove(&fullname.to_lowercase()) {
+            self.notify(Action::Delete, &e.service);
+        }
+        self.last_event = Some(Instant::now());
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let dead: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, e)| !e.ttl.is_zero() && e.seen + e.ttl < now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in dead {
+            self.remove(&k);
+        }
+    }
+}
+
+struct Inner {
+    daemon: ServiceDaemon,
+    state: Mutex<State>,
+    changed: Notify,
+    started: Instant,
+}
+
+/// The mDNS registry.
+pub struct MdnsRegistry {
+    inner: Arc<Inner>,
+}
+
+/// Which interfaces mDNS uses, from `MICRO_MDNS_INTERFACES`: loopback only unless set.
+fn scope(daemon: &ServiceDaemon, setting: Option<&str>) -> Result<(), Error> {
+    match setting.map(str::trim) {
+        Some("all") => Ok(()),
+        None | Some("") | Some("lo") | Some("loopback") => {
+            daemon.disable_interface(IfKind::All).map_err(err)?;
+            daemon
+                .enable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
+                .map_err(err)
+        }
+        Some(list) => {
+            daemon.disable_interface(IfKind::All).map_err(err)?;
+            let mut kinds = vec![IfKind::LoopbackV4, IfKind::LoopbackV6];
+            kinds.extend(list.split(',').map(|n| IfKind::Name(n.trim().to_string())));
+            daemon.enable_interface(kinds).map_err(err)
+        }
+    }
+}
+
+impl MdnsRegistry {
+    /// Starts an mDNS daemon scoped by `MICRO_MDNS_INTERFACES` and begins browsing.
+    pub fn new() -> Result<Self, Error> {
+        let daemon = ServiceDaemon::new().map_err(err)?;
+        scope(
+            &daemon,
+            std::env::var("MICRO_MDNS_INTERFACES").ok().as_deref(),
+        )?;
+        let _ = daemon.set_max_packet_size(vec![IfKind::LoopbackV4, IfKind::LoopbackV6], 8952);
+        let events = daemon.browse(SERVICE_TYPE).map_err(err)?;
+        let inner = Arc::new(Inner {
+            daemon,
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            started: Instant::now(),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("micro-mdns-browse".into())
+            .spawn(move || {
+                while let Ok(event) = events.recv() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.handle(event);
+                }
+            })
+            .map_err(err)?;
+        Ok(MdnsRegistry { inner })
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle(&self, event: ServiceEvent) {
+        match event {
+            ServiceEvent::ServiceResolved(resolved) => self.resolved(&resolved),
+            ServiceEvent::ServiceRemoved(_, fullname) => self.lock().remove(&fullname),
+            _ => return,
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn resolved(&self, r: &ResolvedService) {
+        let props = r.get_properties();
+        match decode_txt(|k| props.get_property_val(k).flatten()) {
+            Ok((service, ttl)) => self
+                .lock()
+                .upsert(r.get_fullname().to_string(), service, ttl),
+            Err(e) => {
+                tracing::debug!(instance = r.get_fullname(), error = %e.detail, "ignoring an mDNS record")
+            }
+        }
+    }
+
+    /// Waits until this process has heard what there is to hear (see the module doc).
+    async fn settle(&self, want: Option<&str>) {
+        loop {
+            let notified = self.changed.notified();
+            let now = Instant::now();
+            let age = now - self.started;
+            if age >= MAX_WARMUP {
+                return;
+            }
+            {
+                let state = self.lock();
+                let heard = state.last_event.is_some_and(|t| now - t >= QUIET);
+                let found = match want {
+                    Some(w) => state.nodes.values().any(|e| e.service.name == w),
+                    None => age >= MIN_WARMUP,
+                };
+                if found && heard {
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Registry for MdnsRegistry {
+    async fn register(&self, service: &Service, opts: RegisterOptions) -> Result<(), Error> {
+        for node in &service.nodes {
+            let record = Service {
+                nodes: vec![node.clone()],
+                ..service.clone()
+            };
+            let (host, port) = node
+                .address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| err(format!("node address {:?} is not host:port", node.address)))?;
+            let ip: IpAddr = match host.parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => ip,
+                _ => IpAddr::from([127, 0, 0, 1]),
+            };
+            let seq = {
+                let mut state = self.inner.lock();
+                state.seq += 1;
+                state.seq
+            };
+            let instance = instance_name(&node.id);
+            let info = ServiceInfo::new(
+                SERVICE_TYPE,
+                &instance,
+                &format!("{instance}.local."),
+                ip,
+                port,
+                encode_txt(&record, opts.ttl, seq),
+            )
+            .map_err(err)?;
+            // Instance names carry the node's UUID, so the conflict probing that would delay the
+            // first answer by most of a second is skipped.
+            let mut info = info;
+            info.set_requires_probe(false);
+            let fullname = info.get_fullname().to_string();
+            self.inner.daemon.register(info).map_err(err)?;
+            self.inner.lock().upsert(fullname, record, opts.ttl);
+        }
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn deregister(&self, service: &Service) -> Result<(), Error> {
+        for node in &service.nodes {
+            let fullname = format!("{}.{SERVICE_TYPE}", instance_name(&node.id));
+            if let Ok(status) = self.inner.daemon.unregister(&fullname) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), status.recv_async()).await;
+            }
+            self.inner.lock().remove(&fullname);
+        }
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Vec<Service>, Error> {
+        self.inner.settle(Some(name)).await;
+        let mut state = self.inner.lock();
+        state.expire();
+        let mut versions: BTreeMap<String, Service> = BTreeMap::new();
+        for e in state.nodes.values().filter(|e| e.service.name == name) {
+            let entry = versions
+                .entry(e.service.version.clone())
+                .or_insert_with(|| Service {
+                    nodes: vec![],
+                    ..e.service.clone()
+                });
+            entry.nodes.extend(e.service.nodes.iter().cloned());
+        }
+        if versions.is_empty() {
+            return Err(not_found(name));
+        }
+        Ok(versions
+            .into_values()
+            .map(|mut s| {
+                s.nodes.sort_by(|a, b| a.id.cmp(&b.id));
+                s
+            })
+            .collect())
+    }
+
+    async fn list_services(&self) -> Result<Vec<Service>, Error> {
+        self.inner.settle(None).await;
+        let mut state = self.inner.lock();
+        state.expire();
+        let mut seen: Vec<(String, String)> = state
+            .nodes
+            .values()
+            .map(|e| (e.service.name.clone(), e.service.version.clone()))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        Ok(seen
+            .into_iter()
+            .map(|(name, version)| Service {
+                name,
+                version,
+                ..Default::default()
+            })
+            .collect())
+    }
+
+    async fn watch(&self, service: Option<&str>) -> Result<Watcher, Error> {
+        let (tx, watcher) = Watcher::channel();
+        self.inner
+            .lock()
+            .watchers
+            .push((service.map(str::to_string), tx));
+        Ok(watcher)
+    }
+
+    fn name(&self) -> &'static str {
+        "mdns"
+    }
+}
+
+impl Drop for MdnsRegistry {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 {
+            let _ = self.inner.daemon.shutdown();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Endpoint, Node, Value};
+
+    fn big_record() -> Service {
+        Service {
+            name: "big".into(),
+            version: "1.0".into(),
+            metadata: BTreeMap::from([("team".into(), "core".into())]),
+            endpoints: (0..50)
+                .map(|i| Endpoint {
+                    name: format!("Big.Method{i}"),
+                    request: Some(Value {
+                        name: format!("Request{i}"),
+                        r#type: format!("Request{i}"),
+                        values: (0..5)
+                            .map(|f| Value {
+                                name: format!("field_{f}"),
+                                r#type: "string".into(),
+                                values: vec![],
+                            })
+                            .collect(),
+                    }),
+                    response: Some(Value {
+                        name: "Reply".into(),
+                        r#type: "Reply".into(),
+                        values: vec![],
+                    }),
+                    metadata: BTreeMap::from([("stream".into(), (i % 2 == 0).to_string())]),
+                })
+                .collect(),
+            nodes: vec![Node {
+                id: "big-1".into(),
+                address: "127.0.0.1:1234".into(),
+                metadata: BTreeMap::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn txt_round_trip_of_a_large_record() {
+        let record = big_record();
+        let props = encode_txt(&record, Duration::from_secs(60), 7);
+        assert!(
+            props.len() > 5,
+            "a 50-endpoint record spans several TXT entries"
+        );
+        assert!(props
+            .iter()
+            .all(|p| p.key().len() + 1 + p.val().map_or(0, <[u8]>::len) <= 255));
+        let map: HashMap<String, Vec<u8>> = props
+            .iter()
+            .map(|p| (p.key().to_string(), p.val().unwrap_or_default().to_vec()))
+            .collect();
+        let (back, ttl) = decode_txt(|k| map.get(k).map(Vec::as_slice)).unwrap();
+        assert_eq!((back, ttl), (record, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn malformed_txt_is_an_error() {
+        let none = |_: &str| None;
+        assert!(decode_txt(none).is_err());
+        let bad: HashMap<&str, &[u8]> =
+            HashMap::from([("v", &b"1"[..]), ("n", &b"1"[..]), ("r0", &b"garbage"[..])]);
+        assert!(decode_txt(|k| bad.get(k).copied())
+            .unwrap_err()
+            .detail
+            .contains("inflate"));
+        let huge: HashMap<&str, &[u8]> = HashMap::from([("v", &b"1"[..]), ("n", &b"999999"[..])]);
+        assert!(decode_txt(|k| huge.get(k).copied()).is_err());
+        assert!(instance_name(&"x".repeat(100)).len() <= 63);
+    }
+}
