@@ -17,8 +17,11 @@
 //! }
 //! ```
 //!
+//! # Feature flags
+//! - `etcd` (default): the etcd registry.
+//!
 //! # Plugin points
-//! - [`registry`]: where services are found (`memory`).
+//! - [`registry`]: where services are found (`mdns` by default, `etcd`, `memory`).
 //! - [`selector`]: which node gets a call (random, round robin).
 //! - [`transport`]: how calls travel (HTTP/2 gRPC + HTTP/1 JSON on one port).
 //! - [`codec`]: protobuf and proto3 JSON.

@@ -4,8 +4,10 @@
 //! processes, each with an address) and endpoints (with request/response field trees, so tools can
 //! show and build requests). Nodes register with a TTL and re-register every interval; a node that
 //! stops re-registering expires. Backends live one per file: [`mdns`] (the default),
-//! [`memory`] (tests, single process).
+//! `etcd` (feature `etcd`, on by default), [`memory`] (tests, single process).
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod mdns;
 pub mod memory;
 
@@ -176,15 +178,21 @@ pub trait Registry: Send + Sync + 'static {
 pub type SharedRegistry = Arc<dyn Registry>;
 
 /// Names of the registry backends, as `--registry` takes them.
-pub const NAMES: &[&str] = &["mdns", "memory"];
+pub const NAMES: &[&str] = &["mdns", "etcd", "memory"];
 
 /// The registry used when none is named.
 pub const DEFAULT: &str = "mdns";
 
 /// The registry backend called `name`, reaching `addresses` where the backend has any.
 pub fn from_name(name: &str, addresses: &[String]) -> Result<SharedRegistry, Error> {
-    let _ = addresses;
     match name {
+        #[cfg(feature = "etcd")]
+        "etcd" => Ok(Arc::new(etcd::EtcdRegistry::new(addresses))),
+        #[cfg(not(feature = "etcd"))]
+        "etcd" => Err(Error::bad_request(
+            "go.micro.registry",
+            "registry \"etcd\" is not enabled in this build; rebuild with --features etcd",
+        )),
         "memory" => Ok(Arc::new(MemoryRegistry::new())),
         "mdns" => Ok(Arc::new(MdnsRegistry::new()?)),
         _ => Err(Error::bad_request(
