@@ -25,7 +25,7 @@ pub struct Options {
     pub transport: String,
     /// Transport addresses.
     pub transport_address: Vec<String>,
-    /// Selector: `random` (default) or `roundrobin`.
+    /// Selector: `random` (default), `roundrobin` or `leastloaded`.
     pub selector: String,
     /// Service name.
     pub server_name: Option<String>,
@@ -154,7 +154,7 @@ impl Options {
             "broker_address" => self.broker_address = list(value),
             "transport" => self.transport = one_of("transport", value, TRANSPORTS)?,
             "transport_address" => self.transport_address = list(value),
-            "selector" => self.selector = one_of("selector", value, &["random", "roundrobin"])?,
+            "selector" => self.selector = one_of("selector", value, crate::selector::NAMES)?,
             "server_name" => self.server_name = Some(value.to_string()),
             "server_id" => self.server_id = Some(value.to_string()),
             "server_version" => self.server_version = Some(value.to_string()),

@@ -24,7 +24,7 @@ pub use wrapper::{CallWrapper, Caller, RawCall, TracingCallWrapper};
 use crate::codec::{Codec, Decode, Message, Protocol, RawMessage};
 use crate::metadata::Metadata;
 use crate::registry::{MemoryRegistry, Node, SharedRegistry};
-use crate::selector::{Filter, RegistrySelector, Selector, Strategy};
+use crate::selector::{Filter, Outcome, RegistrySelector, Selector, Strategy};
 use crate::transport::grpc::{self, Streaming, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::transport::http::Pool;
 use crate::transport::Body;
@@ -286,14 +286,19 @@ impl Client {
         let mut attempt = 0;
         loop {
             let node = core.node(service, &opts, &filter).await?;
-            let remaining = connect_deadline.saturating_duration_since(Instant::now());
+            let started = Instant::now();
+            let remaining = connect_deadline.saturating_duration_since(started);
             match core
                 .pool
                 .get(&node.address, remaining.min(core.opts.connect_timeout))
                 .await
             {
                 Ok(mut sender) => {
-                    core.selector.mark(service, &node, Ok(()));
+                    let outcome = Outcome {
+                        result: Ok(()),
+                        elapsed: started.elapsed(),
+                    };
+                    core.selector.mark(service, &node, outcome);
                     let (tx, rx) = mpsc::channel(16);
                     let req = build_request(
                         path,
@@ -322,7 +327,14 @@ impl Client {
                     ));
                 }
                 Err(e) => {
-                    core.selector.mark(service, &node, Err(&e));
+                    core.selector.mark(
+                        service,
+                        &node,
+                        Outcome {
+                            result: Err(&e),
+                            elapsed: started.elapsed(),
+                        },
+                    );
                     if attempt >= retries
                         || opts.address.is_some()
                         || Instant::now() >= connect_deadline
@@ -518,7 +530,8 @@ impl Caller for Core {
             let mut attempt = 0u32;
             loop {
                 let node = self.node(&call.service, &call.opts, &filter).await?;
-                let remaining = deadline.saturating_duration_since(Instant::now());
+                let started = Instant::now();
+                let remaining = deadline.saturating_duration_since(started);
                 let res =
                     match tokio::time::timeout(remaining, self.attempt(&call, &node, remaining))
                         .await
@@ -532,8 +545,13 @@ impl Caller for Core {
                             ),
                         )),
                     };
-                self.selector
-                    .mark(&call.service, &node, res.as_ref().map(|_| ()));
+                if call.opts.address.is_none() {
+                    let outcome = Outcome {
+                        result: res.as_ref().map(|_| ()),
+                        elapsed: started.elapsed(),
+                    };
+                    self.selector.mark(&call.service, &node, outcome);
+                }
                 match res {
                     Ok(reply) => return Ok(reply),
                     Err(e)

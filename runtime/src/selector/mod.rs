@@ -1,12 +1,16 @@
 //! Client-side load balancing: which node of a service gets the next call.
 //!
-//! [`RegistrySelector`] reads nodes through a small cache over the registry (serving the last
-//! known nodes while the registry fails), filters them (version, node metadata, nodes already
-//! tried by this call, nodes that recently refused connections), and lets a [`Strategy`] pick:
-//! [`Strategy::Random`] (the default) or [`Strategy::RoundRobin`].
+//! [`RegistrySelector`] reads nodes from a watch-fed [`cache`] of the registry (so a lookup is a
+//! read of memory, and the last known nodes keep serving while the registry is down), filters
+//! them (version, node metadata, endpoint, nodes this call already tried, nodes that recently
+//! refused connections), and lets a [`Strategy`] pick: [`Strategy::Random`] (the default),
+//! [`Strategy::RoundRobin`], or [`Strategy::LeastLoaded`] (power of two choices over in-flight
+//! calls and latency).
+
+pub mod cache;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,7 @@ use async_trait::async_trait;
 
 use crate::registry::{Node, SharedRegistry};
 use crate::Error;
+use cache::RegistryCache;
 
 /// How to choose among healthy nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,7 +28,12 @@ pub enum Strategy {
     Random,
     /// In turn.
     RoundRobin,
+    /// Of two random nodes, the one with fewer calls in flight (then lower latency).
+    LeastLoaded,
 }
+
+/// Names `--selector` takes.
+pub const NAMES: &[&str] = &["random", "roundrobin", "leastloaded"];
 
 impl std::str::FromStr for Strategy {
     type Err = Error;
@@ -31,9 +41,10 @@ impl std::str::FromStr for Strategy {
         match s {
             "random" => Ok(Strategy::Random),
             "roundrobin" | "round_robin" => Ok(Strategy::RoundRobin),
+            "leastloaded" | "least_loaded" | "p2c" => Ok(Strategy::LeastLoaded),
             _ => Err(Error::bad_request(
                 "go.micro.selector",
-                format!("unknown selector \"{s}\" (valid: random, roundrobin)"),
+                format!("unknown selector \"{s}\" (valid: {})", NAMES.join(", ")),
             )),
         }
     }
@@ -46,8 +57,19 @@ pub struct Filter {
     pub version: Option<String>,
     /// Only nodes whose metadata holds every pair.
     pub labels: Vec<(String, String)>,
+    /// Only versions that serve this endpoint.
+    pub endpoint: Option<String>,
     /// Not these addresses (already tried by this call).
     pub exclude: Vec<String>,
+}
+
+/// How a call to a node went.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// The call's result.
+    pub result: Result<(), &'a Error>,
+    /// How long it took.
+    pub elapsed: Duration,
 }
 
 /// Picks the node for a call.
@@ -55,25 +77,26 @@ pub struct Filter {
 pub trait Selector: Send + Sync + 'static {
     /// A node of `service` that passes `filter`.
     async fn select(&self, service: &str, filter: &Filter) -> Result<Node, Error>;
-    /// Reports how a call to `node` went, so failing nodes can be avoided.
-    fn mark(&self, service: &str, node: &Node, result: Result<(), &Error>);
+    /// Reports how a call to a node returned by [`Selector::select`] went.
+    fn mark(&self, service: &str, node: &Node, outcome: Outcome<'_>);
     /// The selector's name.
     fn name(&self) -> &'static str;
 }
 
-struct Entry {
-    fetched: Instant,
-    nodes: Arc<Vec<(String, Node)>>,
-    next: AtomicUsize,
+#[derive(Default)]
+struct Load {
+    inflight: AtomicUsize,
+    /// EWMA of latency in microseconds.
+    ewma_us: AtomicU64,
 }
 
-/// A selector over a registry, with a node cache and a short memory of failed nodes.
+/// A selector over a registry, with a watch-fed cache and a short memory of failed nodes.
 pub struct RegistrySelector {
-    registry: SharedRegistry,
+    cache: Arc<RegistryCache>,
     strategy: Strategy,
-    ttl: Duration,
-    cache: RwLock<HashMap<String, Arc<Entry>>>,
+    next: AtomicUsize,
     failed: RwLock<HashMap<String, Instant>>,
+    load: RwLock<HashMap<String, Arc<Load>>>,
     backoff: Duration,
 }
 
@@ -81,66 +104,18 @@ impl RegistrySelector {
     /// A selector reading `registry`.
     pub fn new(registry: SharedRegistry, strategy: Strategy) -> Self {
         RegistrySelector {
-            registry,
+            cache: RegistryCache::new(registry, Duration::from_secs(60)),
             strategy,
-            ttl: Duration::from_secs(1),
-            cache: RwLock::new(HashMap::new()),
+            next: AtomicUsize::new(0),
             failed: RwLock::new(HashMap::new()),
+            load: RwLock::new(HashMap::new()),
             backoff: Duration::from_secs(5),
         }
     }
 
-    async fn entry(&self, service: &str) -> Result<Arc<Entry>, Error> {
-        let cached = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(service)
-            .cloned();
-        if let Some(e) = &cached {
-            if e.fetched.elapsed() < self.ttl {
-                return Ok(e.clone());
-            }
-        }
-        match self.registry.get_service(service).await {
-            Ok(records) => {
-                let nodes = records
-                    .into_iter()
-                    .flat_map(|s| {
-                        let version = s.version;
-                        s.nodes.into_iter().map(move |n| (version.clone(), n))
-                    })
-                    .collect();
-                let entry = Arc::new(Entry {
-                    fetched: Instant::now(),
-                    nodes: Arc::new(nodes),
-                    next: AtomicUsize::new(
-                        cached
-                            .as_ref()
-                            .map_or(0, |c| c.next.load(Ordering::Relaxed)),
-                    ),
-                });
-                self.cache
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(service.to_string(), entry.clone());
-                Ok(entry)
-            }
-            Err(e) if e.code == 404 => {
-                self.cache
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(service);
-                Err(e)
-            }
-            Err(e) => match cached {
-                Some(stale) => {
-                    tracing::warn!(service, error = %e.detail, "registry unreachable; using the last known nodes");
-                    Ok(stale)
-                }
-                None => Err(e),
-            },
-        }
+    /// The registry behind the selector.
+    pub fn registry(&self) -> &SharedRegistry {
+        self.cache.registry()
     }
 
     fn is_failed(&self, addr: &str) -> bool {
@@ -150,26 +125,78 @@ impl RegistrySelector {
             .get(addr)
             .is_some_and(|until| *until > Instant::now())
     }
+
+    fn load_of(&self, addr: &str) -> Arc<Load> {
+        if let Some(l) = self
+            .load
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+        {
+            return l.clone();
+        }
+        self.load
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn least_loaded<'a>(&self, candidates: &[&'a Node]) -> &'a Node {
+        let a = candidates[fastrand(candidates.len())];
+        if candidates.len() == 1 {
+            return a;
+        }
+        let mut b = candidates[fastrand(candidates.len())];
+        if std::ptr::eq(a, b) {
+            b = candidates[(candidates
+                .iter()
+                .position(|n| std::ptr::eq(*n, a))
+                .unwrap_or(0)
+                + 1)
+                % candidates.len()];
+        }
+        let (la, lb) = (self.load_of(&a.address), self.load_of(&b.address));
+        let key = |l: &Load| {
+            (
+                l.inflight.load(Ordering::Relaxed),
+                l.ewma_us.load(Ordering::Relaxed),
+            )
+        };
+        if key(&lb) < key(&la) {
+            b
+        } else {
+            a
+        }
+    }
 }
 
 #[async_trait]
 impl Selector for RegistrySelector {
     async fn select(&self, service: &str, filter: &Filter) -> Result<Node, Error> {
-        let entry = self.entry(service).await?;
-        let eligible = |(v, n): &&(String, Node)| {
-            filter.version.as_ref().is_none_or(|want| want == v)
+        let entry = self.cache.get(service).await?;
+        let eligible = |c: &&cache::CachedNode| {
+            filter
+                .version
+                .as_ref()
+                .is_none_or(|want| *want == c.version)
                 && filter
                     .labels
                     .iter()
-                    .all(|(k, val)| n.metadata.get(k) == Some(val))
-                && !filter.exclude.contains(&n.address)
+                    .all(|(k, val)| c.node.metadata.get(k) == Some(val))
+                && filter
+                    .endpoint
+                    .as_ref()
+                    .is_none_or(|ep| c.endpoints.is_empty() || c.endpoints.contains(ep))
+                && !filter.exclude.contains(&c.node.address)
         };
         let mut candidates: Vec<&Node> = entry
             .nodes
             .iter()
             .filter(eligible)
-            .filter(|(_, n)| !self.is_failed(&n.address))
-            .map(|(_, n)| n)
+            .filter(|c| !self.is_failed(&c.node.address))
+            .map(|c| &c.node)
             .collect();
         if candidates.is_empty() {
             // Every node failed recently: trying one beats failing for sure.
@@ -177,7 +204,7 @@ impl Selector for RegistrySelector {
                 .nodes
                 .iter()
                 .filter(eligible)
-                .map(|(_, n)| n)
+                .map(|c| &c.node)
                 .collect();
         }
         if candidates.is_empty() {
@@ -186,24 +213,44 @@ impl Selector for RegistrySelector {
                 format!("service {service}: no node available"),
             ));
         }
-        let i = match self.strategy {
-            Strategy::Random => fastrand(candidates.len()),
-            Strategy::RoundRobin => entry.next.fetch_add(1, Ordering::Relaxed) % candidates.len(),
+        let node = match self.strategy {
+            Strategy::Random => candidates[fastrand(candidates.len())],
+            Strategy::RoundRobin => {
+                candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
+            }
+            Strategy::LeastLoaded => {
+                let n = self.least_loaded(&candidates);
+                self.load_of(&n.address)
+                    .inflight
+                    .fetch_add(1, Ordering::Relaxed);
+                n
+            }
         };
-        Ok(candidates[i].clone())
+        Ok(node.clone())
     }
 
-    fn mark(&self, service: &str, node: &Node, result: Result<(), &Error>) {
-        match result {
+    fn mark(&self, service: &str, node: &Node, outcome: Outcome<'_>) {
+        if self.strategy == Strategy::LeastLoaded {
+            let load = self.load_of(&node.address);
+            let _ = load
+                .inflight
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let sample = outcome.elapsed.as_micros().min(u64::MAX as u128) as u64;
+            let old = load.ewma_us.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample
+            } else {
+                (old * 7 + sample) / 8
+            };
+            load.ewma_us.store(new, Ordering::Relaxed);
+        }
+        match outcome.result {
             Err(e) if e.code == 503 && e.id == "go.micro.client" => {
                 self.failed
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(node.address.clone(), Instant::now() + self.backoff);
-                self.cache
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(service);
+                let _ = service;
             }
             Ok(()) if self.is_failed(&node.address) => {
                 self.failed
@@ -219,6 +266,7 @@ impl Selector for RegistrySelector {
         match self.strategy {
             Strategy::Random => "random",
             Strategy::RoundRobin => "roundrobin",
+            Strategy::LeastLoaded => "leastloaded",
         }
     }
 }
@@ -276,10 +324,14 @@ mod tests {
             address: a.clone(),
             ..Default::default()
         };
+        let refused = Error::unavailable("go.micro.client", "refused");
         sel.mark(
             "s",
             &dead,
-            Err(&Error::unavailable("go.micro.client", "refused")),
+            Outcome {
+                result: Err(&refused),
+                elapsed: Duration::ZERO,
+            },
         );
         for _ in 0..4 {
             assert_eq!(sel.select("s", &f).await.unwrap().address, b);
@@ -294,5 +346,112 @@ mod tests {
             "a failed node beats none"
         );
         assert_eq!(sel.select("nope", &f).await.unwrap_err().code, 404);
+    }
+
+    #[tokio::test]
+    async fn least_loaded_prefers_idle_and_fast_nodes() {
+        let sel = RegistrySelector::new(two_nodes().await, Strategy::LeastLoaded);
+        let f = Filter::default();
+        let busy = sel.select("s", &f).await.unwrap();
+        // `busy` keeps a call in flight: every next pick goes to the other node.
+        for _ in 0..10 {
+            let n = sel.select("s", &f).await.unwrap();
+            assert_ne!(n.address, busy.address);
+            sel.mark(
+                "s",
+                &n,
+                Outcome {
+                    result: Ok(()),
+                    elapsed: Duration::from_millis(1),
+                },
+            );
+        }
+        sel.mark(
+            "s",
+            &busy,
+            Outcome {
+                result: Ok(()),
+                elapsed: Duration::from_millis(500),
+            },
+        );
+        for _ in 0..10 {
+            let n = sel.select("s", &f).await.unwrap();
+            assert_ne!(n.address, busy.address, "the slow node loses ties");
+            sel.mark(
+                "s",
+                &n,
+                Outcome {
+                    result: Ok(()),
+                    elapsed: Duration::from_millis(1),
+                },
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_by_version_label_and_endpoint_and_follows_the_watch() {
+        let r = two_nodes().await;
+        let v2 = Service {
+            name: "s".into(),
+            version: "2".into(),
+            endpoints: vec![crate::registry::Endpoint {
+                name: "S.New".into(),
+                ..Default::default()
+            }],
+            nodes: vec![Node {
+                id: "c".into(),
+                address: "127.0.0.1:3".into(),
+                metadata: [("zone".to_string(), "x".to_string())].into(),
+            }],
+            ..Default::default()
+        };
+        r.register(&v2, RegisterOptions::default()).await.unwrap();
+        let sel = RegistrySelector::new(r.clone(), Strategy::Random);
+        let only = |f: Filter| {
+            let sel = &sel;
+            async move { sel.select("s", &f).await.map(|n| n.address) }
+        };
+        assert_eq!(
+            only(Filter {
+                version: Some("2".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+            "127.0.0.1:3"
+        );
+        assert_eq!(
+            only(Filter {
+                labels: vec![("zone".into(), "x".into())],
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+            "127.0.0.1:3"
+        );
+        assert_eq!(
+            only(Filter {
+                endpoint: Some("S.New".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+            "127.0.0.1:3"
+        );
+        r.deregister(&v2).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while only(Filter {
+            version: Some("2".into()),
+            ..Default::default()
+        })
+        .await
+        .is_ok()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the watch never removed the node"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -1,0 +1,195 @@
+//! A watch-fed cache of the registry, so that choosing a node costs a read of memory.
+//!
+//! The first lookup of a service reads the registry and starts a watch on it; watch events keep
+//! the entry current from then on. If the watch breaks, the entry is refreshed by reading again
+//! once it is older than the TTL. While the registry cannot be reached, the last known nodes are
+//! served (stale-if-error) and one warning is logged per outage.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use crate::registry::{Action, Node, Service, SharedRegistry};
+use crate::Error;
+
+/// One node as the selector sees it: its version and the endpoints that version serves.
+#[derive(Debug, Clone)]
+pub struct CachedNode {
+    /// The node.
+    pub node: Node,
+    /// Its service version.
+    pub version: String,
+    /// Endpoint names of that version.
+    pub endpoints: Arc<BTreeSet<String>>,
+}
+
+/// What the cache holds for one service.
+#[derive(Debug)]
+pub struct Entry {
+    /// Every node, in a stable order.
+    pub nodes: Vec<CachedNode>,
+    fetched: Instant,
+    watched: bool,
+}
+
+/// The cache.
+pub struct RegistryCache {
+    registry: SharedRegistry,
+    ttl: Duration,
+    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    watching: RwLock<HashMap<String, Arc<AtomicBool>>>,
+    warned: AtomicBool,
+}
+
+fn flatten(records: Vec<Service>) -> Vec<CachedNode> {
+    let mut out: Vec<CachedNode> = records
+        .into_iter()
+        .flat_map(|s| {
+            let endpoints: Arc<BTreeSet<String>> =
+                Arc::new(s.endpoints.iter().map(|e| e.name.clone()).collect());
+            let version = s.version;
+            s.nodes.into_iter().map(move |node| CachedNode {
+                node,
+                version: version.clone(),
+                endpoints: endpoints.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+    out
+}
+
+impl RegistryCache {
+    /// A cache over `registry`; entries without a live watch are re-read after `ttl`.
+    pub fn new(registry: SharedRegistry, ttl: Duration) -> Arc<Self> {
+        Arc::new(RegistryCache {
+            registry,
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+            watching: RwLock::new(HashMap::new()),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// The registry behind the cache.
+    pub fn registry(&self) -> &SharedRegistry {
+        &self.registry
+    }
+
+    fn cached(&self, service: &str) -> Option<Arc<Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(service)
+            .cloned()
+    }
+
+    fn store(&self, service: &str, nodes: Vec<CachedNode>, watched: bool) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            nodes,
+            fetched: Instant::now(),
+            watched,
+        });
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_string(), entry.clone());
+        entry
+    }
+
+    /// Forgets a service (its next lookup reads the registry).
+    pub fn invalidate(&self, service: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(service);
+    }
+
+    /// The nodes of `service`.
+    pub async fn get(self: &Arc<Self>, service: &str) -> Result<Arc<Entry>, Error> {
+        let cached = self.cached(service);
+        if let Some(e) = &cached {
+            if e.watched && self.is_watching(service) || e.fetched.elapsed() < self.ttl {
+                return Ok(e.clone());
+            }
+        }
+        match self.registry.get_service(service).await {
+            Ok(records) => {
+                self.warned.store(false, Ordering::Relaxed);
+                let watched = self.ensure_watch(service).await;
+                Ok(self.store(service, flatten(records), watched))
+            }
+            Err(e) if e.code == 404 => {
+                self.invalidate(service);
+                Err(e)
+            }
+            Err(e) => match cached {
+                Some(stale) => {
+                    if !self.warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(service, error = %e.detail, "registry unreachable; serving the last known nodes");
+                    }
+                    Ok(stale)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    fn is_watching(&self, service: &str) -> bool {
+        self.watching
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(service)
+            .is_some_and(|alive| alive.load(Ordering::Acquire))
+    }
+
+    /// Starts a watch on `service` unless one runs; returns whether one runs now.
+    async fn ensure_watch(self: &Arc<Self>, service: &str) -> bool {
+        if self.is_watching(service) {
+            return true;
+        }
+        let Ok(mut watcher) = self.registry.watch(Some(service)).await else {
+            return false;
+        };
+        let alive = Arc::new(AtomicBool::new(true));
+        self.watching
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_string(), alive.clone());
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let name = service.to_string();
+        tokio::spawn(async move {
+            while let Some(event) = watcher.next().await {
+                let Some(cache) = weak.upgrade() else { break };
+                match event {
+                    Ok(ev) => cache.apply(&name, ev.action, ev.service),
+                    Err(e) => {
+                        tracing::debug!(service = %name, error = %e.detail, "registry watch ended");
+                        break;
+                    }
+                }
+            }
+            alive.store(false, Ordering::Release);
+        });
+        true
+    }
+
+    fn apply(&self, service: &str, action: Action, record: Service) {
+        let Some(current) = self.cached(service) else {
+            return;
+        };
+        let changed: Vec<CachedNode> = flatten(vec![record]);
+        let mut nodes: Vec<CachedNode> = current
+            .nodes
+            .iter()
+            .filter(|n| !changed.iter().any(|c| c.node.id == n.node.id))
+            .cloned()
+            .collect();
+        if action != Action::Delete {
+            nodes.extend(changed);
+        }
+        nodes.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+        self.store(service, nodes, true);
+    }
+}
