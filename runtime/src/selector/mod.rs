@@ -188,7 +188,7 @@ impl Selector for RegistrySelector {
                 && filter
                     .endpoint
                     .as_ref()
-                    .is_none_or(|ep| c.endpoints.is_empty() || c.endpoints.contains(ep))
+                    .is_none_or(|ep| c.endpoints.contains(ep))
                 && !filter.exclude.contains(&c.node.address)
         };
         let mut candidates: Vec<&Node> = entry
