@@ -303,3 +303,43 @@ impl Drop for Etcd {
         self.kill();
     }
 }
+
+/// `tests/python/interop.py server`: a Python grpcio server of `testing.Tester` with reflection.
+pub struct PythonServer {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl PythonServer {
+    /// Starts it and waits for its port.
+    pub fn start() -> PythonServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(python())
+            .arg(repo_root().join("tests/python/interop.py"))
+            .arg("server")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python server starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("python server printed {line:?}"));
+        PythonServer {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

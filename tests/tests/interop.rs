@@ -1,8 +1,7 @@
 //! Interop with a real gRPC implementation (Python grpcio): its client calls our server, our client
 //! calls its server, every call kind, metadata and errors both ways.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use micro::CallOptions;
@@ -43,43 +42,11 @@ async fn python_client_calls_our_server() {
     svc.stop().await;
 }
 
-struct PythonServer {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Drop for PythonServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python_server() -> PythonServer {
-    let mut child = Command::new(python())
-        .arg(script())
-        .arg("server")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python server starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("python server printed {line:?}"));
-    PythonServer {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-    }
-}
-
 #[tokio::test]
 async fn our_client_calls_a_python_server() {
-    let server = tokio::task::spawn_blocking(python_server).await.unwrap();
+    let server = tokio::task::spawn_blocking(micro_tests::PythonServer::start)
+        .await
+        .unwrap();
     let opts = || {
         CallOptions::new()
             .address(server.addr.clone())

@@ -203,17 +203,37 @@ impl Client {
         json: &[u8],
         opts: CallOptions,
     ) -> Result<Bytes, Error> {
-        let mut body = BytesMut::with_capacity(json.len() + 5);
-        body.extend_from_slice(&[0; 5]);
-        body.extend_from_slice(json);
-        let len = (json.len() as u32).to_be_bytes();
-        body[1..5].copy_from_slice(&len);
+        self.call_raw(
+            service,
+            endpoint,
+            &format!("/{endpoint}"),
+            Codec::Json,
+            json,
+            opts,
+        )
+        .await
+    }
+
+    /// Calls `path` with a message already encoded with `codec`; returns the reply's bytes.
+    pub async fn call_raw(
+        &self,
+        service: &str,
+        endpoint: &str,
+        path: &str,
+        codec: Codec,
+        message: &[u8],
+        opts: CallOptions,
+    ) -> Result<Bytes, Error> {
+        let mut body = BytesMut::with_capacity(message.len() + 5);
+        body.extend_from_slice(&[0]);
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
         self.caller
             .call(RawCall {
                 service: service.to_string(),
                 endpoint: endpoint.to_string(),
-                path: format!("/{endpoint}"),
-                codec: Codec::Json,
+                path: path.to_string(),
+                codec,
                 body: body.freeze(),
                 opts,
             })
@@ -267,8 +287,26 @@ impl Client {
         endpoint: &str,
         opts: CallOptions,
     ) -> Result<(ClientSender<RawMessage>, Streaming<RawMessage>), Error> {
-        let path = format!("/{endpoint}");
-        self.open(service, endpoint, &path, Codec::Json, opts).await
+        self.stream_raw(
+            service,
+            endpoint,
+            &format!("/{endpoint}"),
+            Codec::Json,
+            opts,
+        )
+        .await
+    }
+
+    /// Opens a stream to `path` whose messages are bytes already encoded with `codec`.
+    pub async fn stream_raw(
+        &self,
+        service: &str,
+        endpoint: &str,
+        path: &str,
+        codec: Codec,
+        opts: CallOptions,
+    ) -> Result<(ClientSender<RawMessage>, Streaming<RawMessage>), Error> {
+        self.open(service, endpoint, path, codec, opts).await
     }
 
     async fn open<Req, Resp: Decode>(

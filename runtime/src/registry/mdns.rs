@@ -11,8 +11,10 @@
 //! the LAN. mdns-sd joins the mDNS multicast group on every interface when its daemon starts;
 //! records are only sent on the interfaces in scope.
 //!
-//! A process that just started has heard nothing yet, so reads wait for the first answers (at
-//! most one second; less once the answers stop coming); long-running processes read from memory.
+//! A process that just started has heard nothing yet, so reads wait for the answers: a listing
+//! waits the full warm-up (1.2 s, since a node announced in the last second answers only at the
+//! one-second mark), a lookup of one service returns as soon as it is found and answers stop
+//! coming. Long-running processes read from memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -34,7 +36,8 @@ const MAX_RECORD: usize = 1 << 20;
 /// A responder repeats a record at most once a second (RFC 6762 §6), so a node that registered
 /// just before we asked answers within about a second: reads wait at most this long.
 const MAX_WARMUP: Duration = Duration::from_millis(1200);
-/// Reads that heard answers return once no more arrive for [`QUIET`], but not before this.
+/// A lookup that found its service returns once no answers arrived for [`QUIET`], but not
+/// before this.
 const MIN_WARMUP: Duration = Duration::from_millis(250);
 const QUIET: Duration = Duration::from_millis(150);
 
@@ -271,11 +274,10 @@ impl Inner {
             {
                 let state = self.lock();
                 let heard = state.last_event.is_some_and(|t| now - t >= QUIET);
-                let found = match want {
-                    Some(w) => state.nodes.values().any(|e| e.service.name == w),
-                    None => age >= MIN_WARMUP,
-                };
-                if found && heard {
+                // A listing must include nodes whose answer the RFC's once-a-second rule delays,
+                // so only a lookup of one service may return early.
+                let found = want.is_some_and(|w| state.nodes.values().any(|e| e.service.name == w));
+                if found && heard && age >= MIN_WARMUP {
                     return;
                 }
             }

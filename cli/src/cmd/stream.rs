@@ -1,0 +1,90 @@
+//! `micro stream SERVICE ENDPOINT [JSON]`: one JSON value per reply on standard output. After
+//! the first request, each line of standard input is sent as a further request (bidirectional
+//! endpoints); the sending side closes when standard input does.
+
+use std::io::BufRead;
+
+use futures_util::StreamExt;
+
+use super::call::{body, options};
+use crate::global::Global;
+use crate::{Reported, UsageError};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The service.
+    pub(crate) service: String,
+    /// The endpoint, e.g. Example.Stream.
+    pub(crate) endpoint: String,
+    /// The first request as JSON (left out: every request comes from standard input).
+    pub(crate) request: Option<String>,
+    /// Stream to this address instead of discovering nodes.
+    #[arg(long)]
+    pub(crate) address: Option<String>,
+    /// Metadata sent with the stream (repeatable).
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    pub(crate) metadata: Vec<String>,
+}
+
+pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let first = match args.request.as_deref() {
+        Some(r) => Some(body(Some(r))?),
+        None => None,
+    };
+    let mut opts = options(global, args.address.as_deref(), &args.metadata)?;
+    opts.timeout = None;
+    let registry = match &args.address {
+        Some(_) => std::sync::Arc::new(micro::registry::MemoryRegistry::new()),
+        None => global.registry()?,
+    };
+    let client = global.client(registry)?;
+    let fail = |e: micro::Error| -> anyhow::Error {
+        eprintln!(
+            "error streaming {}.{}: {}",
+            args.service,
+            args.endpoint,
+            e.to_json()
+        );
+        Reported(1).into()
+    };
+    let (tx, mut replies) = client
+        .stream_json(&args.service, &args.endpoint, opts)
+        .await
+        .map_err(fail)?;
+    if let Some(first) = first {
+        let compact = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&first)?)?;
+        tx.send_bytes(&compact).await.map_err(fail)?;
+    }
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut tx = Some(tx);
+    loop {
+        tokio::select! {
+            line = lines_rx.recv(), if tx.is_some() => match line {
+                Some(line) => {
+                    let v: serde_json::Value = serde_json::from_str(&line)
+                        .map_err(|e| UsageError(format!("standard input line is not JSON: {e}")))?;
+                    if let Some(t) = &tx {
+                        t.send_bytes(&serde_json::to_vec(&v)?).await.map_err(fail)?;
+                    }
+                }
+                None => tx = None,
+            },
+            reply = replies.next() => match reply {
+                Some(Ok(m)) => println!("{}", String::from_utf8_lossy(&m.0)),
+                Some(Err(e)) => return Err(fail(e)),
+                None => return Ok(()),
+            },
+        }
+    }
+}
