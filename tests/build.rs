@@ -5,16 +5,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let corpus = std::path::Path::new("../protoc-gen-micro/tests/protos");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("corpus");
     std::fs::create_dir_all(&out)?;
-    micro_build::configure()
-        .out_dir(out)
-        .include_file("mod.rs")
-        .compile_protos(
-            &[
-                corpus.join("corpus/types.proto"),
-                corpus.join("corpus/shop.proto"),
-                corpus.join("corpus/nopackage.proto"),
-            ],
-            &[corpus],
-        )?;
+    micro_build::configure().out_dir(out).include_file("mod.rs").compile_protos(
+        &[corpus.join("corpus/types.proto"), corpus.join("corpus/shop.proto"), corpus.join("corpus/nopackage.proto")],
+        &[corpus],
+    )?;
     Ok(())
 }

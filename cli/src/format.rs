@@ -5,10 +5,7 @@ use std::fmt::Write as _;
 use micro::registry::{Service, Value};
 
 fn join_metadata<'a>(m: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
-    m.into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    m.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 fn field(v: &Value, depth: usize, out: &mut String) {
@@ -50,12 +47,7 @@ pub(crate) fn service(versions: &[Service]) -> String {
         }
         lines.push("\nID\tAddress\tMetadata".to_string());
         for n in &v.nodes {
-            lines.push(format!(
-                "{}\t{}\t{}",
-                n.id,
-                n.address,
-                join_metadata(&n.metadata)
-            ));
+            lines.push(format!("{}\t{}\t{}", n.id, n.address, join_metadata(&n.metadata)));
         }
     }
     let newest = versions.last().unwrap_or(first);
@@ -65,11 +57,7 @@ pub(crate) fn service(versions: &[Service]) -> String {
             lines.push(format!("Metadata: {}", join_metadata(&e.metadata)));
         }
         lines.push(String::new());
-        lines.push(format!(
-            "Request: {}\n\nResponse: {}\n",
-            shape(e.request.as_ref()),
-            shape(e.response.as_ref())
-        ));
+        lines.push(format!("Request: {}\n\nResponse: {}\n", shape(e.request.as_ref()), shape(e.response.as_ref())));
     }
     lines.join("\n")
 }
@@ -83,11 +71,7 @@ mod tests {
     use super::*;
 
     fn v(name: &str, ty: &str, values: Vec<Value>) -> Value {
-        Value {
-            name: name.into(),
-            r#type: ty.into(),
-            values,
-        }
+        Value { name: name.into(), r#type: ty.into(), values }
     }
 
     #[test]
@@ -117,10 +101,7 @@ mod tests {
             nodes: vec![Node {
                 id: "go.micro.srv.example-1".into(),
                 address: "127.0.0.1:5000".into(),
-                metadata: BTreeMap::from([
-                    ("broker".into(), "http".into()),
-                    ("registry".into(), "mdns".into()),
-                ]),
+                metadata: BTreeMap::from([("broker".into(), "http".into()), ("registry".into(), "mdns".into())]),
             }],
         };
         let expected = "service  go.micro.srv.example\n\nversion latest\n\nID\tAddress\tMetadata\ngo.micro.srv.example-1\t127.0.0.1:5000\tbroker=http,registry=mdns\n\nEndpoint: Example.Call\n\nRequest: {\n\tname string\n}\n\nResponse: {\n\tmsg string\n}\n\n\nEndpoint: Example.Stream\nMetadata: stream=true\n\nRequest: {\n\tinner Inner {\n\t\tcount int64\n\t}\n}\n\nResponse: {}\n";

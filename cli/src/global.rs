@@ -16,60 +16,25 @@ use crate::UsageError;
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Global {
     /// Registry: mdns, etcd or memory.
-    #[arg(
-        long = "registry",
-        env = "MICRO_REGISTRY",
-        global = true,
-        default_value = "mdns"
-    )]
+    #[arg(long = "registry", env = "MICRO_REGISTRY", global = true, default_value = "mdns")]
     pub(crate) registry: String,
     /// Registry addresses, comma separated.
-    #[arg(
-        long = "registry_address",
-        env = "MICRO_REGISTRY_ADDRESS",
-        global = true,
-        default_value = ""
-    )]
+    #[arg(long = "registry_address", env = "MICRO_REGISTRY_ADDRESS", global = true, default_value = "")]
     pub(crate) registry_address: String,
     /// Broker: http, nats or memory.
-    #[arg(
-        long = "broker",
-        env = "MICRO_BROKER",
-        global = true,
-        default_value = "http"
-    )]
+    #[arg(long = "broker", env = "MICRO_BROKER", global = true, default_value = "http")]
     pub(crate) broker: String,
     /// Broker addresses, comma separated.
-    #[arg(
-        long = "broker_address",
-        env = "MICRO_BROKER_ADDRESS",
-        global = true,
-        default_value = ""
-    )]
+    #[arg(long = "broker_address", env = "MICRO_BROKER_ADDRESS", global = true, default_value = "")]
     pub(crate) broker_address: String,
     /// Transport: http (gRPC and HTTP on one port).
-    #[arg(
-        long = "transport",
-        env = "MICRO_TRANSPORT",
-        global = true,
-        default_value = "http"
-    )]
+    #[arg(long = "transport", env = "MICRO_TRANSPORT", global = true, default_value = "http")]
     pub(crate) transport: String,
     /// How long a call may take (5s; bare numbers are seconds).
-    #[arg(
-        long = "client_request_timeout",
-        env = "MICRO_CLIENT_REQUEST_TIMEOUT",
-        global = true,
-        default_value = "5s"
-    )]
+    #[arg(long = "client_request_timeout", env = "MICRO_CLIENT_REQUEST_TIMEOUT", global = true, default_value = "5s")]
     pub(crate) client_request_timeout: String,
     /// How many times a failed call is tried again on another node.
-    #[arg(
-        long = "client_retries",
-        env = "MICRO_CLIENT_RETRIES",
-        global = true,
-        default_value = "1"
-    )]
+    #[arg(long = "client_retries", env = "MICRO_CLIENT_RETRIES", global = true, default_value = "1")]
     pub(crate) client_retries: u32,
     /// A registry made once and shared by every command (the interactive prompt).
     #[arg(skip)]
@@ -82,11 +47,7 @@ struct Shared(Option<SharedRegistry>);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Shared(registry)"
-        } else {
-            "Shared(none)"
-        })
+        f.write_str(if self.0.is_some() { "Shared(registry)" } else { "Shared(none)" })
     }
 }
 
@@ -100,11 +61,7 @@ impl Global {
         set(&mut o, "broker", &self.broker)?;
         set(&mut o, "broker_address", &self.broker_address)?;
         set(&mut o, "transport", &self.transport)?;
-        set(
-            &mut o,
-            "client_request_timeout",
-            &self.client_request_timeout,
-        )?;
+        set(&mut o, "client_request_timeout", &self.client_request_timeout)?;
         o.client_retries = self.client_retries;
         Ok(o)
     }
@@ -124,10 +81,7 @@ impl Global {
             return Ok(r.clone());
         }
         let o = self.options()?;
-        Ok(micro::registry::from_name(
-            &o.registry,
-            &o.registry_address,
-        )?)
+        Ok(micro::registry::from_name(&o.registry, &o.registry_address)?)
     }
 
     /// A client over `registry`.

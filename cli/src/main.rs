@@ -49,11 +49,7 @@ pub(crate) fn exit_code(e: &anyhow::Error) -> i32 {
     if let Some(r) = e.downcast_ref::<Reported>() {
         return r.0;
     }
-    let code = if e.downcast_ref::<UsageError>().is_some() {
-        2
-    } else {
-        1
-    };
+    let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
     let mut line = match e.downcast_ref::<micro::Error>() {
         Some(me) => me.detail.clone(),
         None => e.to_string(),

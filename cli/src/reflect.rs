@@ -4,9 +4,7 @@
 
 use micro::client::{Client, Method};
 use micro::codec::Codec;
-use micro::server::reflection::{
-    ReflectionAnswer, ReflectionQuery, ReflectionRequest, ReflectionResponse,
-};
+use micro::server::reflection::{ReflectionAnswer, ReflectionQuery, ReflectionRequest, ReflectionResponse};
 use micro::CallOptions;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
@@ -48,17 +46,8 @@ impl Session {
     }
 
     async fn ask(&mut self, q: ReflectionQuery) -> anyhow::Result<ReflectionAnswer> {
-        self.tx
-            .send(ReflectionRequest {
-                host: String::new(),
-                message_request: Some(q),
-            })
-            .await?;
-        let resp = self
-            .rx
-            .message()
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("reflection stream closed"))?;
+        self.tx.send(ReflectionRequest { host: String::new(), message_request: Some(q) }).await?;
+        let resp = self.rx.message().await?.ok_or_else(|| anyhow::anyhow!("reflection stream closed"))?;
         match resp.message_response {
             Some(ReflectionAnswer::ErrorResponse(e)) => anyhow::bail!("{}", e.error_message),
             Some(a) => Ok(a),
@@ -67,13 +56,8 @@ impl Session {
     }
 
     async fn services(&mut self) -> anyhow::Result<Vec<String>> {
-        match self
-            .ask(ReflectionQuery::ListServices(String::new()))
-            .await?
-        {
-            ReflectionAnswer::ListServicesResponse(l) => {
-                Ok(l.service.into_iter().map(|s| s.name).collect())
-            }
+        match self.ask(ReflectionQuery::ListServices(String::new())).await? {
+            ReflectionAnswer::ListServicesResponse(l) => Ok(l.service.into_iter().map(|s| s.name).collect()),
             _ => anyhow::bail!("unexpected reflection answer to list_services"),
         }
     }
@@ -99,26 +83,17 @@ impl Session {
                 files.push(f);
             }
             pending.retain(|q| match q {
-                ReflectionQuery::FileByFilename(n) => {
-                    !files.iter().any(|x| x.name.as_deref() == Some(n))
-                }
+                ReflectionQuery::FileByFilename(n) => !files.iter().any(|x| x.name.as_deref() == Some(n)),
                 _ => true,
             });
         }
-        Ok(DescriptorPool::from_file_descriptor_set(
-            prost_types::FileDescriptorSet { file: files },
-        )?)
+        Ok(DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet { file: files })?)
     }
 }
 
 /// Finds the method `endpoint` (`Service.Method`) among the server's services; `service` may be
 /// the fully qualified gRPC service name.
-async fn method(
-    client: &Client,
-    address: &str,
-    service: &str,
-    endpoint: &str,
-) -> anyhow::Result<MethodDescriptor> {
+async fn method(client: &Client, address: &str, service: &str, endpoint: &str) -> anyhow::Result<MethodDescriptor> {
     let (svc_short, method) = endpoint
         .split_once('.')
         .ok_or_else(|| crate::UsageError(format!("endpoint {endpoint:?} is not Service.Method")))?;
@@ -127,26 +102,15 @@ async fn method(
     let full = services
         .iter()
         .find(|s| *s == service || s.ends_with(&format!(".{service}")))
-        .or_else(|| {
-            services
-                .iter()
-                .find(|s| *s == svc_short || s.ends_with(&format!(".{svc_short}")))
-        })
+        .or_else(|| services.iter().find(|s| *s == svc_short || s.ends_with(&format!(".{svc_short}"))))
         .cloned()
         .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{address} serves no service {svc_short} (it serves {})",
-                services.join(", ")
-            )
+            anyhow::anyhow!("{address} serves no service {svc_short} (it serves {})", services.join(", "))
         })?;
     let pool = session.pool_for(&full).await?;
-    let svc = pool
-        .get_service_by_name(&full)
-        .ok_or_else(|| anyhow::anyhow!("no descriptor for {full}"))?;
-    let found = svc
-        .methods()
-        .find(|m| m.name() == method)
-        .ok_or_else(|| anyhow::anyhow!("{full} has no method {method}"));
+    let svc = pool.get_service_by_name(&full).ok_or_else(|| anyhow::anyhow!("no descriptor for {full}"))?;
+    let found =
+        svc.methods().find(|m| m.name() == method).ok_or_else(|| anyhow::anyhow!("{full} has no method {method}"));
     found
 }
 
@@ -167,16 +131,7 @@ pub(crate) async fn call(
     let request = DynamicMessage::deserialize(m.input(), &mut de)
         .map_err(|e| anyhow::anyhow!("the request does not fit {}: {e}", m.input().full_name()))?;
     let path = format!("/{}/{}", m.parent_service().full_name(), m.name());
-    let reply = client
-        .call_raw(
-            service,
-            endpoint,
-            &path,
-            Codec::Proto,
-            &request.encode_to_vec(),
-            opts,
-        )
-        .await?;
+    let reply = client.call_raw(service, endpoint, &path, Codec::Proto, &request.encode_to_vec(), opts).await?;
     let reply = DynamicMessage::decode(m.output(), reply)?;
     Ok(serde_json::to_value(&reply)?)
 }

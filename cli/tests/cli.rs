@@ -30,16 +30,8 @@ fn stderr(o: &Output) -> String {
 async fn service(registry: SharedRegistry, name: &str) -> (micro::Service, std::net::SocketAddr) {
     let mut opts = micro::options::Options::default();
     opts.register_interval = Duration::ZERO;
-    let svc = micro::Service::builder()
-        .name(name)
-        .options(opts)
-        .registry(registry)
-        .build()
-        .unwrap();
-    micro_tests::testing::register_tester_handler(
-        svc.server(),
-        micro_tests::Tester { node: "n1".into() },
-    );
+    let svc = micro::Service::builder().name(name).options(opts).registry(registry).build().unwrap();
+    micro_tests::testing::register_tester_handler(svc.server(), micro_tests::Tester { node: "n1".into() });
     let addr = svc.start().await.unwrap();
     (svc, addr)
 }
@@ -57,11 +49,7 @@ async fn list_get_call_stream_health_over_mdns() {
 
     let list = blocking(move || micro(&["list", "services"], env)).await;
     assert!(list.status.success(), "{}", stderr(&list));
-    assert!(
-        stdout(&list).lines().any(|l| l == name),
-        "{}",
-        stdout(&list)
-    );
+    assert!(stdout(&list).lines().any(|l| l == name), "{}", stdout(&list));
     let listed = stdout(&list);
     let mut sorted: Vec<&str> = listed.lines().collect();
     let unsorted = sorted.clone();
@@ -73,22 +61,12 @@ async fn list_get_call_stream_health_over_mdns() {
     let node_line = text.lines().nth(5).unwrap_or_default().to_string();
     assert!(node_line.starts_with(&format!("{name}-")), "{text}");
     assert!(
-        node_line.contains(&format!(
-            "\t{addr}\tbroker=http,protocol=grpc,registry=mdns,server=micro,transport=http"
-        )),
+        node_line.contains(&format!("\t{addr}\tbroker=http,protocol=grpc,registry=mdns,server=micro,transport=http")),
         "{text}"
     );
-    assert!(
-        text.starts_with(&format!(
-            "service  {name}\n\nversion latest\n\nID\tAddress\tMetadata\n"
-        )),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("service  {name}\n\nversion latest\n\nID\tAddress\tMetadata\n")), "{text}");
     assert!(text.contains("\nEndpoint: Tester.Count\nMetadata: stream=true\n\nRequest: {\n\tto uint32\n\tfail_at uint32\n}\n\nResponse: {\n\tvalue int64\n}\n"), "{text}");
-    assert!(
-        text.contains("\nEndpoint: Tester.Echo\n\nRequest: {\n\tmessage string\n"),
-        "{text}"
-    );
+    assert!(text.contains("\nEndpoint: Tester.Echo\n\nRequest: {\n\tmessage string\n"), "{text}");
 
     let n = name.clone();
     let json = blocking(move || micro(&["get", "service", &n, "--output", "json"], env)).await;
@@ -96,43 +74,17 @@ async fn list_get_call_stream_health_over_mdns() {
     assert_eq!(records[0]["nodes"][0]["address"], addr.to_string());
 
     let n = name.clone();
-    let call = blocking(move || {
-        micro(
-            &[
-                "call",
-                &n,
-                "Tester.Echo",
-                r#"{"message": "John"}"#,
-                "--metadata",
-                "x-who=cli",
-            ],
-            env,
-        )
-    })
-    .await;
+    let call =
+        blocking(move || micro(&["call", &n, "Tester.Echo", r#"{"message": "John"}"#, "--metadata", "x-who=cli"], env))
+            .await;
     assert!(call.status.success(), "{}", stderr(&call));
     let reply: serde_json::Value = serde_json::from_slice(&call.stdout).unwrap();
     assert_eq!(reply["message"], "John");
     assert_eq!(reply["metadata"]["x-who"], "cli");
-    assert!(
-        stdout(&call).starts_with("{\n\t\""),
-        "indented with tabs: {}",
-        stdout(&call)
-    );
+    assert!(stdout(&call).starts_with("{\n\t\""), "indented with tabs: {}", stdout(&call));
 
     let n = name.clone();
-    let fail = blocking(move || {
-        micro(
-            &[
-                "call",
-                &n,
-                "Tester.Echo",
-                r#"{"failCode": 404, "message": "x"}"#,
-            ],
-            env,
-        )
-    })
-    .await;
+    let fail = blocking(move || micro(&["call", &n, "Tester.Echo", r#"{"failCode": 404, "message": "x"}"#], env)).await;
     assert_eq!(fail.status.code(), Some(1));
     assert_eq!(
         stderr(&fail).trim(),
@@ -143,13 +95,9 @@ async fn list_get_call_stream_health_over_mdns() {
     assert!(fail.stdout.is_empty());
 
     let n = name.clone();
-    let stream =
-        blocking(move || micro(&["stream", &n, "Tester.Count", r#"{"to": 3}"#], env)).await;
+    let stream = blocking(move || micro(&["stream", &n, "Tester.Count", r#"{"to": 3}"#], env)).await;
     assert!(stream.status.success(), "{}", stderr(&stream));
-    assert_eq!(
-        stdout(&stream),
-        "{\"value\":\"1\"}\n{\"value\":\"2\"}\n{\"value\":\"3\"}\n"
-    );
+    assert_eq!(stdout(&stream), "{\"value\":\"1\"}\n{\"value\":\"2\"}\n{\"value\":\"3\"}\n");
 
     let n = name.clone();
     let bidi = blocking(move || {
@@ -160,12 +108,7 @@ async fn list_get_call_stream_health_over_mdns() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"{\"text\":\"ping\"}\n{\"text\":\"pong\"}\n")
-            .unwrap();
+        child.stdin.take().unwrap().write_all(b"{\"text\":\"ping\"}\n{\"text\":\"pong\"}\n").unwrap();
         child.wait_with_output().unwrap()
     })
     .await;
@@ -175,11 +118,7 @@ async fn list_get_call_stream_health_over_mdns() {
     let n = name.clone();
     let health = blocking(move || micro(&["health", "check", &n], env)).await;
     assert!(health.status.success(), "{}", stderr(&health));
-    assert!(
-        stdout(&health).contains(&format!("\t{addr}\tok")),
-        "{}",
-        stdout(&health)
-    );
+    assert!(stdout(&health).contains(&format!("\t{addr}\tok")), "{}", stdout(&health));
 
     let n = name.clone();
     let stats = blocking(move || micro(&["stats", &n], env)).await;
@@ -191,23 +130,20 @@ async fn list_get_call_stream_health_over_mdns() {
 
     let usage = blocking(move || micro(&["--registry", "nosuch", "list", "services"], &[])).await;
     assert_eq!(usage.status.code(), Some(2));
-    assert_eq!(
-        stderr(&usage).trim(),
-        r#"unknown registry "nosuch" (valid: mdns, etcd, memory)"#
-    );
+    assert_eq!(stderr(&usage).trim(), r#"unknown registry "nosuch" (valid: mdns, etcd, memory)"#);
     svc.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_etcd_with_register_and_an_unreachable_registry() {
     let etcd = blocking(Etcd::start).await;
-    let registry: SharedRegistry =
-        Arc::new(micro::registry::etcd::EtcdRegistry::new(&[etcd.address()]));
+    let registry: SharedRegistry = Arc::new(micro::registry::etcd::EtcdRegistry::new(&[etcd.address()]));
     let (svc, _) = service(registry, "cli.etcd").await;
     let addr = etcd.address();
     let out = blocking(move || {
         let env = [("MICRO_REGISTRY", "etcd"), ("MICRO_REGISTRY_ADDRESS", addr.as_str())];
-        let record = r#"{"name":"manual","version":"v9","nodes":[{"id":"manual-1","address":"127.0.0.1:1","metadata":{}}]}"#;
+        let record =
+            r#"{"name":"manual","version":"v9","nodes":[{"id":"manual-1","address":"127.0.0.1:1","metadata":{}}]}"#;
         (
             micro(&["list", "services"], &env),
             micro(&["call", "cli.etcd", "Tester.Echo", r#"{"message":"via etcd"}"#], &env),
@@ -219,44 +155,23 @@ async fn over_etcd_with_register_and_an_unreachable_registry() {
     })
     .await;
     assert_eq!(stdout(&out.0), "cli.etcd\n");
-    assert!(
-        stdout(&out.1).contains("\"message\": \"via etcd\""),
-        "{}",
-        stdout(&out.1)
-    );
+    assert!(stdout(&out.1).contains("\"message\": \"via etcd\""), "{}", stdout(&out.1));
     assert_eq!(stdout(&out.2), "ok\n");
-    assert!(
-        stdout(&out.3).starts_with("service  manual\n\nversion v9\n"),
-        "{}",
-        stdout(&out.3)
-    );
+    assert!(stdout(&out.3).starts_with("service  manual\n\nversion v9\n"), "{}", stdout(&out.3));
     assert_eq!(stdout(&out.4), "ok\n");
     assert_eq!(out.5.status.code(), Some(1));
 
     let port = micro_tests::free_port().to_string();
     let down = blocking(move || {
         let start = std::time::Instant::now();
-        let o = micro(
-            &[
-                "list",
-                "services",
-                "--registry",
-                "etcd",
-                "--registry_address",
-                &format!("127.0.0.1:{port}"),
-            ],
-            &[],
-        );
+        let o =
+            micro(&["list", "services", "--registry", "etcd", "--registry_address", &format!("127.0.0.1:{port}")], &[]);
         (o, start.elapsed())
     })
     .await;
     assert_eq!(down.0.status.code(), Some(1));
     assert_eq!(stderr(&down.0).lines().count(), 1, "{}", stderr(&down.0));
-    assert!(
-        stderr(&down.0).contains("is unreachable"),
-        "{}",
-        stderr(&down.0)
-    );
+    assert!(stderr(&down.0).contains("is unreachable"), "{}", stderr(&down.0));
     assert!(down.1 < Duration::from_secs(6), "took {:?}", down.1);
     drop(svc);
 }
@@ -267,14 +182,7 @@ async fn call_with_address_reaches_a_python_grpc_server_through_reflection() {
     let addr = server.addr.clone();
     let out = blocking(move || {
         micro(
-            &[
-                "call",
-                "--address",
-                &addr,
-                "testing.Tester",
-                "Tester.Echo",
-                r#"{"message":"reflected","big":"12"}"#,
-            ],
+            &["call", "--address", &addr, "testing.Tester", "Tester.Echo", r#"{"message":"reflected","big":"12"}"#],
             &[],
         )
     })
@@ -287,17 +195,7 @@ async fn call_with_address_reaches_a_python_grpc_server_through_reflection() {
     );
     let addr = server.addr.clone();
     let err = blocking(move || {
-        micro(
-            &[
-                "call",
-                "--address",
-                &addr,
-                "testing.Tester",
-                "Tester.Echo",
-                r#"{"failCode":1}"#,
-            ],
-            &[],
-        )
+        micro(&["call", "--address", &addr, "testing.Tester", "Tester.Echo", r#"{"failCode":1}"#], &[])
     })
     .await;
     assert_eq!(err.status.code(), Some(1));
@@ -313,16 +211,10 @@ async fn interactive_prompt_calls_and_completes() {
     let n = name.clone();
     blocking(move || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_micro"));
-        cmd.arg("cli")
-            .env("MICRO_REGISTRY", "mdns")
-            .env("HOME", &home_path)
-            .env("TERM", "xterm");
+        cmd.arg("cli").env("MICRO_REGISTRY", "mdns").env("HOME", &home_path).env("TERM", "xterm");
         let mut p = rexpect::session::spawn_command(cmd, Some(15_000)).expect("pty");
         p.exp_string("micro> ").unwrap();
-        p.send_line(&format!(
-            r#"call {n} Tester.Echo {{"message":"from the prompt"}}"#
-        ))
-        .unwrap();
+        p.send_line(&format!(r#"call {n} Tester.Echo {{"message":"from the prompt"}}"#)).unwrap();
         p.exp_string(r#""message": "from the prompt""#).unwrap();
         p.exp_string("micro> ").unwrap();
         // Tab completes the command, then the service name.
@@ -338,9 +230,6 @@ async fn interactive_prompt_calls_and_completes() {
         p.exp_eof().unwrap();
     })
     .await;
-    assert!(
-        home.path().join(".micro_history").exists(),
-        "history is kept"
-    );
+    assert!(home.path().join(".micro_history").exists(), "history is kept");
     svc.stop().await;
 }

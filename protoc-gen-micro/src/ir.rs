@@ -71,12 +71,7 @@ fn comment(file: &FileDescriptorProto, path: &[i32]) -> String {
         .find(|l| l.path == path)
         .and_then(|l| l.leading_comments.clone())
         .map(|c| {
-            c.lines()
-                .map(|l| l.strip_prefix(' ').unwrap_or(l))
-                .collect::<Vec<_>>()
-                .join("\n")
-                .trim_end()
-                .to_string()
+            c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l)).collect::<Vec<_>>().join("\n").trim_end().to_string()
         })
         .unwrap_or_default()
 }
@@ -97,11 +92,7 @@ fn http_route(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) ->
                     Some(ReflectValue::String(b)) => b.clone(),
                     _ => String::new(),
                 };
-                return Some(HttpRoute {
-                    method: verb.to_ascii_uppercase(),
-                    path: path.clone(),
-                    body,
-                });
+                return Some(HttpRoute { method: verb.to_ascii_uppercase(), path: path.clone(), body });
             }
         }
     }

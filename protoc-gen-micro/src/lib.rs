@@ -83,10 +83,7 @@ pub fn configure() -> Config {
 }
 
 /// Compiles `protos` (searched in `includes`) into `OUT_DIR` with the defaults.
-pub fn compile_protos(
-    protos: &[impl AsRef<Path>],
-    includes: &[impl AsRef<Path>],
-) -> Result<(), Error> {
+pub fn compile_protos(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
     configure().compile_protos(protos, includes)
 }
 
@@ -134,18 +131,12 @@ impl Config {
 
     /// Parses `protos` with protox and writes the generated files; prints `cargo:rerun-if-changed`
     /// for each input when run from a build script.
-    pub fn compile_protos(
-        &self,
-        protos: &[impl AsRef<Path>],
-        includes: &[impl AsRef<Path>],
-    ) -> Result<(), Error> {
+    pub fn compile_protos(&self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
         let out_dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => std::env::var_os("OUT_DIR")
                 .map(PathBuf::from)
-                .ok_or_else(|| {
-                    Error::new("OUT_DIR is not set; call this from build.rs or set out_dir")
-                })?,
+                .ok_or_else(|| Error::new("OUT_DIR is not set; call this from build.rs or set out_dir"))?,
         };
         let (bytes, names) = parse(protos, includes)?;
         for (name, contents) in self.generate(&bytes, &names)? {
@@ -162,15 +153,10 @@ impl Config {
 
     /// Generates from an encoded `FileDescriptorSet` (with imports and, for comments, source info)
     /// the files for the proto files named in `files`; returns `(file name, contents)` pairs.
-    pub fn generate(
-        &self,
-        encoded_set: &[u8],
-        files: &[String],
-    ) -> Result<Vec<(String, String)>, Error> {
-        let set = FileDescriptorSet::decode(encoded_set)
-            .map_err(|e| Error::new(format!("invalid descriptor set: {e}")))?;
-        let pool = DescriptorPool::decode(encoded_set)
-            .map_err(|e| Error::new(format!("invalid descriptors: {e}")))?;
+    pub fn generate(&self, encoded_set: &[u8], files: &[String]) -> Result<Vec<(String, String)>, Error> {
+        let set =
+            FileDescriptorSet::decode(encoded_set).map_err(|e| Error::new(format!("invalid descriptor set: {e}")))?;
+        let pool = DescriptorPool::decode(encoded_set).map_err(|e| Error::new(format!("invalid descriptors: {e}")))?;
         let targets: Vec<&FileDescriptorProto> = files
             .iter()
             .map(|f| {
@@ -197,16 +183,9 @@ impl Config {
             let requests = set
                 .file
                 .iter()
-                .map(|f| {
-                    (
-                        prost_build::Module::from_protobuf_package_name(f.package()),
-                        f.clone(),
-                    )
-                })
+                .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), f.clone()))
                 .collect();
-            let generated = prost
-                .generate(requests)
-                .map_err(|e| Error::new(format!("prost: {e}")))?;
+            let generated = prost.generate(requests).map_err(|e| Error::new(format!("prost: {e}")))?;
             for (module, code) in generated {
                 let pkg = module.parts().collect::<Vec<_>>().join(".");
                 if packages.contains(&pkg) {
@@ -228,14 +207,9 @@ impl Config {
             };
             for pkg in &packages {
                 let b = builder()?;
-                let prefix = if pkg.is_empty() {
-                    format!(".{NO_PACKAGE}")
-                } else {
-                    format!(".{pkg}")
-                };
-                let out = b
-                    .generate(&[prefix], |_| Ok(Vec::<u8>::new()))
-                    .map_err(|e| Error::new(format!("pbjson: {e}")))?;
+                let prefix = if pkg.is_empty() { format!(".{NO_PACKAGE}") } else { format!(".{pkg}") };
+                let out =
+                    b.generate(&[prefix], |_| Ok(Vec::<u8>::new())).map_err(|e| Error::new(format!("pbjson: {e}")))?;
                 // pbjson names its crates both relatively (covered by the `use` lines emitted
                 // below) and absolutely; absolute paths are pointed at the runtime's re-exports.
                 let code: String = out
@@ -252,29 +226,18 @@ impl Config {
             }
         }
 
-        let resolver = Resolver {
-            pool: &pool,
-            externs: &self.extern_paths,
-        };
-        let emit = Emit {
-            client: self.client,
-            server: self.server,
-        };
+        let resolver = Resolver { pool: &pool, externs: &self.extern_paths };
+        let emit = Emit { client: self.client, server: self.server };
         let mut out = Vec::new();
         for pkg in &packages {
-            let services: Vec<ir::Service> = targets
-                .iter()
-                .filter(|f| f.package() == pkg)
-                .flat_map(|f| ir::services(&pool, f))
-                .collect();
+            let services: Vec<ir::Service> =
+                targets.iter().filter(|f| f.package() == pkg).flat_map(|f| ir::services(&pool, f)).collect();
             // prost's and pbjson's code are parsed too, so the whole file is laid out (and checked)
             // by one printer.
             let mut items: Vec<syn::Item> = Vec::new();
             let mut parse = |what: &str, code: &str| -> Result<(), Error> {
                 let file = syn::parse_file(code).map_err(|e| {
-                    Error::new(format!(
-                        "internal: {what} code for package {pkg:?} does not parse: {e}"
-                    ))
+                    Error::new(format!("internal: {what} code for package {pkg:?} does not parse: {e}"))
                 })?;
                 items.extend(file.items);
                 Ok(())
@@ -300,18 +263,11 @@ impl Config {
                 for s in &services {
                     tokens.extend(service::generate(s, &resolver, emit));
                 }
-                let file: syn::File = syn::parse2(tokens).map_err(|e| {
-                    Error::new(format!(
-                        "internal: generated service code does not parse: {e}"
-                    ))
-                })?;
+                let file: syn::File = syn::parse2(tokens)
+                    .map_err(|e| Error::new(format!("internal: generated service code does not parse: {e}")))?;
                 items.extend(file.items);
             }
-            let file = syn::File {
-                shebang: None,
-                attrs: vec![],
-                items,
-            };
+            let file = syn::File { shebang: None, attrs: vec![], items };
             let text = format!("{HEADER}{}", prettyplease::unparse(&file));
             out.push((file_name(pkg), text));
         }
@@ -332,10 +288,7 @@ fn with_stand_in_package(set: &FileDescriptorSet) -> FileDescriptorSet {
         .iter()
         .filter(|f| f.package().is_empty())
         .flat_map(|f| {
-            f.message_type
-                .iter()
-                .map(|m| m.name().to_string())
-                .chain(f.enum_type.iter().map(|e| e.name().to_string()))
+            f.message_type.iter().map(|m| m.name().to_string()).chain(f.enum_type.iter().map(|e| e.name().to_string()))
         })
         .collect();
     if bare.is_empty() {
@@ -408,19 +361,15 @@ fn include_file(packages: &BTreeSet<String>) -> String {
         quote! { #inc #(#children)* }
     }
     let tokens = emit(&root);
-    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|_| syn::File {
-        shebang: None,
-        attrs: vec![],
-        items: vec![],
-    });
+    let file: syn::File =
+        syn::parse2(tokens).unwrap_or_else(|_| syn::File { shebang: None, attrs: vec![], items: vec![] });
     format!("{HEADER}{}", prettyplease::unparse(&file))
 }
 
 /// The encoded set of the files of `pkg` and everything they import.
 fn descriptor_set_for(set: &FileDescriptorSet, pkg: &str) -> Vec<u8> {
     let mut wanted: Vec<&FileDescriptorProto> = vec![];
-    let mut queue: Vec<&FileDescriptorProto> =
-        set.file.iter().filter(|f| f.package() == pkg).collect();
+    let mut queue: Vec<&FileDescriptorProto> = set.file.iter().filter(|f| f.package() == pkg).collect();
     while let Some(f) = queue.pop() {
         if wanted.iter().any(|w| w.name() == f.name()) {
             continue;
@@ -433,13 +382,7 @@ fn descriptor_set_for(set: &FileDescriptorSet, pkg: &str) -> Vec<u8> {
         }
     }
     wanted.sort_by(|a, b| a.name().cmp(b.name()));
-    let files = wanted
-        .into_iter()
-        .map(|f| FileDescriptorProto {
-            source_code_info: None,
-            ..f.clone()
-        })
-        .collect();
+    let files = wanted.into_iter().map(|f| FileDescriptorProto { source_code_info: None, ..f.clone() }).collect();
     FileDescriptorSet { file: files }.encode_to_vec()
 }
 
@@ -449,11 +392,7 @@ struct Resolver<'a> {
 }
 
 fn path_tokens(base: Option<&str>, modules: &[&str], ty: &str) -> proc_macro2::TokenStream {
-    let base = base.map(|b| {
-        syn::parse_str::<syn::Path>(b)
-            .map(|p| quote! { #p :: })
-            .unwrap_or_default()
-    });
+    let base = base.map(|b| syn::parse_str::<syn::Path>(b).map(|p| quote! { #p :: }).unwrap_or_default());
     let mods = modules.iter().map(|m| snake_ident(m));
     let ty = camel_ident(ty);
     quote! { #base #(#mods ::)* #ty }
@@ -468,9 +407,7 @@ impl TypeResolver for Resolver<'_> {
         for (proto, rust) in &externs {
             let p = proto.trim_start_matches('.');
             if full == p {
-                return syn::parse_str::<syn::Path>(rust)
-                    .map(|p| quote! { #p })
-                    .unwrap_or_default();
+                return syn::parse_str::<syn::Path>(rust).map(|p| quote! { #p }).unwrap_or_default();
             }
             if let Some(rest) = full.strip_prefix(p).and_then(|r| r.strip_prefix('.')) {
                 let parts: Vec<&str> = rest.split('.').collect();
@@ -478,28 +415,14 @@ impl TypeResolver for Resolver<'_> {
                 return path_tokens(Some(rust), mods, ty);
             }
         }
-        let pkg = self
-            .pool
-            .get_message_by_name(full)
-            .map(|m| m.package_name().to_string())
-            .unwrap_or_default();
+        let pkg = self.pool.get_message_by_name(full).map(|m| m.package_name().to_string()).unwrap_or_default();
         let rel = if pkg.is_empty() {
             full
         } else {
-            full.strip_prefix(&pkg)
-                .map(|r| r.trim_start_matches('.'))
-                .unwrap_or(full)
+            full.strip_prefix(&pkg).map(|r| r.trim_start_matches('.')).unwrap_or(full)
         };
-        let from: Vec<&str> = if from_package.is_empty() {
-            vec![]
-        } else {
-            from_package.split('.').collect()
-        };
-        let to: Vec<&str> = if pkg.is_empty() {
-            vec![]
-        } else {
-            pkg.split('.').collect()
-        };
+        let from: Vec<&str> = if from_package.is_empty() { vec![] } else { from_package.split('.').collect() };
+        let to: Vec<&str> = if pkg.is_empty() { vec![] } else { pkg.split('.').collect() };
         let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
         let supers = from.len() - common;
         let mut mods: Vec<&str> = vec!["super"; supers];
@@ -522,23 +445,14 @@ impl TypeResolver for Resolver<'_> {
 
 /// Parses `.proto` files with protox; returns the encoded set (imports and source info included)
 /// and the names of the given files within it. Errors read `path:line:col: message`.
-pub fn parse(
-    protos: &[impl AsRef<Path>],
-    includes: &[impl AsRef<Path>],
-) -> Result<(Vec<u8>, Vec<String>), Error> {
+pub fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(Vec<u8>, Vec<String>), Error> {
     let mut compiler = protox::Compiler::new(includes.iter().map(|p| p.as_ref().to_path_buf()))
         .map_err(|e| Error::new(format!("{e:?}")))?;
     compiler.include_imports(true).include_source_info(true);
     for p in protos {
-        compiler
-            .open_file(p.as_ref())
-            .map_err(|e| Error::new(format!("{e:?}")))?;
+        compiler.open_file(p.as_ref()).map_err(|e| Error::new(format!("{e:?}")))?;
     }
-    let names = compiler
-        .files()
-        .filter(|f| f.is_import() == false)
-        .map(|f| f.name().to_string())
-        .collect();
+    let names = compiler.files().filter(|f| f.is_import() == false).map(|f| f.name().to_string()).collect();
     Ok((compiler.encode_file_descriptor_set(), names))
 }
 
@@ -546,6 +460,5 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<(), Error> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(());
     }
-    std::fs::write(path, contents)
-        .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, contents).map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
 }

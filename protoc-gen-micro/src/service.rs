@@ -16,11 +16,10 @@ pub struct Emit {
 }
 
 const KEYWORDS: &[&str] = &[
-    "as", "break", "const", "continue", "else", "enum", "false", "fn", "for", "if", "impl", "in",
-    "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct",
-    "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
-    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "async",
-    "await", "dyn", "try", "gen",
+    "as", "break", "const", "continue", "else", "enum", "false", "fn", "for", "if", "impl", "in", "let", "loop",
+    "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe",
+    "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv", "typeof",
+    "unsized", "virtual", "yield", "async", "await", "dyn", "try", "gen",
 ];
 
 /// A snake_case identifier, escaped as prost escapes them.
@@ -80,11 +79,7 @@ fn const_ident(m: &Method) -> Ident {
 
 fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
     let client = format_ident!("{}Client", svc.name.to_upper_camel_case());
-    let full = if svc.package.is_empty() {
-        svc.name.clone()
-    } else {
-        format!("{}.{}", svc.package, svc.name)
-    };
+    let full = if svc.package.is_empty() { svc.name.clone() } else { format!("{}.{}", svc.package, svc.name) };
     let struct_doc = doc(&if svc.comment.is_empty() {
         format!("Client of `{full}`.")
     } else {
@@ -177,23 +172,14 @@ fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
 fn server(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
     let trait_name = format_ident!("{}Handler", svc.name.to_upper_camel_case());
     let register = format_ident!("register_{}_handler", svc.name.to_snake_case());
-    let full = if svc.package.is_empty() {
-        svc.name.clone()
-    } else {
-        format!("{}.{}", svc.package, svc.name)
-    };
+    let full = if svc.package.is_empty() { svc.name.clone() } else { format!("{}.{}", svc.package, svc.name) };
     let trait_doc = doc(&if svc.comment.is_empty() {
         format!("Handler of `{full}`: implement it and pass it to [`{register}`].")
     } else {
-        format!(
-            "Handler of `{full}`: implement it and pass it to [`{register}`].\n\n{}",
-            svc.comment
-        )
+        format!("Handler of `{full}`: implement it and pass it to [`{register}`].\n\n{}", svc.comment)
     });
-    let register_doc = format!(
-        " Registers `handler` on `server` as the endpoints of `{full}` (`{}.Method`).",
-        svc.name
-    );
+    let register_doc =
+        format!(" Registers `handler` on `server` as the endpoints of `{full}` (`{}.Method`).", svc.name);
     let trait_methods = svc.methods.iter().map(|m| {
         let name = snake_ident(&m.name);
         let req = types.resolve(&svc.package, &m.input);

@@ -10,28 +10,20 @@ fn protos() -> PathBuf {
 fn check(case: &str, files: &[&str], config: micro_build::Config) {
     let (set, names) = micro_build::parse(files, &[protos()]).expect("corpus parses");
     let generated = config.generate(&set, &names).expect("generates");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(case);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(case);
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     if update {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
     }
     let mut expected: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     expected.sort();
     let mut got: Vec<String> = generated.iter().map(|(n, _)| n.clone()).collect();
     got.sort();
     if !update {
-        assert_eq!(
-            got, expected,
-            "{case}: generated files differ from the golden ones (UPDATE_GOLDEN=1 to accept)"
-        );
+        assert_eq!(got, expected, "{case}: generated files differ from the golden ones (UPDATE_GOLDEN=1 to accept)");
     }
     for (name, contents) in &generated {
         let path = dir.join(name);
@@ -41,18 +33,8 @@ fn check(case: &str, files: &[&str], config: micro_build::Config) {
         }
         let want = std::fs::read_to_string(&path).unwrap();
         if &want != contents {
-            let line = want
-                .lines()
-                .zip(contents.lines())
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            let show = |s: &str| {
-                s.lines()
-                    .skip(line.saturating_sub(2))
-                    .take(6)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+            let line = want.lines().zip(contents.lines()).position(|(a, b)| a != b).unwrap_or(0);
+            let show = |s: &str| s.lines().skip(line.saturating_sub(2)).take(6).collect::<Vec<_>>().join("\n");
             panic!(
                 "{case}/{name} differs from its golden file at line {} (UPDATE_GOLDEN=1 to accept)\n--- golden\n{}\n+++ generated\n{}",
                 line + 1,
@@ -70,20 +52,12 @@ fn messages_of_every_kind() {
 
 #[test]
 fn services_of_every_kind_with_imports_and_http_routes() {
-    check(
-        "shop",
-        &["corpus/shop.proto"],
-        micro_build::configure().include_file("mod.rs"),
-    );
+    check("shop", &["corpus/shop.proto"], micro_build::configure().include_file("mod.rs"));
 }
 
 #[test]
 fn file_without_package() {
-    check(
-        "nopackage",
-        &["corpus/nopackage.proto"],
-        micro_build::configure(),
-    );
+    check("nopackage", &["corpus/nopackage.proto"], micro_build::configure());
 }
 
 #[test]
@@ -107,8 +81,6 @@ fn broken_proto_reports_file_line_and_column() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("broken.proto:5:1: "), "{err}");
-    let missing = micro_build::parse(&["nope.proto"], &[protos()])
-        .unwrap_err()
-        .to_string();
+    let missing = micro_build::parse(&["nope.proto"], &[protos()]).unwrap_err().to_string();
     assert!(missing.contains("nope.proto"), "{missing}");
 }

@@ -14,9 +14,7 @@ fn plugin() -> &'static str {
 }
 
 fn run(mut cmd: Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (run ./scripts/setup)"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (run ./scripts/setup)"));
     out
 }
 
@@ -25,10 +23,7 @@ fn generated(dir: &Path) -> Vec<(String, String)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read_to_string(e.path()).unwrap(),
-            )
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap())
         })
         .collect();
     files.sort();
@@ -45,12 +40,8 @@ fn assert_same_as_golden(out_dir: &Path, case: &str) {
     );
     // The embedded descriptor set differs where the hosts ship different copies of
     // google/protobuf/*.proto; everything else must be identical.
-    let without_descriptors = |s: &str| {
-        s.lines()
-            .filter(|l| !l.starts_with("pub const FILE_DESCRIPTOR_SET"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let without_descriptors =
+        |s: &str| s.lines().filter(|l| !l.starts_with("pub const FILE_DESCRIPTOR_SET")).collect::<Vec<_>>().join("\n");
     for ((name, g), (_, want)) in got.iter().zip(&golden) {
         assert_eq!(
             g.contains("pub const FILE_DESCRIPTOR_SET"),
@@ -110,11 +101,7 @@ fn grpc_tools_protoc_matches_build_rs() {
         .arg(format!("-I{}", manifest().join("tests/protos").display()))
         .arg("corpus/shop.proto");
     let res = run(cmd);
-    assert!(
-        res.status.success(),
-        "grpc_tools.protoc failed: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert!(res.status.success(), "grpc_tools.protoc failed: {}", String::from_utf8_lossy(&res.stderr));
     assert_same_as_golden(out.path(), "shop");
 }
 
@@ -126,11 +113,7 @@ fn broken_input_is_a_clear_error_not_a_panic() {
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("broken.proto:5:1"), "{err}");
 
-    let res = run(protoc(
-        out.path(),
-        Some("nosuch=1"),
-        "corpus/nopackage.proto",
-    ));
+    let res = run(protoc(out.path(), Some("nosuch=1"), "corpus/nopackage.proto"));
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("unknown option \"nosuch\""), "{err}");
@@ -142,17 +125,9 @@ fn broken_input_is_a_clear_error_not_a_panic() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"\xff\xff\xff not a request")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"\xff\xff\xff not a request").unwrap();
     let res = child.wait_with_output().unwrap();
-    assert!(
-        res.status.success(),
-        "a plugin reports errors inside its response"
-    );
+    assert!(res.status.success(), "a plugin reports errors inside its response");
     assert!(String::from_utf8_lossy(&res.stdout).contains("invalid CodeGeneratorRequest"));
 }
 
@@ -166,11 +141,7 @@ fn committed_plugin_output_of_the_pinger_example_is_current() {
         .arg(format!("-I{}", example.join("proto").display()))
         .arg("pinger.proto");
     let res = run(cmd);
-    assert!(
-        res.status.success(),
-        "protoc failed: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert!(res.status.success(), "protoc failed: {}", String::from_utf8_lossy(&res.stderr));
     let fresh = std::fs::read_to_string(out.path().join("pinger.rs")).unwrap();
     let committed = std::fs::read_to_string(example.join("src/gen/pinger.rs")).unwrap();
     assert!(

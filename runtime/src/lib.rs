@@ -22,11 +22,13 @@
 //!
 //! # Plugin points
 //! - [`registry`]: where services are found (`mdns` by default, `etcd`, `memory`).
-//! - [`selector`]: which node gets a call (random, round robin).
+//! - [`selector`]: which node gets a call (random, round robin, least loaded).
+//! - [`broker`]: pub/sub (`http` by default, `nats`, `memory`).
 //! - [`transport`]: how calls travel (HTTP/2 gRPC + HTTP/1 JSON on one port).
 //! - [`codec`]: protobuf and proto3 JSON.
 //! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware.
 
+pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -39,11 +41,11 @@ pub mod server;
 pub mod service;
 pub mod transport;
 
-pub use client::{CallOptions, Client};
+pub use client::{CallOptions, Client, Publisher};
 pub use codec::Message;
 pub use error::{Error, Result};
 pub use metadata::Metadata;
-pub use server::{Request, Server, ServerStream};
+pub use server::{register_struct_subscriber, register_subscriber, Handle, Request, Server, ServerStream};
 pub use service::Service;
 pub use transport::grpc::Streaming;
 

@@ -33,20 +33,11 @@ impl TesterHandler for Tester {
             tokio::time::sleep(Duration::from_millis(request.sleep_ms.into())).await;
         }
         if request.fail_code != 0 {
-            return Err(Error::new(
-                "testing",
-                request.fail_code as u16,
-                format!("asked to fail: {}", request.message),
-            ));
+            return Err(Error::new("testing", request.fail_code as u16, format!("asked to fail: {}", request.message)));
         }
-        let metadata = request
-            .metadata()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let deadline_ms = request.deadline().map_or(-1, |d| {
-            d.saturating_duration_since(Instant::now()).as_millis() as i64
-        });
+        let metadata = request.metadata().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let deadline_ms =
+            request.deadline().map_or(-1, |d| d.saturating_duration_since(Instant::now()).as_millis() as i64);
         Ok(EchoReply {
             message: request.message.clone(),
             metadata,
@@ -56,11 +47,7 @@ impl TesterHandler for Tester {
         })
     }
 
-    async fn count(
-        &self,
-        request: Request<CountRequest>,
-        stream: ServerStream<Number>,
-    ) -> Result<(), Error> {
+    async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
         for i in 1..=request.to {
             if i == request.fail_at {
                 return Err(Error::conflict("testing", format!("failed at {i}")));
@@ -79,18 +66,10 @@ impl TesterHandler for Tester {
         Ok(Number { value: total })
     }
 
-    async fn shout(
-        &self,
-        request: Request<Streaming<Line>>,
-        stream: ServerStream<Line>,
-    ) -> Result<(), Error> {
+    async fn shout(&self, request: Request<Streaming<Line>>, stream: ServerStream<Line>) -> Result<(), Error> {
         let mut lines = request.into_inner();
         while let Some(line) = lines.message().await? {
-            stream
-                .send(Line {
-                    text: line.text.to_uppercase(),
-                })
-                .await?;
+            stream.send(Line { text: line.text.to_uppercase() }).await?;
         }
         Ok(())
     }
@@ -100,18 +79,8 @@ impl TesterHandler for Tester {
 pub async fn start_tester(registry: SharedRegistry, node: &str) -> (Service, std::net::SocketAddr) {
     let mut opts = micro::options::Options::default();
     opts.register_interval = Duration::ZERO;
-    let service = Service::builder()
-        .name("testing")
-        .options(opts)
-        .registry(registry)
-        .build()
-        .expect("service builds");
-    register_tester_handler(
-        service.server(),
-        Tester {
-            node: node.to_string(),
-        },
-    );
+    let service = Service::builder().name("testing").options(opts).registry(registry).build().expect("service builds");
+    register_tester_handler(service.server(), Tester { node: node.to_string() });
     let addr = service.start().await.expect("service starts");
     (service, addr)
 }
@@ -123,21 +92,12 @@ pub fn memory_registry() -> SharedRegistry {
 
 /// A client over `registry` with `retries`.
 pub fn client(registry: SharedRegistry, retries: u32) -> micro::Client {
-    micro::Client::new(
-        registry,
-        micro::client::ClientOptions {
-            retries,
-            ..Default::default()
-        },
-    )
+    micro::Client::new(registry, micro::client::ClientOptions { retries, ..Default::default() })
 }
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The Python with grpcio that the interop tests use: `MICRO_TEST_PYTHON`, else `.venv/bin/python`.
@@ -165,16 +125,9 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl AsyncFnMut()
 /// A binary of the workspace (built by `cargo test --workspace`), next to the test executable.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>/deps");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
     let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is not built: run the tests with `cargo test --workspace`",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} is not built: run the tests with `cargo test --workspace`", bin.display());
     bin
 }
 
@@ -190,19 +143,13 @@ impl Drop for Child {
 
 /// Sends SIGTERM (or SIGINT) to a child.
 pub fn signal(child: &std::process::Child, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status();
+    let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
     assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// A real etcd server (Debian's `etcd-server`) on 127.0.0.1 random ports with a temp data dir.
@@ -237,24 +184,9 @@ impl Etcd {
         let child = std::process::Command::new("etcd")
             .args(["--name", "micro-test", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args([
-                "--initial-cluster",
-                &format!("micro-test={peer}"),
-                "--log-level",
-                "error",
-            ])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("micro-test={peer}"), "--log-level", "error"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -266,16 +198,11 @@ impl Etcd {
             let ok = std::process::Command::new("curl")
                 .args(["-sf", "-m", "1", &url])
                 .output()
-                .is_ok_and(|o| {
-                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("true")
-                });
+                .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("true"));
             if ok {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become healthy on {client}"
-            );
+            assert!(Instant::now() < deadline, "etcd did not become healthy on {client}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -323,17 +250,9 @@ impl PythonServer {
             .spawn()
             .expect("python server starts");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port line");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("python server printed {line:?}"));
-        PythonServer {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-        }
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port line");
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("python server printed {line:?}"));
+        PythonServer { child, addr: format!("127.0.0.1:{port}") }
     }
 }
 

@@ -14,27 +14,15 @@ impl ShopHandler for Shop {
         Ok(Item {
             id: request.id.clone(),
             title: "a hat".into(),
-            details: Some(Everything {
-                r#type: "hat".into(),
-                ..Default::default()
-            }),
+            details: Some(Everything { r#type: "hat".into(), ..Default::default() }),
         })
     }
     async fn create_item(&self, request: Request<Item>) -> Result<Item, Error> {
         Ok(request.into_inner())
     }
-    async fn list_items(
-        &self,
-        request: Request<ListItemsRequest>,
-        stream: ServerStream<Item>,
-    ) -> Result<(), Error> {
+    async fn list_items(&self, request: Request<ListItemsRequest>, stream: ServerStream<Item>) -> Result<(), Error> {
         for i in 0..request.page_size {
-            stream
-                .send(Item {
-                    id: i.to_string(),
-                    ..Default::default()
-                })
-                .await?;
+            stream.send(Item { id: i.to_string(), ..Default::default() }).await?;
         }
         Ok(())
     }
@@ -46,11 +34,7 @@ impl ShopHandler for Shop {
         }
         Ok(UploadSummary { count })
     }
-    async fn haggle(
-        &self,
-        request: Request<Streaming<Offer>>,
-        stream: ServerStream<Offer>,
-    ) -> Result<(), Error> {
+    async fn haggle(&self, request: Request<Streaming<Offer>>, stream: ServerStream<Offer>) -> Result<(), Error> {
         let mut offers = request.into_inner();
         while let Some(o) = offers.message().await? {
             stream.send(Offer { cents: o.cents * 2 }).await?;
@@ -58,9 +42,7 @@ impl ShopHandler for Shop {
         Ok(())
     }
     async fn get_http_status(&self, _: Request<GetItemRequest>) -> Result<Nothing, Error> {
-        Ok(Nothing {
-            empty: Some(Default::default()),
-        })
+        Ok(Nothing { empty: Some(Default::default()) })
     }
     async fn old_get(&self, request: Request<GetItemRequest>) -> Result<Item, Error> {
         self.get_item(request).await
@@ -71,51 +53,28 @@ struct Bare;
 
 impl BareHandler for Bare {
     async fn ping(&self, request: Request<PingRequest>) -> Result<PingReply, Error> {
-        Ok(PingReply {
-            payload: request.payload.clone(),
-        })
+        Ok(PingReply { payload: request.payload.clone() })
     }
 }
 
 #[tokio::test]
 async fn corpus_services_answer_every_kind() {
     let registry = memory_registry();
-    let svc = micro::Service::builder()
-        .name("shop")
-        .registry(registry.clone())
-        .build()
-        .unwrap();
+    let svc = micro::Service::builder().name("shop").registry(registry.clone()).build().unwrap();
     register_shop_handler(svc.server(), Shop);
     micro_tests::corpus::register_bare_handler(svc.server(), Bare);
     svc.start().await.unwrap();
     let c = client(registry, 0);
     let shop = ShopClient::new("shop", c.clone());
 
-    let item = shop
-        .get_item(GetItemRequest { id: "7".into() })
-        .await
-        .unwrap();
-    assert_eq!(
-        (item.id.as_str(), item.details.unwrap().r#type.as_str()),
-        ("7", "hat")
-    );
-    assert!(shop
-        .get_http_status(GetItemRequest::default())
-        .await
-        .unwrap()
-        .empty
-        .is_some());
+    let item = shop.get_item(GetItemRequest { id: "7".into() }).await.unwrap();
+    assert_eq!((item.id.as_str(), item.details.unwrap().r#type.as_str()), ("7", "hat"));
+    assert!(shop.get_http_status(GetItemRequest::default()).await.unwrap().empty.is_some());
     #[allow(deprecated)]
-    let old = shop
-        .old_get(GetItemRequest { id: "8".into() })
-        .await
-        .unwrap();
+    let old = shop.old_get(GetItemRequest { id: "8".into() }).await.unwrap();
     assert_eq!(old.id, "8");
 
-    let mut list = shop
-        .list_items(ListItemsRequest { page_size: 3 })
-        .await
-        .unwrap();
+    let mut list = shop.list_items(ListItemsRequest { page_size: 3 }).await.unwrap();
     let mut n = 0;
     while list.message().await.unwrap().is_some() {
         n += 1;
@@ -134,15 +93,7 @@ async fn corpus_services_answer_every_kind() {
     drop(tx);
 
     let bare = BareClient::new("shop", c.clone());
-    assert_eq!(
-        bare.ping(PingRequest {
-            payload: "p".into()
-        })
-        .await
-        .unwrap()
-        .payload,
-        "p"
-    );
+    assert_eq!(bare.ping(PingRequest { payload: "p".into() }).await.unwrap().payload, "p");
 
     let json = c
         .call_json(
@@ -155,15 +106,9 @@ async fn corpus_services_answer_every_kind() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let d = &v["details"];
-    assert_eq!(
-        (d["type"].as_str(), d["match"].as_bool(), d["fn"].as_i64()),
-        (Some("cap"), Some(true), Some(3))
-    );
+    assert_eq!((d["type"].as_str(), d["match"].as_bool(), d["fn"].as_i64()), (Some("cap"), Some(true), Some(3)));
     // pbjson-types writes the UTC offset as +00:00 rather than Z; both parse as RFC 3339.
-    assert!(
-        d["at"].as_str().unwrap().starts_with("2024-01-02T03:04:05"),
-        "{d}"
-    );
+    assert!(d["at"].as_str().unwrap().starts_with("2024-01-02T03:04:05"), "{d}");
     assert_eq!(d["extra"], serde_json::json!({"a": [1.0, "x"]}));
     assert_eq!(
         (d["big"].as_str(), d["color"].as_str(), d["text"].as_str()),

@@ -12,10 +12,7 @@ fn client_finds_the_server_over_mdns_and_sigterm_stops_it_cleanly() {
         Command::new(workspace_bin("server"))
             .env("MICRO_REGISTRY", "mdns")
             .env("MICRO_SERVER_ADDRESS", "127.0.0.1:0")
-            .env(
-                "MICRO_SERVER_NAME",
-                format!("helloworld-{}", std::process::id()),
-            )
+            .env("MICRO_SERVER_NAME", format!("helloworld-{}", std::process::id()))
             .stderr(Stdio::piped())
             .spawn()
             .expect("server starts"),
@@ -36,11 +33,7 @@ fn client_finds_the_server_over_mdns_and_sigterm_stops_it_cleanly() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello John\n");
 
     let mut server = server;
@@ -49,19 +42,8 @@ fn client_finds_the_server_over_mdns_and_sigterm_stops_it_cleanly() {
     assert!(status.success(), "server exited with {status}");
     let mut log = String::new();
     use std::io::Read;
-    server
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    for line in [
-        "listening on 127.0.0.1:",
-        "registered with the mdns registry",
-        "shutting down",
-        "deregistered",
-    ] {
+    server.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    for line in ["listening on 127.0.0.1:", "registered with the mdns registry", "shutting down", "deregistered"] {
         assert!(log.contains(line), "server log lacks {line:?}:\n{log}");
     }
     let after = Command::new(workspace_bin("client"))
@@ -71,9 +53,5 @@ fn client_finds_the_server_over_mdns_and_sigterm_stops_it_cleanly() {
         .output()
         .unwrap();
     assert!(!after.status.success());
-    assert!(
-        String::from_utf8_lossy(&after.stderr).contains("not found"),
-        "{}",
-        String::from_utf8_lossy(&after.stderr)
-    );
+    assert!(String::from_utf8_lossy(&after.stderr).contains("not found"), "{}", String::from_utf8_lossy(&after.stderr));
 }

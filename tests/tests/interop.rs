@@ -16,20 +16,11 @@ fn script() -> std::path::PathBuf {
 async fn python_client_calls_our_server() {
     let (svc, addr) = start_tester(memory_registry(), "rust").await;
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script())
-            .arg("client")
-            .arg(addr.to_string())
-            .output()
-            .expect("python runs")
+        Command::new(python()).arg(script()).arg("client").arg(addr.to_string()).output().expect("python runs")
     })
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "python client failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["echo"]["message"], "from python");
     assert_eq!(v["echo"]["big"], 1i64 << 60);
@@ -44,40 +35,21 @@ async fn python_client_calls_our_server() {
 
 #[tokio::test]
 async fn our_client_calls_a_python_server() {
-    let server = tokio::task::spawn_blocking(micro_tests::PythonServer::start)
-        .await
-        .unwrap();
-    let opts = || {
-        CallOptions::new()
-            .address(server.addr.clone())
-            .timeout(Duration::from_secs(5))
-    };
+    let server = tokio::task::spawn_blocking(micro_tests::PythonServer::start).await.unwrap();
+    let opts = || CallOptions::new().address(server.addr.clone()).timeout(Duration::from_secs(5));
     let tester = TesterClient::new("python", client(memory_registry(), 0));
 
     let reply = tester
         .echo_with(
-            EchoRequest {
-                message: "from rust".into(),
-                big: -5,
-                ..Default::default()
-            },
+            EchoRequest { message: "from rust".into(), big: -5, ..Default::default() },
             opts().metadata("x-peer", "rust"),
         )
         .await
         .unwrap();
-    assert_eq!(
-        (reply.message.as_str(), reply.node.as_str(), reply.big),
-        ("from rust", "python", -5)
-    );
-    assert_eq!(
-        reply.metadata.get("x-peer").map(String::as_str),
-        Some("rust")
-    );
+    assert_eq!((reply.message.as_str(), reply.node.as_str(), reply.big), ("from rust", "python", -5));
+    assert_eq!(reply.metadata.get("x-peer").map(String::as_str), Some("rust"));
 
-    let mut count = tester
-        .count_with(CountRequest { to: 3, fail_at: 0 }, opts())
-        .await
-        .unwrap();
+    let mut count = tester.count_with(CountRequest { to: 3, fail_at: 0 }, opts()).await.unwrap();
     let mut seen = vec![];
     while let Some(n) = count.message().await.unwrap() {
         seen.push(n.value);
@@ -98,14 +70,7 @@ async fn our_client_calls_a_python_server() {
     assert!(rx.message().await.unwrap().is_none());
 
     let err = tester
-        .echo_with(
-            EchoRequest {
-                message: "x".into(),
-                fail_code: 1,
-                ..Default::default()
-            },
-            opts(),
-        )
+        .echo_with(EchoRequest { message: "x".into(), fail_code: 1, ..Default::default() }, opts())
         .await
         .unwrap_err();
     assert_eq!((err.code, err.detail.as_str()), (404, "python says no: x"));
@@ -114,8 +79,5 @@ async fn our_client_calls_a_python_server() {
         .call_json("python", "Tester.Echo", br#"{"message":"json"}"#, opts())
         .await
         .unwrap_err();
-    assert_eq!(
-        json.code, 501,
-        "grpcio does not speak application/grpc+json or micro endpoint paths: {json}"
-    );
+    assert_eq!(json.code, 501, "grpcio does not speak application/grpc+json or micro endpoint paths: {json}");
 }

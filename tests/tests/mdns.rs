@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use micro::registry::{
-    Action, Endpoint, MdnsRegistry, Node, RegisterOptions, Registry, Service, Value,
-};
+use micro::registry::{Action, Endpoint, MdnsRegistry, Node, RegisterOptions, Registry, Service, Value};
 
 fn record(name: &str, id: &str, endpoints: usize) -> Service {
     Service {
@@ -20,11 +18,7 @@ fn record(name: &str, id: &str, endpoints: usize) -> Service {
                 request: Some(Value {
                     name: "Request".into(),
                     r#type: "Request".into(),
-                    values: vec![Value {
-                        name: format!("field{i}"),
-                        r#type: "string".into(),
-                        values: vec![],
-                    }],
+                    values: vec![Value { name: format!("field{i}"), r#type: "string".into(), values: vec![] }],
                 }),
                 response: None,
                 metadata: BTreeMap::new(),
@@ -51,26 +45,11 @@ async fn two_daemons_discover_each_other_with_a_large_record() {
     let mut watch = browser.watch(Some(&name)).await.unwrap();
     let publisher = MdnsRegistry::new().unwrap();
     let start = Instant::now();
-    publisher
-        .register(
-            &svc,
-            RegisterOptions {
-                ttl: Duration::from_secs(30),
-            },
-        )
-        .await
-        .unwrap();
-    let created = tokio::time::timeout(Duration::from_secs(1), watch.next())
-        .await
-        .expect("seen within 1s")
-        .unwrap()
-        .unwrap();
+    publisher.register(&svc, RegisterOptions { ttl: Duration::from_secs(30) }).await.unwrap();
+    let created =
+        tokio::time::timeout(Duration::from_secs(1), watch.next()).await.expect("seen within 1s").unwrap().unwrap();
     assert_eq!(created.action, Action::Create);
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "visible after {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(1), "visible after {:?}", start.elapsed());
     let found = browser.get_service(&name).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0], svc, "the 50-endpoint record round-trips intact");
@@ -83,16 +62,9 @@ async fn two_daemons_discover_each_other_with_a_large_record() {
 
     let mut watch = browser.watch(Some(&name)).await.unwrap();
     publisher.deregister(&svc).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(3), watch.next())
-        .await
-        .expect("removal seen")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        late.get_service(&name).await.unwrap_err().code,
-        404,
-        "a clean stop disappears at once"
-    );
+    let event =
+        tokio::time::timeout(Duration::from_secs(3), watch.next()).await.expect("removal seen").unwrap().unwrap();
+    assert_eq!(late.get_service(&name).await.unwrap_err().code, 404, "a clean stop disappears at once");
     assert_eq!(event.action, Action::Delete);
     assert_eq!(browser.get_service(&name).await.unwrap_err().code, 404);
 }
@@ -102,28 +74,13 @@ async fn a_node_that_stops_renewing_expires_after_its_ttl() {
     let publisher = MdnsRegistry::new().unwrap();
     let name = unique("mdns-ttl");
     let svc = record(&name, &format!("{name}-node"), 1);
-    publisher
-        .register(
-            &svc,
-            RegisterOptions {
-                ttl: Duration::from_secs(2),
-            },
-        )
-        .await
-        .unwrap();
+    publisher.register(&svc, RegisterOptions { ttl: Duration::from_secs(2) }).await.unwrap();
     let browser = MdnsRegistry::new().unwrap();
     assert_eq!(browser.get_service(&name).await.unwrap()[0].nodes.len(), 1);
     // The publisher neither renews nor says goodbye (as if killed); the browser drops it after the TTL.
     let start = Instant::now();
-    micro_tests::wait_for("expiry", Duration::from_secs(6), async || {
-        browser.get_service(&name).await.is_err()
-    })
-    .await;
-    assert!(
-        start.elapsed() >= Duration::from_millis(1500),
-        "expired too early: {:?}",
-        start.elapsed()
-    );
+    micro_tests::wait_for("expiry", Duration::from_secs(6), async || browser.get_service(&name).await.is_err()).await;
+    assert!(start.elapsed() >= Duration::from_millis(1500), "expired too early: {:?}", start.elapsed());
     drop(publisher);
 }
 
@@ -132,9 +89,7 @@ async fn renewed_registrations_outlive_the_ttl() {
     let publisher = MdnsRegistry::new().unwrap();
     let name = unique("mdns-renew");
     let svc = record(&name, &format!("{name}-node"), 1);
-    let opts = RegisterOptions {
-        ttl: Duration::from_secs(2),
-    };
+    let opts = RegisterOptions { ttl: Duration::from_secs(2) };
     publisher.register(&svc, opts).await.unwrap();
     let browser = MdnsRegistry::new().unwrap();
     assert!(browser.get_service(&name).await.is_ok());
@@ -142,9 +97,6 @@ async fn renewed_registrations_outlive_the_ttl() {
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
         publisher.register(&svc, opts).await.unwrap();
-        assert!(
-            browser.get_service(&name).await.is_ok(),
-            "a renewed node must not expire"
-        );
+        assert!(browser.get_service(&name).await.is_ok(), "a renewed node must not expire");
     }
 }

@@ -15,28 +15,15 @@ async fn unary_through_discovery_with_metadata_and_deadline() {
     let tester = TesterClient::new("testing", client(registry, 1));
     let reply = tester
         .echo_with(
-            EchoRequest {
-                message: "hi".into(),
-                big: 1 << 60,
-                ..Default::default()
-            },
-            CallOptions::new()
-                .metadata("X-User", "ann")
-                .timeout(Duration::from_secs(3)),
+            EchoRequest { message: "hi".into(), big: 1 << 60, ..Default::default() },
+            CallOptions::new().metadata("X-User", "ann").timeout(Duration::from_secs(3)),
         )
         .await
         .unwrap();
     assert_eq!(reply.message, "hi");
     assert_eq!(reply.big, 1 << 60);
-    assert_eq!(
-        reply.metadata.get("x-user").map(String::as_str),
-        Some("ann")
-    );
-    assert!(
-        reply.deadline_ms > 1000 && reply.deadline_ms <= 3000,
-        "deadline {}",
-        reply.deadline_ms
-    );
+    assert_eq!(reply.metadata.get("x-user").map(String::as_str), Some("ann"));
+    assert!(reply.deadline_ms > 1000 && reply.deadline_ms <= 3000, "deadline {}", reply.deadline_ms);
     svc.stop().await;
 }
 
@@ -46,20 +33,14 @@ async fn server_client_and_bidi_streams() {
     let (svc, _) = start_tester(registry.clone(), "a").await;
     let tester = TesterClient::new("testing", client(registry, 1));
 
-    let mut count = tester
-        .count(CountRequest { to: 5, fail_at: 0 })
-        .await
-        .unwrap();
+    let mut count = tester.count(CountRequest { to: 5, fail_at: 0 }).await.unwrap();
     let mut seen = vec![];
     while let Some(n) = count.message().await.unwrap() {
         seen.push(n.value);
     }
     assert_eq!(seen, vec![1, 2, 3, 4, 5]);
 
-    let mut failing = tester
-        .count(CountRequest { to: 5, fail_at: 3 })
-        .await
-        .unwrap();
+    let mut failing = tester.count(CountRequest { to: 5, fail_at: 3 }).await.unwrap();
     assert_eq!(failing.message().await.unwrap().unwrap().value, 1);
     assert_eq!(failing.message().await.unwrap().unwrap().value, 2);
     let err = failing.message().await.unwrap_err();
@@ -75,10 +56,7 @@ async fn server_client_and_bidi_streams() {
     let (tx, mut rx) = tester.shout().await.unwrap();
     for word in ["ping", "pong"] {
         tx.send(Line { text: word.into() }).await.unwrap();
-        assert_eq!(
-            rx.message().await.unwrap().unwrap().text,
-            word.to_uppercase()
-        );
+        assert_eq!(rx.message().await.unwrap().unwrap().text, word.to_uppercase());
     }
     drop(tx);
     assert!(rx.message().await.unwrap().is_none());
@@ -93,20 +71,13 @@ async fn deadline_is_enforced_on_both_sides() {
     let start = Instant::now();
     let err = tester
         .echo_with(
-            EchoRequest {
-                sleep_ms: 3000,
-                ..Default::default()
-            },
+            EchoRequest { sleep_ms: 3000, ..Default::default() },
             CallOptions::new().timeout(Duration::from_millis(200)),
         )
         .await
         .unwrap_err();
     assert_eq!(err.code, 408, "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
     svc.stop().await;
 }
 
@@ -116,51 +87,22 @@ async fn errors_keep_their_json_and_json_codec_works() {
     let (svc, _) = start_tester(registry.clone(), "a").await;
     let c = client(registry, 1);
     let tester = TesterClient::new("testing", c.clone());
-    let err = tester
-        .echo(EchoRequest {
-            message: "boom".into(),
-            fail_code: 404,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        micro::Error::not_found("testing", "asked to fail: boom")
-    );
+    let err =
+        tester.echo(EchoRequest { message: "boom".into(), fail_code: 404, ..Default::default() }).await.unwrap_err();
+    assert_eq!(err, micro::Error::not_found("testing", "asked to fail: boom"));
 
     let reply = c
-        .call_json(
-            "testing",
-            "Tester.Echo",
-            br#"{"message":"json","big":"9007199254740993"}"#,
-            CallOptions::new(),
-        )
+        .call_json("testing", "Tester.Echo", br#"{"message":"json","big":"9007199254740993"}"#, CallOptions::new())
         .await
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(v["message"], "json");
-    assert_eq!(
-        v["big"], "9007199254740993",
-        "int64 travels as a string: {v}"
-    );
-    assert_eq!(
-        v["deadlineMs"]
-            .as_str()
-            .map(|s| s.parse::<i64>().unwrap() > 0),
-        Some(true),
-        "{v}"
-    );
+    assert_eq!(v["big"], "9007199254740993", "int64 travels as a string: {v}");
+    assert_eq!(v["deadlineMs"].as_str().map(|s| s.parse::<i64>().unwrap() > 0), Some(true), "{v}");
 
-    let bad = c
-        .call_json("testing", "Tester.Echo", b"{not json", CallOptions::new())
-        .await
-        .unwrap_err();
+    let bad = c.call_json("testing", "Tester.Echo", b"{not json", CallOptions::new()).await.unwrap_err();
     assert_eq!(bad.code, 400, "{bad}");
-    let unknown = c
-        .call_json("testing", "Tester.Nope", b"{}", CallOptions::new())
-        .await
-        .unwrap_err();
+    let unknown = c.call_json("testing", "Tester.Nope", b"{}", CallOptions::new()).await.unwrap_err();
     assert_eq!(unknown.code, 404, "{unknown}");
     assert!(unknown.detail.contains("Tester.Nope"), "{unknown}");
     svc.stop().await;
@@ -173,29 +115,14 @@ async fn retries_move_to_another_node() {
     let (b, _) = start_tester(registry.clone(), "b").await;
     // Node b dies without deregistering: its record stays, its port refuses connections.
     b.server().stop().await;
-    assert_eq!(
-        registry.get_service("testing").await.unwrap()[0]
-            .nodes
-            .len(),
-        2
-    );
+    assert_eq!(registry.get_service("testing").await.unwrap()[0].nodes.len(), 2);
     let tester = TesterClient::new("testing", client(registry, 1));
     for _ in 0..20 {
-        let reply = tester
-            .echo(EchoRequest::default())
-            .await
-            .expect("retried onto the live node");
+        let reply = tester.echo(EchoRequest::default()).await.expect("retried onto the live node");
         assert_eq!(reply.node, "a");
     }
     let no_retry = TesterClient::new("testing", client(memory_registry(), 0));
-    assert_eq!(
-        no_retry
-            .echo(EchoRequest::default())
-            .await
-            .unwrap_err()
-            .code,
-        404
-    );
+    assert_eq!(no_retry.echo(EchoRequest::default()).await.unwrap_err().code, 404);
     a.stop().await;
 }
 
@@ -206,30 +133,15 @@ async fn graceful_shutdown_deregisters_first_and_finishes_in_flight_calls() {
     let tester = TesterClient::new("testing", client(registry.clone(), 0));
     let slow = tokio::spawn({
         let tester = tester.clone();
-        async move {
-            tester
-                .echo(EchoRequest {
-                    message: "slow".into(),
-                    sleep_ms: 700,
-                    ..Default::default()
-                })
-                .await
-        }
+        async move { tester.echo(EchoRequest { message: "slow".into(), sleep_ms: 700, ..Default::default() }).await }
     });
     // Let the slow call reach the server.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut watch = registry.watch(Some("testing")).await.unwrap();
     let stopping = tokio::spawn(async move { svc.stop().await });
-    let event = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(event.action, micro::registry::Action::Delete);
-    assert!(
-        !stopping.is_finished(),
-        "deregistered before the listener closed"
-    );
+    assert!(!stopping.is_finished(), "deregistered before the listener closed");
     assert_eq!(slow.await.unwrap().unwrap().message, "slow");
     stopping.await.unwrap();
     assert_eq!(registry.get_service("testing").await.unwrap_err().code, 404);
@@ -249,36 +161,14 @@ fn curl(args: &[&str]) -> (u16, String) {
 #[tokio::test]
 async fn curl_reaches_the_same_handlers() {
     let registry = memory_registry();
-    let svc = micro::Service::builder()
-        .name("helloworld")
-        .registry(registry)
-        .build()
-        .unwrap();
+    let svc = micro::Service::builder().name("helloworld").registry(registry).build().unwrap();
     helloworld::helloworld::register_greeter_handler(svc.server(), helloworld::Greeter);
     let addr = svc.start().await.unwrap();
     let url = format!("http://{addr}/helloworld.Greeter/SayHello");
     let out = tokio::task::spawn_blocking(move || {
-        let ok = curl(&[
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            r#"{"name":"John"}"#,
-            &url,
-        ]);
-        let bad = curl(&[
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            "{\"name\":",
-            &url,
-        ]);
-        let missing = curl(&[
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            "{}",
-            &url.replace("SayHello", "Nope"),
-        ]);
+        let ok = curl(&["-H", "Content-Type: application/json", "-d", r#"{"name":"John"}"#, &url]);
+        let bad = curl(&["-H", "Content-Type: application/json", "-d", "{\"name\":", &url]);
+        let missing = curl(&["-H", "Content-Type: application/json", "-d", "{}", &url.replace("SayHello", "Nope")]);
         let ct = curl(&["-H", "Content-Type: text/plain", "-d", "hi", &url]);
         let by_name = curl(&[
             "--http2-prior-knowledge",
@@ -295,28 +185,15 @@ async fn curl_reaches_the_same_handlers() {
     assert_eq!(out.0, (200, r#"{"message":"Hello John"}"#.to_string()));
     assert_eq!(out.1 .0, 400);
     let bad: micro::Error = serde_json::from_str(&out.1 .1).unwrap();
-    assert_eq!(
-        (bad.code, bad.id.as_str(), bad.status.as_str()),
-        (400, "helloworld", "Bad Request")
-    );
+    assert_eq!((bad.code, bad.id.as_str(), bad.status.as_str()), (400, "helloworld", "Bad Request"));
     assert_eq!(out.2 .0, 404);
-    assert!(
-        out.2
-             .1
-            .contains("unknown endpoint helloworld.Greeter/Nope"),
-        "{}",
-        out.2 .1
-    );
+    assert!(out.2 .1.contains("unknown endpoint helloworld.Greeter/Nope"), "{}", out.2 .1);
     assert_eq!(out.3 .0, 415);
     assert_eq!(out.4, (200, r#"{"message":"Hello h2"}"#.to_string()));
     svc.stop().await;
 }
 
-async fn raw_grpc(
-    addr: std::net::SocketAddr,
-    path: &str,
-    body: Vec<u8>,
-) -> (u16, Option<String>, Option<String>) {
+async fn raw_grpc(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) -> (u16, Option<String>, Option<String>) {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
@@ -333,15 +210,9 @@ async fn raw_grpc(
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
-    let head = resp
-        .headers()
-        .get("grpc-status")
-        .map(|v| v.to_str().unwrap().to_string());
+    let head = resp.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string());
     let collected = resp.into_body().collect().await.unwrap();
-    let trailer = collected
-        .trailers()
-        .and_then(|t| t.get("grpc-status"))
-        .map(|v| v.to_str().unwrap().to_string());
+    let trailer = collected.trailers().and_then(|t| t.get("grpc-status")).map(|v| v.to_str().unwrap().to_string());
     (status, head, trailer)
 }
 
@@ -350,77 +221,33 @@ async fn bad_input_never_stops_the_server() {
     let registry = memory_registry();
     let mut opts = micro::server::ServerOptions::default();
     opts.max_message_size = 1024;
-    let svc = micro::Service::builder()
-        .name("testing")
-        .registry(registry.clone())
-        .server_options(opts)
-        .build()
-        .unwrap();
+    let svc =
+        micro::Service::builder().name("testing").registry(registry.clone()).server_options(opts).build().unwrap();
     register_tester_handler(svc.server(), micro_tests::Tester::default());
     let addr = svc.start().await.unwrap();
     let path = "/testing.Tester/Echo";
     // Truncated frame, a frame longer than its body, invalid protobuf, oversized, compressed.
-    assert_eq!(
-        raw_grpc(addr, path, vec![0, 0, 0]).await.1.as_deref(),
-        Some("3")
-    );
-    assert_eq!(
-        raw_grpc(addr, path, vec![0, 0, 0, 0, 9, 1])
-            .await
-            .1
-            .as_deref(),
-        Some("3")
-    );
-    assert_eq!(
-        raw_grpc(addr, path, vec![0, 0, 0, 0, 2, 0xff, 0xff])
-            .await
-            .1
-            .as_deref(),
-        Some("3")
-    );
+    assert_eq!(raw_grpc(addr, path, vec![0, 0, 0]).await.1.as_deref(), Some("3"));
+    assert_eq!(raw_grpc(addr, path, vec![0, 0, 0, 0, 9, 1]).await.1.as_deref(), Some("3"));
+    assert_eq!(raw_grpc(addr, path, vec![0, 0, 0, 0, 2, 0xff, 0xff]).await.1.as_deref(), Some("3"));
     let mut big = vec![0, 0, 0, 8, 0];
     big.extend(vec![0u8; 2048]);
-    assert_eq!(
-        raw_grpc(addr, path, big).await.1.as_deref(),
-        Some("8"),
-        "RESOURCE_EXHAUSTED"
-    );
-    assert_eq!(
-        raw_grpc(addr, path, vec![1, 0, 0, 0, 0]).await.1.as_deref(),
-        Some("12")
-    );
-    assert_eq!(
-        raw_grpc(addr, "/testing.Tester/Nope", vec![0, 0, 0, 0, 0])
-            .await
-            .1
-            .as_deref(),
-        Some("5")
-    );
+    assert_eq!(raw_grpc(addr, path, big).await.1.as_deref(), Some("8"), "RESOURCE_EXHAUSTED");
+    assert_eq!(raw_grpc(addr, path, vec![1, 0, 0, 0, 0]).await.1.as_deref(), Some("12"));
+    assert_eq!(raw_grpc(addr, "/testing.Tester/Nope", vec![0, 0, 0, 0, 0]).await.1.as_deref(), Some("5"));
     // A valid call still works, with its status in the trailers.
-    assert_eq!(
-        raw_grpc(addr, path, vec![0, 0, 0, 0, 0]).await,
-        (200, None, Some("0".into()))
-    );
+    assert_eq!(raw_grpc(addr, path, vec![0, 0, 0, 0, 0]).await, (200, None, Some("0".into())));
 
     // Oversized over plain HTTP: 413 with error JSON.
     let url = format!("http://{addr}{path}");
     let big_json = format!(r#"{{"message":"{}"}}"#, "x".repeat(4096));
     let (code, body) = tokio::task::spawn_blocking(move || {
-        curl(&[
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &big_json,
-            &url,
-        ])
+        curl(&["-H", "Content-Type: application/json", "--data-binary", &big_json, &url])
     })
     .await
     .unwrap();
     assert_eq!(code, 413, "{body}");
-    assert_eq!(
-        serde_json::from_str::<micro::Error>(&body).unwrap().code,
-        413
-    );
+    assert_eq!(serde_json::from_str::<micro::Error>(&body).unwrap().code, 413);
 
     // A client that goes away in the middle of a stream.
     let tester = TesterClient::new("testing", client(registry.clone(), 0));
@@ -428,23 +255,11 @@ async fn bad_input_never_stops_the_server() {
     tx.send(Line { text: "a".into() }).await.unwrap();
     assert_eq!(rx.message().await.unwrap().unwrap().text, "A");
     drop((tx, rx));
-    let mut count = tester
-        .count(CountRequest {
-            to: 100_000,
-            fail_at: 0,
-        })
-        .await
-        .unwrap();
+    let mut count = tester.count(CountRequest { to: 100_000, fail_at: 0 }).await.unwrap();
     count.message().await.unwrap();
     drop(count);
 
-    let reply = tester
-        .echo(EchoRequest {
-            message: "still here".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let reply = tester.echo(EchoRequest { message: "still here".into(), ..Default::default() }).await.unwrap();
     assert_eq!(reply.message, "still here");
     svc.stop().await;
 }
@@ -455,33 +270,18 @@ async fn builtin_health_stats_and_registry_record() {
     let (svc, addr) = start_tester(registry.clone(), "a").await;
     let c = client(registry.clone(), 0);
     let opts = || CallOptions::new().address(addr.to_string());
-    let health = c
-        .call_json("testing", "Debug.Health", b"{}", opts())
-        .await
-        .unwrap();
+    let health = c.call_json("testing", "Debug.Health", b"{}", opts()).await.unwrap();
     assert_eq!(&health[..], br#"{"status":"ok"}"#);
-    let stats: serde_json::Value = serde_json::from_slice(
-        &c.call_json("testing", "Debug.Stats", b"{}", opts())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(
-        stats["memory"].as_u64().unwrap() > 0 && stats["threads"].as_u64().unwrap() > 0,
-        "{stats}"
-    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&c.call_json("testing", "Debug.Stats", b"{}", opts()).await.unwrap()).unwrap();
+    assert!(stats["memory"].as_u64().unwrap() > 0 && stats["threads"].as_u64().unwrap() > 0, "{stats}");
 
-    const CHECK: Method = Method {
-        endpoint: "Health.Check",
-        path: "/grpc.health.v1.Health/Check",
-    };
+    const CHECK: Method = Method { endpoint: "Health.Check", path: "/grpc.health.v1.Health/Check" };
     let status: micro::server::builtin::HealthCheckResponse = c
         .call(
             "testing",
             &CHECK,
-            &micro::server::builtin::HealthCheckRequest {
-                service: "testing.Tester".into(),
-            },
+            &micro::server::builtin::HealthCheckRequest { service: "testing.Tester".into() },
             opts(),
         )
         .await
@@ -496,33 +296,16 @@ async fn builtin_health_stats_and_registry_record() {
         assert!(node.metadata.contains_key(key), "node metadata lacks {key}");
     }
     let names: Vec<&str> = record.endpoints.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["Tester.Count", "Tester.Echo", "Tester.Shout", "Tester.Sum"]
-    );
+    assert_eq!(names, ["Tester.Count", "Tester.Echo", "Tester.Shout", "Tester.Sum"]);
     let echo = &record.endpoints[1];
     let req = echo.request.as_ref().unwrap();
     assert_eq!(req.name, "EchoRequest");
     assert_eq!(
-        req.values
-            .iter()
-            .map(|v| (v.name.as_str(), v.r#type.as_str()))
-            .collect::<Vec<_>>(),
-        [
-            ("message", "string"),
-            ("sleep_ms", "uint32"),
-            ("fail_code", "uint32"),
-            ("big", "int64")
-        ]
+        req.values.iter().map(|v| (v.name.as_str(), v.r#type.as_str())).collect::<Vec<_>>(),
+        [("message", "string"), ("sleep_ms", "uint32"), ("fail_code", "uint32"), ("big", "int64")]
     );
     let resp = echo.response.as_ref().unwrap();
     assert_eq!(resp.values[1].r#type, "map[string]string");
-    assert_eq!(
-        record.endpoints[0]
-            .metadata
-            .get("stream")
-            .map(String::as_str),
-        Some("true")
-    );
+    assert_eq!(record.endpoints[0].metadata.get("stream").map(String::as_str), Some("true"));
     svc.stop().await;
 }

@@ -44,16 +44,10 @@ pub(crate) fn body(request: Option<&str>) -> anyhow::Result<String> {
 }
 
 /// Call options from `--metadata`, `--address` and the global timeout.
-pub(crate) fn options(
-    global: &Global,
-    address: Option<&str>,
-    metadata: &[String],
-) -> anyhow::Result<CallOptions> {
+pub(crate) fn options(global: &Global, address: Option<&str>, metadata: &[String]) -> anyhow::Result<CallOptions> {
     let mut opts = CallOptions::new().timeout(global.timeout());
     for kv in metadata {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("metadata {kv:?} is not KEY=VALUE")))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| UsageError(format!("metadata {kv:?} is not KEY=VALUE")))?;
         if !opts.metadata.insert(k, v) {
             return Err(UsageError(format!("metadata {k:?} cannot travel in a header")).into());
         }
@@ -72,23 +66,18 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         None => global.registry()?,
     };
     let client = global.client(registry)?;
-    let result = client
-        .call_json(&args.service, &args.endpoint, body.as_bytes(), opts.clone())
-        .await;
+    let result = client.call_json(&args.service, &args.endpoint, body.as_bytes(), opts.clone()).await;
     let reply = match result {
         Ok(bytes) if args.output == Output::Raw => {
             println!("{}", String::from_utf8_lossy(&bytes));
             return Ok(());
         }
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        }),
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())),
         // A plain gRPC server does not know micro's JSON endpoints: ask its reflection service.
         Err(e) if args.address.is_some() && matches!(e.code, 415 | 501) => {
             let addr = args.address.as_deref().unwrap_or_default();
-            match crate::reflect::call(&client, addr, &args.service, &args.endpoint, &body, opts)
-                .await
-            {
+            match crate::reflect::call(&client, addr, &args.service, &args.endpoint, &body, opts).await {
                 Ok(v) => v,
                 Err(re) => {
                     if let Some(me) = re.downcast_ref::<micro::Error>() {
@@ -108,11 +97,6 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 fn fail(args: &Args, e: &micro::Error) -> anyhow::Error {
-    eprintln!(
-        "error calling {}.{}: {}",
-        args.service,
-        args.endpoint,
-        e.to_json()
-    );
+    eprintln!("error calling {}.{}: {}", args.service, args.endpoint, e.to_json());
     Reported(1).into()
 }

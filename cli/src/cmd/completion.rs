@@ -3,11 +3,6 @@
 use clap::CommandFactory;
 
 pub(crate) fn run(shell: clap_complete::Shell) -> anyhow::Result<()> {
-    clap_complete::generate(
-        shell,
-        &mut super::Cli::command(),
-        "micro",
-        &mut std::io::stdout(),
-    );
+    clap_complete::generate(shell, &mut super::Cli::command(), "micro", &mut std::io::stdout());
     Ok(())
 }

@@ -20,12 +20,7 @@ pub(crate) enum What {
 pub(crate) async fn run(global: &Global, what: What) -> anyhow::Result<()> {
     let What::Service { name, output } = what;
     let registry = global.registry()?;
-    let versions = within(
-        "the registry",
-        global.timeout(),
-        registry.get_service(&name),
-    )
-    .await?;
+    let versions = within("the registry", global.timeout(), registry.get_service(&name)).await?;
     if output == Output::Json {
         println!("{}", pretty(&serde_json::to_value(&versions)?));
     } else {

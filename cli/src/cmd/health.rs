@@ -26,9 +26,7 @@ pub(crate) async fn check(global: &Global, name: &str) -> anyhow::Result<(String
         out.push(format!("\nversion {}\n", v.version));
         out.push("node\taddress:port\tstatus".to_string());
         for node in &v.nodes {
-            let opts = CallOptions::new()
-                .address(node.address.clone())
-                .timeout(global.timeout());
+            let opts = CallOptions::new().address(node.address.clone()).timeout(global.timeout());
             let status = match client.call_json(name, "Debug.Health", b"{}", opts).await {
                 Ok(body) => serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()

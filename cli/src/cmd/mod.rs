@@ -94,10 +94,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Completion { shell } = cli.command {
         return completion::run(shell);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(dispatch(&cli.global, cli.command))
 }
 
@@ -121,10 +118,8 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
 pub(crate) fn pretty(v: &serde_json::Value) -> String {
     use serde::Serialize;
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(
-        &mut out,
-        serde_json::ser::PrettyFormatter::with_indent(b"\t"),
-    );
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
     let _ = v.serialize(&mut ser);
     String::from_utf8(out).unwrap_or_default()
 }

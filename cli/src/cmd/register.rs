@@ -17,19 +17,14 @@ pub(crate) enum What {
 
 pub(crate) async fn run(global: &Global, what: What, register: bool) -> anyhow::Result<()> {
     let What::Service { json } = what;
-    let svc: Service = serde_json::from_str(&json)
-        .map_err(|e| UsageError(format!("the service record is not valid: {e}")))?;
+    let svc: Service =
+        serde_json::from_str(&json).map_err(|e| UsageError(format!("the service record is not valid: {e}")))?;
     if svc.name.is_empty() {
         return Err(UsageError("the service record needs a name".into()).into());
     }
     let registry = global.registry()?;
     if register {
-        within(
-            "the registry",
-            global.timeout(),
-            registry.register(&svc, RegisterOptions::default()),
-        )
-        .await?;
+        within("the registry", global.timeout(), registry.register(&svc, RegisterOptions::default())).await?;
     } else {
         within("the registry", global.timeout(), registry.deregister(&svc)).await?;
     }

@@ -16,19 +16,8 @@ use rustyline::{Context, Editor, Helper};
 use super::{dispatch, Line};
 use crate::global::Global;
 
-const COMMANDS: &[&str] = &[
-    "call",
-    "deregister",
-    "exit",
-    "get",
-    "health",
-    "help",
-    "list",
-    "quit",
-    "register",
-    "stats",
-    "stream",
-];
+const COMMANDS: &[&str] =
+    &["call", "deregister", "exit", "get", "health", "help", "list", "quit", "register", "stats", "stream"];
 
 const HELP: &str = "Commands:
   list services                      every registered service
@@ -65,17 +54,10 @@ impl Completion {
             return vec![];
         };
         self.rt
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(2), registry.get_service(service)).await
-            })
+            .block_on(async { tokio::time::timeout(Duration::from_secs(2), registry.get_service(service)).await })
             .ok()
             .and_then(Result::ok)
-            .map(|versions| {
-                versions
-                    .into_iter()
-                    .flat_map(|v| v.endpoints.into_iter().map(|e| e.name))
-                    .collect()
-            })
+            .map(|versions| versions.into_iter().flat_map(|v| v.endpoints.into_iter().map(|e| e.name)).collect())
             .unwrap_or_default()
     }
 
@@ -87,9 +69,7 @@ impl Completion {
             ["list"] => fixed(&["services"]),
             ["get"] | ["register"] | ["deregister"] => fixed(&["service"]),
             ["health"] => fixed(&["check"]),
-            ["get", "service"] | ["health", "check"] | ["stats"] | ["call"] | ["stream"] => {
-                self.services()
-            }
+            ["get", "service"] | ["health", "check"] | ["stats"] | ["call"] | ["stream"] => self.services(),
             ["call", svc] | ["stream", svc] => self.endpoints(svc),
             _ => vec![],
         }
@@ -99,12 +79,7 @@ impl Completion {
 impl Completer for Completion {
     type Candidate = Pair;
 
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        _: &Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
         let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let partial = &before[start..];
@@ -113,10 +88,7 @@ impl Completer for Completion {
             .candidates(&words)
             .into_iter()
             .filter(|c| c.starts_with(partial))
-            .map(|c| Pair {
-                display: c.clone(),
-                replacement: format!("{c} "),
-            })
+            .map(|c| Pair { display: c.clone(), replacement: format!("{c} ") })
             .collect();
         out.sort_by(|a, b| a.display.cmp(&b.display));
         Ok((start, out))
@@ -131,10 +103,7 @@ mod tests {
             super::words(r#"call svc Svc.Call {"name": "John Smith"}"#).unwrap(),
             ["call", "svc", "Svc.Call", r#"{"name": "John Smith"}"#]
         );
-        assert_eq!(
-            super::words("get service 'a b'").unwrap(),
-            ["get", "service", "a b"]
-        );
+        assert_eq!(super::words("get service 'a b'").unwrap(), ["get", "service", "a b"]);
     }
 }
 
@@ -150,9 +119,7 @@ impl Helper for Completion {}
 fn words(line: &str) -> Result<Vec<String>, shell_words::ParseError> {
     let json_at = line
         .char_indices()
-        .find(|&(i, c)| {
-            (c == '{' || c == '[') && (i == 0 || line[..i].ends_with(char::is_whitespace))
-        })
+        .find(|&(i, c)| (c == '{' || c == '[') && (i == 0 || line[..i].ends_with(char::is_whitespace)))
         .map(|(i, _)| i);
     match json_at {
         Some(i) => {
@@ -169,20 +136,13 @@ fn history_path() -> Option<std::path::PathBuf> {
 }
 
 pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut global = global.clone();
     {
         let _guard = rt.enter();
         global.share(global.registry()?);
     }
-    let helper = Completion {
-        global: global.clone(),
-        rt: rt.handle().clone(),
-        services: Mutex::new(None),
-    };
+    let helper = Completion { global: global.clone(), rt: rt.handle().clone(), services: Mutex::new(None) };
     let mut editor: Editor<Completion, DefaultHistory> = Editor::new()?;
     editor.set_helper(Some(helper));
     let history = history_path();

@@ -22,12 +22,7 @@ fn date(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 fn duration(secs: u64) -> String {
@@ -40,32 +35,18 @@ fn duration(secs: u64) -> String {
 
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let registry = global.registry()?;
-    let versions = within(
-        "the registry",
-        global.timeout(),
-        registry.get_service(&args.name),
-    )
-    .await?;
+    let versions = within("the registry", global.timeout(), registry.get_service(&args.name)).await?;
     let client = global.client(registry)?;
     println!("service  {}", args.name);
     for v in &versions {
         println!("\nversion {}\n", v.version);
         println!("node\taddress:port\tstarted\tuptime\tmemory\tthreads");
         for node in &v.nodes {
-            let opts = CallOptions::new()
-                .address(node.address.clone())
-                .timeout(global.timeout());
-            match client
-                .call_json(&args.name, "Debug.Stats", b"{}", opts)
-                .await
-            {
+            let opts = CallOptions::new().address(node.address.clone()).timeout(global.timeout());
+            match client.call_json(&args.name, "Debug.Stats", b"{}", opts).await {
                 Ok(body) => {
                     let s: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let n = |k: &str| {
-                        s[k].as_u64()
-                            .or_else(|| s[k].as_str().and_then(|t| t.parse().ok()))
-                            .unwrap_or(0)
-                    };
+                    let n = |k: &str| s[k].as_u64().or_else(|| s[k].as_str().and_then(|t| t.parse().ok())).unwrap_or(0);
                     println!(
                         "{}\t{}\t{}\t{}\t{:.1} MiB\t{}",
                         node.id,

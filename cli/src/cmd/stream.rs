@@ -39,18 +39,10 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     };
     let client = global.client(registry)?;
     let fail = |e: micro::Error| -> anyhow::Error {
-        eprintln!(
-            "error streaming {}.{}: {}",
-            args.service,
-            args.endpoint,
-            e.to_json()
-        );
+        eprintln!("error streaming {}.{}: {}", args.service, args.endpoint, e.to_json());
         Reported(1).into()
     };
-    let (tx, mut replies) = client
-        .stream_json(&args.service, &args.endpoint, opts)
-        .await
-        .map_err(fail)?;
+    let (tx, mut replies) = client.stream_json(&args.service, &args.endpoint, opts).await.map_err(fail)?;
     if let Some(first) = first {
         let compact = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&first)?)?;
         tx.send_bytes(&compact).await.map_err(fail)?;

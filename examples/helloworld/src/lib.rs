@@ -14,13 +14,8 @@ use helloworld::{GreeterHandler, HelloReply, HelloRequest};
 pub struct Greeter;
 
 impl GreeterHandler for Greeter {
-    async fn say_hello(
-        &self,
-        request: micro::Request<HelloRequest>,
-    ) -> Result<HelloReply, micro::Error> {
-        Ok(HelloReply {
-            message: format!("Hello {}", request.name),
-        })
+    async fn say_hello(&self, request: micro::Request<HelloRequest>) -> Result<HelloReply, micro::Error> {
+        Ok(HelloReply { message: format!("Hello {}", request.name) })
     }
 
     async fn say_hello_stream(
@@ -29,11 +24,7 @@ impl GreeterHandler for Greeter {
         stream: micro::ServerStream<HelloReply>,
     ) -> Result<(), micro::Error> {
         for letter in request.name.chars() {
-            stream
-                .send(HelloReply {
-                    message: format!("Hello {letter}"),
-                })
-                .await?;
+            stream.send(HelloReply { message: format!("Hello {letter}") }).await?;
         }
         Ok(())
     }

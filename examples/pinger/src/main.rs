@@ -18,28 +18,18 @@ struct Pinger {
 impl PingerHandler for Pinger {
     async fn ping(&self, request: micro::Request<PingRequest>) -> Result<Pong, micro::Error> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(Pong {
-            payload: request.payload.clone(),
-            seq,
-        })
+        Ok(Pong { payload: request.payload.clone(), seq })
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), micro::Error> {
-    let service = micro::Service::builder()
-        .name("pinger")
-        .from_process()
-        .build()?;
+    let service = micro::Service::builder().name("pinger").from_process().build()?;
     pinger::register_pinger_handler(service.server(), Pinger::default());
     service.start().await?;
     let client = PingerClient::new("pinger", service.client().clone());
     for payload in ["a", "b", "c"] {
-        let pong = client
-            .ping(PingRequest {
-                payload: payload.into(),
-            })
-            .await?;
+        let pong = client.ping(PingRequest { payload: payload.into() }).await?;
         println!("pong {} {}", pong.seq, pong.payload);
     }
     service.stop().await;

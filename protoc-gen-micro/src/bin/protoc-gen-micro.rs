@@ -27,11 +27,7 @@ struct RawSet {
 
 fn config(parameter: &str) -> Result<micro_build::Config, String> {
     let mut cfg = micro_build::configure();
-    for opt in parameter
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    for opt in parameter.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (key, value) = opt.split_once('=').unwrap_or((opt, "true"));
         let flag = || match value {
             "true" => Ok(true),
@@ -68,12 +64,8 @@ fn run(input: &[u8]) -> CodeGeneratorResponse {
         .map_err(|e| format!("protoc-gen-micro: invalid CodeGeneratorRequest on stdin: {e}"))
         .and_then(|req| {
             let cfg = config(req.parameter.as_deref().unwrap_or(""))?;
-            let set = RawSet {
-                file: req.proto_file,
-            }
-            .encode_to_vec();
-            cfg.generate(&set, &req.file_to_generate)
-                .map_err(|e| e.to_string())
+            let set = RawSet { file: req.proto_file }.encode_to_vec();
+            cfg.generate(&set, &req.file_to_generate).map_err(|e| e.to_string())
         });
     match result {
         Ok(files) => {

@@ -7,6 +7,7 @@
 //! reached, 408, 502–504) are retried on another node, with a short back-off, `retries` times (1
 //! unless set). Wrappers ([`CallWrapper`]) layer middleware around every unary call.
 
+mod publisher;
 mod wrapper;
 
 use std::sync::Arc;
@@ -19,8 +20,10 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::mpsc;
 
+pub use publisher::Publisher;
 pub use wrapper::{CallWrapper, Caller, RawCall, TracingCallWrapper};
 
+use crate::broker::SharedBroker;
 use crate::codec::{Codec, Decode, Message, Protocol, RawMessage};
 use crate::metadata::Metadata;
 use crate::registry::{MemoryRegistry, Node, SharedRegistry};
@@ -123,6 +126,7 @@ pub(crate) struct Core {
 pub struct Client {
     core: Arc<Core>,
     caller: Arc<dyn Caller>,
+    broker: Option<SharedBroker>,
 }
 
 impl std::fmt::Debug for Client {
@@ -155,10 +159,18 @@ impl Client {
             selector,
             pool: Pool::new(),
         });
-        Client {
-            caller: core.clone(),
-            core,
-        }
+        Client { caller: core.clone(), core, broker: None }
+    }
+
+    /// The same client publishing through `broker`.
+    pub fn with_broker(mut self, broker: SharedBroker) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The broker [`Publisher`]s use.
+    pub fn broker(&self) -> Option<&SharedBroker> {
+        self.broker.as_ref()
     }
 
     /// The same client with a wrapper around every unary call (outermost last).

@@ -13,6 +13,7 @@ pub mod builtin;
 pub mod descriptors;
 pub mod handler;
 pub mod reflection;
+pub mod subscriber;
 pub mod wrapper;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,8 +29,10 @@ pub use handler::{
     bidi_stream, client_stream, server_stream, unary, Handler, RawBody, RawRequest, Request,
     ServerStream, StreamHandler, UnaryHandler,
 };
+pub use subscriber::{register_struct_subscriber, register_subscriber, Handle, Subscriber};
 pub use wrapper::{HandlerWrapper, TracingWrapper};
 
+use crate::broker::{self, SharedBroker};
 use crate::codec::{Codec, Protocol};
 use crate::metadata::Metadata;
 use crate::registry;
@@ -141,6 +144,8 @@ struct Shared {
     endpoints: RwLock<Vec<Endpoint>>,
     descriptors: RwLock<descriptors::DescriptorPool>,
     wrappers: RwLock<Vec<Arc<dyn HandlerWrapper>>>,
+    subscribers: RwLock<Vec<Subscriber>>,
+    inbox: RwLock<Option<SharedBroker>>,
     running: Mutex<Option<Serving>>,
     started: Instant,
 }
@@ -177,6 +182,8 @@ impl Server {
                 endpoints: RwLock::new(Vec::new()),
                 descriptors: RwLock::new(descriptors::DescriptorPool::default()),
                 wrappers: RwLock::new(Vec::new()),
+                subscribers: RwLock::new(Vec::new()),
+                inbox: RwLock::new(None),
                 running: Mutex::new(None),
                 started: Instant::now(),
             }),
@@ -228,6 +235,22 @@ impl Server {
         }
     }
 
+    /// Adds a subscriber; the service subscribes it with its broker when it starts.
+    pub fn subscribe(&self, subscriber: Subscriber) {
+        self.shared.subscribers.write().unwrap_or_else(|e| e.into_inner()).push(subscriber);
+    }
+
+    /// The subscribers, in the order they were added.
+    pub fn subscribers(&self) -> Vec<Subscriber> {
+        self.shared.subscribers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Delivers `POST /_sub/<topic>` requests to `broker` (the HTTP broker receives this way).
+    /// Takes effect at the next start.
+    pub fn set_broker(&self, broker: SharedBroker) {
+        *self.shared.inbox.write().unwrap_or_else(|e| e.into_inner()) = Some(broker);
+    }
+
     /// Wraps every handler (applied at start, innermost first).
     pub fn wrap(&self, wrapper: impl HandlerWrapper) {
         self.shared
@@ -270,6 +293,19 @@ impl Server {
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        let subs = self.shared.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        for sub in subs.iter() {
+            if out.iter().any(|e| e.name == sub.name && e.metadata.get("topic") == Some(&sub.topic)) {
+                continue;
+            }
+            out.push(registry::Endpoint {
+                name: sub.name.clone(),
+                request: sub.message_type.as_deref().map(|t| pool.value_of(t)),
+                response: None,
+                metadata: [("subscriber".to_string(), "true".to_string()), ("topic".to_string(), sub.topic.clone())]
+                    .into(),
+            });
+        }
         out
     }
 
@@ -419,6 +455,32 @@ pub(crate) fn error_response(
 }
 
 impl Dispatcher {
+    /// A broker message posted to this node (`POST /_sub/<topic>`).
+    async fn deliver(&self, broker: SharedBroker, topic: String, req: http::Request<Incoming>) -> http::Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, self.max_message_size).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => return self.error(Protocol::Http, Codec::Json, grpc::too_large(self.max_message_size + 1, self.max_message_size)),
+        };
+        let mut header = std::collections::BTreeMap::new();
+        for (k, v) in &parts.headers {
+            let name = k.as_str();
+            if name == "content-type" {
+                if let Ok(v) = v.to_str() {
+                    header.insert(broker::CONTENT_TYPE_HEADER.to_string(), v.to_string());
+                }
+            } else if !crate::metadata::is_transport_header(name) {
+                if let Ok(v) = v.to_str() {
+                    header.insert(canonical_header(name), v.to_string());
+                }
+            }
+        }
+        match broker.deliver(&topic, broker::Message { header, body }).await {
+            Ok(()) => http::Response::new(Body::empty()),
+            Err(e) => self.error(Protocol::Http, Codec::Json, e),
+        }
+    }
+
     fn error(&self, protocol: Protocol, codec: Codec, mut err: Error) -> http::Response<Body> {
         if err.id.is_empty() || err.id.starts_with("go.micro.") {
             err.id.clone_from(&self.id);
@@ -434,6 +496,12 @@ impl Dispatch for Dispatcher {
         req: http::Request<Incoming>,
     ) -> impl std::future::Future<Output = http::Response<Body>> + Send + 'static {
         async move {
+            if let Some(broker) = &self.inbox {
+                if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
+                    let topic = broker::http::decode_topic(topic);
+                    return self.deliver(broker.clone(), topic, req).await;
+                }
+            }
             let ct = req
                 .headers()
                 .get(http::header::CONTENT_TYPE)
@@ -535,6 +603,20 @@ impl Dispatch for Dispatcher {
             }
         }
     }
+}
+
+/// `micro-topic` → `Micro-Topic`.
+fn canonical_header(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn ok_response(protocol: Protocol, codec: Codec, reply: Bytes) -> http::Response<Body> {

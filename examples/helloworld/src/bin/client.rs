@@ -5,18 +5,8 @@ use helloworld::helloworld::{GreeterClient, HelloRequest};
 
 #[tokio::main]
 async fn main() {
-    let (service, args) = match micro::Service::builder()
-        .name("helloworld.client")
-        .from_process()
-        .build()
-    {
-        Ok(s) => (
-            s,
-            std::env::args()
-                .skip(1)
-                .filter(|a| !a.starts_with("--"))
-                .collect::<Vec<_>>(),
-        ),
+    let (service, args) = match micro::Service::builder().name("helloworld.client").from_process().build() {
+        Ok(s) => (s, std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect::<Vec<_>>()),
         Err(e) => {
             eprintln!("{}", e.detail);
             std::process::exit(2);

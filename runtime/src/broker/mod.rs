@@ -1,0 +1,183 @@
+//! Pub/sub: the [`Broker`] plugin point, the messages it carries, and its backends.
+//!
+//! A message is headers plus a body. Subscribers without a queue each get every message of their
+//! topic (broadcast); subscribers sharing a queue name form a group that gets each message once.
+//! Backends live one per file:
+//! - [`memory`]: one process; delivery is immediate and at most once.
+//! - [`http`] (the default): subscribing services receive messages on their own server
+//!   (`POST /_sub/<topic>`) and announce each subscription in the registry as a service
+//!   `topic:<topic>`; publishers look subscribers up there and post to each (one member per queue
+//!   group). At most once: a node that is down when a message is published misses it.
+//! - `nats` (feature `nats`): NATS subjects and queue groups; at most once (core NATS); the
+//!   connection reconnects by itself after the server restarts.
+//!
+//! Handlers that fail are logged with the topic and message id; with `auto_ack` off the failure
+//! is reported back to the backend as a missing acknowledgement (the HTTP broker answers 500).
+
+pub mod http;
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::registry::{Node, RegisterOptions, SharedRegistry};
+use crate::Error;
+
+pub use http::HttpBroker;
+pub use memory::MemoryBroker;
+
+/// Header naming the topic.
+pub const TOPIC_HEADER: &str = "Micro-Topic";
+/// Header holding the message id.
+pub const ID_HEADER: &str = "Micro-Id";
+/// Header holding the body's content type.
+pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
+
+/// A message: headers and a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Headers (`Micro-Topic`, `Micro-Id`, `Content-Type`, and the publisher's metadata).
+    pub header: BTreeMap<String, String>,
+    /// The encoded payload.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A header, looked up without regard to case.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.header.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A received message and its topic.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The topic it was published to.
+    pub topic: String,
+    /// The message.
+    pub message: Message,
+}
+
+/// What runs for each message of a subscription; an error means "not handled".
+pub type Handler = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), Error>> + Send + Sync>;
+
+/// How to subscribe.
+#[derive(Debug, Clone)]
+pub struct SubscribeOptions {
+    /// Queue group: each message goes to one member of the group. `None`: every subscriber.
+    pub queue: Option<String>,
+    /// Acknowledge a message even when its handler fails.
+    pub auto_ack: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions { queue: None, auto_ack: true }
+    }
+}
+
+/// A live subscription; dropping it (or [`Subscription::unsubscribe`]) ends it.
+pub struct Subscription {
+    cancel: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Subscription {
+    /// A subscription that runs `cancel` when it ends.
+    pub fn new(cancel: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Subscription { cancel: Some(Box::new(cancel)) }
+    }
+
+    /// Ends the subscription.
+    pub fn unsubscribe(mut self) {
+        if let Some(c) = self.cancel.take() {
+            c();
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            c();
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscription")
+    }
+}
+
+/// Publishes messages and delivers them to subscribers.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Connects (idempotent).
+    async fn connect(&self) -> Result<(), Error>;
+    /// Disconnects; subscriptions end.
+    async fn disconnect(&self) -> Result<(), Error>;
+    /// Publishes `message` to `topic`.
+    async fn publish(&self, topic: &str, message: Message) -> Result<(), Error>;
+    /// Runs `handler` for every message of `topic` (or, with a queue, for its share of them).
+    async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error>;
+    /// The backend's name, as given to `--broker`.
+    fn name(&self) -> &'static str;
+
+    /// Called once the service's server is up (and again at every re-registration): a broker
+    /// that receives through that server announces its subscriptions as `node`.
+    async fn attach(&self, node: &Node, opts: RegisterOptions) -> Result<(), Error> {
+        let _ = (node, opts);
+        Ok(())
+    }
+
+    /// A message that arrived on the service's own server (`POST /_sub/<topic>`).
+    async fn deliver(&self, topic: &str, message: Message) -> Result<(), Error> {
+        let _ = message;
+        Err(Error::not_found("go.micro.broker", format!("the {} broker takes no deliveries for {topic} here", self.name())))
+    }
+}
+
+/// A shared broker.
+pub type SharedBroker = Arc<dyn Broker>;
+
+/// Names of the broker backends, as `--broker` takes them.
+pub const NAMES: &[&str] = &["http", "nats", "memory"];
+
+/// The broker called `name`; `http` finds subscribers through `registry`.
+pub fn from_name(name: &str, addresses: &[String], registry: SharedRegistry) -> Result<SharedBroker, Error> {
+    match name {
+        "http" => Ok(Arc::new(HttpBroker::new(registry))),
+        "memory" => Ok(Arc::new(MemoryBroker::new())),
+        #[cfg(feature = "nats")]
+        "nats" => Ok(Arc::new(nats::NatsBroker::new(addresses))),
+        #[cfg(not(feature = "nats"))]
+        "nats" => {
+            let _ = addresses;
+            Err(Error::bad_request(
+                "go.micro.broker",
+                "broker \"nats\" is not enabled in this build; rebuild with --features nats",
+            ))
+        }
+        _ => Err(Error::bad_request(
+            "go.micro.broker",
+            format!("unknown broker \"{name}\" (valid: {})", NAMES.join(", ")),
+        )),
+    }
+}
+
+/// Runs a handler for an event and logs a failure with the topic and message id.
+pub(crate) async fn run_handler(handler: &Handler, event: Event) -> Result<(), Error> {
+    let topic = event.topic.clone();
+    let id = event.message.get(ID_HEADER).unwrap_or_default().to_string();
+    let res = handler(event).await;
+    if let Err(e) = &res {
+        tracing::warn!(%topic, message_id = %id, error = %e.detail, "subscriber failed");
+    }
+    res
+}

@@ -1,0 +1,57 @@
+//! Publishing: typed messages to a topic through the client's broker.
+
+use bytes::Bytes;
+
+use super::Client;
+use crate::broker::{Message, CONTENT_TYPE_HEADER, ID_HEADER, TOPIC_HEADER};
+use crate::codec::{Codec, Message as Msg, Protocol};
+use crate::metadata::Metadata;
+use crate::Error;
+
+/// Publishes to one topic.
+///
+/// ```no_run
+/// # async fn f(client: micro::Client, msg: micro::wkt::Empty) -> Result<(), micro::Error> {
+/// micro::Publisher::new("topic.go.micro.srv.example", client).publish(&msg).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    topic: String,
+    client: Client,
+}
+
+impl Publisher {
+    /// A publisher of `topic` using `client`'s broker.
+    pub fn new(topic: impl Into<String>, client: Client) -> Self {
+        Publisher { topic: topic.into(), client }
+    }
+
+    /// Publishes a message encoded as protobuf.
+    pub async fn publish<M: Msg>(&self, message: &M) -> Result<(), Error> {
+        self.publish_with(message, &Metadata::new()).await
+    }
+
+    /// Publishes a message with metadata (carried as headers).
+    pub async fn publish_with<M: Msg>(&self, message: &M, metadata: &Metadata) -> Result<(), Error> {
+        let body = Codec::Proto.encode(message)?;
+        self.publish_raw(body, Codec::Proto.content_type(Protocol::Http), metadata).await
+    }
+
+    /// Publishes a JSON body as it is (tools publish this way).
+    pub async fn publish_json(&self, json: &[u8], metadata: &Metadata) -> Result<(), Error> {
+        self.publish_raw(Bytes::copy_from_slice(json), "application/json", metadata).await
+    }
+
+    async fn publish_raw(&self, body: Bytes, content_type: &str, metadata: &Metadata) -> Result<(), Error> {
+        let broker = self.client.broker().ok_or_else(|| {
+            Error::internal_server_error("go.micro.client", "this client has no broker to publish with")
+        })?;
+        let mut header: std::collections::BTreeMap<String, String> =
+            metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        header.insert(TOPIC_HEADER.into(), self.topic.clone());
+        header.insert(ID_HEADER.into(), uuid::Uuid::new_v4().to_string());
+        header.insert(CONTENT_TYPE_HEADER.into(), content_type.into());
+        broker.publish(&self.topic, Message { header, body }).await
+    }
+}
