@@ -174,6 +174,7 @@ impl Config {
             let mut prost = prost_build::Config::new();
             prost.prost_path(format!("{PRIVATE}::prost"));
             prost.compile_well_known_types();
+            prost.enable_type_names();
             prost.extern_path(".google.protobuf", WKT.to_string());
             for (p, r) in &self.extern_paths {
                 prost.extern_path(p, r);
@@ -252,7 +253,8 @@ impl Config {
                 )?;
                 parse("JSON", j)?;
             }
-            if !services.is_empty() {
+            let has_messages = messages.contains_key(pkg);
+            if !services.is_empty() || has_messages {
                 let fds = descriptor_set_for(&set, pkg);
                 let lit = proc_macro2::Literal::byte_string(&fds);
                 let mut tokens = quote! {
@@ -260,6 +262,17 @@ impl Config {
                     /// endpoint field trees).
                     pub const FILE_DESCRIPTOR_SET: &[u8] = #lit;
                 };
+                if has_messages {
+                    for path in message_paths(targets.iter().filter(|f| f.package() == pkg).copied()) {
+                        tokens.extend(quote! {
+                            impl ::micro::codec::Described for #path {
+                                fn file_descriptor_set() -> &'static [u8] {
+                                    FILE_DESCRIPTOR_SET
+                                }
+                            }
+                        });
+                    }
+                }
                 for s in &services {
                     tokens.extend(service::generate(s, &resolver, emit));
                 }
@@ -276,6 +289,29 @@ impl Config {
         }
         Ok(out)
     }
+}
+
+/// Rust paths (relative to the package module) of every message struct prost emits for `files`.
+fn message_paths<'a>(files: impl Iterator<Item = &'a FileDescriptorProto>) -> Vec<proc_macro2::TokenStream> {
+    fn walk(m: &prost_types::DescriptorProto, mods: &[String], out: &mut Vec<proc_macro2::TokenStream>) {
+        if m.options.as_ref().is_some_and(|o| o.map_entry()) {
+            return;
+        }
+        let modules: Vec<&str> = mods.iter().map(String::as_str).collect();
+        out.push(path_tokens(None, &modules, m.name()));
+        let mut inner = mods.to_vec();
+        inner.push(m.name().to_string());
+        for n in &m.nested_type {
+            walk(n, &inner, out);
+        }
+    }
+    let mut out = vec![];
+    for f in files {
+        for m in &f.message_type {
+            walk(m, &[], &mut out);
+        }
+    }
+    out
 }
 
 /// The package given to files that have none, for pbjson's sake.

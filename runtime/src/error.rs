@@ -128,13 +128,10 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn reason(code: u16) -> &'static str {
-    http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or(match code {
-            499 => "Client Closed Request",
-            _ => "Unknown",
-        })
+    http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or(match code {
+        499 => "Client Closed Request",
+        _ => "Unknown",
+    })
 }
 
 macro_rules! constructors {
@@ -151,12 +148,7 @@ macro_rules! constructors {
 impl Error {
     /// An error with an explicit HTTP code; `status` is filled from the code.
     pub fn new(id: impl Into<String>, code: u16, detail: impl fmt::Display) -> Self {
-        Error {
-            id: id.into(),
-            code,
-            detail: detail.to_string(),
-            status: reason(code).to_string(),
-        }
+        Error { id: id.into(), code, detail: detail.to_string(), status: reason(code).to_string() }
     }
 
     constructors! {
@@ -189,11 +181,7 @@ impl Error {
 
     /// An error built from a gRPC status sent by a peer that did not send micro's JSON.
     pub fn from_grpc(id: impl Into<String>, code: GrpcCode, message: &str) -> Self {
-        let detail = if message.is_empty() {
-            format!("{code:?}")
-        } else {
-            message.to_string()
-        };
+        let detail = if message.is_empty() { format!("{code:?}") } else { message.to_string() };
         Self::new(id, code.to_http(), detail)
     }
 

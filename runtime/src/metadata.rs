@@ -50,10 +50,7 @@ impl Metadata {
 
     /// Sets a key; keys or values that cannot travel in a header are ignored and reported as `false`.
     pub fn insert(&mut self, key: &str, value: &str) -> bool {
-        match (
-            HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        match (HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(value)) {
             (Ok(k), Ok(v)) if !is_transport_header(k.as_str()) => {
                 self.headers.insert(k, v);
                 true
@@ -64,9 +61,7 @@ impl Metadata {
 
     /// Removes a key and returns its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.headers
-            .remove(key)
-            .and_then(|v| v.to_str().ok().map(str::to_string))
+        self.headers.remove(key).and_then(|v| v.to_str().ok().map(str::to_string))
     }
 
     /// Every key and value, transport headers left out.

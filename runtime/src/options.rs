@@ -96,21 +96,12 @@ pub const FLAGS: &[&str] = &[
 
 /// Valid transports.
 pub const TRANSPORTS: &[&str] = &["http", "grpc"];
-/// Valid brokers.
-pub const BROKERS: &[&str] = &["http", "memory"];
 
 /// Parses a duration: bare seconds, or a number with `ms`, `s`, `m` or `h`.
 pub fn parse_duration(s: &str) -> Result<Duration, Error> {
     let s = s.trim();
-    let bad = || {
-        Error::bad_request(
-            "go.micro.options",
-            format!("invalid duration {s:?} (use 30, 500ms, 5s, 1m)"),
-        )
-    };
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let bad = || Error::bad_request("go.micro.options", format!("invalid duration {s:?} (use 30, 500ms, 5s, 1m)"));
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -126,21 +117,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, Error> {
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 fn one_of(kind: &str, v: &str, valid: &[&str]) -> Result<String, Error> {
     if valid.contains(&v) {
         Ok(v.to_string())
     } else {
-        Err(Error::bad_request(
-            "go.micro.options",
-            format!("unknown {kind} \"{v}\" (valid: {})", valid.join(", ")),
-        ))
+        Err(Error::bad_request("go.micro.options", format!("unknown {kind} \"{v}\" (valid: {})", valid.join(", "))))
     }
 }
 
@@ -150,7 +134,7 @@ impl Options {
         match name {
             "registry" => self.registry = one_of("registry", value, crate::registry::NAMES)?,
             "registry_address" => self.registry_address = list(value),
-            "broker" => self.broker = one_of("broker", value, BROKERS)?,
+            "broker" => self.broker = one_of("broker", value, crate::broker::NAMES)?,
             "broker_address" => self.broker_address = list(value),
             "transport" => self.transport = one_of("transport", value, TRANSPORTS)?,
             "transport_address" => self.transport_address = list(value),
@@ -163,10 +147,7 @@ impl Options {
             "server_metadata" => {
                 for pair in list(value) {
                     let (k, v) = pair.split_once('=').ok_or_else(|| {
-                        Error::bad_request(
-                            "go.micro.options",
-                            format!("server_metadata {pair:?} is not key=value"),
-                        )
+                        Error::bad_request("go.micro.options", format!("server_metadata {pair:?} is not key=value"))
                     })?;
                     self.server_metadata.insert(k.to_string(), v.to_string());
                 }
@@ -176,18 +157,10 @@ impl Options {
             "client_request_timeout" => self.client_request_timeout = parse_duration(value)?,
             "client_retries" => {
                 self.client_retries = value.parse().map_err(|_| {
-                    Error::bad_request(
-                        "go.micro.options",
-                        format!("client_retries {value:?} is not a number"),
-                    )
+                    Error::bad_request("go.micro.options", format!("client_retries {value:?} is not a number"))
                 })?
             }
-            _ => {
-                return Err(Error::bad_request(
-                    "go.micro.options",
-                    format!("unknown option {name}"),
-                ))
-            }
+            _ => return Err(Error::bad_request("go.micro.options", format!("unknown option {name}"))),
         }
         Ok(())
     }
@@ -205,10 +178,7 @@ impl Options {
     }
 
     /// Applies micro flags from command-line arguments; returns the arguments that are not ours.
-    pub fn apply_args(
-        &mut self,
-        args: impl IntoIterator<Item = String>,
-    ) -> Result<Vec<String>, Error> {
+    pub fn apply_args(&mut self, args: impl IntoIterator<Item = String>) -> Result<Vec<String>, Error> {
         let mut rest = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -227,9 +197,9 @@ impl Options {
             }
             let value = match inline {
                 Some(v) => v,
-                None => args.next().ok_or_else(|| {
-                    Error::bad_request("go.micro.options", format!("flag --{name} needs a value"))
-                })?,
+                None => args
+                    .next()
+                    .ok_or_else(|| Error::bad_request("go.micro.options", format!("flag --{name} needs a value")))?,
             };
             self.set(&name, &value)?;
         }
@@ -270,16 +240,8 @@ mod tests {
         .unwrap();
         let rest = o
             .apply_args(
-                [
-                    "--server_name=a",
-                    "mine",
-                    "--client-retries",
-                    "2",
-                    "--server_metadata",
-                    "a=1,b=2",
-                    "--other",
-                ]
-                .map(String::from),
+                ["--server_name=a", "mine", "--client-retries", "2", "--server_metadata", "a=1,b=2", "--other"]
+                    .map(String::from),
             )
             .unwrap();
         assert_eq!(rest, vec!["mine".to_string(), "--other".to_string()]);
@@ -291,12 +253,7 @@ mod tests {
     #[test]
     fn unknown_plugin_lists_valid_ones() {
         let err = Options::default().set("registry", "nosuch").unwrap_err();
-        assert!(
-            err.detail
-                .starts_with("unknown registry \"nosuch\" (valid: "),
-            "{}",
-            err.detail
-        );
+        assert!(err.detail.starts_with("unknown registry \"nosuch\" (valid: "), "{}", err.detail);
         assert!(Options::default().set("register_ttl", "soon").is_err());
     }
 }

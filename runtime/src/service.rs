@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::broker::{self, SharedBroker, Subscription};
 use crate::client::{Client, ClientOptions};
 use crate::options::Options;
 use crate::registry::{self, Node, RegisterOptions, SharedRegistry};
@@ -26,6 +27,7 @@ pub struct ServiceBuilder {
     metadata: BTreeMap<String, String>,
     address: Option<String>,
     registry: Option<SharedRegistry>,
+    broker: Option<SharedBroker>,
     options: Option<Options>,
     server_options: Option<ServerOptions>,
     parse_process: bool,
@@ -62,6 +64,12 @@ impl ServiceBuilder {
         self
     }
 
+    /// Uses this broker instead of the one the options name.
+    pub fn broker(mut self, broker: SharedBroker) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
     /// Starts from these options instead of the process's environment and flags.
     pub fn options(mut self, options: Options) -> Self {
         self.options = Some(options);
@@ -91,23 +99,18 @@ impl ServiceBuilder {
             opts.apply_env(|k| std::env::var(k).ok())?;
             opts.apply_args(std::env::args().skip(1))?;
         }
-        let name = opts.server_name.clone().or(self.name).ok_or_else(|| {
-            Error::bad_request(
-                "go.micro.service",
-                "a service needs a name (or --server_name)",
-            )
-        })?;
+        let name = opts
+            .server_name
+            .clone()
+            .or(self.name)
+            .ok_or_else(|| Error::bad_request("go.micro.service", "a service needs a name (or --server_name)"))?;
         let registry = match self.registry {
             Some(r) => r,
             None => registry::from_name(&opts.registry, &opts.registry_address)?,
         };
         let mut sopts = self.server_options.unwrap_or_default();
         sopts.name = name.clone();
-        sopts.version = opts
-            .server_version
-            .clone()
-            .or(self.version)
-            .unwrap_or_else(|| "latest".into());
+        sopts.version = opts.server_version.clone().or(self.version).unwrap_or_else(|| "latest".into());
         sopts.id = opts.server_id.clone().unwrap_or_default();
         if let Some(a) = opts.server_address.clone().or(self.address) {
             sopts.address = a;
@@ -115,6 +118,11 @@ impl ServiceBuilder {
         sopts.advertise = opts.server_advertise.clone();
         sopts.metadata.extend(opts.server_metadata.clone());
         let server = Server::new(sopts);
+        let broker = match self.broker {
+            Some(b) => b,
+            None => broker::from_name(&opts.broker, &opts.broker_address, registry.clone())?,
+        };
+        server.set_broker(broker.clone());
         let strategy = opts.selector.parse()?;
         let client = Client::with_selector(
             Arc::new(RegistrySelector::new(registry.clone(), strategy)),
@@ -123,7 +131,8 @@ impl ServiceBuilder {
                 retries: opts.client_retries,
                 ..ClientOptions::default()
             },
-        );
+        )
+        .with_broker(broker.clone());
         Ok(Service {
             inner: Arc::new(Inner {
                 opts,
@@ -131,6 +140,7 @@ impl ServiceBuilder {
                 server,
                 client,
                 registry,
+                broker,
                 running: Mutex::new(None),
             }),
         })
@@ -140,6 +150,7 @@ impl ServiceBuilder {
 struct Running {
     record: registry::Service,
     stop_renewal: watch::Sender<bool>,
+    subscriptions: Vec<Subscription>,
 }
 
 struct Inner {
@@ -148,6 +159,7 @@ struct Inner {
     server: Server,
     client: Client,
     registry: SharedRegistry,
+    broker: SharedBroker,
     running: Mutex<Option<Running>>,
 }
 
@@ -159,9 +171,7 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
-            .field("name", &self.name())
-            .finish()
+        f.debug_struct("Service").field("name", &self.name()).finish()
     }
 }
 
@@ -201,20 +211,19 @@ impl Service {
         &self.inner.registry
     }
 
+    /// The broker.
+    pub fn broker(&self) -> &SharedBroker {
+        &self.inner.broker
+    }
+
     /// The record this node registers.
     pub fn record(&self, addr: SocketAddr) -> registry::Service {
         let sopts = self.inner.server.options();
         let mut metadata = BTreeMap::from([
-            (
-                "transport".to_string(),
-                self.inner.opts.transport.replace("grpc", "http"),
-            ),
-            ("broker".to_string(), self.inner.opts.broker.clone()),
+            ("transport".to_string(), self.inner.opts.transport.replace("grpc", "http")),
+            ("broker".to_string(), self.inner.broker.name().to_string()),
             ("server".to_string(), "micro".to_string()),
-            (
-                "registry".to_string(),
-                self.inner.registry.name().to_string(),
-            ),
+            ("registry".to_string(), self.inner.registry.name().to_string()),
             ("protocol".to_string(), "grpc".to_string()),
         ]);
         metadata.extend(sopts.metadata.clone());
@@ -228,21 +237,21 @@ impl Service {
             version: sopts.version.clone(),
             metadata: self.inner.metadata.clone(),
             endpoints: self.inner.server.registry_endpoints(),
-            nodes: vec![Node {
-                id: sopts.id.clone(),
-                address,
-                metadata,
-            }],
+            nodes: vec![Node { id: sopts.id.clone(), address, metadata }],
         }
     }
 
     /// Starts serving and registers; returns the listen address.
     pub async fn start(&self) -> Result<SocketAddr, Error> {
+        let broker = self.inner.broker.clone();
+        broker.connect().await?;
+        let mut subscriptions = Vec::new();
+        for sub in self.inner.server.subscribers() {
+            subscriptions.push(broker.subscribe(&sub.topic, sub.handler.clone(), sub.options.clone()).await?);
+        }
         let addr = self.inner.server.start()?;
         let record = self.record(addr);
-        let ttl = RegisterOptions {
-            ttl: self.inner.opts.register_ttl,
-        };
+        let ttl = RegisterOptions { ttl: self.inner.opts.register_ttl };
         let registry = self.inner.registry.clone();
         let mut delay = Duration::from_millis(100);
         loop {
@@ -252,9 +261,7 @@ impl Service {
                     tracing::warn!(error = %e.detail, "registration failed; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
-                    if delay >= Duration::from_secs(5)
-                        && self.inner.opts.register_interval.is_zero()
-                    {
+                    if delay >= Duration::from_secs(5) && self.inner.opts.register_interval.is_zero() {
                         return Err(e);
                     }
                 }
@@ -266,16 +273,20 @@ impl Service {
             "registered with the {} registry",
             registry.name()
         );
+        broker.attach(&record.nodes[0], ttl).await?;
         let (stop_renewal, mut stop_rx) = watch::channel(false);
         let interval = self.inner.opts.register_interval;
         if !interval.is_zero() {
             let record = record.clone();
+            let broker = broker.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(interval) => {
                             if let Err(e) = registry.register(&record, ttl).await {
                                 tracing::warn!(error = %e.detail, "renewing the registration failed");
+                            } else if let Err(e) = broker.attach(&record.nodes[0], ttl).await {
+                                tracing::warn!(error = %e.detail, "renewing the subscriptions failed");
                             }
                         }
                         _ = stop_rx.changed() => return,
@@ -283,23 +294,20 @@ impl Service {
                 }
             });
         }
-        *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
-            record,
-            stop_renewal,
-        });
+        *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Running { record, stop_renewal, subscriptions });
         Ok(addr)
     }
 
     /// Deregisters, then stops the server gracefully.
     pub async fn stop(&self) {
-        let running = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(running) = running {
             let _ = running.stop_renewal.send(true);
+            if let Err(e) = self.inner.broker.disconnect().await {
+                tracing::warn!(error = %e.detail, "leaving the broker failed");
+            }
+            drop(running.subscriptions);
             match self.inner.registry.deregister(&running.record).await {
                 Ok(()) => tracing::info!(service = %running.record.name, "deregistered"),
                 Err(e) => tracing::warn!(error = %e.detail, "deregistration failed"),
@@ -309,10 +317,7 @@ impl Service {
     }
 
     /// Starts, serves until `signal` completes, then stops gracefully.
-    pub async fn run_until(
-        &self,
-        signal: impl std::future::Future<Output = ()>,
-    ) -> Result<(), Error> {
+    pub async fn run_until(&self, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
         self.start().await?;
         signal.await;
         tracing::info!(service = %self.name(), "shutting down");
@@ -333,14 +338,13 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -262,3 +262,59 @@ impl Drop for PythonServer {
         let _ = self.child.wait();
     }
 }
+
+/// A real NATS server (Debian's `nats-server`) on 127.0.0.1 with a random port.
+pub struct Nats {
+    child: Option<std::process::Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Nats {
+    /// Starts nats-server and waits until it accepts connections.
+    pub fn start() -> Nats {
+        let mut n = Nats { child: None, port: free_port() };
+        n.spawn();
+        n
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts (apt install nats-server; ./scripts/setup does it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {}", self.address());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

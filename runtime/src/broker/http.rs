@@ -88,10 +88,8 @@ impl HttpBroker {
             queues.sort();
             queues.dedup();
             for q in queues {
-                let mut metadata = BTreeMap::from([
-                    ("broker".to_string(), "http".to_string()),
-                    ("topic".to_string(), topic.clone()),
-                ]);
+                let mut metadata =
+                    BTreeMap::from([("broker".to_string(), "http".to_string()), ("topic".to_string(), topic.clone())]);
                 let id = match q {
                     Some(q) => {
                         metadata.insert("queue".into(), q.clone());
@@ -120,7 +118,9 @@ impl HttpBroker {
             .build()
             .map_err(|e| err(format!("topic {topic:?} cannot travel in a path: {e}")))?;
         for (k, v) in &message.header {
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(v)) {
+            if let (Ok(k), Ok(v)) =
+                (HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(v))
+            {
                 req.headers_mut().insert(k, v);
             }
         }
@@ -199,9 +199,13 @@ impl Broker for HttpBroker {
 
     async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner.subs.write().unwrap_or_else(|e| e.into_inner()).entry(topic.to_string()).or_default().push(
-            LocalSub { id, queue: opts.queue, handler, auto_ack: opts.auto_ack },
-        );
+        self.inner
+            .subs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(topic.to_string())
+            .or_default()
+            .push(LocalSub { id, queue: opts.queue, handler, auto_ack: opts.auto_ack });
         let attached = {
             let a = self.inner.attached.lock().unwrap_or_else(|e| e.into_inner());
             a.node.clone().map(|n| (n, a.opts))

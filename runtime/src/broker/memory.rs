@@ -69,13 +69,11 @@ impl Broker for MemoryBroker {
 
     async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .topics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(topic.to_string())
-            .or_default()
-            .push(Sub { id, queue: opts.queue, handler });
+        self.inner.topics.lock().unwrap_or_else(|e| e.into_inner()).entry(topic.to_string()).or_default().push(Sub {
+            id,
+            queue: opts.queue,
+            handler,
+        });
         let inner = Arc::downgrade(&self.inner);
         let topic = topic.to_string();
         Ok(Subscription::new(move || {

@@ -139,7 +139,10 @@ pub trait Broker: Send + Sync + 'static {
     /// A message that arrived on the service's own server (`POST /_sub/<topic>`).
     async fn deliver(&self, topic: &str, message: Message) -> Result<(), Error> {
         let _ = message;
-        Err(Error::not_found("go.micro.broker", format!("the {} broker takes no deliveries for {topic} here", self.name())))
+        Err(Error::not_found(
+            "go.micro.broker",
+            format!("the {} broker takes no deliveries for {topic} here", self.name()),
+        ))
     }
 }
 

@@ -131,9 +131,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("opts", &self.core.opts)
-            .finish()
+        f.debug_struct("Client").field("opts", &self.core.opts).finish()
     }
 }
 
@@ -146,19 +144,12 @@ impl Default for Client {
 impl Client {
     /// A client discovering nodes in `registry` with the random selector.
     pub fn new(registry: SharedRegistry, opts: ClientOptions) -> Self {
-        Self::with_selector(
-            Arc::new(RegistrySelector::new(registry, Strategy::Random)),
-            opts,
-        )
+        Self::with_selector(Arc::new(RegistrySelector::new(registry, Strategy::Random)), opts)
     }
 
     /// A client with its own selector.
     pub fn with_selector(selector: Arc<dyn Selector>, opts: ClientOptions) -> Self {
-        let core = Arc::new(Core {
-            opts,
-            selector,
-            pool: Pool::new(),
-        });
+        let core = Arc::new(Core { opts, selector, pool: Pool::new() });
         Client { caller: core.clone(), core, broker: None }
     }
 
@@ -215,15 +206,7 @@ impl Client {
         json: &[u8],
         opts: CallOptions,
     ) -> Result<Bytes, Error> {
-        self.call_raw(
-            service,
-            endpoint,
-            &format!("/{endpoint}"),
-            Codec::Json,
-            json,
-            opts,
-        )
-        .await
+        self.call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Json, json, opts).await
     }
 
     /// Calls `path` with a message already encoded with `codec`; returns the reply's bytes.
@@ -260,9 +243,7 @@ impl Client {
         req: &Req,
         opts: CallOptions,
     ) -> Result<Streaming<Resp>, Error> {
-        let (tx, stream) = self
-            .open::<Req, Resp>(service, method.endpoint, method.path, Codec::Proto, opts)
-            .await?;
+        let (tx, stream) = self.open::<Req, Resp>(service, method.endpoint, method.path, Codec::Proto, opts).await?;
         tx.send_raw(Codec::Proto.encode_framed(req)?).await?;
         drop(tx);
         Ok(stream)
@@ -275,9 +256,7 @@ impl Client {
         method: &Method,
         opts: CallOptions,
     ) -> Result<(ClientSender<Req>, ClientReply<Resp>), Error> {
-        let (tx, stream) = self
-            .open(service, method.endpoint, method.path, Codec::Proto, opts)
-            .await?;
+        let (tx, stream) = self.open(service, method.endpoint, method.path, Codec::Proto, opts).await?;
         Ok((tx, ClientReply { stream }))
     }
 
@@ -288,8 +267,7 @@ impl Client {
         method: &Method,
         opts: CallOptions,
     ) -> Result<(ClientSender<Req>, Streaming<Resp>), Error> {
-        self.open(service, method.endpoint, method.path, Codec::Proto, opts)
-            .await
+        self.open(service, method.endpoint, method.path, Codec::Proto, opts).await
     }
 
     /// Opens a stream to `endpoint` that carries JSON both ways (for tools such as the CLI).
@@ -299,14 +277,7 @@ impl Client {
         endpoint: &str,
         opts: CallOptions,
     ) -> Result<(ClientSender<RawMessage>, Streaming<RawMessage>), Error> {
-        self.stream_raw(
-            service,
-            endpoint,
-            &format!("/{endpoint}"),
-            Codec::Json,
-            opts,
-        )
-        .await
+        self.stream_raw(service, endpoint, &format!("/{endpoint}"), Codec::Json, opts).await
     }
 
     /// Opens a stream to `path` whose messages are bytes already encoded with `codec`.
@@ -338,57 +309,29 @@ impl Client {
             let node = core.node(service, &opts, &filter).await?;
             let started = Instant::now();
             let remaining = connect_deadline.saturating_duration_since(started);
-            match core
-                .pool
-                .get(&node.address, remaining.min(core.opts.connect_timeout))
-                .await
-            {
+            match core.pool.get(&node.address, remaining.min(core.opts.connect_timeout)).await {
                 Ok(mut sender) => {
-                    let outcome = Outcome {
-                        result: Ok(()),
-                        elapsed: started.elapsed(),
-                    };
+                    let outcome = Outcome { result: Ok(()), elapsed: started.elapsed() };
                     core.selector.mark(service, &node, outcome);
                     let (tx, rx) = mpsc::channel(16);
-                    let req = build_request(
-                        path,
-                        codec,
-                        &opts.metadata,
-                        opts.timeout,
-                        Body::channel(rx),
-                    )?;
+                    let req = build_request(path, codec, &opts.metadata, opts.timeout, Body::channel(rx))?;
                     let response = sender.send_request(req);
                     let peer = service.to_string();
                     let max = core.opts.max_message_size;
                     let endpoint = endpoint.to_string();
                     let fut: grpc::ResponseFuture = Box::pin(async move {
-                        let resp = response.await.map_err(|e| {
-                            Error::unavailable(CLIENT_ID, format!("{endpoint}: {e}"))
-                        })?;
+                        let resp =
+                            response.await.map_err(|e| Error::unavailable(CLIENT_ID, format!("{endpoint}: {e}")))?;
                         check_head(&peer, resp)
                     });
                     return Ok((
-                        ClientSender {
-                            tx,
-                            codec,
-                            _m: std::marker::PhantomData,
-                        },
+                        ClientSender { tx, codec, _m: std::marker::PhantomData },
                         Streaming::client(fut, codec, max, service.to_string()),
                     ));
                 }
                 Err(e) => {
-                    core.selector.mark(
-                        service,
-                        &node,
-                        Outcome {
-                            result: Err(&e),
-                            elapsed: started.elapsed(),
-                        },
-                    );
-                    if attempt >= retries
-                        || opts.address.is_some()
-                        || Instant::now() >= connect_deadline
-                    {
+                    core.selector.mark(service, &node, Outcome { result: Err(&e), elapsed: started.elapsed() });
+                    if attempt >= retries || opts.address.is_some() || Instant::now() >= connect_deadline {
                         return Err(e);
                     }
                     filter.exclude.push(node.address);
@@ -410,10 +353,7 @@ pub struct ClientSender<M> {
 
 impl<M> ClientSender<M> {
     async fn send_raw(&self, frame: Bytes) -> Result<(), Error> {
-        self.tx
-            .send(Frame::data(frame))
-            .await
-            .map_err(|_| Error::new(CLIENT_ID, 499, "the stream is closed"))
+        self.tx.send(Frame::data(frame)).await.map_err(|_| Error::new(CLIENT_ID, 499, "the stream is closed"))
     }
 
     /// Ends the request stream.
@@ -447,9 +387,10 @@ pub struct ClientReply<M> {
 impl<M: Message> ClientReply<M> {
     /// Waits for the reply.
     pub async fn reply(mut self) -> Result<M, Error> {
-        self.stream.message().await?.ok_or_else(|| {
-            Error::internal_server_error(CLIENT_ID, "the server closed the stream without a reply")
-        })
+        self.stream
+            .message()
+            .await?
+            .ok_or_else(|| Error::internal_server_error(CLIENT_ID, "the server closed the stream without a reply"))
     }
 }
 
@@ -467,14 +408,9 @@ fn build_request(
         .authority("micro")
         .path_and_query(path)
         .build()
-        .map_err(|e| {
-            Error::bad_request(CLIENT_ID, format!("invalid endpoint path {path:?}: {e}"))
-        })?;
+        .map_err(|e| Error::bad_request(CLIENT_ID, format!("invalid endpoint path {path:?}: {e}")))?;
     let h = req.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(codec.content_type(Protocol::Grpc)),
-    );
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
     h.insert(http::header::TE, HeaderValue::from_static("trailers"));
     if let Some(t) = timeout {
         if let Ok(v) = HeaderValue::from_str(&grpc::format_timeout(t)) {
@@ -486,17 +422,10 @@ fn build_request(
 }
 
 /// Checks the head of a gRPC response; returns the body to read, or `None` for a trailers-only OK.
-fn check_head(
-    peer: &str,
-    resp: http::Response<hyper::body::Incoming>,
-) -> Result<Option<hyper::body::Incoming>, Error> {
+fn check_head(peer: &str, resp: http::Response<hyper::body::Incoming>) -> Result<Option<hyper::body::Incoming>, Error> {
     let (parts, body) = resp.into_parts();
     if parts.status != StatusCode::OK {
-        return Err(Error::new(
-            peer,
-            parts.status.as_u16(),
-            format!("HTTP status {}", parts.status),
-        ));
+        return Err(Error::new(peer, parts.status.as_u16(), format!("HTTP status {}", parts.status)));
     }
     match grpc::status_from_headers(&parts.headers, peer) {
         Some(Ok(())) => Ok(None),
@@ -506,66 +435,32 @@ fn check_head(
 }
 
 impl Core {
-    async fn node(
-        &self,
-        service: &str,
-        opts: &CallOptions,
-        filter: &Filter,
-    ) -> Result<Node, Error> {
+    async fn node(&self, service: &str, opts: &CallOptions, filter: &Filter) -> Result<Node, Error> {
         match &opts.address {
-            Some(addr) => Ok(Node {
-                id: addr.clone(),
-                address: addr.clone(),
-                ..Default::default()
-            }),
+            Some(addr) => Ok(Node { id: addr.clone(), address: addr.clone(), ..Default::default() }),
             None => self.selector.select(service, filter).await,
         }
     }
 
-    async fn attempt(
-        &self,
-        call: &RawCall,
-        node: &Node,
-        timeout: Duration,
-    ) -> Result<Bytes, Error> {
-        let req = build_request(
-            &call.path,
-            call.codec,
-            &call.opts.metadata,
-            Some(timeout),
-            Body::full(call.body.clone()),
-        )?;
-        let resp = self
-            .pool
-            .send(&node.address, req, timeout.min(self.opts.connect_timeout))
-            .await?;
+    async fn attempt(&self, call: &RawCall, node: &Node, timeout: Duration) -> Result<Bytes, Error> {
+        let req =
+            build_request(&call.path, call.codec, &call.opts.metadata, Some(timeout), Body::full(call.body.clone()))?;
+        let resp = self.pool.send(&node.address, req, timeout.min(self.opts.connect_timeout)).await?;
         let Some(body) = check_head(&call.service, resp)? else {
-            return Err(Error::internal_server_error(
-                &call.service,
-                "reply without a message",
-            ));
+            return Err(Error::internal_server_error(&call.service, "reply without a message"));
         };
-        let collected = Limited::new(body, self.opts.max_message_size + 5)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    grpc::too_large(self.opts.max_message_size + 1, self.opts.max_message_size)
-                } else {
-                    Error::unavailable(
-                        CLIENT_ID,
-                        format!("{}: reading the reply: {e}", node.address),
-                    )
-                }
-            })?;
+        let collected = Limited::new(body, self.opts.max_message_size + 5).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                grpc::too_large(self.opts.max_message_size + 1, self.opts.max_message_size)
+            } else {
+                Error::unavailable(CLIENT_ID, format!("{}: reading the reply: {e}", node.address))
+            }
+        })?;
         let trailers = collected.trailers().cloned().unwrap_or_else(HeaderMap::new);
         match grpc::status_from_headers(&trailers, &call.service) {
             Some(Ok(())) => grpc::unframe_one(collected.to_bytes(), self.opts.max_message_size),
             Some(Err(e)) => Err(e),
-            None => Err(Error::internal_server_error(
-                &call.service,
-                "reply ended without a gRPC status",
-            )),
+            None => Err(Error::internal_server_error(&call.service, "reply ended without a gRPC status")),
         }
     }
 }
@@ -582,40 +477,26 @@ impl Caller for Core {
                 let node = self.node(&call.service, &call.opts, &filter).await?;
                 let started = Instant::now();
                 let remaining = deadline.saturating_duration_since(started);
-                let res =
-                    match tokio::time::timeout(remaining, self.attempt(&call, &node, remaining))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(Error::timeout(
-                            CLIENT_ID,
-                            format!(
-                                "call to {}.{} timed out after {timeout:?}",
-                                call.service, call.endpoint
-                            ),
-                        )),
-                    };
+                let res = match tokio::time::timeout(remaining, self.attempt(&call, &node, remaining)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::timeout(
+                        CLIENT_ID,
+                        format!("call to {}.{} timed out after {timeout:?}", call.service, call.endpoint),
+                    )),
+                };
                 if call.opts.address.is_none() {
-                    let outcome = Outcome {
-                        result: res.as_ref().map(|_| ()),
-                        elapsed: started.elapsed(),
-                    };
+                    let outcome = Outcome { result: res.as_ref().map(|_| ()), elapsed: started.elapsed() };
                     self.selector.mark(&call.service, &node, outcome);
                 }
                 match res {
                     Ok(reply) => return Ok(reply),
-                    Err(e)
-                        if e.is_retryable() && attempt < retries && Instant::now() < deadline =>
-                    {
+                    Err(e) if e.is_retryable() && attempt < retries && Instant::now() < deadline => {
                         attempt += 1;
                         if call.opts.address.is_none() {
                             filter.exclude.push(node.address);
                         }
                         let backoff = Duration::from_millis(10u64.pow(attempt.min(3)));
-                        tokio::time::sleep(
-                            backoff.min(deadline.saturating_duration_since(Instant::now())),
-                        )
-                        .await;
+                        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
                         tracing::debug!(service = %call.service, endpoint = %call.endpoint, attempt, error = %e.detail, "retrying");
                     }
                     Err(e) => return Err(e),

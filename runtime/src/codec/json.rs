@@ -17,6 +17,5 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(M::default());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::bad_request("go.micro.codec", format!("invalid JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::bad_request("go.micro.codec", format!("invalid JSON: {e}")))
 }

@@ -18,14 +18,15 @@ pub trait Message:
 }
 
 impl<T> Message for T where
-    T: prost::Message
-        + Default
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static
+    T: prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
 {
+}
+
+/// A message that knows the protobuf descriptors of its package (generated messages do), so
+/// that tools can show its fields.
+pub trait Described {
+    /// The encoded `FileDescriptorSet` of the message's package and its imports.
+    fn file_descriptor_set() -> &'static [u8];
 }
 
 /// What a received stream element decodes into: any [`Message`], or a [`RawMessage`].

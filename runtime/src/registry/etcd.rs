@@ -30,34 +30,13 @@ use proto::*;
 /// The key prefix of every record.
 pub const PREFIX: &str = "/micro/registry/";
 
-const RANGE: Method = Method {
-    endpoint: "KV.Range",
-    path: "/etcdserverpb.KV/Range",
-};
-const PUT: Method = Method {
-    endpoint: "KV.Put",
-    path: "/etcdserverpb.KV/Put",
-};
-const DELETE: Method = Method {
-    endpoint: "KV.DeleteRange",
-    path: "/etcdserverpb.KV/DeleteRange",
-};
-const GRANT: Method = Method {
-    endpoint: "Lease.LeaseGrant",
-    path: "/etcdserverpb.Lease/LeaseGrant",
-};
-const REVOKE: Method = Method {
-    endpoint: "Lease.LeaseRevoke",
-    path: "/etcdserverpb.Lease/LeaseRevoke",
-};
-const KEEPALIVE: Method = Method {
-    endpoint: "Lease.LeaseKeepAlive",
-    path: "/etcdserverpb.Lease/LeaseKeepAlive",
-};
-const WATCH: Method = Method {
-    endpoint: "Watch.Watch",
-    path: "/etcdserverpb.Watch/Watch",
-};
+const RANGE: Method = Method { endpoint: "KV.Range", path: "/etcdserverpb.KV/Range" };
+const PUT: Method = Method { endpoint: "KV.Put", path: "/etcdserverpb.KV/Put" };
+const DELETE: Method = Method { endpoint: "KV.DeleteRange", path: "/etcdserverpb.KV/DeleteRange" };
+const GRANT: Method = Method { endpoint: "Lease.LeaseGrant", path: "/etcdserverpb.Lease/LeaseGrant" };
+const REVOKE: Method = Method { endpoint: "Lease.LeaseRevoke", path: "/etcdserverpb.Lease/LeaseRevoke" };
+const KEEPALIVE: Method = Method { endpoint: "Lease.LeaseKeepAlive", path: "/etcdserverpb.Lease/LeaseKeepAlive" };
+const WATCH: Method = Method { endpoint: "Watch.Watch", path: "/etcdserverpb.Watch/Watch" };
 
 /// The key of a node's record.
 pub fn node_key(service: &str, node_id: &str) -> String {
@@ -66,14 +45,10 @@ pub fn node_key(service: &str, node_id: &str) -> String {
 
 /// Decodes a stored record; a clear error for anything that is not one.
 pub fn decode_record(value: &[u8]) -> Result<Service, Error> {
-    let svc: Service = serde_json::from_slice(value).map_err(|e| {
-        Error::internal_server_error("go.micro.registry", format!("etcd: invalid record: {e}"))
-    })?;
+    let svc: Service = serde_json::from_slice(value)
+        .map_err(|e| Error::internal_server_error("go.micro.registry", format!("etcd: invalid record: {e}")))?;
     if svc.name.is_empty() {
-        return Err(Error::internal_server_error(
-            "go.micro.registry",
-            "etcd: record without a service name",
-        ));
+        return Err(Error::internal_server_error("go.micro.registry", "etcd: record without a service name"));
     }
     Ok(svc)
 }
@@ -109,12 +84,7 @@ impl EtcdRegistry {
     pub fn new(addresses: &[String]) -> Self {
         let mut addresses: Vec<String> = addresses
             .iter()
-            .map(|a| {
-                a.trim()
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_string()
-            })
+            .map(|a| a.trim().trim_start_matches("http://").trim_end_matches('/').to_string())
             .filter(|a| !a.is_empty())
             .collect();
         if addresses.is_empty() {
@@ -129,50 +99,23 @@ impl EtcdRegistry {
                 ..ClientOptions::default()
             },
         );
-        EtcdRegistry {
-            addresses,
-            client,
-            leases: Mutex::new(HashMap::new()),
-        }
+        EtcdRegistry { addresses, client, leases: Mutex::new(HashMap::new()) }
     }
 
     fn unreachable(&self, e: &Error) -> Error {
         Error::unavailable(
             "go.micro.registry",
-            format!(
-                "etcd at {} is unreachable: {}",
-                self.addresses.join(","),
-                e.detail
-            ),
+            format!("etcd at {} is unreachable: {}", self.addresses.join(","), e.detail),
         )
     }
 
-    async fn call<Req: Message, Resp: Message>(
-        &self,
-        method: &Method,
-        req: &Req,
-    ) -> Result<Resp, Error> {
+    async fn call<Req: Message, Resp: Message>(&self, method: &Method, req: &Req) -> Result<Resp, Error> {
         let mut last = None;
         for addr in &self.addresses {
-            match self
-                .client
-                .call(
-                    "etcd",
-                    method,
-                    req,
-                    CallOptions::new().address(addr.clone()),
-                )
-                .await
-            {
+            match self.client.call("etcd", method, req, CallOptions::new().address(addr.clone())).await {
                 Ok(r) => return Ok(r),
                 Err(e) if e.code == 503 || e.code == 408 => last = Some(e),
-                Err(e) => {
-                    return Err(Error::new(
-                        "go.micro.registry",
-                        e.code,
-                        format!("etcd: {}", e.detail),
-                    ))
-                }
+                Err(e) => return Err(Error::new("go.micro.registry", e.code, format!("etcd: {}", e.detail))),
             }
         }
         Err(self.unreachable(&last.unwrap_or_else(|| Error::unavailable("", "no address"))))
@@ -201,9 +144,7 @@ impl EtcdRegistry {
                 .bidi_stream::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(
                     "etcd",
                     &KEEPALIVE,
-                    CallOptions::new()
-                        .address(addr.clone())
-                        .timeout(Duration::from_secs(3)),
+                    CallOptions::new().address(addr.clone()).timeout(Duration::from_secs(3)),
                 )
                 .await;
             let (tx, mut rx) = match opened {
@@ -228,14 +169,9 @@ impl EtcdRegistry {
 
     async fn put_with_lease(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         let secs = ttl.as_secs().max(1) as i64;
-        let grant: LeaseGrantResponse = self
-            .call(&GRANT, &LeaseGrantRequest { ttl: secs, id: 0 })
-            .await?;
+        let grant: LeaseGrantResponse = self.call(&GRANT, &LeaseGrantRequest { ttl: secs, id: 0 }).await?;
         if !grant.error.is_empty() {
-            return Err(Error::internal_server_error(
-                "go.micro.registry",
-                format!("etcd lease: {}", grant.error),
-            ));
+            return Err(Error::internal_server_error("go.micro.registry", format!("etcd lease: {}", grant.error)));
         }
         let _: PutResponse = self
             .call(
@@ -251,14 +187,7 @@ impl EtcdRegistry {
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                key.to_string(),
-                Lease {
-                    id: grant.id,
-                    ttl,
-                    value,
-                },
-            );
+            .insert(key.to_string(), Lease { id: grant.id, ttl, value });
         Ok(())
     }
 }
@@ -268,30 +197,17 @@ impl Registry for EtcdRegistry {
     async fn register(&self, service: &Service, opts: RegisterOptions) -> Result<(), Error> {
         for node in &service.nodes {
             let key = node_key(&service.name, &node.id);
-            let record = Service {
-                nodes: vec![node.clone()],
-                ..service.clone()
-            };
-            let value = serde_json::to_vec(&record)
-                .map_err(|e| Error::internal_server_error("go.micro.registry", e))?;
+            let record = Service { nodes: vec![node.clone()], ..service.clone() };
+            let value =
+                serde_json::to_vec(&record).map_err(|e| Error::internal_server_error("go.micro.registry", e))?;
             if opts.ttl.is_zero() {
-                let _: PutResponse = self
-                    .call(
-                        &PUT,
-                        &PutRequest {
-                            key: key.into_bytes(),
-                            value,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
+                let _: PutResponse =
+                    self.call(&PUT, &PutRequest { key: key.into_bytes(), value, ..Default::default() }).await?;
                 continue;
             }
             let known = {
                 let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-                leases
-                    .get(&key)
-                    .map(|l| (l.id, l.ttl == opts.ttl && l.value == value))
+                leases.get(&key).map(|l| (l.id, l.ttl == opts.ttl && l.value == value))
             };
             match known {
                 Some((id, true)) => {
@@ -309,24 +225,11 @@ impl Registry for EtcdRegistry {
     async fn deregister(&self, service: &Service) -> Result<(), Error> {
         for node in &service.nodes {
             let key = node_key(&service.name, &node.id);
-            let _: DeleteRangeResponse = self
-                .call(
-                    &DELETE,
-                    &DeleteRangeRequest {
-                        key: key.clone().into_bytes(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let lease = self
-                .leases
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
+            let _: DeleteRangeResponse =
+                self.call(&DELETE, &DeleteRangeRequest { key: key.clone().into_bytes(), ..Default::default() }).await?;
+            let lease = self.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             if let Some(lease) = lease {
-                let _ = self
-                    .call::<_, LeaseRevokeResponse>(&REVOKE, &LeaseRevokeRequest { id: lease.id })
-                    .await;
+                let _ = self.call::<_, LeaseRevokeResponse>(&REVOKE, &LeaseRevokeRequest { id: lease.id }).await;
             }
         }
         Ok(())
@@ -338,12 +241,8 @@ impl Registry for EtcdRegistry {
         for kv in kvs {
             match decode_record(&kv.value) {
                 Ok(svc) if svc.name == name => {
-                    let entry = versions
-                        .entry(svc.version.clone())
-                        .or_insert_with(|| Service {
-                            nodes: vec![],
-                            ..svc.clone()
-                        });
+                    let entry =
+                        versions.entry(svc.version.clone()).or_insert_with(|| Service { nodes: vec![], ..svc.clone() });
                     entry.nodes.extend(svc.nodes);
                 }
                 Ok(_) => {}
@@ -360,21 +259,11 @@ impl Registry for EtcdRegistry {
 
     async fn list_services(&self) -> Result<Vec<Service>, Error> {
         let kvs = self.range(PREFIX).await?;
-        let mut seen: Vec<(String, String)> = kvs
-            .iter()
-            .filter_map(|kv| decode_record(&kv.value).ok())
-            .map(|s| (s.name, s.version))
-            .collect();
+        let mut seen: Vec<(String, String)> =
+            kvs.iter().filter_map(|kv| decode_record(&kv.value).ok()).map(|s| (s.name, s.version)).collect();
         seen.sort();
         seen.dedup();
-        Ok(seen
-            .into_iter()
-            .map(|(name, version)| Service {
-                name,
-                version,
-                ..Default::default()
-            })
-            .collect())
+        Ok(seen.into_iter().map(|(name, version)| Service { name, version, ..Default::default() }).collect())
     }
 
     async fn watch(&self, service: Option<&str>) -> Result<Watcher, Error> {
@@ -387,11 +276,7 @@ impl Registry for EtcdRegistry {
         for addr in &self.addresses {
             match self
                 .client
-                .bidi_stream::<WatchRequest, WatchResponse>(
-                    "etcd",
-                    &WATCH,
-                    CallOptions::new().address(addr.clone()),
-                )
+                .bidi_stream::<WatchRequest, WatchResponse>("etcd", &WATCH, CallOptions::new().address(addr.clone()))
                 .await
             {
                 Ok(s) => {
@@ -402,19 +287,15 @@ impl Registry for EtcdRegistry {
             }
         }
         let Some((tx, mut rx)) = opened else {
-            return Err(
-                self.unreachable(&last.unwrap_or_else(|| Error::unavailable("", "no address")))
-            );
+            return Err(self.unreachable(&last.unwrap_or_else(|| Error::unavailable("", "no address"))));
         };
         tx.send(WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(
-                WatchCreateRequest {
-                    key: prefix.as_bytes().to_vec(),
-                    range_end: prefix_end(prefix.as_bytes()),
-                    prev_kv: true,
-                    ..Default::default()
-                },
-            )),
+            request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                prev_kv: true,
+                ..Default::default()
+            })),
         })
         .await?;
         let (events, watcher) = Watcher::channel();
@@ -438,11 +319,7 @@ impl Registry for EtcdRegistry {
                 for ev in resp.events {
                     let (action, bytes) = match (ev.r#type, &ev.kv, &ev.prev_kv) {
                         (0, Some(kv), _) => (
-                            if kv.create_revision == kv.mod_revision {
-                                Action::Create
-                            } else {
-                                Action::Update
-                            },
+                            if kv.create_revision == kv.mod_revision { Action::Create } else { Action::Update },
                             kv.value.clone(),
                         ),
                         (1, _, Some(prev)) => (Action::Delete, prev.value.clone()),
@@ -475,9 +352,6 @@ mod tests {
         assert_eq!(node_key("svc", "svc-1"), "/micro/registry/svc/svc-1");
         assert!(decode_record(b"{").is_err());
         assert!(decode_record(br#"{"name":""}"#).is_err());
-        assert_eq!(
-            decode_record(br#"{"name":"a","nodes":[]}"#).unwrap().name,
-            "a"
-        );
+        assert_eq!(decode_record(br#"{"name":"a","nodes":[]}"#).unwrap().name, "a");
     }
 }

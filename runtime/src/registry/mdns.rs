@@ -63,29 +63,22 @@ pub fn encode_txt(record: &Service, ttl: Duration, seq: u64) -> Vec<TxtProperty>
 }
 
 /// The record and TTL carried by TXT entries; a clear error for anything malformed.
-pub fn decode_txt<'a>(
-    get: impl Fn(&str) -> Option<&'a [u8]>,
-) -> Result<(Service, Duration), Error> {
+pub fn decode_txt<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Result<(Service, Duration), Error> {
     let text = |k: &str| get(k).and_then(|v| std::str::from_utf8(v).ok());
     if text("v") != Some("1") {
         return Err(err("not a micro record (missing v=1)"));
     }
-    let n: usize = text("n")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| err("record without a chunk count"))?;
+    let n: usize = text("n").and_then(|n| n.parse().ok()).ok_or_else(|| err("record without a chunk count"))?;
     if n == 0 || n * CHUNK > MAX_RECORD {
         return Err(err(format!("record with {n} chunks")));
     }
     let mut packed = Vec::with_capacity(n * CHUNK);
     for i in 0..n {
-        packed.extend_from_slice(
-            get(&format!("r{i}")).ok_or_else(|| err(format!("record chunk r{i} is missing")))?,
-        );
+        packed.extend_from_slice(get(&format!("r{i}")).ok_or_else(|| err(format!("record chunk r{i} is missing")))?);
     }
     let json = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&packed, MAX_RECORD)
         .map_err(|e| err(format!("record does not inflate: {e:?}")))?;
-    let service: Service =
-        serde_json::from_slice(&json).map_err(|e| err(format!("record is not valid JSON: {e}")))?;
+    let service: Service = serde_json::from_slice(&json).map_err(|e| err(format!("record is not valid JSON: {e}")))?;
     if service.name.is_empty() || service.nodes.len() != 1 {
         return Err(err("record must name a service and hold exactly one node"));
     }
@@ -98,9 +91,7 @@ fn instance_name(node_id: &str) -> String {
     if node_id.len() <= 63 && node_id.is_ascii() {
         return node_id.to_string();
     }
-    let hash = node_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    });
+    let hash = node_id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
     let prefix: String = node_id.chars().filter(char::is_ascii).take(40).collect();
     format!("{prefix}-{hash:016x}")
 }
@@ -125,11 +116,7 @@ impl State {
             if filter.as_deref().is_some_and(|f| f != service.name) {
                 return !tx.is_closed();
             }
-            tx.send(Ok(Event {
-                action,
-                service: service.clone(),
-            }))
-            .is_ok()
+            tx.send(Ok(Event { action, service: service.clone() })).is_ok()
         });
     }
 
@@ -140,14 +127,7 @@ impl State {
             Some(_) => Some(Action::Update),
             None => Some(Action::Create),
         };
-        self.nodes.insert(
-            fullname,
-            Entry {
-                service: service.clone(),
-                seen: Instant::now(),
-                ttl,
-            },
-        );
+        self.nodes.insert(fullname, Entry { service: service.clone(), seen: Instant::now(), ttl });
         if let Some(action) = action {
             self.notify(action, &service);
         }
@@ -193,9 +173,7 @@ fn scope(daemon: &ServiceDaemon, setting: Option<&str>) -> Result<(), Error> {
         Some("all") => Ok(()),
         None | Some("") | Some("lo") | Some("loopback") => {
             daemon.disable_interface(IfKind::All).map_err(err)?;
-            daemon
-                .enable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
-                .map_err(err)
+            daemon.enable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6]).map_err(err)
         }
         Some(list) => {
             daemon.disable_interface(IfKind::All).map_err(err)?;
@@ -210,10 +188,7 @@ impl MdnsRegistry {
     /// Starts an mDNS daemon scoped by `MICRO_MDNS_INTERFACES` and begins browsing.
     pub fn new() -> Result<Self, Error> {
         let daemon = ServiceDaemon::new().map_err(err)?;
-        scope(
-            &daemon,
-            std::env::var("MICRO_MDNS_INTERFACES").ok().as_deref(),
-        )?;
+        scope(&daemon, std::env::var("MICRO_MDNS_INTERFACES").ok().as_deref())?;
         let _ = daemon.set_max_packet_size(vec![IfKind::LoopbackV4, IfKind::LoopbackV6], 8952);
         let events = daemon.browse(SERVICE_TYPE).map_err(err)?;
         let inner = Arc::new(Inner {
@@ -253,9 +228,7 @@ impl Inner {
     fn resolved(&self, r: &ResolvedService) {
         let props = r.get_properties();
         match decode_txt(|k| props.get_property_val(k).flatten()) {
-            Ok((service, ttl)) => self
-                .lock()
-                .upsert(r.get_fullname().to_string(), service, ttl),
+            Ok((service, ttl)) => self.lock().upsert(r.get_fullname().to_string(), service, ttl),
             Err(e) => {
                 tracing::debug!(instance = r.get_fullname(), error = %e.detail, "ignoring an mDNS record")
             }
@@ -290,10 +263,7 @@ impl Inner {
 impl Registry for MdnsRegistry {
     async fn register(&self, service: &Service, opts: RegisterOptions) -> Result<(), Error> {
         for node in &service.nodes {
-            let record = Service {
-                nodes: vec![node.clone()],
-                ..service.clone()
-            };
+            let record = Service { nodes: vec![node.clone()], ..service.clone() };
             let (host, port) = node
                 .address
                 .rsplit_once(':')
@@ -350,10 +320,7 @@ impl Registry for MdnsRegistry {
         for e in state.nodes.values().filter(|e| e.service.name == name) {
             let entry = versions
                 .entry(e.service.version.clone())
-                .or_insert_with(|| Service {
-                    nodes: vec![],
-                    ..e.service.clone()
-                });
+                .or_insert_with(|| Service { nodes: vec![], ..e.service.clone() });
             entry.nodes.extend(e.service.nodes.iter().cloned());
         }
         if versions.is_empty() {
@@ -372,29 +339,16 @@ impl Registry for MdnsRegistry {
         self.inner.settle(None).await;
         let mut state = self.inner.lock();
         state.expire();
-        let mut seen: Vec<(String, String)> = state
-            .nodes
-            .values()
-            .map(|e| (e.service.name.clone(), e.service.version.clone()))
-            .collect();
+        let mut seen: Vec<(String, String)> =
+            state.nodes.values().map(|e| (e.service.name.clone(), e.service.version.clone())).collect();
         seen.sort();
         seen.dedup();
-        Ok(seen
-            .into_iter()
-            .map(|(name, version)| Service {
-                name,
-                version,
-                ..Default::default()
-            })
-            .collect())
+        Ok(seen.into_iter().map(|(name, version)| Service { name, version, ..Default::default() }).collect())
     }
 
     async fn watch(&self, service: Option<&str>) -> Result<Watcher, Error> {
         let (tx, watcher) = Watcher::channel();
-        self.inner
-            .lock()
-            .watchers
-            .push((service.map(str::to_string), tx));
+        self.inner.lock().watchers.push((service.map(str::to_string), tx));
         Ok(watcher)
     }
 
@@ -428,26 +382,14 @@ mod tests {
                         name: format!("Request{i}"),
                         r#type: format!("Request{i}"),
                         values: (0..5)
-                            .map(|f| Value {
-                                name: format!("field_{f}"),
-                                r#type: "string".into(),
-                                values: vec![],
-                            })
+                            .map(|f| Value { name: format!("field_{f}"), r#type: "string".into(), values: vec![] })
                             .collect(),
                     }),
-                    response: Some(Value {
-                        name: "Reply".into(),
-                        r#type: "Reply".into(),
-                        values: vec![],
-                    }),
+                    response: Some(Value { name: "Reply".into(), r#type: "Reply".into(), values: vec![] }),
                     metadata: BTreeMap::from([("stream".into(), (i % 2 == 0).to_string())]),
                 })
                 .collect(),
-            nodes: vec![Node {
-                id: "big-1".into(),
-                address: "127.0.0.1:1234".into(),
-                metadata: BTreeMap::new(),
-            }],
+            nodes: vec![Node { id: "big-1".into(), address: "127.0.0.1:1234".into(), metadata: BTreeMap::new() }],
         }
     }
 
@@ -455,17 +397,10 @@ mod tests {
     fn txt_round_trip_of_a_large_record() {
         let record = big_record();
         let props = encode_txt(&record, Duration::from_secs(60), 7);
-        assert!(
-            props.len() > 5,
-            "a 50-endpoint record spans several TXT entries"
-        );
-        assert!(props
-            .iter()
-            .all(|p| p.key().len() + 1 + p.val().map_or(0, <[u8]>::len) <= 255));
-        let map: HashMap<String, Vec<u8>> = props
-            .iter()
-            .map(|p| (p.key().to_string(), p.val().unwrap_or_default().to_vec()))
-            .collect();
+        assert!(props.len() > 5, "a 50-endpoint record spans several TXT entries");
+        assert!(props.iter().all(|p| p.key().len() + 1 + p.val().map_or(0, <[u8]>::len) <= 255));
+        let map: HashMap<String, Vec<u8>> =
+            props.iter().map(|p| (p.key().to_string(), p.val().unwrap_or_default().to_vec())).collect();
         let (back, ttl) = decode_txt(|k| map.get(k).map(Vec::as_slice)).unwrap();
         assert_eq!((back, ttl), (record, Duration::from_secs(60)));
     }
@@ -474,12 +409,8 @@ mod tests {
     fn malformed_txt_is_an_error() {
         let none = |_: &str| None;
         assert!(decode_txt(none).is_err());
-        let bad: HashMap<&str, &[u8]> =
-            HashMap::from([("v", &b"1"[..]), ("n", &b"1"[..]), ("r0", &b"garbage"[..])]);
-        assert!(decode_txt(|k| bad.get(k).copied())
-            .unwrap_err()
-            .detail
-            .contains("inflate"));
+        let bad: HashMap<&str, &[u8]> = HashMap::from([("v", &b"1"[..]), ("n", &b"1"[..]), ("r0", &b"garbage"[..])]);
+        assert!(decode_txt(|k| bad.get(k).copied()).unwrap_err().detail.contains("inflate"));
         let huge: HashMap<&str, &[u8]> = HashMap::from([("v", &b"1"[..]), ("n", &b"999999"[..])]);
         assert!(decode_txt(|k| huge.get(k).copied()).is_err());
         assert!(instance_name(&"x".repeat(100)).len() <= 63);

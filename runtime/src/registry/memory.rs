@@ -39,11 +39,7 @@ impl Inner {
             if filter.as_deref().is_some_and(|f| f != service.name) {
                 return !tx.is_closed();
             }
-            tx.send(Ok(Event {
-                action,
-                service: service.clone(),
-            }))
-            .is_ok()
+            tx.send(Ok(Event { action, service: service.clone() })).is_ok()
         });
     }
 
@@ -62,10 +58,7 @@ impl Inner {
                     keep
                 });
                 if nodes.len() != before {
-                    gone.push(Service {
-                        nodes: expired,
-                        ..record.clone()
-                    });
+                    gone.push(Service { nodes: expired, ..record.clone() });
                 }
             }
             versions.retain(|_, (_, nodes)| !nodes.is_empty());
@@ -84,15 +77,9 @@ impl Registry for MemoryRegistry {
         inner.expire();
         let expiry = (!opts.ttl.is_zero()).then(|| Instant::now() + opts.ttl);
         let versions = inner.services.entry(service.name.clone()).or_default();
-        let (record, nodes) = versions.entry(service.version.clone()).or_insert_with(|| {
-            (
-                Service {
-                    nodes: vec![],
-                    ..service.clone()
-                },
-                vec![],
-            )
-        });
+        let (record, nodes) = versions
+            .entry(service.version.clone())
+            .or_insert_with(|| (Service { nodes: vec![], ..service.clone() }, vec![]));
         record.endpoints.clone_from(&service.endpoints);
         record.metadata.clone_from(&service.metadata);
         let mut action = Action::Update;
@@ -138,10 +125,7 @@ impl Registry for MemoryRegistry {
         let versions = inner.services.get(name).ok_or_else(|| not_found(name))?;
         let mut out: Vec<Service> = versions
             .values()
-            .map(|(record, nodes)| Service {
-                nodes: nodes.iter().map(|(n, _)| n.clone()).collect(),
-                ..record.clone()
-            })
+            .map(|(record, nodes)| Service { nodes: nodes.iter().map(|(n, _)| n.clone()).collect(), ..record.clone() })
             .collect();
         out.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(out)
@@ -154,11 +138,7 @@ impl Registry for MemoryRegistry {
             .services
             .iter()
             .flat_map(|(name, versions)| {
-                versions.keys().map(move |v| Service {
-                    name: name.clone(),
-                    version: v.clone(),
-                    ..Default::default()
-                })
+                versions.keys().map(move |v| Service { name: name.clone(), version: v.clone(), ..Default::default() })
             })
             .collect();
         out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
@@ -187,11 +167,7 @@ mod tests {
         Service {
             name: "greeter".into(),
             version: "latest".into(),
-            nodes: vec![Node {
-                id: node.into(),
-                address: "127.0.0.1:1".into(),
-                ..Default::default()
-            }],
+            nodes: vec![Node { id: node.into(), address: "127.0.0.1:1".into(), ..Default::default() }],
             ..Default::default()
         }
     }
@@ -200,26 +176,14 @@ mod tests {
     async fn register_watch_deregister_and_expire() {
         let r = MemoryRegistry::new();
         let mut w = r.watch(Some("greeter")).await.unwrap();
-        r.register(&svc("a"), RegisterOptions::default())
-            .await
-            .unwrap();
-        r.register(
-            &svc("b"),
-            RegisterOptions {
-                ttl: Duration::from_millis(50),
-            },
-        )
-        .await
-        .unwrap();
+        r.register(&svc("a"), RegisterOptions::default()).await.unwrap();
+        r.register(&svc("b"), RegisterOptions { ttl: Duration::from_millis(50) }).await.unwrap();
         assert_eq!(r.get_service("greeter").await.unwrap()[0].nodes.len(), 2);
         assert_eq!(w.next().await.unwrap().unwrap().action, Action::Create);
         assert_eq!(w.next().await.unwrap().unwrap().action, Action::Create);
         r.deregister(&svc("a")).await.unwrap();
         let ev = w.next().await.unwrap().unwrap();
-        assert_eq!(
-            (ev.action, ev.service.nodes[0].id.as_str()),
-            (Action::Delete, "a")
-        );
+        assert_eq!((ev.action, ev.service.nodes[0].id.as_str()), (Action::Delete, "a"));
         let deadline = Instant::now() + Duration::from_secs(5);
         while r.get_service("greeter").await.is_ok() {
             assert!(Instant::now() < deadline, "node b never expired");

@@ -221,11 +221,7 @@ mod tests {
                 request: Some(Value {
                     name: "Request".into(),
                     r#type: "Request".into(),
-                    values: vec![Value {
-                        name: "name".into(),
-                        r#type: "string".into(),
-                        values: vec![],
-                    }],
+                    values: vec![Value { name: "name".into(), r#type: "string".into(), values: vec![] }],
                 }),
                 response: None,
                 metadata: BTreeMap::new(),
@@ -234,10 +230,7 @@ mod tests {
             metadata: BTreeMap::new(),
         };
         let json = serde_json::to_string(&svc).unwrap();
-        assert!(
-            json.contains(r#""values":[{"name":"name","type":"string"}]"#),
-            "{json}"
-        );
+        assert!(json.contains(r#""values":[{"name":"name","type":"string"}]"#), "{json}");
         assert_eq!(serde_json::from_str::<Service>(&json).unwrap(), svc);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The first lookup of a service reads the registry and starts a watch on it; watch events keep
 //! the entry current from then on. If the watch breaks, the entry is refreshed by reading again
-//! once it is older than the TTL. While the registry cannot be reached, the last known nodes are
+//! once it is older than the TTL, and an entry with no nodes is always read again. While the
+//! registry cannot be reached, the last known nodes are
 //! served (stale-if-error) and one warning is logged per outage.
 
 use std::collections::{BTreeSet, HashMap};
@@ -46,8 +47,7 @@ fn flatten(records: Vec<Service>) -> Vec<CachedNode> {
     let mut out: Vec<CachedNode> = records
         .into_iter()
         .flat_map(|s| {
-            let endpoints: Arc<BTreeSet<String>> =
-                Arc::new(s.endpoints.iter().map(|e| e.name.clone()).collect());
+            let endpoints: Arc<BTreeSet<String>> = Arc::new(s.endpoints.iter().map(|e| e.name.clone()).collect());
             let version = s.version;
             s.nodes.into_iter().map(move |node| CachedNode {
                 node,
@@ -78,43 +78,33 @@ impl RegistryCache {
     }
 
     fn cached(&self, service: &str) -> Option<Arc<Entry>> {
-        self.entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(service)
-            .cloned()
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(service).cloned()
     }
 
     fn store(&self, service: &str, nodes: Vec<CachedNode>, watched: bool) -> Arc<Entry> {
-        let entry = Arc::new(Entry {
-            nodes,
-            fetched: Instant::now(),
-            watched,
-        });
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(service.to_string(), entry.clone());
+        let entry = Arc::new(Entry { nodes, fetched: Instant::now(), watched });
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), entry.clone());
         entry
     }
 
     /// Forgets a service (its next lookup reads the registry).
     pub fn invalidate(&self, service: &str) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(service);
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(service);
     }
 
     /// The nodes of `service`.
     pub async fn get(self: &Arc<Self>, service: &str) -> Result<Arc<Entry>, Error> {
         let cached = self.cached(service);
         if let Some(e) = &cached {
-            if e.watched && self.is_watching(service) || e.fetched.elapsed() < self.ttl {
+            // An empty entry is read again: a node that registered a moment ago may not have
+            // reached the watch yet.
+            let fresh = e.watched && self.is_watching(service) || e.fetched.elapsed() < self.ttl;
+            if fresh && !e.nodes.is_empty() {
                 return Ok(e.clone());
             }
         }
-        match self.registry.get_service(service).await {
+        let fetched = self.registry.get_service(service).await;
+        match fetched {
             Ok(records) => {
                 self.warned.store(false, Ordering::Relaxed);
                 let watched = self.ensure_watch(service).await;
@@ -153,10 +143,7 @@ impl RegistryCache {
             return false;
         };
         let alive = Arc::new(AtomicBool::new(true));
-        self.watching
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(service.to_string(), alive.clone());
+        self.watching.write().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), alive.clone());
         let weak: Weak<Self> = Arc::downgrade(self);
         let name = service.to_string();
         tokio::spawn(async move {
@@ -180,16 +167,46 @@ impl RegistryCache {
             return;
         };
         let changed: Vec<CachedNode> = flatten(vec![record]);
-        let mut nodes: Vec<CachedNode> = current
-            .nodes
-            .iter()
-            .filter(|n| !changed.iter().any(|c| c.node.id == n.node.id))
-            .cloned()
-            .collect();
+        let mut nodes: Vec<CachedNode> =
+            current.nodes.iter().filter(|n| !changed.iter().any(|c| c.node.id == n.node.id)).cloned().collect();
         if action != Action::Delete {
             nodes.extend(changed);
         }
         nodes.sort_by(|a, b| a.node.id.cmp(&b.node.id));
         self.store(service, nodes, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{MemoryRegistry, RegisterOptions};
+
+    fn svc(id: &str) -> Service {
+        Service {
+            name: "s".into(),
+            version: "latest".into(),
+            nodes: vec![Node { id: id.into(), address: format!("127.0.0.1:{}", id.len()), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    async fn ids(cache: &Arc<RegistryCache>) -> Vec<String> {
+        cache.get("s").await.map(|e| e.nodes.iter().map(|n| n.node.id.clone()).collect()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn follows_the_registry_through_empty_and_back() {
+        let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
+        let cache = RegistryCache::new(registry.clone(), Duration::from_secs(60));
+        registry.register(&svc("a"), RegisterOptions::default()).await.unwrap();
+        assert_eq!(ids(&cache).await, ["a"]);
+        registry.deregister(&svc("a")).await.unwrap();
+        registry.register(&svc("bb"), RegisterOptions::default()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ids(&cache).await != ["bb"] {
+            assert!(Instant::now() < deadline, "cache holds {:?}", ids(&cache).await);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -119,28 +119,14 @@ impl RegistrySelector {
     }
 
     fn is_failed(&self, addr: &str) -> bool {
-        self.failed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(addr)
-            .is_some_and(|until| *until > Instant::now())
+        self.failed.read().unwrap_or_else(|e| e.into_inner()).get(addr).is_some_and(|until| *until > Instant::now())
     }
 
     fn load_of(&self, addr: &str) -> Arc<Load> {
-        if let Some(l) = self
-            .load
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(addr)
-        {
+        if let Some(l) = self.load.read().unwrap_or_else(|e| e.into_inner()).get(addr) {
             return l.clone();
         }
-        self.load
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(addr.to_string())
-            .or_default()
-            .clone()
+        self.load.write().unwrap_or_else(|e| e.into_inner()).entry(addr.to_string()).or_default().clone()
     }
 
     fn least_loaded<'a>(&self, candidates: &[&'a Node]) -> &'a Node {
@@ -150,20 +136,10 @@ impl RegistrySelector {
         }
         let mut b = candidates[fastrand(candidates.len())];
         if std::ptr::eq(a, b) {
-            b = candidates[(candidates
-                .iter()
-                .position(|n| std::ptr::eq(*n, a))
-                .unwrap_or(0)
-                + 1)
-                % candidates.len()];
+            b = candidates[(candidates.iter().position(|n| std::ptr::eq(*n, a)).unwrap_or(0) + 1) % candidates.len()];
         }
         let (la, lb) = (self.load_of(&a.address), self.load_of(&b.address));
-        let key = |l: &Load| {
-            (
-                l.inflight.load(Ordering::Relaxed),
-                l.ewma_us.load(Ordering::Relaxed),
-            )
-        };
+        let key = |l: &Load| (l.inflight.load(Ordering::Relaxed), l.ewma_us.load(Ordering::Relaxed));
         if key(&lb) < key(&la) {
             b
         } else {
@@ -177,52 +153,26 @@ impl Selector for RegistrySelector {
     async fn select(&self, service: &str, filter: &Filter) -> Result<Node, Error> {
         let entry = self.cache.get(service).await?;
         let eligible = |c: &&cache::CachedNode| {
-            filter
-                .version
-                .as_ref()
-                .is_none_or(|want| *want == c.version)
-                && filter
-                    .labels
-                    .iter()
-                    .all(|(k, val)| c.node.metadata.get(k) == Some(val))
-                && filter
-                    .endpoint
-                    .as_ref()
-                    .is_none_or(|ep| c.endpoints.contains(ep))
+            filter.version.as_ref().is_none_or(|want| *want == c.version)
+                && filter.labels.iter().all(|(k, val)| c.node.metadata.get(k) == Some(val))
+                && filter.endpoint.as_ref().is_none_or(|ep| c.endpoints.contains(ep))
                 && !filter.exclude.contains(&c.node.address)
         };
-        let mut candidates: Vec<&Node> = entry
-            .nodes
-            .iter()
-            .filter(eligible)
-            .filter(|c| !self.is_failed(&c.node.address))
-            .map(|c| &c.node)
-            .collect();
+        let mut candidates: Vec<&Node> =
+            entry.nodes.iter().filter(eligible).filter(|c| !self.is_failed(&c.node.address)).map(|c| &c.node).collect();
         if candidates.is_empty() {
             // Every node failed recently: trying one beats failing for sure.
-            candidates = entry
-                .nodes
-                .iter()
-                .filter(eligible)
-                .map(|c| &c.node)
-                .collect();
+            candidates = entry.nodes.iter().filter(eligible).map(|c| &c.node).collect();
         }
         if candidates.is_empty() {
-            return Err(Error::unavailable(
-                "go.micro.client",
-                format!("service {service}: no node available"),
-            ));
+            return Err(Error::unavailable("go.micro.client", format!("service {service}: no node available")));
         }
         let node = match self.strategy {
             Strategy::Random => candidates[fastrand(candidates.len())],
-            Strategy::RoundRobin => {
-                candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
-            }
+            Strategy::RoundRobin => candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()],
             Strategy::LeastLoaded => {
                 let n = self.least_loaded(&candidates);
-                self.load_of(&n.address)
-                    .inflight
-                    .fetch_add(1, Ordering::Relaxed);
+                self.load_of(&n.address).inflight.fetch_add(1, Ordering::Relaxed);
                 n
             }
         };
@@ -232,16 +182,10 @@ impl Selector for RegistrySelector {
     fn mark(&self, service: &str, node: &Node, outcome: Outcome<'_>) {
         if self.strategy == Strategy::LeastLoaded {
             let load = self.load_of(&node.address);
-            let _ = load
-                .inflight
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let _ = load.inflight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             let sample = outcome.elapsed.as_micros().min(u64::MAX as u128) as u64;
             let old = load.ewma_us.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                sample
-            } else {
-                (old * 7 + sample) / 8
-            };
+            let new = if old == 0 { sample } else { (old * 7 + sample) / 8 };
             load.ewma_us.store(new, Ordering::Relaxed);
         }
         match outcome.result {
@@ -253,10 +197,7 @@ impl Selector for RegistrySelector {
                 let _ = service;
             }
             Ok(()) if self.is_failed(&node.address) => {
-                self.failed
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&node.address);
+                self.failed.write().unwrap_or_else(|e| e.into_inner()).remove(&node.address);
             }
             _ => {}
         }
@@ -300,11 +241,7 @@ mod tests {
             let svc = Service {
                 name: "s".into(),
                 version: "latest".into(),
-                nodes: vec![Node {
-                    id: id.into(),
-                    address: addr.into(),
-                    ..Default::default()
-                }],
+                nodes: vec![Node { id: id.into(), address: addr.into(), ..Default::default() }],
                 ..Default::default()
             };
             r.register(&svc, RegisterOptions::default()).await.unwrap();
@@ -320,31 +257,14 @@ mod tests {
         let b = sel.select("s", &f).await.unwrap().address;
         assert_ne!(a, b);
         assert_eq!(sel.select("s", &f).await.unwrap().address, a);
-        let dead = Node {
-            address: a.clone(),
-            ..Default::default()
-        };
+        let dead = Node { address: a.clone(), ..Default::default() };
         let refused = Error::unavailable("go.micro.client", "refused");
-        sel.mark(
-            "s",
-            &dead,
-            Outcome {
-                result: Err(&refused),
-                elapsed: Duration::ZERO,
-            },
-        );
+        sel.mark("s", &dead, Outcome { result: Err(&refused), elapsed: Duration::ZERO });
         for _ in 0..4 {
             assert_eq!(sel.select("s", &f).await.unwrap().address, b);
         }
-        let only_a = Filter {
-            exclude: vec![b.clone()],
-            ..Default::default()
-        };
-        assert_eq!(
-            sel.select("s", &only_a).await.unwrap().address,
-            a,
-            "a failed node beats none"
-        );
+        let only_a = Filter { exclude: vec![b.clone()], ..Default::default() };
+        assert_eq!(sel.select("s", &only_a).await.unwrap().address, a, "a failed node beats none");
         assert_eq!(sel.select("nope", &f).await.unwrap_err().code, 404);
     }
 
@@ -357,34 +277,13 @@ mod tests {
         for _ in 0..10 {
             let n = sel.select("s", &f).await.unwrap();
             assert_ne!(n.address, busy.address);
-            sel.mark(
-                "s",
-                &n,
-                Outcome {
-                    result: Ok(()),
-                    elapsed: Duration::from_millis(1),
-                },
-            );
+            sel.mark("s", &n, Outcome { result: Ok(()), elapsed: Duration::from_millis(1) });
         }
-        sel.mark(
-            "s",
-            &busy,
-            Outcome {
-                result: Ok(()),
-                elapsed: Duration::from_millis(500),
-            },
-        );
+        sel.mark("s", &busy, Outcome { result: Ok(()), elapsed: Duration::from_millis(500) });
         for _ in 0..10 {
             let n = sel.select("s", &f).await.unwrap();
             assert_ne!(n.address, busy.address, "the slow node loses ties");
-            sel.mark(
-                "s",
-                &n,
-                Outcome {
-                    result: Ok(()),
-                    elapsed: Duration::from_millis(1),
-                },
-            );
+            sel.mark("s", &n, Outcome { result: Ok(()), elapsed: Duration::from_millis(1) });
         }
     }
 
@@ -394,10 +293,7 @@ mod tests {
         let v2 = Service {
             name: "s".into(),
             version: "2".into(),
-            endpoints: vec![crate::registry::Endpoint {
-                name: "S.New".into(),
-                ..Default::default()
-            }],
+            endpoints: vec![crate::registry::Endpoint { name: "S.New".into(), ..Default::default() }],
             nodes: vec![Node {
                 id: "c".into(),
                 address: "127.0.0.1:3".into(),
@@ -411,46 +307,16 @@ mod tests {
             let sel = &sel;
             async move { sel.select("s", &f).await.map(|n| n.address) }
         };
+        assert_eq!(only(Filter { version: Some("2".into()), ..Default::default() }).await.unwrap(), "127.0.0.1:3");
         assert_eq!(
-            only(Filter {
-                version: Some("2".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
+            only(Filter { labels: vec![("zone".into(), "x".into())], ..Default::default() }).await.unwrap(),
             "127.0.0.1:3"
         );
-        assert_eq!(
-            only(Filter {
-                labels: vec![("zone".into(), "x".into())],
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-            "127.0.0.1:3"
-        );
-        assert_eq!(
-            only(Filter {
-                endpoint: Some("S.New".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-            "127.0.0.1:3"
-        );
+        assert_eq!(only(Filter { endpoint: Some("S.New".into()), ..Default::default() }).await.unwrap(), "127.0.0.1:3");
         r.deregister(&v2).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while only(Filter {
-            version: Some("2".into()),
-            ..Default::default()
-        })
-        .await
-        .is_ok()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the watch never removed the node"
-            );
+        while only(Filter { version: Some("2".into()), ..Default::default() }).await.is_ok() {
+            assert!(Instant::now() < deadline, "the watch never removed the node");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

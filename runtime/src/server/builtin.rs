@@ -63,21 +63,12 @@ fn proc_status_field(name: &str) -> Option<u64> {
 
 pub(super) fn register(server: &Server) {
     server.handle(
-        Endpoint::new(
-            "Debug.Health",
-            unary(|_: Request<Empty>| async {
-                Ok(HealthResponse {
-                    status: "ok".into(),
-                })
-            }),
-        )
-        .internal(),
+        Endpoint::new("Debug.Health", unary(|_: Request<Empty>| async { Ok(HealthResponse { status: "ok".into() }) }))
+            .internal(),
     );
     let started = server.started();
-    let wall_start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let wall_start =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     server.handle(
         Endpoint::new(
             "Debug.Stats",
@@ -99,20 +90,13 @@ pub(super) fn register(server: &Server) {
             "grpc.health.v1.Health.Check",
             unary(move |req: Request<HealthCheckRequest>| {
                 let known = req.service.is_empty()
-                    || names
-                        .descriptors()
-                        .services()
-                        .iter()
-                        .any(|s| *s == req.service)
+                    || names.descriptors().services().iter().any(|s| *s == req.service)
                     || req.service == names.options().name;
                 async move {
                     if known {
                         Ok(HealthCheckResponse { status: 1 })
                     } else {
-                        Err(Error::not_found(
-                            "",
-                            format!("unknown service {}", req.service),
-                        ))
+                        Err(Error::not_found("", format!("unknown service {}", req.service)))
                     }
                 }
             }),

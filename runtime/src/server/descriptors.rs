@@ -40,11 +40,7 @@ impl DescriptorPool {
         }
         let idx = self.files.len();
         let pkg = file.package();
-        let prefix = if pkg.is_empty() {
-            String::new()
-        } else {
-            format!("{pkg}.")
-        };
+        let prefix = if pkg.is_empty() { String::new() } else { format!("{pkg}.") };
         for (i, m) in file.message_type.iter().enumerate() {
             self.index_message(idx, &prefix, m, vec![i]);
         }
@@ -89,30 +85,27 @@ impl DescriptorPool {
 
     /// Fully qualified names of every service.
     pub fn services(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .files
-            .iter()
-            .flat_map(|f| {
-                let pkg = f.package().to_string();
-                f.service.iter().map(move |s| {
-                    if pkg.is_empty() {
-                        s.name().to_string()
-                    } else {
-                        format!("{pkg}.{}", s.name())
-                    }
+        let mut out: Vec<String> =
+            self.files
+                .iter()
+                .flat_map(|f| {
+                    let pkg = f.package().to_string();
+                    f.service.iter().map(move |s| {
+                        if pkg.is_empty() {
+                            s.name().to_string()
+                        } else {
+                            format!("{pkg}.{}", s.name())
+                        }
+                    })
                 })
-            })
-            .collect();
+                .collect();
         out.sort();
         out.dedup();
         out
     }
 
     /// A file and everything it imports, transitively, each once, the file itself first.
-    pub fn with_dependencies<'a>(
-        &'a self,
-        file: &'a FileDescriptorProto,
-    ) -> Vec<&'a FileDescriptorProto> {
+    pub fn with_dependencies<'a>(&'a self, file: &'a FileDescriptorProto) -> Vec<&'a FileDescriptorProto> {
         let mut out: Vec<&FileDescriptorProto> = vec![];
         let mut queue = vec![file];
         while let Some(f) = queue.pop() {
@@ -140,16 +133,8 @@ impl DescriptorPool {
 
     /// The field tree of a message type, as the registry shows it.
     pub fn value_of(&self, type_name: &str) -> Value {
-        let short = type_name
-            .rsplit('.')
-            .next()
-            .unwrap_or(type_name)
-            .to_string();
-        Value {
-            name: short.clone(),
-            r#type: short,
-            values: self.fields(type_name, 0),
-        }
+        let short = type_name.rsplit('.').next().unwrap_or(type_name).to_string();
+        Value { name: short.clone(), r#type: short, values: self.fields(type_name, 0) }
     }
 
     fn fields(&self, type_name: &str, depth: usize) -> Vec<Value> {
@@ -163,53 +148,24 @@ impl DescriptorPool {
             .iter()
             .map(|f| {
                 let (ty, values) = self.field_type(f, depth);
-                Value {
-                    name: f.name().to_string(),
-                    r#type: ty,
-                    values,
-                }
+                Value { name: f.name().to_string(), r#type: ty, values }
             })
             .collect()
     }
 
-    fn field_type(
-        &self,
-        f: &prost_types::FieldDescriptorProto,
-        depth: usize,
-    ) -> (String, Vec<Value>) {
+    fn field_type(&self, f: &prost_types::FieldDescriptorProto, depth: usize) -> (String, Vec<Value>) {
         let repeated = f.label() == Label::Repeated;
         let (base, values) = match f.r#type() {
             Type::Message => {
                 let tn = f.type_name();
-                if let Some(entry) = self
-                    .message(tn)
-                    .filter(|m| m.options.as_ref().is_some_and(|o| o.map_entry()))
-                {
-                    let k = entry
-                        .field
-                        .first()
-                        .map(|k| self.field_type(k, depth + 1).0)
-                        .unwrap_or_default();
-                    let (v, vals) = entry
-                        .field
-                        .get(1)
-                        .map(|v| self.field_type(v, depth + 1))
-                        .unwrap_or_default();
+                if let Some(entry) = self.message(tn).filter(|m| m.options.as_ref().is_some_and(|o| o.map_entry())) {
+                    let k = entry.field.first().map(|k| self.field_type(k, depth + 1).0).unwrap_or_default();
+                    let (v, vals) = entry.field.get(1).map(|v| self.field_type(v, depth + 1)).unwrap_or_default();
                     return (format!("map[{k}]{v}"), vals);
                 }
-                (
-                    tn.rsplit('.').next().unwrap_or(tn).to_string(),
-                    self.fields(tn, depth + 1),
-                )
+                (tn.rsplit('.').next().unwrap_or(tn).to_string(), self.fields(tn, depth + 1))
             }
-            Type::Enum => (
-                f.type_name()
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                vec![],
-            ),
+            Type::Enum => (f.type_name().rsplit('.').next().unwrap_or_default().to_string(), vec![]),
             other => (scalar_name(other).to_string(), vec![]),
         };
         (if repeated { format!("[]{base}") } else { base }, values)

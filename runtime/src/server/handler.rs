@@ -36,19 +36,11 @@ pub struct Request<T> {
 impl<T> Request<T> {
     /// A request with no metadata and no deadline.
     pub fn new(message: T) -> Self {
-        Request {
-            message,
-            metadata: Metadata::new(),
-            deadline: None,
-        }
+        Request { message, metadata: Metadata::new(), deadline: None }
     }
 
     pub(crate) fn from_parts(message: T, metadata: Metadata, deadline: Option<Instant>) -> Self {
-        Request {
-            message,
-            metadata,
-            deadline,
-        }
+        Request { message, metadata, deadline }
     }
 
     /// The message.
@@ -78,11 +70,7 @@ impl<T> Request<T> {
 
     /// The same request around another message.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
-        Request {
-            message: f(self.message),
-            metadata: self.metadata,
-            deadline: self.deadline,
-        }
+        Request { message: f(self.message), metadata: self.metadata, deadline: self.deadline }
     }
 }
 
@@ -109,11 +97,7 @@ pub struct ServerStream<M> {
 
 impl<M> Clone for ServerStream<M> {
     fn clone(&self) -> Self {
-        ServerStream {
-            tx: self.tx.clone(),
-            codec: self.codec,
-            _m: PhantomData,
-        }
+        ServerStream { tx: self.tx.clone(), codec: self.codec, _m: PhantomData }
     }
 }
 
@@ -193,10 +177,7 @@ where
     fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>> {
         let RawBody::Message(bytes) = req.body else {
             return Box::pin(async {
-                Err(Error::internal_server_error(
-                    "go.micro.server",
-                    "unary handler got a stream",
-                ))
+                Err(Error::internal_server_error("go.micro.server", "unary handler got a stream"))
             });
         };
         let msg = match req.codec.decode::<Req>(&bytes) {
@@ -238,10 +219,7 @@ impl http_body::Body for DrivenBody {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
@@ -284,9 +262,7 @@ pub(crate) async fn with_deadline<T>(
 ) -> Result<T, Error> {
     match deadline {
         None => fut.await,
-        Some(d) => tokio::time::timeout_at(d.into(), fut)
-            .await
-            .unwrap_or_else(|_| Err(deadline_error())),
+        Some(d) => tokio::time::timeout_at(d.into(), fut).await.unwrap_or_else(|_| Err(deadline_error())),
     }
 }
 
@@ -298,27 +274,15 @@ where
 {
     let (tx, rx) = mpsc::channel(16);
     let deadline = req.deadline;
-    let stream = ServerStream {
-        tx,
-        codec: req.codec,
-        _m: PhantomData,
-    };
+    let stream = ServerStream { tx, codec: req.codec, _m: PhantomData };
     let fut = start(req, stream);
-    Body::boxed(DrivenBody {
-        fut: Some(Box::pin(with_deadline(deadline, fut))),
-        rx,
-        status: None,
-        done: false,
-    })
+    Body::boxed(DrivenBody { fut: Some(Box::pin(with_deadline(deadline, fut))), rx, status: None, done: false })
 }
 
 fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, Error> {
     match std::mem::replace(&mut req.body, RawBody::Message(Bytes::new())) {
         RawBody::Stream(body) => Ok(Streaming::server(body, req.codec, req.max_message_size)),
-        RawBody::Message(_) => Err(Error::bad_request(
-            "go.micro.server",
-            "streaming endpoints need gRPC",
-        )),
+        RawBody::Message(_) => Err(Error::bad_request("go.micro.server", "streaming endpoints need gRPC")),
     }
 }
 
@@ -381,11 +345,7 @@ where
         let f = self.0.f.clone();
         let incoming = request_stream::<Req>(&mut req);
         driven(req, move |req, stream| async move {
-            f(
-                Request::from_parts(incoming?, req.metadata, req.deadline),
-                stream,
-            )
-            .await
+            f(Request::from_parts(incoming?, req.metadata, req.deadline), stream).await
         })
     }
 }
@@ -394,13 +354,7 @@ fn kinded<K: 'static, F, Req: Message, Resp: Message>(f: F) -> Handler
 where
     Kinded<K, F, Req, Resp>: StreamHandler,
 {
-    Handler::Stream(Arc::new(Kinded::<K, F, Req, Resp>(
-        StreamFn {
-            f: Arc::new(f),
-            _m: PhantomData,
-        },
-        PhantomData,
-    )))
+    Handler::Stream(Arc::new(Kinded::<K, F, Req, Resp>(StreamFn { f: Arc::new(f), _m: PhantomData }, PhantomData)))
 }
 
 /// A server-streaming endpoint: one request in, replies sent on the [`ServerStream`].

@@ -26,8 +26,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 pub use handler::{
-    bidi_stream, client_stream, server_stream, unary, Handler, RawBody, RawRequest, Request,
-    ServerStream, StreamHandler, UnaryHandler,
+    bidi_stream, client_stream, server_stream, unary, Handler, RawBody, RawRequest, Request, ServerStream,
+    StreamHandler, UnaryHandler,
 };
 pub use subscriber::{register_struct_subscriber, register_subscriber, Handle, Subscriber};
 pub use wrapper::{HandlerWrapper, TracingWrapper};
@@ -158,9 +158,7 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("name", &self.options().name)
-            .finish()
+        f.debug_struct("Server").field("name", &self.options().name).finish()
     }
 }
 
@@ -195,11 +193,7 @@ impl Server {
 
     /// The options in force.
     pub fn options(&self) -> ServerOptions {
-        self.shared
-            .opts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.opts.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Changes options; takes effect at the next start.
@@ -213,11 +207,7 @@ impl Server {
 
     /// Adds an endpoint (replacing one of the same name).
     pub fn handle(&self, endpoint: Endpoint) {
-        let mut eps = self
-            .shared
-            .endpoints
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut eps = self.shared.endpoints.write().unwrap_or_else(|e| e.into_inner());
         eps.retain(|e| e.name != endpoint.name);
         eps.push(endpoint);
     }
@@ -225,11 +215,7 @@ impl Server {
     /// Adds an encoded `FileDescriptorSet` (generated code embeds one per proto package), used for
     /// endpoint field trees and server reflection.
     pub fn add_descriptors(&self, encoded_set: &[u8]) {
-        let mut pool = self
-            .shared
-            .descriptors
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.shared.descriptors.write().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = pool.add_encoded(encoded_set) {
             tracing::warn!(error = %e, "ignoring an invalid file descriptor set");
         }
@@ -253,35 +239,19 @@ impl Server {
 
     /// Wraps every handler (applied at start, innermost first).
     pub fn wrap(&self, wrapper: impl HandlerWrapper) {
-        self.shared
-            .wrappers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(wrapper));
+        self.shared.wrappers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(wrapper));
     }
 
     /// Names of the registered endpoints (internal ones included).
     pub fn endpoint_names(&self) -> Vec<String> {
-        let eps = self
-            .shared
-            .endpoints
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
         eps.iter().map(|e| e.name.clone()).collect()
     }
 
     /// The advertised endpoints as registry records, with their field trees.
     pub fn registry_endpoints(&self) -> Vec<registry::Endpoint> {
-        let eps = self
-            .shared
-            .endpoints
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        let pool = self
-            .shared
-            .descriptors
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        let pool = self.shared.descriptors.read().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<registry::Endpoint> = eps
             .iter()
             .filter(|e| !e.internal)
@@ -309,13 +279,8 @@ impl Server {
         out
     }
 
-    pub(crate) fn descriptors(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, descriptors::DescriptorPool> {
-        self.shared
-            .descriptors
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn descriptors(&self) -> std::sync::RwLockReadGuard<'_, descriptors::DescriptorPool> {
+        self.shared.descriptors.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn started(&self) -> Instant {
@@ -329,54 +294,30 @@ impl Server {
         let serving = transport::serve(&opts.address, dispatcher, &opts.serve)?;
         let addr = serving.local_addr();
         tracing::info!(service = %opts.name, "listening on {addr}");
-        *self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(serving);
+        *self.shared.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(serving);
         Ok(addr)
     }
 
     /// The address the running server listens on.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        self.shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|s| s.local_addr())
+        self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.local_addr())
     }
 
     /// Stops accepting connections and waits (up to the grace period) for in-flight requests.
     pub async fn stop(&self) {
-        let serving = self
-            .shared
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let serving = self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(serving) = serving {
             let grace = self.options().grace_period;
             let cut = serving.shutdown(grace).await;
             if cut > 0 {
-                tracing::warn!(
-                    "closed {cut} connections still busy after the {grace:?} grace period"
-                );
+                tracing::warn!("closed {cut} connections still busy after the {grace:?} grace period");
             }
         }
     }
 
     fn dispatcher(&self, opts: &ServerOptions) -> Dispatcher {
-        let eps = self
-            .shared
-            .endpoints
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        let wrappers = self
-            .shared
-            .wrappers
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        let wrappers = self.shared.wrappers.read().unwrap_or_else(|e| e.into_inner());
         let mut routes = HashMap::new();
         for ep in eps.iter() {
             let mut handler = ep.handler.clone();
@@ -391,16 +332,11 @@ impl Server {
                 keys.push(p.clone());
             }
             for k in keys {
-                routes
-                    .entry(k.into_boxed_str())
-                    .or_insert_with(|| handler.clone());
+                routes.entry(k.into_boxed_str()).or_insert_with(|| handler.clone());
             }
         }
-        Dispatcher {
-            routes,
-            id: opts.name.clone(),
-            max_message_size: opts.max_message_size,
-        }
+        let inbox = self.shared.inbox.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Dispatcher { routes, id: opts.name.clone(), max_message_size: opts.max_message_size, inbox }
     }
 }
 
@@ -408,47 +344,31 @@ struct Dispatcher {
     routes: HashMap<Box<str>, Handler>,
     id: String,
     max_message_size: usize,
+    inbox: Option<SharedBroker>,
 }
 
 fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
-    let timeout = headers
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(grpc::parse_timeout)
-        .or_else(|| {
-            headers
-                .get("timeout")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| crate::options::parse_duration(v).ok())
+    let timeout =
+        headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc::parse_timeout).or_else(|| {
+            headers.get("timeout").and_then(|v| v.to_str().ok()).and_then(|v| crate::options::parse_duration(v).ok())
         })?;
     Some(Instant::now() + timeout)
 }
 
 /// The reply to a failed request, in the request's protocol.
-pub(crate) fn error_response(
-    protocol: Protocol,
-    codec: Codec,
-    err: &Error,
-) -> http::Response<Body> {
+pub(crate) fn error_response(protocol: Protocol, codec: Codec, err: &Error) -> http::Response<Body> {
     match protocol {
         Protocol::Grpc => {
             let mut resp = http::Response::new(Body::empty());
             let h = resp.headers_mut();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static(codec.content_type(protocol)),
-            );
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
             grpc::status_headers(Err(err), h);
             resp
         }
         Protocol::Http => {
             let mut resp = http::Response::new(Body::full(err.to_json()));
-            *resp.status_mut() =
-                StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            *resp.status_mut() = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
     }
@@ -460,7 +380,13 @@ impl Dispatcher {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, self.max_message_size).collect().await {
             Ok(c) => c.to_bytes(),
-            Err(_) => return self.error(Protocol::Http, Codec::Json, grpc::too_large(self.max_message_size + 1, self.max_message_size)),
+            Err(_) => {
+                return self.error(
+                    Protocol::Http,
+                    Codec::Json,
+                    grpc::too_large(self.max_message_size + 1, self.max_message_size),
+                )
+            }
         };
         let mut header = std::collections::BTreeMap::new();
         for (k, v) in &parts.headers {
@@ -502,17 +428,9 @@ impl Dispatch for Dispatcher {
                     return self.deliver(broker.clone(), topic, req).await;
                 }
             }
-            let ct = req
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let Some((codec, protocol)) = Codec::from_content_type(ct) else {
-                let protocol = if ct.starts_with("application/grpc") {
-                    Protocol::Grpc
-                } else {
-                    Protocol::Http
-                };
+                let protocol = if ct.starts_with("application/grpc") { Protocol::Grpc } else { Protocol::Http };
                 let detail = if ct.is_empty() {
                     "missing Content-Type (use application/json, application/protobuf or application/grpc)".to_string()
                 } else {
@@ -524,23 +442,14 @@ impl Dispatch for Dispatcher {
                 return self.error(
                     protocol,
                     codec,
-                    Error::method_not_allowed(
-                        "",
-                        format!("{} is not allowed; use POST", req.method()),
-                    ),
+                    Error::method_not_allowed("", format!("{} is not allowed; use POST", req.method())),
                 );
             }
             let Some(handler) = self.routes.get(req.uri().path()).cloned() else {
                 return self.error(
                     protocol,
                     codec,
-                    Error::not_found(
-                        "",
-                        format!(
-                            "unknown endpoint {}",
-                            req.uri().path().trim_start_matches('/')
-                        ),
-                    ),
+                    Error::not_found("", format!("unknown endpoint {}", req.uri().path().trim_start_matches('/'))),
                 );
             };
             let (parts, body) = req.into_parts();
@@ -548,8 +457,7 @@ impl Dispatch for Dispatcher {
             let metadata = Metadata::from_headers(parts.headers);
             match handler {
                 Handler::Unary(h) => {
-                    let limit =
-                        self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
+                    let limit = self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
                     let bytes = match Limited::new(body, limit).collect().await {
                         Ok(c) => c.to_bytes(),
                         Err(e) => {
@@ -594,10 +502,8 @@ impl Dispatch for Dispatcher {
                         body: RawBody::Stream(body),
                     };
                     let mut resp = http::Response::new(h.call(raw));
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        HeaderValue::from_static(codec.content_type(protocol)),
-                    );
+                    resp.headers_mut()
+                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
                     resp
                 }
             }
@@ -629,9 +535,6 @@ fn ok_response(protocol: Protocol, codec: Codec, reply: Bytes) -> http::Response
         Protocol::Http => Body::full(reply),
     };
     let mut resp = http::Response::new(body);
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(codec.content_type(protocol)),
-    );
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
     resp
 }

@@ -138,27 +138,17 @@ pub struct ErrorResponse {
     pub error_message: String,
 }
 
-const BUILTIN_SERVICES: [&str; 3] = [
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-];
+const BUILTIN_SERVICES: [&str; 3] =
+    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 fn answer(server: &Server, req: &ReflectionRequest) -> ReflectionAnswer {
     let pool = server.descriptors();
     let not_found = |what: String| {
-        ReflectionAnswer::ErrorResponse(ErrorResponse {
-            error_code: 5,
-            error_message: format!("{what} not found"),
-        })
+        ReflectionAnswer::ErrorResponse(ErrorResponse { error_code: 5, error_message: format!("{what} not found") })
     };
     let files = |f: &prost_types::FileDescriptorProto| {
         ReflectionAnswer::FileDescriptorResponse(FileDescriptorResponse {
-            file_descriptor_proto: pool
-                .with_dependencies(f)
-                .into_iter()
-                .map(|f| f.encode_to_vec())
-                .collect(),
+            file_descriptor_proto: pool.with_dependencies(f).into_iter().map(|f| f.encode_to_vec()).collect(),
         })
     };
     match &req.message_request {
@@ -166,10 +156,7 @@ fn answer(server: &Server, req: &ReflectionRequest) -> ReflectionAnswer {
             let mut names = pool.services();
             names.extend(BUILTIN_SERVICES.iter().map(|s| s.to_string()));
             ReflectionAnswer::ListServicesResponse(ListServiceResponse {
-                service: names
-                    .into_iter()
-                    .map(|name| ServiceResponse { name })
-                    .collect(),
+                service: names.into_iter().map(|name| ServiceResponse { name }).collect(),
             })
         }
         Some(ReflectionQuery::FileByFilename(name)) => match pool.file_by_name(name) {
@@ -180,10 +167,9 @@ fn answer(server: &Server, req: &ReflectionRequest) -> ReflectionAnswer {
             Some(f) => files(f),
             None => not_found(format!("symbol {sym}")),
         },
-        Some(ReflectionQuery::FileContainingExtension(ext)) => not_found(format!(
-            "extension {}({})",
-            ext.containing_type, ext.extension_number
-        )),
+        Some(ReflectionQuery::FileContainingExtension(ext)) => {
+            not_found(format!("extension {}({})", ext.containing_type, ext.extension_number))
+        }
         Some(ReflectionQuery::AllExtensionNumbersOfType(t)) => {
             ReflectionAnswer::AllExtensionNumbersResponse(ExtensionNumberResponse {
                 base_type_name: t.clone(),
@@ -201,8 +187,7 @@ pub(super) fn register(server: &Server) {
     for version in ["v1", "v1alpha"] {
         let srv = server.clone();
         let handler = bidi_stream(
-            move |mut req: Request<Streaming<ReflectionRequest>>,
-                  out: ServerStream<ReflectionResponse>| {
+            move |mut req: Request<Streaming<ReflectionRequest>>, out: ServerStream<ReflectionResponse>| {
                 let srv = srv.clone();
                 async move {
                     while let Some(q) = req.get_mut().message().await? {
@@ -219,14 +204,9 @@ pub(super) fn register(server: &Server) {
             },
         );
         server.handle(
-            Endpoint::new(
-                format!("grpc.reflection.{version}.ServerReflection.ServerReflectionInfo"),
-                handler,
-            )
-            .path(format!(
-                "/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
-            ))
-            .internal(),
+            Endpoint::new(format!("grpc.reflection.{version}.ServerReflection.ServerReflectionInfo"), handler)
+                .path(format!("/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"))
+                .internal(),
         );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Request, Server};
 use crate::broker::{self, Event, SubscribeOptions, CONTENT_TYPE_HEADER};
-use crate::codec::{Codec, Message};
+use crate::codec::{Codec, Described, Message};
 use crate::metadata::Metadata;
 use crate::Error;
 
@@ -40,6 +40,12 @@ impl Subscriber {
             options: SubscribeOptions::default(),
             handler,
         }
+    }
+
+    /// Sets the protobuf type of the message (`package.Message`), for its field tree.
+    pub fn message_type(mut self, full_name: impl Into<String>) -> Self {
+        self.message_type = Some(full_name.into());
+        self
     }
 
     /// Joins a queue group: the group gets each message once.
@@ -72,7 +78,8 @@ fn decode<M: Message>(event: &Event) -> Result<Request<M>, Error> {
     Ok(Request::from_parts(message, metadata, None))
 }
 
-fn typed<M, F, Fut>(f: F) -> broker::Handler
+/// A broker handler that decodes each message into `M` and runs `f` (for [`Subscriber::new`]).
+pub fn typed<M, F, Fut>(f: F) -> broker::Handler
 where
     M: Message,
     F: Fn(Request<M>) -> Fut + Send + Sync + 'static,
@@ -95,20 +102,19 @@ fn short_type_name<T: ?Sized>() -> String {
 /// Subscribes the async function `f` to `topic`; its endpoint is `Func`.
 pub fn register_subscriber<M, F, Fut>(server: &Server, topic: &str, f: F)
 where
-    M: Message + prost::Name,
+    M: Message + prost::Name + Described,
     F: Fn(Request<M>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Error>> + Send + 'static,
 {
-    let mut sub = Subscriber::new(topic, "Func", typed(f));
-    sub.message_type = Some(M::full_name());
-    server.subscribe(sub);
+    server.add_descriptors(M::file_descriptor_set());
+    server.subscribe(Subscriber::new(topic, "Func", typed(f)).message_type(M::full_name()));
 }
 
 /// Subscribes `handler` (a struct implementing [`Handle`]) to `topic`; its endpoint is
 /// `Type.Handle`.
 pub fn register_struct_subscriber<M, H>(server: &Server, topic: &str, handler: H)
 where
-    M: Message + prost::Name,
+    M: Message + prost::Name + Described,
     H: Handle<M>,
 {
     let name = format!("{}.Handle", short_type_name::<H>());
@@ -122,6 +128,7 @@ where
         }),
     );
     sub.message_type = Some(M::full_name());
+    server.add_descriptors(M::file_descriptor_set());
     server.subscribe(sub);
 }
 

@@ -75,14 +75,8 @@ impl HandlerWrapper for TracingWrapper {
     fn wrap(&self, endpoint: &Endpoint, inner: Handler) -> Handler {
         let name: Arc<str> = endpoint.name.as_str().into();
         match inner {
-            Handler::Unary(inner) => Handler::Unary(Arc::new(TracedUnary {
-                endpoint: name,
-                inner,
-            })),
-            Handler::Stream(inner) => Handler::Stream(Arc::new(TracedStream {
-                endpoint: name,
-                inner,
-            })),
+            Handler::Unary(inner) => Handler::Unary(Arc::new(TracedUnary { endpoint: name, inner })),
+            Handler::Stream(inner) => Handler::Stream(Arc::new(TracedStream { endpoint: name, inner })),
         }
     }
 }

@@ -29,31 +29,23 @@ enum Kind {
 impl Body {
     /// A body with nothing in it.
     pub fn empty() -> Self {
-        Body {
-            kind: Kind::Once(None, None),
-        }
+        Body { kind: Kind::Once(None, None) }
     }
 
     /// A body of one buffer.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
-        Body {
-            kind: Kind::Once((!data.is_empty()).then_some(data), None),
-        }
+        Body { kind: Kind::Once((!data.is_empty()).then_some(data), None) }
     }
 
     /// A body of one buffer followed by trailers.
     pub fn with_trailers(data: Option<Bytes>, trailers: HeaderMap) -> Self {
-        Body {
-            kind: Kind::Once(data, Some(trailers)),
-        }
+        Body { kind: Kind::Once(data, Some(trailers)) }
     }
 
     /// A body fed by a channel of frames; it ends when every sender is dropped.
     pub fn channel(rx: mpsc::Receiver<Frame<Bytes>>) -> Self {
-        Body {
-            kind: Kind::Channel(rx),
-        }
+        Body { kind: Kind::Channel(rx) }
     }
 
     /// Any other body.
@@ -61,9 +53,7 @@ impl Body {
     where
         B: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
     {
-        Body {
-            kind: Kind::Boxed(Box::pin(body)),
-        }
+        Body { kind: Kind::Boxed(Box::pin(body)) }
     }
 }
 
@@ -71,17 +61,11 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match &mut self.kind {
-            Kind::Once(data, trailers) => Poll::Ready(
-                data.take()
-                    .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
-                    .map(Ok),
-            ),
+            Kind::Once(data, trailers) => {
+                Poll::Ready(data.take().map(Frame::data).or_else(|| trailers.take().map(Frame::trailers)).map(Ok))
+            }
             Kind::Channel(rx) => rx.poll_recv(cx).map(|f| f.map(Ok)),
             Kind::Boxed(b) => b.as_mut().poll_frame(cx),
         }

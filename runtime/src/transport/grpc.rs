@@ -68,12 +68,7 @@ fn check_header(header: &[u8], max: usize) -> Result<usize, Error> {
                 "compressed gRPC messages are not supported (send grpc-encoding identity)",
             ))
         }
-        f => {
-            return Err(Error::bad_request(
-                "go.micro.transport",
-                format!("malformed gRPC frame: flag byte {f}"),
-            ))
-        }
+        f => return Err(Error::bad_request("go.micro.transport", format!("malformed gRPC frame: flag byte {f}"))),
     }
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if len > max {
@@ -84,10 +79,7 @@ fn check_header(header: &[u8], max: usize) -> Result<usize, Error> {
 
 /// The error for a message over the size limit.
 pub fn too_large(len: usize, max: usize) -> Error {
-    Error::too_large(
-        "go.micro.transport",
-        format!("message of {len} bytes is larger than the limit of {max} bytes"),
-    )
+    Error::too_large("go.micro.transport", format!("message of {len} bytes is larger than the limit of {max} bytes"))
 }
 
 /// Takes exactly one gRPC message out of a whole unary body.
@@ -95,21 +87,14 @@ pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
     if body.len() < 5 {
         return Err(Error::bad_request(
             "go.micro.transport",
-            if body.is_empty() {
-                "missing gRPC message".to_string()
-            } else {
-                "truncated gRPC frame".to_string()
-            },
+            if body.is_empty() { "missing gRPC message".to_string() } else { "truncated gRPC frame".to_string() },
         ));
     }
     let len = check_header(&body[..5], max)?;
     if body.len() != 5 + len {
         return Err(Error::bad_request(
             "go.micro.transport",
-            format!(
-                "gRPC frame says {len} bytes but the body has {}",
-                body.len() - 5
-            ),
+            format!("gRPC frame says {len} bytes but the body has {}", body.len() - 5),
         ));
     }
     body.advance(5);
@@ -171,11 +156,7 @@ pub fn status_headers(result: Result<(), &Error>, headers: &mut HeaderMap) {
 /// Reads a gRPC status from trailers or trailers-only headers; `None` if no status is present.
 pub fn status_from_headers(headers: &HeaderMap, peer: &str) -> Option<Result<(), Error>> {
     let status = headers.get("grpc-status")?;
-    let code = status
-        .to_str()
-        .ok()
-        .and_then(|s| s.parse::<i32>().ok())
-        .unwrap_or(2);
+    let code = status.to_str().ok().and_then(|s| s.parse::<i32>().ok()).unwrap_or(2);
     if code == 0 {
         return Some(Ok(()));
     }
@@ -194,8 +175,7 @@ pub fn status_from_headers(headers: &HeaderMap, peer: &str) -> Option<Result<(),
 }
 
 /// The response of a streaming call: its body, `None` for a trailers-only success, or its error.
-pub(crate) type ResponseFuture =
-    futures_util::future::BoxFuture<'static, Result<Option<hyper::body::Incoming>, Error>>;
+pub(crate) type ResponseFuture = futures_util::future::BoxFuture<'static, Result<Option<hyper::body::Incoming>, Error>>;
 
 /// A typed stream of messages read from an HTTP body of gRPC frames.
 ///
@@ -213,9 +193,7 @@ pub struct Streaming<M> {
 
 impl<M> std::fmt::Debug for Streaming<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Streaming")
-            .field("codec", &self.codec)
-            .finish()
+        f.debug_struct("Streaming").field("codec", &self.codec).finish()
     }
 }
 
@@ -249,9 +227,7 @@ impl<M: Decode> Streaming<M> {
 
     /// The next message; `Ok(None)` at the clean end of the stream.
     pub async fn message(&mut self) -> Result<Option<M>, Error> {
-        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
-            .await
-            .transpose()
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await.transpose()
     }
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<M, Error>>> {
@@ -290,15 +266,8 @@ impl<M: Decode> Streaming<M> {
                 },
                 Some(Err(e)) => {
                     self.body = None;
-                    let id = self
-                        .peer
-                        .clone()
-                        .unwrap_or_else(|| "go.micro.server".into());
-                    return Poll::Ready(Some(Err(Error::new(
-                        id,
-                        499,
-                        format!("stream broken: {e}"),
-                    ))));
+                    let id = self.peer.clone().unwrap_or_else(|| "go.micro.server".into());
+                    return Poll::Ready(Some(Err(Error::new(id, 499, format!("stream broken: {e}")))));
                 }
                 None => {
                     self.body = None;
@@ -349,31 +318,13 @@ mod tests {
         d.push(Bytes::from_static(&[0, 0, 0, 0, 2, b'h']));
         assert_eq!(d.next_message(10).unwrap(), None);
         d.push(Bytes::from_static(&[b'i', 0, 0, 0, 0, 0]));
-        assert_eq!(
-            d.next_message(10).unwrap().unwrap(),
-            Bytes::from_static(b"hi")
-        );
+        assert_eq!(d.next_message(10).unwrap().unwrap(), Bytes::from_static(b"hi"));
         assert_eq!(d.next_message(10).unwrap().unwrap(), Bytes::new());
         d.push(Bytes::from_static(&[0, 0, 0, 1, 0]));
         assert_eq!(d.next_message(10).unwrap_err().code, 413);
-        assert_eq!(
-            unframe_one(Bytes::from_static(&[0, 0, 0]), 10)
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10)
-                .unwrap_err()
-                .code,
-            400
-        );
-        assert_eq!(
-            unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10)
-                .unwrap_err()
-                .code,
-            501
-        );
+        assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0]), 10).unwrap_err().code, 400);
+        assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10).unwrap_err().code, 400);
+        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 501);
     }
 
     #[test]
@@ -385,9 +336,6 @@ mod tests {
         assert_eq!(status_from_headers(&h, "peer").unwrap().unwrap_err(), err);
         h.remove("micro-error");
         let e = status_from_headers(&h, "peer").unwrap().unwrap_err();
-        assert_eq!(
-            (e.code, e.detail.as_str(), e.id.as_str()),
-            (404, "no user ünïcode 100%", "peer")
-        );
+        assert_eq!((e.code, e.detail.as_str(), e.id.as_str()), (404, "no user ünïcode 100%", "peer"));
     }
 }

@@ -111,9 +111,7 @@ impl Serving {
         let cut = self.connections();
         let _ = self.stop.send(true);
         let threads = std::mem::take(&mut self.threads);
-        let _ =
-            tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
-                .await;
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
         cut
     }
 }
@@ -125,25 +123,13 @@ impl Drop for Serving {
 }
 
 /// Binds `addr` and serves it with `dispatch`.
-pub fn serve<D: Dispatch>(
-    addr: &str,
-    dispatch: Arc<D>,
-    opts: &ServeOptions,
-) -> Result<Serving, Error> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        Error::internal_server_error("go.micro.server", format!("cannot listen on {addr}: {e}"))
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
-    let workers = if opts.workers == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.workers
-    };
+pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> Result<Serving, Error> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::internal_server_error("go.micro.server", format!("cannot listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+    let local = listener.local_addr().map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+    let workers =
+        if opts.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.workers };
     let (graceful, graceful_rx) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
     let tracker = Arc::new(Tracker::default());
@@ -163,11 +149,7 @@ pub fn serve<D: Dispatch>(
         let graceful_rx = graceful_rx.clone();
         let mut stop_rx = stop_rx.clone();
         let tracker = tracker.clone();
-        let acceptor = if i == 0 {
-            listener.take().map(|l| (l, senders.clone()))
-        } else {
-            None
-        };
+        let acceptor = if i == 0 { listener.take().map(|l| (l, senders.clone())) } else { None };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -201,13 +183,7 @@ pub fn serve<D: Dispatch>(
             .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
         threads.push(thread);
     }
-    Ok(Serving {
-        addr: local,
-        graceful,
-        stop,
-        tracker,
-        threads,
-    })
+    Ok(Serving { addr: local, graceful, stop, tracker, threads })
 }
 
 async fn accept(
@@ -295,13 +271,7 @@ impl Pool {
         if let Some(c) = self.cached(addr) {
             return Ok(c);
         }
-        let lock = self
-            .connecting
-            .lock()
-            .await
-            .entry(addr.to_string())
-            .or_default()
-            .clone();
+        let lock = self.connecting.lock().await.entry(addr.to_string()).or_default().clone();
         let _held = lock.lock().await;
         if let Some(c) = self.cached(addr) {
             return Ok(c);
@@ -309,19 +279,13 @@ impl Pool {
         let sender = tokio::time::timeout(timeout, connect(addr))
             .await
             .map_err(|_| unavailable(addr, "connect timed out"))??;
-        self.conns
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(addr.to_string(), sender.clone());
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string(), sender.clone());
         Ok(sender)
     }
 
     /// Forgets the connection to `addr` (after it failed).
     pub fn forget(&self, addr: &str) {
-        self.conns
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(addr);
+        self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
     }
 
     /// Sends a request on the pooled connection to `addr`.
@@ -347,9 +311,7 @@ fn unavailable(addr: &str, what: &str) -> Error {
 }
 
 async fn connect(addr: &str) -> Result<SendRequest<Body>, Error> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| unavailable(addr, &format!("connect: {e}")))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| unavailable(addr, &format!("connect: {e}")))?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())

@@ -5,6 +5,16 @@ pub struct PingRequest {
     #[prost(string, tag = "1")]
     pub payload: ::micro::__private::prost::alloc::string::String,
 }
+impl ::micro::__private::prost::Name for PingRequest {
+    const NAME: &'static str = "PingRequest";
+    const PACKAGE: &'static str = "pinger";
+    fn full_name() -> ::micro::__private::prost::alloc::string::String {
+        "pinger.PingRequest".into()
+    }
+    fn type_url() -> ::micro::__private::prost::alloc::string::String {
+        "/pinger.PingRequest".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
 #[prost(prost_path = "::micro::__private::prost")]
 pub struct Pong {
@@ -12,6 +22,16 @@ pub struct Pong {
     pub payload: ::micro::__private::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
     pub seq: u64,
+}
+impl ::micro::__private::prost::Name for Pong {
+    const NAME: &'static str = "Pong";
+    const PACKAGE: &'static str = "pinger";
+    fn full_name() -> ::micro::__private::prost::alloc::string::String {
+        "pinger.Pong".into()
+    }
+    fn type_url() -> ::micro::__private::prost::alloc::string::String {
+        "/pinger.Pong".into()
+    }
 }
 #[allow(unused_imports)]
 use ::micro::__private::pbjson;
@@ -235,6 +255,16 @@ impl<'de> serde::Deserialize<'de> for Pong {
 /// The encoded descriptors of this package and its imports (for reflection and
 /// endpoint field trees).
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xB0\x01\n\x0Cpinger.proto\x12\x06pinger\"'\n\x0BPingRequest\x12\x18\n\x07payload\x18\x01 \x01(\tR\x07payload\"2\n\x04Pong\x12\x18\n\x07payload\x18\x01 \x01(\tR\x07payload\x12\x10\n\x03seq\x18\x02 \x01(\x04R\x03seq23\n\x06Pinger\x12)\n\x04Ping\x12\x13.pinger.PingRequest\x1A\x0C.pinger.Pongb\x06proto3";
+impl ::micro::codec::Described for PingRequest {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
+    }
+}
+impl ::micro::codec::Described for Pong {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
+    }
+}
 /// Client of `pinger.Pinger`.
 ///
 /// Answers pings.

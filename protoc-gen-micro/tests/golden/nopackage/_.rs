@@ -5,11 +5,31 @@ pub struct PingRequest {
     #[prost(string, tag = "1")]
     pub payload: ::micro::__private::prost::alloc::string::String,
 }
+impl ::micro::__private::prost::Name for PingRequest {
+    const NAME: &'static str = "PingRequest";
+    const PACKAGE: &'static str = "";
+    fn full_name() -> ::micro::__private::prost::alloc::string::String {
+        "PingRequest".into()
+    }
+    fn type_url() -> ::micro::__private::prost::alloc::string::String {
+        "/PingRequest".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
 #[prost(prost_path = "::micro::__private::prost")]
 pub struct PingReply {
     #[prost(string, tag = "1")]
     pub payload: ::micro::__private::prost::alloc::string::String,
+}
+impl ::micro::__private::prost::Name for PingReply {
+    const NAME: &'static str = "PingReply";
+    const PACKAGE: &'static str = "";
+    fn full_name() -> ::micro::__private::prost::alloc::string::String {
+        "PingReply".into()
+    }
+    fn type_url() -> ::micro::__private::prost::alloc::string::String {
+        "/PingReply".into()
+    }
 }
 #[allow(unused_imports)]
 use ::micro::__private::pbjson;
@@ -216,6 +236,16 @@ impl<'de> serde::Deserialize<'de> for PingRequest {
 /// The encoded descriptors of this package and its imports (for reflection and
 /// endpoint field trees).
 pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\x9A\x01\n\x16corpus/nopackage.proto\"'\n\x0BPingRequest\x12\x18\n\x07payload\x18\x01 \x01(\tR\x07payload\"%\n\tPingReply\x12\x18\n\x07payload\x18\x01 \x01(\tR\x07payload2(\n\x04Bare\x12 \n\x04Ping\x12\x0C.PingRequest\x1A\n.PingReplyb\x06proto3";
+impl ::micro::codec::Described for PingRequest {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
+    }
+}
+impl ::micro::codec::Described for PingReply {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
+    }
+}
 /// Client of `Bare`.
 ///
 /// A file without a package.

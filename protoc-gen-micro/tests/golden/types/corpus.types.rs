@@ -90,6 +90,16 @@ pub mod everything {
             }
         }
     }
+    impl ::micro::__private::prost::Name for Inner {
+        const NAME: &'static str = "Inner";
+        const PACKAGE: &'static str = "corpus.types";
+        fn full_name() -> ::micro::__private::prost::alloc::string::String {
+            "corpus.types.Everything.Inner".into()
+        }
+        fn type_url() -> ::micro::__private::prost::alloc::string::String {
+            "/corpus.types.Everything.Inner".into()
+        }
+    }
     #[derive(Clone, PartialEq, Eq, Hash, ::micro::__private::prost::Oneof)]
     #[prost(prost_path = "::micro::__private::prost")]
     pub enum Choice {
@@ -101,11 +111,31 @@ pub mod everything {
         Inner(Inner),
     }
 }
+impl ::micro::__private::prost::Name for Everything {
+    const NAME: &'static str = "Everything";
+    const PACKAGE: &'static str = "corpus.types";
+    fn full_name() -> ::micro::__private::prost::alloc::string::String {
+        "corpus.types.Everything".into()
+    }
+    fn type_url() -> ::micro::__private::prost::alloc::string::String {
+        "/corpus.types.Everything".into()
+    }
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
 #[prost(prost_path = "::micro::__private::prost")]
 pub struct Nothing {
     #[prost(message, optional, tag = "1")]
     pub empty: ::core::option::Option<::micro::wkt::Empty>,
+}
+impl ::micro::__private::prost::Name for Nothing {
+    const NAME: &'static str = "Nothing";
+    const PACKAGE: &'static str = "corpus.types";
+    fn full_name() -> ::micro::__private::prost::alloc::string::String {
+        "corpus.types.Nothing".into()
+    }
+    fn type_url() -> ::micro::__private::prost::alloc::string::String {
+        "/corpus.types.Nothing".into()
+    }
 }
 #[derive(
     Clone,
@@ -937,5 +967,23 @@ impl<'de> serde::Deserialize<'de> for Nothing {
             }
         }
         deserializer.deserialize_struct("corpus.types.Nothing", FIELDS, GeneratedVisitor)
+    }
+}
+/// The encoded descriptors of this package and its imports (for reflection and
+/// endpoint field trees).
+pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\x84\x08\n\x12corpus/types.proto\x12\x0Ccorpus.types\x1A\x1Fgoogle/protobuf/timestamp.proto\x1A\x1Cgoogle/protobuf/struct.proto\x1A\x1Bgoogle/protobuf/empty.proto\"\x82\x06\n\nEverything\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07numbers\x18\x02 \x03(\x05R\x07numbers\x12<\n\x06inners\x18\x03 \x03(\x0B2$.corpus.types.Everything.InnersEntryR\x06inners\x12\x19\n\x05maybe\x18\x04 \x01(\x04H\x01R\x05maybe\x88\x01\x01\x12\x14\n\x04text\x18\x05 \x01(\tH\0R\x04text\x12\x14\n\x04blob\x18\x06 \x01(\x0CH\0R\x04blob\x126\n\x05inner\x18\x07 \x01(\x0B2\x1E.corpus.types.Everything.InnerH\0R\x05inner\x12)\n\x05color\x18\x08 \x01(\x0E2\x13.corpus.types.ColorR\x05color\x12*\n\x02at\x18\t \x01(\x0B2\x1A.google.protobuf.TimestampR\x02at\x12-\n\x05extra\x18\n \x01(\x0B2\x17.google.protobuf.StructR\x05extra\x12\x10\n\x03big\x18\x0B \x01(\x03R\x03big\x12\x14\n\x05ratio\x18\x0C \x01(\x01R\x05ratio\x12\x12\n\x04type\x18\r \x01(\tR\x04type\x12\x14\n\x05match\x18\x0E \x01(\x08R\x05match\x12\x12\n\x04self\x18\x0F \x01(\tR\x04self\x12\x0E\n\x02fn\x18\x10 \x01(\x05R\x02fn\x12\x12\n\x04loop\x18\x11 \x01(\tR\x04loop\x1A\x89\x01\n\x05Inner\x12\x14\n\x05value\x18\x01 \x01(\tR\x05value\x12:\n\x05level\x18\x02 \x01(\x0E2$.corpus.types.Everything.Inner.LevelR\x05level\".\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\0\x12\x0E\n\nLEVEL_HIGH\x10\x01\x1AY\n\x0BInnersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x124\n\x05value\x18\x02 \x01(\x0B2\x1E.corpus.types.Everything.InnerR\x05value:\x028\x01B\x08\n\x06choiceB\x08\n\x06_maybe\"7\n\x07Nothing\x12,\n\x05empty\x18\x01 \x01(\x0B2\x16.google.protobuf.EmptyR\x05empty*>\n\x05Color\x12\x15\n\x11COLOR_UNSPECIFIED\x10\0\x12\r\n\tCOLOR_RED\x10\x01\x12\x0F\n\x0BCOLOR_GREEN\x10\x02b\x06proto3\n\xBE\x01\n\x1Bgoogle/protobuf/empty.proto\x12\x0Fgoogle.protobuf\"\x07\n\x05EmptyB}\n\x13com.google.protobufB\nEmptyProtoP\x01Z.google.golang.org/protobuf/types/known/emptypb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xE2\x05\n\x1Cgoogle/protobuf/struct.proto\x12\x0Fgoogle.protobuf\"\x98\x01\n\x06Struct\x12;\n\x06fields\x18\x01 \x03(\x0B2#.google.protobuf.Struct.FieldsEntryR\x06fields\x1AQ\n\x0BFieldsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12,\n\x05value\x18\x02 \x01(\x0B2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\xB2\x02\n\x05Value\x12;\n\nnull_value\x18\x01 \x01(\x0E2\x1A.google.protobuf.NullValueH\0R\tnullValue\x12#\n\x0Cnumber_value\x18\x02 \x01(\x01H\0R\x0BnumberValue\x12#\n\x0Cstring_value\x18\x03 \x01(\tH\0R\x0BstringValue\x12\x1F\n\nbool_value\x18\x04 \x01(\x08H\0R\tboolValue\x12<\n\x0Cstruct_value\x18\x05 \x01(\x0B2\x17.google.protobuf.StructH\0R\x0BstructValue\x12;\n\nlist_value\x18\x06 \x01(\x0B2\x1A.google.protobuf.ListValueH\0R\tlistValueB\x06\n\x04kind\";\n\tListValue\x12.\n\x06values\x18\x01 \x03(\x0B2\x16.google.protobuf.ValueR\x06values*\x1B\n\tNullValue\x12\x0E\n\nNULL_VALUE\x10\0B\x7F\n\x13com.google.protobufB\x0BStructProtoP\x01Z/google.golang.org/protobuf/types/known/structpb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3\n\xFF\x01\n\x1Fgoogle/protobuf/timestamp.proto\x12\x0Fgoogle.protobuf\";\n\tTimestamp\x12\x18\n\x07seconds\x18\x01 \x01(\x03R\x07seconds\x12\x14\n\x05nanos\x18\x02 \x01(\x05R\x05nanosB\x85\x01\n\x13com.google.protobufB\x0ETimestampProtoP\x01Z2google.golang.org/protobuf/types/known/timestamppb\xF8\x01\x01\xA2\x02\x03GPB\xAA\x02\x1EGoogle.Protobuf.WellKnownTypesb\x06proto3";
+impl ::micro::codec::Described for Everything {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
+    }
+}
+impl ::micro::codec::Described for everything::Inner {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
+    }
+}
+impl ::micro::codec::Described for Nothing {
+    fn file_descriptor_set() -> &'static [u8] {
+        FILE_DESCRIPTOR_SET
     }
 }

@@ -1,0 +1,116 @@
+//! The NATS broker (feature `nats`): topics are NATS subjects, queue groups are NATS queue
+//! subscriptions, headers travel as NATS headers.
+//!
+//! Delivery is at most once (core NATS): a message published while no subscriber is connected
+//! is gone. The connection retries at start and reconnects forever after the server goes away;
+//! subscriptions resume by themselves once it is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::OnceCell;
+
+use super::{run_handler, Broker, Event, Handler, Message, SubscribeOptions, Subscription};
+use crate::Error;
+
+fn err(detail: impl std::fmt::Display) -> Error {
+    Error::unavailable("go.micro.broker", format!("nats: {detail}"))
+}
+
+/// The NATS broker.
+pub struct NatsBroker {
+    addresses: Vec<String>,
+    client: OnceCell<async_nats::Client>,
+}
+
+impl NatsBroker {
+    /// A broker for the NATS servers at `addresses` (`127.0.0.1:4222` when empty).
+    pub fn new(addresses: &[String]) -> Self {
+        let mut addresses: Vec<String> =
+            addresses.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+        if addresses.is_empty() {
+            addresses.push("127.0.0.1:4222".into());
+        }
+        NatsBroker { addresses, client: OnceCell::new() }
+    }
+
+    /// The connection, made on first use.
+    pub async fn client(&self) -> Result<&async_nats::Client, Error> {
+        self.client
+            .get_or_try_init(|| async {
+                let urls: Vec<async_nats::ServerAddr> = self
+                    .addresses
+                    .iter()
+                    .map(|a| {
+                        let url = if a.contains("://") { a.clone() } else { format!("nats://{a}") };
+                        url.parse::<async_nats::ServerAddr>().map_err(|e| err(format!("address {a:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    async_nats::ConnectOptions::new()
+                        .name("micro")
+                        .max_reconnects(None)
+                        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)))
+                        .connect(urls),
+                )
+                .await
+                .map_err(|_| err(format!("{} did not answer within 5s", self.addresses.join(","))))?
+                .map_err(|e| err(format!("cannot connect to {}: {e}", self.addresses.join(","))))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    async fn connect(&self) -> Result<(), Error> {
+        self.client().await.map(|_| ())
+    }
+
+    async fn disconnect(&self) -> Result<(), Error> {
+        if let Some(c) = self.client.get() {
+            c.flush().await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, message: Message) -> Result<(), Error> {
+        let client = self.client().await?;
+        let mut headers = async_nats::HeaderMap::new();
+        for (k, v) in &message.header {
+            headers.insert(k.as_str(), v.as_str());
+        }
+        client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)?;
+        client.flush().await.map_err(err)
+    }
+
+    async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error> {
+        let client = self.client().await?;
+        let mut sub = match &opts.queue {
+            Some(q) => client.queue_subscribe(topic.to_string(), q.clone()).await,
+            None => client.subscribe(topic.to_string()).await,
+        }
+        .map_err(err)?;
+        let topic = topic.to_string();
+        let handler = Arc::clone(&handler);
+        let task = tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let header = m
+                    .headers
+                    .as_ref()
+                    .map(|h| h.iter().filter_map(|(k, v)| Some((k.to_string(), v.first()?.to_string()))).collect())
+                    .unwrap_or_default();
+                let event = Event { topic: topic.clone(), message: Message { header, body: m.payload } };
+                let _ = run_handler(&handler, event).await;
+            }
+        });
+        Ok(Subscription::new(move || task.abort()))
+    }
+
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+}

@@ -1,0 +1,186 @@
+//! Pub/sub on the memory, HTTP and NATS brokers: broadcast reaches every subscriber, a queue group
+//! of two gets each message exactly once, JSON and protobuf both decode into the typed argument,
+//! subscribers show up in the registry, and NATS subscriptions survive a server restart.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use micro::broker::{MemoryBroker, SharedBroker};
+use micro::registry::SharedRegistry;
+use micro::server::subscriber::{typed, Subscriber};
+use micro::{Metadata, Publisher, Request, Service};
+use micro_tests::testing::Line;
+use micro_tests::{memory_registry, wait_for, Nats};
+
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+const TOPIC: &str = "topic.go.micro.srv.pubsub";
+
+struct Recorder {
+    node: String,
+    seen: Seen,
+}
+
+impl micro::Handle<Line> for Recorder {
+    async fn handle(&self, msg: Request<Line>) -> Result<(), micro::Error> {
+        self.seen.lock().unwrap().push((format!("{}/struct", self.node), msg.text.clone()));
+        Ok(())
+    }
+}
+
+/// A service with a function subscriber and a struct subscriber (or, with a queue, one queued
+/// subscriber) on [`TOPIC`].
+async fn subscriber(
+    node: &str,
+    registry: SharedRegistry,
+    broker: SharedBroker,
+    queue: Option<&str>,
+    seen: &Seen,
+) -> Service {
+    let mut opts = micro::options::Options::default();
+    opts.register_interval = Duration::ZERO;
+    let svc = Service::builder()
+        .name(format!("pubsub-{node}"))
+        .options(opts)
+        .registry(registry)
+        .broker(broker)
+        .build()
+        .unwrap();
+    let (n, s) = (node.to_string(), seen.clone());
+    let record = move |req: Request<Line>| {
+        let (n, s) = (n.clone(), s.clone());
+        async move {
+            s.lock().unwrap().push((format!("{n}/func"), req.text.clone()));
+            Ok(())
+        }
+    };
+    match queue {
+        Some(q) => svc.server().subscribe(Subscriber::new(TOPIC, "Func", typed(record)).queue(q)),
+        None => {
+            micro::register_subscriber(svc.server(), TOPIC, record);
+            micro::register_struct_subscriber(svc.server(), TOPIC, Recorder { node: node.into(), seen: seen.clone() });
+        }
+    }
+    svc.start().await.unwrap();
+    svc
+}
+
+fn publisher(registry: SharedRegistry, broker: SharedBroker) -> Publisher {
+    let client = micro::Client::new(registry, Default::default()).with_broker(broker);
+    Publisher::new(TOPIC, client)
+}
+
+async fn broadcast_and_queue(brokers: impl Fn() -> SharedBroker, registry: SharedRegistry) {
+    let seen: Seen = Arc::default();
+    let a = subscriber("a", registry.clone(), brokers(), None, &seen).await;
+    let b = subscriber("b", registry.clone(), brokers(), None, &seen).await;
+    let publisher = publisher(registry.clone(), brokers());
+    publisher.publish(&Line { text: "proto".into() }).await.unwrap();
+    publisher.publish_json(br#"{"text":"json"}"#, &Metadata::new()).await.unwrap();
+    wait_for("broadcast", Duration::from_secs(10), async || seen.lock().unwrap().len() >= 8).await;
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    let mut want = vec![];
+    for who in ["a/func", "a/struct", "b/func", "b/struct"] {
+        for text in ["json", "proto"] {
+            want.push((who.to_string(), text.to_string()));
+        }
+    }
+    assert_eq!(got, want, "every subscriber gets every message, JSON and protobuf alike");
+    a.stop().await;
+    b.stop().await;
+
+    let seen: Seen = Arc::default();
+    let q1 = subscriber("q1", registry.clone(), brokers(), Some("workers"), &seen).await;
+    let q2 = subscriber("q2", registry.clone(), brokers(), Some("workers"), &seen).await;
+    for i in 0..20 {
+        publisher.publish(&Line { text: i.to_string() }).await.unwrap();
+    }
+    wait_for("queue deliveries", Duration::from_secs(10), async || seen.lock().unwrap().len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = seen.lock().unwrap().clone();
+    let mut texts: Vec<u32> = got.iter().map(|(_, t)| t.parse().unwrap()).collect();
+    texts.sort();
+    assert_eq!(texts, (0..20).collect::<Vec<_>>(), "each message exactly once in the group");
+    let per_node: BTreeMap<&str, usize> = got.iter().fold(BTreeMap::new(), |mut m, (who, _)| {
+        *m.entry(who.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(per_node.len(), 2, "both members share the work: {per_node:?}");
+    q1.stop().await;
+    q2.stop().await;
+}
+
+#[tokio::test]
+async fn memory_broker() {
+    let broker: SharedBroker = Arc::new(MemoryBroker::new());
+    broadcast_and_queue(|| broker.clone(), memory_registry()).await;
+}
+
+#[tokio::test]
+async fn http_broker_through_the_registry() {
+    let registry = memory_registry();
+    let r = registry.clone();
+    broadcast_and_queue(move || Arc::new(micro::broker::HttpBroker::new(r.clone())), registry.clone()).await;
+    // Every subscription was withdrawn when its service stopped.
+    assert_eq!(registry.get_service(&format!("topic:{TOPIC}")).await.unwrap_err().code, 404);
+}
+
+#[tokio::test]
+async fn nats_broker() {
+    let nats = tokio::task::spawn_blocking(Nats::start).await.unwrap();
+    let addr = vec![nats.address()];
+    broadcast_and_queue(move || Arc::new(micro::broker::nats::NatsBroker::new(&addr)), memory_registry()).await;
+    drop(nats);
+}
+
+#[tokio::test]
+async fn subscribers_are_endpoints_and_topics_are_services() {
+    let registry = memory_registry();
+    let seen: Seen = Arc::default();
+    let broker: SharedBroker = Arc::new(micro::broker::HttpBroker::new(registry.clone()));
+    let svc = subscriber("shown", registry.clone(), broker, None, &seen).await;
+    let names: Vec<String> = registry.list_services().await.unwrap().into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&format!("topic:{TOPIC}")), "{names:?}");
+    let record = &registry.get_service("pubsub-shown").await.unwrap()[0];
+    let subs: Vec<_> = record.endpoints.iter().filter(|e| e.metadata.get("subscriber").is_some()).collect();
+    assert_eq!(subs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["Func", "Recorder.Handle"]);
+    for e in subs {
+        assert_eq!(e.metadata.get("topic").map(String::as_str), Some(TOPIC));
+        let req = e.request.as_ref().unwrap();
+        assert_eq!(
+            (req.name.as_str(), req.values[0].name.as_str(), req.values[0].r#type.as_str()),
+            ("Line", "text", "string")
+        );
+    }
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn nats_subscriptions_resume_after_a_server_restart() {
+    let mut nats = tokio::task::spawn_blocking(Nats::start).await.unwrap();
+    let addr = vec![nats.address()];
+    let seen: Seen = Arc::default();
+    let broker: SharedBroker = Arc::new(micro::broker::nats::NatsBroker::new(&addr));
+    let svc = subscriber("survivor", memory_registry(), broker, None, &seen).await;
+    let publisher = publisher(memory_registry(), Arc::new(micro::broker::nats::NatsBroker::new(&addr)));
+    publisher.publish(&Line { text: "before".into() }).await.unwrap();
+    wait_for("before", Duration::from_secs(5), async || seen.lock().unwrap().len() == 2).await;
+
+    nats = tokio::task::spawn_blocking(move || {
+        nats.restart();
+        nats
+    })
+    .await
+    .unwrap();
+    // Both sides reconnect on their own; keep publishing until the subscriber hears again.
+    wait_for("delivery after the restart", Duration::from_secs(20), async || {
+        let _ = publisher.publish(&Line { text: "after".into() }).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.lock().unwrap().iter().any(|(_, t)| t == "after")
+    })
+    .await;
+    svc.stop().await;
+    drop(nats);
+}
