@@ -108,7 +108,7 @@ impl GrpcCode {
 ///     r#"{"id":"go.micro.srv.example","code":404,"detail":"no such user","status":"Not Found"}"#
 /// );
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
     /// Who produced the error: a service name, `go.micro.client`, `go.micro.api`, ...
     #[serde(default)]
@@ -211,6 +211,13 @@ impl Error {
     /// Whether a call that failed with this error may safely be sent again to another node.
     pub fn is_retryable(&self) -> bool {
         matches!(self.code, 408 | 502 | 503 | 504)
+    }
+}
+
+/// Debug is the wire JSON too, so `fn main() -> Result<(), micro::Error>` prints one clear line.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
     }
 }
 

@@ -32,6 +32,7 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod error;
+pub mod function;
 pub mod logger;
 pub mod metadata;
 pub mod options;
@@ -40,10 +41,12 @@ pub mod selector;
 pub mod server;
 pub mod service;
 pub mod transport;
+pub mod web;
 
 pub use client::{CallOptions, Client, Publisher};
 pub use codec::Message;
 pub use error::{Error, Result};
+pub use function::Function;
 pub use metadata::Metadata;
 pub use server::{register_struct_subscriber, register_subscriber, Handle, Request, Server, ServerStream};
 pub use service::Service;
@@ -68,6 +71,9 @@ macro_rules! include_proto {
 pub mod wkt {
     pub use pbjson_types::*;
 }
+
+/// The logging facade the runtime logs with (so services need no extra dependency to log).
+pub use tracing;
 
 /// Re-exports used by generated code, so generated crates need no extra dependencies.
 #[doc(hidden)]

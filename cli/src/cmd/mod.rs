@@ -5,6 +5,8 @@ pub(crate) mod completion;
 pub(crate) mod get;
 pub(crate) mod health;
 pub(crate) mod list;
+pub(crate) mod new;
+pub(crate) mod publish;
 pub(crate) mod register;
 pub(crate) mod shell;
 pub(crate) mod stats;
@@ -46,6 +48,8 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Write a new project: `micro new github.com/micro/example`.
+    New(new::Args),
     /// List services: `micro list services`.
     List {
         #[command(subcommand)]
@@ -60,6 +64,8 @@ pub(crate) enum Command {
     Call(call::Args),
     /// Open a stream: `micro stream SERVICE ENDPOINT '{"json":"body"}'` (more requests from stdin).
     Stream(stream::Args),
+    /// Publish a message: `micro publish TOPIC '{"json":"body"}'` (prints ok).
+    Publish(publish::Args),
     /// Check the health of every node of a service: `micro health check SERVICE`.
     Health {
         #[command(subcommand)]
@@ -94,6 +100,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Completion { shell } = cli.command {
         return completion::run(shell);
     }
+    if let Command::New(args) = cli.command {
+        return new::run(args);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(dispatch(&cli.global, cli.command))
 }
@@ -101,10 +110,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 /// Runs one command.
 pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
+        Command::New(args) => new::run(args),
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,
         Command::Call(args) => call::run(global, args).await,
         Command::Stream(args) => stream::run(global, args).await,
+        Command::Publish(args) => publish::run(global, args).await,
         Command::Health { what } => health::run(global, what).await,
         Command::Stats(args) => stats::run(global, args).await,
         Command::Register { what } => register::run(global, what, true).await,

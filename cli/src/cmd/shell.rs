@@ -17,13 +17,14 @@ use super::{dispatch, Line};
 use crate::global::Global;
 
 const COMMANDS: &[&str] =
-    &["call", "deregister", "exit", "get", "health", "help", "list", "quit", "register", "stats", "stream"];
+    &["call", "deregister", "exit", "get", "health", "help", "list", "publish", "quit", "register", "stats", "stream"];
 
 const HELP: &str = "Commands:
   list services                      every registered service
   get service NAME                   versions, nodes and endpoints of a service
   call SERVICE ENDPOINT [JSON]       call an endpoint
   stream SERVICE ENDPOINT [JSON]     open a stream and print every reply
+  publish TOPIC JSON                 publish a message
   health check SERVICE               Debug.Health of every node
   stats SERVICE                      Debug.Stats of every node
   register service JSON              add a service record

@@ -86,7 +86,18 @@ pub fn decode_txt<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Result<(Service
     Ok((service, ttl))
 }
 
-/// The DNS-SD instance name of a node (at most 63 bytes).
+/// The DNS-SD instance name of a node of `service` (at most 63 bytes). One process may hold
+/// nodes of several records (its service and its `topic:` subscriptions), so the service name is
+/// part of it unless the node id already starts with it.
+fn instance_for(service: &str, node_id: &str) -> String {
+    if node_id.starts_with(service) {
+        instance_name(node_id)
+    } else {
+        instance_name(&format!("{service}:{node_id}"))
+    }
+}
+
+/// A DNS-SD instance name (at most 63 bytes).
 fn instance_name(node_id: &str) -> String {
     if node_id.len() <= 63 && node_id.is_ascii() {
         return node_id.to_string();
@@ -278,7 +289,7 @@ impl Registry for MdnsRegistry {
                 state.seq += 1;
                 state.seq
             };
-            let instance = instance_name(&node.id);
+            let instance = instance_for(&service.name, &node.id);
             let info = ServiceInfo::new(
                 SERVICE_TYPE,
                 &instance,
@@ -302,7 +313,7 @@ impl Registry for MdnsRegistry {
 
     async fn deregister(&self, service: &Service) -> Result<(), Error> {
         for node in &service.nodes {
-            let fullname = format!("{}.{SERVICE_TYPE}", instance_name(&node.id));
+            let fullname = format!("{}.{SERVICE_TYPE}", instance_for(&service.name, &node.id));
             if let Ok(status) = self.inner.daemon.unregister(&fullname) {
                 let _ = tokio::time::timeout(Duration::from_secs(1), status.recv_async()).await;
             }

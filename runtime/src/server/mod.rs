@@ -146,6 +146,7 @@ struct Shared {
     wrappers: RwLock<Vec<Arc<dyn HandlerWrapper>>>,
     subscribers: RwLock<Vec<Subscriber>>,
     inbox: RwLock<Option<SharedBroker>>,
+    web: RwLock<Option<crate::web::WebHandler>>,
     running: Mutex<Option<Serving>>,
     started: Instant,
 }
@@ -182,6 +183,7 @@ impl Server {
                 wrappers: RwLock::new(Vec::new()),
                 subscribers: RwLock::new(Vec::new()),
                 inbox: RwLock::new(None),
+                web: RwLock::new(None),
                 running: Mutex::new(None),
                 started: Instant::now(),
             }),
@@ -235,6 +237,16 @@ impl Server {
     /// Takes effect at the next start.
     pub fn set_broker(&self, broker: SharedBroker) {
         *self.shared.inbox.write().unwrap_or_else(|e| e.into_inner()) = Some(broker);
+    }
+
+    /// Answers every request that is not an RPC (any method but `POST`, or a path no endpoint
+    /// has) with `f`: a small web site beside the endpoints. Takes effect at the next start.
+    pub fn serve_web<F, Fut>(&self, f: F)
+    where
+        F: Fn(crate::web::Page) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::web::Response> + Send + 'static,
+    {
+        *self.shared.web.write().unwrap_or_else(|e| e.into_inner()) = Some(crate::web::handler(f));
     }
 
     /// Wraps every handler (applied at start, innermost first).
@@ -336,7 +348,8 @@ impl Server {
             }
         }
         let inbox = self.shared.inbox.read().unwrap_or_else(|e| e.into_inner()).clone();
-        Dispatcher { routes, id: opts.name.clone(), max_message_size: opts.max_message_size, inbox }
+        let web = self.shared.web.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Dispatcher { routes, id: opts.name.clone(), max_message_size: opts.max_message_size, inbox, web }
     }
 }
 
@@ -345,6 +358,7 @@ struct Dispatcher {
     id: String,
     max_message_size: usize,
     inbox: Option<SharedBroker>,
+    web: Option<crate::web::WebHandler>,
 }
 
 fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
@@ -426,6 +440,19 @@ impl Dispatch for Dispatcher {
                 if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
                     let topic = broker::http::decode_topic(topic);
                     return self.deliver(broker.clone(), topic, req).await;
+                }
+            }
+            if let Some(web) = &self.web {
+                if req.method() != Method::POST || !self.routes.contains_key(req.uri().path()) {
+                    let (parts, body) = req.into_parts();
+                    let body = match Limited::new(body, self.max_message_size).collect().await {
+                        Ok(c) => c.to_bytes(),
+                        Err(_) => {
+                            return crate::web::Response::text("request too large\n").with_status(413).into_http()
+                        }
+                    };
+                    let page = crate::web::Page::new(parts.method, parts.uri, parts.headers, body);
+                    return web(page).await.into_http();
                 }
             }
             let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -1,0 +1,39 @@
+//! `micro publish TOPIC JSON`: publishes through the broker the flags name; prints `ok`.
+
+use micro::{Metadata, Publisher};
+
+use super::call::body;
+use crate::global::Global;
+use crate::UsageError;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The topic.
+    pub(crate) topic: String,
+    /// The message as JSON (`-` reads standard input).
+    pub(crate) message: String,
+    /// Metadata sent as message headers (repeatable).
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    pub(crate) metadata: Vec<String>,
+}
+
+pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let json = body(Some(&args.message))?;
+    let mut metadata = Metadata::new();
+    for kv in &args.metadata {
+        let (k, v) = kv.split_once('=').ok_or_else(|| UsageError(format!("metadata {kv:?} is not KEY=VALUE")))?;
+        metadata.insert(k, v);
+    }
+    let o = global.options()?;
+    let registry = global.registry()?;
+    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
+    let client = global.client(registry)?.with_broker(broker);
+    crate::global::within(
+        "the broker",
+        global.timeout(),
+        Publisher::new(&args.topic, client).publish_json(json.as_bytes(), &metadata),
+    )
+    .await?;
+    println!("ok");
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! `micro new` end to end: every project type is written by the binary, builds with zero
+//! warnings, passes `cargo clippy -- -D warnings` and its own tests; the service runs and answers
+//! every kind of call and both subscribers get a published message; the function answers once
+//! and exits. Projects share one target directory (and the workspace's lock file) to stay fast.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn micro() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_micro"))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn cargo(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO"))
+        .arg(args[0])
+        .arg("--offline")
+        .args(&args[1..])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", workspace().join("target/scaffold"))
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo {args:?} failed in {}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a project with the `micro` binary, then checks it builds clean.
+fn scaffold(parent: &Path, kind: &str, path: &str) -> PathBuf {
+    let out = micro().args(["new", path, "--type", kind]).current_dir(parent).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let alias = path.rsplit('/').next().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&format!("Creating {kind} go.micro.")), "{stdout}");
+    assert!(stdout.contains(&format!("cd ./{alias} && cargo run")), "{stdout}");
+    let dir = parent.join(alias);
+    std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let build = cargo(&dir, &["build", "--all-targets"]);
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!stderr.contains("warning"), "{kind}: warnings:\n{stderr}");
+    cargo(&dir, &["clippy", "--all-targets", "--", "-D", "warnings"]);
+    cargo(&dir, &["test"]);
+    dir
+}
+
+fn binary(alias: &str) -> PathBuf {
+    workspace().join("target/scaffold/debug").join(alias)
+}
+
+fn cli(args: &[&str]) -> Output {
+    micro().args(args).env("MICRO_REGISTRY", "mdns").stdin(Stdio::null()).output().unwrap()
+}
+
+fn retry_until_ok(args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = cli(args);
+        if out.status.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_type_builds_and_the_service_and_function_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = micro().args(["new", "github.com/micro/Bad Name"]).current_dir(tmp.path()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+
+    let service = scaffold(tmp.path(), "service", "github.com/micro/newsvc");
+    scaffold(tmp.path(), "api", "github.com/micro/newapi");
+    scaffold(tmp.path(), "web", "github.com/micro/newweb");
+    let function = scaffold(tmp.path(), "function", "github.com/micro/newfnc");
+
+    let again = micro().args(["new", "github.com/micro/newsvc"]).current_dir(tmp.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "a non-empty target is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // The service: every call kind, and pub/sub to both subscribers.
+    let log = service.join("service.log");
+    let mut child = Command::new(binary("newsvc"))
+        .env("MICRO_REGISTRY", "mdns")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let call = retry_until_ok(&["call", "go.micro.srv.newsvc", "Newsvc.Call", r#"{"name":"John"}"#]);
+    assert_eq!(String::from_utf8_lossy(&call.stdout), "{\n\t\"msg\": \"Hello John\"\n}\n");
+    let stream = cli(&["stream", "go.micro.srv.newsvc", "Newsvc.Stream", r#"{"count":3}"#]);
+    assert_eq!(String::from_utf8_lossy(&stream.stdout).lines().count(), 3, "{stream:?}");
+    let pingpong = {
+        let mut c = micro()
+            .args(["stream", "go.micro.srv.newsvc", "Newsvc.PingPong"])
+            .env("MICRO_REGISTRY", "mdns")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(b"{\"stroke\":7}\n{\"stroke\":8}\n").unwrap();
+        c.wait_with_output().unwrap()
+    };
+    assert_eq!(String::from_utf8_lossy(&pingpong.stdout), "{\"stroke\":\"7\"}\n{\"stroke\":\"8\"}\n");
+    let publish = cli(&["publish", "topic.go.micro.srv.newsvc", r#"{"say":"hello subscribers"}"#]);
+    assert_eq!(String::from_utf8_lossy(&publish.stdout), "ok\n", "{publish:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("Func received a message") && text.contains("Newsvc.Handle received a message") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both subscribers should log the message:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The function answers one call, then exits by itself.
+    let mut f = Command::new(binary("newfnc")).env("MICRO_REGISTRY", "mdns").stderr(Stdio::null()).spawn().unwrap();
+    let call = retry_until_ok(&["call", "go.micro.fnc.newfnc", "Newfnc.Call", r#"{"name":"once"}"#]);
+    assert!(String::from_utf8_lossy(&call.stdout).contains("Hello once"), "{call:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = f.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the function did not exit after its request");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(function);
+}
