@@ -6,6 +6,7 @@
 
 mod cmd;
 mod format;
+mod gateway;
 mod global;
 mod reflect;
 

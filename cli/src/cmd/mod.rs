@@ -1,5 +1,6 @@
 //! The commands, one module each, and the dispatch shared by the command line and `micro cli`.
 
+pub(crate) mod api;
 pub(crate) mod call;
 pub(crate) mod completion;
 pub(crate) mod get;
@@ -48,6 +49,8 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the HTTP API gateway: `micro api` (MICRO_API_HANDLER, MICRO_API_NAMESPACE, ...).
+    Api(api::Args),
     /// Write a new project: `micro new github.com/micro/example`.
     New(new::Args),
     /// List services: `micro list services`.
@@ -111,6 +114,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::New(args) => new::run(args),
+        Command::Api(args) => api::run(global, args).await,
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,
         Command::Call(args) => call::run(global, args).await,

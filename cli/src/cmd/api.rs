@@ -1,0 +1,72 @@
+//! `micro api`: the HTTP API gateway (see the `gateway` module).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use micro::transport::http::ServeOptions;
+
+use crate::gateway::{routes, Gateway, Handler};
+use crate::global::Global;
+use crate::UsageError;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Listen address (a host is needed to listen beyond this machine, e.g. 0.0.0.0:8080).
+    #[arg(long = "api_address", alias = "address", env = "MICRO_API_ADDRESS", default_value = "127.0.0.1:8080")]
+    pub(crate) address: String,
+    /// meta (default), rpc, api, http/proxy, event or web.
+    #[arg(long = "handler", alias = "api_handler", env = "MICRO_API_HANDLER", default_value = "meta")]
+    pub(crate) handler: String,
+    /// The namespace paths resolve into.
+    #[arg(long = "namespace", alias = "api_namespace", env = "MICRO_API_NAMESPACE", default_value = "go.micro.api")]
+    pub(crate) namespace: String,
+    /// Answer CORS preflights and add CORS headers.
+    #[arg(long = "enable_cors", env = "MICRO_API_ENABLE_CORS", default_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) enable_cors: bool,
+    /// Largest request body, in bytes.
+    #[arg(long = "max_body", env = "MICRO_API_MAX_BODY", default_value_t = 10 * 1024 * 1024)]
+    pub(crate) max_body: usize,
+}
+
+/// Binds `address`; `:8080` means every interface, as in Go Micro.
+fn listen_address(address: &str) -> String {
+    if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_string()
+    }
+}
+
+pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    micro::logger::init();
+    let handler: Handler = args.handler.parse().map_err(UsageError)?;
+    let o = global.options()?;
+    let registry = global.registry()?;
+    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
+    let client = global.client(registry.clone())?.with_broker(broker);
+    let proxy = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
+    let gateway = Arc::new(Gateway {
+        routes: routes::Table::start(registry.clone(), &args.namespace),
+        namespace: args.namespace.clone(),
+        handler,
+        cors: args.enable_cors,
+        client,
+        registry,
+        max_body: args.max_body,
+        timeout: global.timeout(),
+        proxy,
+    });
+    let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), ..ServeOptions::default() };
+    let serving = micro::transport::http::serve(&listen_address(&args.address), gateway, &serve)?;
+    eprintln!(
+        "api listening on {} (handler {}, namespace {})",
+        serving.local_addr(),
+        args.handler,
+        if args.namespace.is_empty() { "<none>" } else { &args.namespace }
+    );
+    micro::service::shutdown_signal().await;
+    serving.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
