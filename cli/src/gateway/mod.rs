@@ -120,7 +120,9 @@ impl Gateway {
         h.insert("access-control-allow-methods", HeaderValue::from_static("POST, PATCH, GET, OPTIONS, PUT, DELETE"));
         h.insert(
             "access-control-allow-headers",
-            HeaderValue::from_static("Accept, Content-Type, Content-Length, Accept-Encoding, Authorization, X-CSRF-Token"),
+            HeaderValue::from_static(
+                "Accept, Content-Type, Content-Length, Accept-Encoding, Authorization, X-CSRF-Token",
+            ),
         );
         h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
     }
@@ -128,7 +130,10 @@ impl Gateway {
     fn not_found(&self, service: &str, path: &str) -> Error {
         Error::internal_server_error(
             ID,
-            format!("service {service} not found (path {path} in namespace {})", if self.namespace.is_empty() { "<none>" } else { &self.namespace }),
+            format!(
+                "service {service} not found (path {path} in namespace {})",
+                if self.namespace.is_empty() { "<none>" } else { &self.namespace }
+            ),
         )
     }
 
@@ -213,7 +218,11 @@ impl Gateway {
         };
         let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
         if let Some((Codec::Proto, _)) = Codec::from_content_type(&ct) {
-            return match self.client.call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts).await {
+            return match self
+                .client
+                .call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts)
+                .await
+            {
                 Ok(reply) => {
                     let mut resp = Response::new(Body::full(reply));
                     resp.headers_mut().insert(
@@ -303,13 +312,15 @@ impl Gateway {
             "body": String::from_utf8_lossy(&body),
             "url": parts.uri.to_string(),
         });
-        let opts = CallOptions { metadata: metadata_from(&parts.headers), timeout: Some(self.timeout), ..Default::default() };
+        let opts =
+            CallOptions { metadata: metadata_from(&parts.headers), timeout: Some(self.timeout), ..Default::default() };
         let reply = match self.client.call_json(service, endpoint, request.to_string().as_bytes(), opts).await {
             Ok(r) => r,
             Err(e) => return self.call_error(e, service, &path),
         };
         let v: serde_json::Value = serde_json::from_slice(&reply).unwrap_or_default();
-        let status = v["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
+        let status =
+            v["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
         let mut resp = Response::new(Body::full(v["body"].as_str().unwrap_or("").to_string()));
         *resp.status_mut() = status;
         if let Some(h) = v["header"].as_object() {
@@ -356,7 +367,9 @@ impl Gateway {
                 }
             }
             Ok(Err(e)) => error_response(&Error::new(ID, 502, format!("{service} at {}: {e}", node.address))),
-            Err(_) => error_response(&Error::new(ID, 504, format!("{service} did not answer within {:?}", self.timeout))),
+            Err(_) => {
+                error_response(&Error::new(ID, 504, format!("{service} did not answer within {:?}", self.timeout)))
+            }
         }
     }
 

@@ -69,11 +69,7 @@ mod tests {
             ("/example", "go.micro.srv.example", "Example.Call"),
             ("/foo-bar/baz-qux", "go.micro.srv.foo-bar", "FooBar.BazQux"),
         ] {
-            assert_eq!(
-                resolve(ns, path),
-                Some(Route { service: service.into(), method: method.into() }),
-                "{path}"
-            );
+            assert_eq!(resolve(ns, path), Some(Route { service: service.into(), method: method.into() }), "{path}");
         }
         assert_eq!(resolve(ns, "/"), None);
         assert_eq!(resolve(ns, "/a//b"), None);

@@ -166,7 +166,12 @@ mod tests {
 
     #[test]
     fn templates_match_with_variables() {
-        let r = Declared { service: "s".into(), endpoint: "Shop.GetItem".into(), method: "GET".into(), segments: parse("/v1/items/{id}") };
+        let r = Declared {
+            service: "s".into(),
+            endpoint: "Shop.GetItem".into(),
+            method: "GET".into(),
+            segments: parse("/v1/items/{id}"),
+        };
         assert_eq!(r.matches("GET", "/v1/items/42").unwrap()["id"], "42");
         assert_eq!(r.matches("GET", "/v1/items/a%20b").unwrap()["id"], "a b");
         assert!(r.matches("POST", "/v1/items/42").is_none());

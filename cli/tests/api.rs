@@ -1,0 +1,261 @@
+//! `micro api` as a process in front of real services (mDNS on loopback): the walkthrough call,
+//! a declared `google.api.http` route with a path variable, GET with a query, a form body,
+//! protobuf in and out, CORS, errors, `POST /rpc`, the `api`, `event` and `http` handlers.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use micro::registry::{MdnsRegistry, SharedRegistry};
+use micro::{Error, Request, ServerStream, Streaming};
+use micro_tests::corpus::corpus::shop::v1::*;
+use micro_tests::corpus::corpus::types::Nothing;
+use micro_tests::Child;
+use prost::Message as _;
+
+struct Shop;
+
+impl ShopHandler for Shop {
+    async fn get_item(&self, request: Request<GetItemRequest>) -> Result<Item, Error> {
+        if request.id == "missing" {
+            return Err(Error::not_found("shop", "no item missing"));
+        }
+        let who = request.metadata().get("x-user").unwrap_or("nobody").to_string();
+        Ok(Item { id: request.id.clone(), title: format!("item for {who}"), details: None })
+    }
+    async fn create_item(&self, request: Request<Item>) -> Result<Item, Error> {
+        Ok(request.into_inner())
+    }
+    async fn list_items(&self, _: Request<ListItemsRequest>, _: ServerStream<Item>) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn upload(&self, _: Request<Streaming<Item>>) -> Result<UploadSummary, Error> {
+        Ok(UploadSummary::default())
+    }
+    async fn haggle(&self, _: Request<Streaming<Offer>>, _: ServerStream<Offer>) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn get_http_status(&self, _: Request<GetItemRequest>) -> Result<Nothing, Error> {
+        Ok(Nothing::default())
+    }
+    async fn old_get(&self, request: Request<GetItemRequest>) -> Result<Item, Error> {
+        Ok(Item { id: request.id.clone(), ..Default::default() })
+    }
+}
+
+fn options() -> micro::options::Options {
+    let mut o = micro::options::Options::default();
+    o.register_interval = Duration::ZERO;
+    o
+}
+
+async fn service(registry: SharedRegistry, name: &str) -> micro::Service {
+    micro::Service::builder().name(name).options(options()).registry(registry).build().unwrap()
+}
+
+/// Starts `micro api` with `args`; returns it and its address.
+fn gateway(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
+        .arg("api")
+        .args(["--api_address", "127.0.0.1:0"])
+        .args(args)
+        .env("MICRO_REGISTRY", "mdns")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("api prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("api listening on ") {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Child(child), addr)
+}
+
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let out =
+        Command::new("curl").args(["-s", "-D", "-", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (rest, code) = text.rsplit_once('\n').unwrap();
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (code.trim().parse().unwrap(), head.to_lowercase(), body.to_string())
+}
+
+fn until_ok(args: &[&str]) -> (u16, String, String) {
+    for _ in 0..100 {
+        let r = curl(args);
+        if r.0 == 200 {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    curl(args)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_and_meta_handlers() {
+    let ns = format!("go.micro.gw{}", std::process::id());
+    let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
+    let shop = service(registry.clone(), &format!("{ns}.shop")).await;
+    register_shop_handler(shop.server(), Shop);
+    shop.start().await.unwrap();
+
+    let ns2 = ns.clone();
+    blocking(move || {
+        let (_gw, addr) = gateway(&["--namespace", &ns2]);
+        let url = |p: &str| format!("http://{addr}{p}");
+
+        // The path rules: /shop/get-item → Shop.GetItem, JSON in and out, headers as metadata.
+        let (code, head, body) = until_ok(&[
+            "-XPOST",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-User: ann",
+            "-d",
+            r#"{"id":"7"}"#,
+            &url("/shop/get-item"),
+        ]);
+        assert_eq!((code, body.as_str()), (200, r#"{"id":"7","title":"item for ann"}"#));
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("access-control-allow-origin: *"), "{head}");
+
+        // A declared route: GET /v1/items/{id} (google.api.http), the variable merged in.
+        assert_eq!(until_ok(&[&url("/v1/items/42")]).2, r#"{"id":"42","title":"item for nobody"}"#);
+        // GET with a query, and a form body.
+        assert_eq!(curl(&[&url("/shop/get-item?id=q1")]).2, r#"{"id":"q1","title":"item for nobody"}"#);
+        assert_eq!(curl(&["-d", "id=f1", &url("/shop/get-item")]).2, r#"{"id":"f1","title":"item for nobody"}"#);
+        // A declared POST route with a body.
+        assert_eq!(
+            curl(&["-H", "Content-Type: application/json", "-d", r#"{"id":"n","title":"t"}"#, &url("/v1/items")]).2,
+            r#"{"id":"n","title":"t"}"#
+        );
+
+        // Protobuf in, protobuf out.
+        let pb = GetItemRequest { id: "pb".into() }.encode_to_vec();
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-XPOST",
+                "-H",
+                "Content-Type: application/protobuf",
+                "--data-binary",
+                "@-",
+                &url("/shop/get-item"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&pb)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(Item::decode(out.stdout.as_slice()).unwrap().id, "pb");
+
+        // A handler error keeps its JSON and its status; an unknown service says what was tried.
+        let (code, _, body) =
+            curl(&["-d", r#"{"id":"missing"}"#, "-H", "Content-Type: application/json", &url("/shop/get-item")]);
+        assert_eq!(code, 404);
+        assert_eq!(
+            serde_json::from_str::<micro::Error>(&body).unwrap(),
+            micro::Error::not_found("shop", "no item missing")
+        );
+        let (code, _, body) = curl(&["-d", "{}", "-H", "Content-Type: application/json", &url("/nosuch/call")]);
+        assert_eq!(code, 500);
+        let e: micro::Error = serde_json::from_str(&body).unwrap();
+        assert_eq!(e.id, "go.micro.api");
+        assert!(
+            e.detail.contains(&format!("service {ns2}.nosuch not found"))
+                && e.detail.contains(&format!("namespace {ns2}")),
+            "{}",
+            e.detail
+        );
+        let (code, _, _) = curl(&["-d", "{not json", "-H", "Content-Type: application/json", &url("/shop/get-item")]);
+        assert_eq!(code, 400);
+
+        // CORS preflight, the version, and POST /rpc.
+        let (code, head, _) = curl(&["-X", "OPTIONS", "-H", "Origin: http://site", &url("/shop/get-item")]);
+        assert_eq!(code, 204);
+        assert!(head.contains("access-control-allow-origin: http://site"), "{head}");
+        assert!(head.contains("access-control-allow-methods: post, patch, get, options, put, delete"), "{head}");
+        assert!(curl(&[&url("/")]).2.starts_with(r#"{"version":""#));
+        let rpc = format!(r#"{{"service":"{ns2}.shop","endpoint":"Shop.GetItem","request":{{"id":"r"}}}}"#);
+        assert_eq!(curl(&["-d", &rpc, &url("/rpc")]).2, r#"{"id":"r","title":"item for nobody"}"#);
+    })
+    .await;
+
+    // CORS can be turned off.
+    let ns3 = ns.clone();
+    blocking(move || {
+        let (_gw, addr) = gateway(&["--namespace", &ns3, "--enable_cors", "false"]);
+        let (_, head, _) = until_ok(&[&format!("http://{addr}/")]);
+        assert!(!head.contains("access-control"), "{head}");
+    })
+    .await;
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_and_http_handlers() {
+    let ns = format!("go.micro.ev{}", std::process::id());
+    let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
+
+    // A subscriber of <namespace>.events for the event handler.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let subscriber = service(registry.clone(), &format!("{ns}.listener")).await;
+    let s = seen.clone();
+    micro::register_subscriber(
+        subscriber.server(),
+        &format!("{ns}.events"),
+        move |req: Request<micro_tests::testing::Line>| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(req.text.clone());
+                Ok(())
+            }
+        },
+    );
+    subscriber.start().await.unwrap();
+
+    // A plain web service for the http handler.
+    let site = service(registry.clone(), &format!("{ns}.site")).await;
+    site.server()
+        .serve_web(|page: micro::web::Page| async move { micro::web::Response::text(format!("page {}", page.path())) });
+    site.start().await.unwrap();
+
+    let n = ns.clone();
+    let events = blocking(move || {
+        let (_gw, addr) = gateway(&["--namespace", &n, "--handler", "event"]);
+        until_ok(&[&format!("http://{addr}/")]);
+        curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"text":"from the gateway"}"#,
+            &format!("http://{addr}/events/created"),
+        ])
+    })
+    .await;
+    assert_eq!(events.0, 200, "{events:?}");
+    micro_tests::wait_for("the event", Duration::from_secs(5), async || !seen.lock().unwrap().is_empty()).await;
+    assert_eq!(seen.lock().unwrap()[0], "from the gateway");
+
+    let n = ns.clone();
+    let page = blocking(move || {
+        let (_gw, addr) = gateway(&["--namespace", &n, "--handler", "http"]);
+        until_ok(&[&format!("http://{addr}/site/hello?x=1")])
+    })
+    .await;
+    assert_eq!(page.2, "page /site/hello");
+    subscriber.stop().await;
+    site.stop().await;
+}
