@@ -27,13 +27,20 @@ impl ShopHandler for Shop {
     async fn create_item(&self, request: Request<Item>) -> Result<Item, Error> {
         Ok(request.into_inner())
     }
-    async fn list_items(&self, _: Request<ListItemsRequest>, _: ServerStream<Item>) -> Result<(), Error> {
+    async fn list_items(&self, request: Request<ListItemsRequest>, stream: ServerStream<Item>) -> Result<(), Error> {
+        for i in 0..request.page_size {
+            stream.send(Item { id: i.to_string(), ..Default::default() }).await?;
+        }
         Ok(())
     }
     async fn upload(&self, _: Request<Streaming<Item>>) -> Result<UploadSummary, Error> {
         Ok(UploadSummary::default())
     }
-    async fn haggle(&self, _: Request<Streaming<Offer>>, _: ServerStream<Offer>) -> Result<(), Error> {
+    async fn haggle(&self, request: Request<Streaming<Offer>>, stream: ServerStream<Offer>) -> Result<(), Error> {
+        let mut offers = request.into_inner();
+        while let Some(o) = offers.message().await? {
+            stream.send(Offer { cents: o.cents * 2 }).await?;
+        }
         Ok(())
     }
     async fn get_http_status(&self, _: Request<GetItemRequest>) -> Result<Nothing, Error> {
@@ -258,4 +265,55 @@ async fn event_and_http_handlers() {
     assert_eq!(page.2, "page /site/hello");
     subscriber.stop().await;
     site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let ns = format!("go.micro.ws{}", std::process::id());
+    let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
+    let shop = service(registry.clone(), &format!("{ns}.shop")).await;
+    register_shop_handler(shop.server(), Shop);
+    shop.start().await.unwrap();
+    let n = ns.clone();
+    let (gw, addr) = blocking(move || {
+        let (gw, addr) = gateway(&["--namespace", &n]);
+        until_ok(&[
+            "-d",
+            r#"{"id":"x"}"#,
+            "-H",
+            "Content-Type: application/json",
+            &format!("http://{addr}/shop/get-item"),
+        ]);
+        (gw, addr)
+    })
+    .await;
+
+    // Server streaming: the query is the request; every reply is a text frame, then a close.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/shop/list-items?pageSize=3")).await.unwrap();
+    let mut ids = vec![];
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Text(t) => {
+                ids.push(serde_json::from_str::<serde_json::Value>(&t).unwrap()["id"].as_str().unwrap().to_string())
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(ids, ["0", "1", "2"]);
+
+    // Bidirectional: frames both ways.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/shop/haggle")).await.unwrap();
+    for cents in [21, 50] {
+        ws.send(Message::Text(format!(r#"{{"cents":{cents}}}"#).into())).await.unwrap();
+        let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("no reply") };
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&t).unwrap()["cents"], (cents * 2).to_string());
+    }
+    ws.close(None).await.unwrap();
+    drop(gw);
+    shop.stop().await;
 }

@@ -5,12 +5,13 @@
 //! `rpc` (JSON or protobuf body → call → reply in the request's content type), `api` (the whole
 //! HTTP request as a message, the reply written as the HTTP response), `http`/`proxy` (reverse
 //! proxy to HTTP services), `event` (publish the body to `<namespace>.<first segment>`), `web`
-//! (proxy). `POST /rpc` takes `{service, endpoint, address?, request}`; `GET /` the version.
+//! (proxy). Streaming endpoints are reached over websocket ([`websocket`]). `POST /rpc` takes `{service, endpoint, address?, request}`; `GET /` the version.
 //! Served by the runtime's HTTP server (HTTP/1.1 and HTTP/2, header read timeout, worker
 //! threads); routing reads the watch-fed caches, never the registry per request.
 
 pub(crate) mod resolve;
 pub(crate) mod routes;
+pub(crate) mod websocket;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -154,6 +155,13 @@ impl Gateway {
         }
         if req.method() == Method::POST && path == "/rpc" {
             return self.rpc_endpoint(req).await;
+        }
+        if websocket::is_upgrade(&req) && !matches!(self.handler, Handler::Http | Handler::Web) {
+            let Some(route) = resolve::resolve(&self.namespace, &path) else {
+                return error_response(&Error::not_found(ID, format!("no service at {path}")));
+            };
+            let opts = CallOptions { metadata: metadata_from(req.headers()), ..Default::default() };
+            return websocket::bridge(req, self.client.clone(), route.service, route.method, opts);
         }
         if matches!(self.handler, Handler::Meta) {
             if let Some((declared, vars)) = self.routes.find(req.method().as_str(), &path) {
