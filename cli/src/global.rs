@@ -30,6 +30,9 @@ pub(crate) struct Global {
     /// Transport: http (gRPC and HTTP on one port).
     #[arg(long = "transport", env = "MICRO_TRANSPORT", global = true, default_value = "http")]
     pub(crate) transport: String,
+    /// NATS servers for the nats transport, comma separated.
+    #[arg(long = "transport_address", env = "MICRO_TRANSPORT_ADDRESS", global = true, default_value = "")]
+    pub(crate) transport_address: String,
     /// How long a call may take (5s; bare numbers are seconds).
     #[arg(long = "client_request_timeout", env = "MICRO_CLIENT_REQUEST_TIMEOUT", global = true, default_value = "5s")]
     pub(crate) client_request_timeout: String,
@@ -61,6 +64,7 @@ impl Global {
         set(&mut o, "broker", &self.broker)?;
         set(&mut o, "broker_address", &self.broker_address)?;
         set(&mut o, "transport", &self.transport)?;
+        set(&mut o, "transport_address", &self.transport_address)?;
         set(&mut o, "client_request_timeout", &self.client_request_timeout)?;
         o.client_retries = self.client_retries;
         Ok(o)
@@ -92,6 +96,7 @@ impl Global {
             ClientOptions {
                 request_timeout: o.client_request_timeout,
                 retries: o.client_retries,
+                transport_address: o.transport_address.clone(),
                 ..Default::default()
             },
         ))

@@ -233,3 +233,59 @@ async fn interactive_prompt_calls_and_completes() {
     assert!(home.path().join(".micro_history").exists(), "history is kept");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_service_on_the_nats_transport_answers_calls_and_streams() {
+    let nats = blocking(micro_tests::Nats::start).await;
+    let name = format!("cli.nats{}", std::process::id());
+    let nats_addr = nats.address();
+    let _node = micro_tests::Child(
+        Command::new(micro_tests::workspace_bin("tester"))
+            .env("MICRO_REGISTRY", "mdns")
+            .env("MICRO_TRANSPORT", "nats")
+            .env("MICRO_TRANSPORT_ADDRESS", &nats_addr)
+            .env("MICRO_SERVER_NAME", &name)
+            .env("TESTER_NODE", "over-nats")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let n = name.clone();
+    let out = blocking(move || {
+        let env = [("MICRO_REGISTRY", "mdns"), ("MICRO_TRANSPORT_ADDRESS", nats_addr.as_str())];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let call = loop {
+            let c = micro(&["call", &n, "Tester.Echo", r#"{"message":"via nats"}"#], &env);
+            if c.status.success() || std::time::Instant::now() > deadline {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let get = micro(&["get", "service", &n], &env);
+        let fail = micro(&["call", &n, "Tester.Echo", r#"{"failCode":409}"#], &env);
+        let stream = micro(&["stream", &n, "Tester.Count", r#"{"to":3}"#], &env);
+        let bidi = {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
+                .args(["stream", &n, "Tester.Shout"])
+                .envs(env)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(b"{\"text\":\"a\"}\n{\"text\":\"b\"}\n").unwrap();
+            child.wait_with_output().unwrap()
+        };
+        (call, get, fail, stream, bidi)
+    })
+    .await;
+    assert!(out.0.status.success(), "{}", stderr(&out.0));
+    let reply: serde_json::Value = serde_json::from_slice(&out.0.stdout).unwrap();
+    assert_eq!((reply["message"].as_str(), reply["node"].as_str()), (Some("via nats"), Some("over-nats")));
+    assert!(stdout(&out.1).contains("\tmicro.node."), "the node's address is its subject: {}", stdout(&out.1));
+    assert!(stdout(&out.1).contains("transport=nats"), "{}", stdout(&out.1));
+    assert_eq!(out.2.status.code(), Some(1));
+    assert!(stderr(&out.2).contains(r#""code":409"#), "{}", stderr(&out.2));
+    assert_eq!(stdout(&out.3), "{\"value\":\"1\"}\n{\"value\":\"2\"}\n{\"value\":\"3\"}\n", "{}", stderr(&out.3));
+    assert_eq!(stdout(&out.4), "{\"text\":\"A\"}\n{\"text\":\"B\"}\n", "{}", stderr(&out.4));
+    drop(nats);
+}

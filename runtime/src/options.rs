@@ -21,7 +21,7 @@ pub struct Options {
     pub broker: String,
     /// Broker addresses.
     pub broker_address: Vec<String>,
-    /// Transport: `http` (gRPC and HTTP on one port; `grpc` is a synonym).
+    /// Transport: `http` (gRPC and HTTP on one port; `grpc` is a synonym) or `nats`.
     pub transport: String,
     /// Transport addresses.
     pub transport_address: Vec<String>,
@@ -95,7 +95,7 @@ pub const FLAGS: &[&str] = &[
 ];
 
 /// Valid transports.
-pub const TRANSPORTS: &[&str] = &["http", "grpc"];
+pub const TRANSPORTS: &[&str] = &["http", "grpc", "nats"];
 
 /// Parses a duration: bare seconds, or a number with `ms`, `s`, `m` or `h`.
 pub fn parse_duration(s: &str) -> Result<Duration, Error> {

@@ -129,6 +129,7 @@ impl ServiceBuilder {
             ClientOptions {
                 request_timeout: opts.client_request_timeout,
                 retries: opts.client_retries,
+                transport_address: opts.transport_address.clone(),
                 ..ClientOptions::default()
             },
         )
@@ -249,8 +250,7 @@ impl Service {
         for sub in self.inner.server.subscribers() {
             subscriptions.push(broker.subscribe(&sub.topic, sub.handler.clone(), sub.options.clone()).await?);
         }
-        let addr = self.inner.server.start()?;
-        let record = self.record(addr);
+        let (addr, record) = self.listen().await?;
         let ttl = RegisterOptions { ttl: self.inner.opts.register_ttl };
         let registry = self.inner.registry.clone();
         let mut delay = Duration::from_millis(100);
@@ -297,6 +297,30 @@ impl Service {
         *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Running { record, stop_renewal, subscriptions });
         Ok(addr)
+    }
+
+    /// Starts the server on the transport the options name; returns its address and record.
+    async fn listen(&self) -> Result<(SocketAddr, registry::Service), Error> {
+        match self.inner.opts.transport.as_str() {
+            #[cfg(feature = "nats")]
+            "nats" => {
+                let conn = crate::transport::nats::Connection::new(&self.inner.opts.transport_address);
+                let subject = self.inner.server.start_nats(&conn).await?;
+                let mut record = self.record(SocketAddr::from(([0, 0, 0, 0], 0)));
+                record.nodes[0].address = subject;
+                record.nodes[0].metadata.insert("transport".into(), "nats".into());
+                Ok((SocketAddr::from(([0, 0, 0, 0], 0)), record))
+            }
+            #[cfg(not(feature = "nats"))]
+            "nats" => Err(Error::bad_request(
+                "go.micro.transport",
+                "transport \"nats\" is not enabled in this build; rebuild with --features nats",
+            )),
+            _ => {
+                let addr = self.inner.server.start()?;
+                Ok((addr, self.record(addr)))
+            }
+        }
     }
 
     /// Deregisters, then stops the server gracefully.

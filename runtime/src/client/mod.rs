@@ -56,6 +56,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Largest reply accepted.
     pub max_message_size: usize,
+    /// NATS servers, for nodes whose transport is `nats`.
+    pub transport_address: Vec<String>,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +67,7 @@ impl Default for ClientOptions {
             retries: 1,
             connect_timeout: Duration::from_secs(2),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            transport_address: Vec::new(),
         }
     }
 }
@@ -119,6 +122,13 @@ pub(crate) struct Core {
     pub(crate) opts: ClientOptions,
     pub(crate) selector: Arc<dyn Selector>,
     pub(crate) pool: Pool,
+    #[cfg(feature = "nats")]
+    pub(crate) nats: crate::transport::nats::Connection,
+}
+
+/// Whether a node is reached over NATS.
+fn over_nats(node: &Node) -> bool {
+    node.metadata.get("transport").is_some_and(|t| t == "nats")
 }
 
 /// A client. Cheap to clone; clones share connections.
@@ -149,7 +159,13 @@ impl Client {
 
     /// A client with its own selector.
     pub fn with_selector(selector: Arc<dyn Selector>, opts: ClientOptions) -> Self {
-        let core = Arc::new(Core { opts, selector, pool: Pool::new() });
+        let core = Arc::new(Core {
+            #[cfg(feature = "nats")]
+            nats: crate::transport::nats::Connection::new(&opts.transport_address),
+            opts,
+            selector,
+            pool: Pool::new(),
+        });
         Client { caller: core.clone(), core, broker: None }
     }
 
@@ -307,6 +323,16 @@ impl Client {
         let mut attempt = 0;
         loop {
             let node = core.node(service, &opts, &filter).await?;
+            #[cfg(feature = "nats")]
+            if over_nats(&node) {
+                let (tx, body) =
+                    crate::transport::nats::open(&core.nats, &node.address, path, codec, &opts.metadata).await?;
+                let fut: grpc::ResponseFuture = Box::pin(async move { Ok(Some(grpc::stream_body(body))) });
+                return Ok((
+                    ClientSender { tx, codec, _m: std::marker::PhantomData },
+                    Streaming::client(fut, codec, core.opts.max_message_size, service.to_string()),
+                ));
+            }
             let started = Instant::now();
             let remaining = connect_deadline.saturating_duration_since(started);
             match core.pool.get(&node.address, remaining.min(core.opts.connect_timeout)).await {
@@ -322,7 +348,7 @@ impl Client {
                     let fut: grpc::ResponseFuture = Box::pin(async move {
                         let resp =
                             response.await.map_err(|e| Error::unavailable(CLIENT_ID, format!("{endpoint}: {e}")))?;
-                        check_head(&peer, resp)
+                        Ok(check_head(&peer, resp)?.map(grpc::stream_body))
                     });
                     return Ok((
                         ClientSender { tx, codec, _m: std::marker::PhantomData },
@@ -443,6 +469,21 @@ impl Core {
     }
 
     async fn attempt(&self, call: &RawCall, node: &Node, timeout: Duration) -> Result<Bytes, Error> {
+        if over_nats(node) {
+            #[cfg(feature = "nats")]
+            return crate::transport::nats::unary(
+                &self.nats,
+                &node.address,
+                &call.path,
+                call.codec,
+                call.body.slice(5.min(call.body.len())..),
+                &call.opts.metadata,
+                timeout,
+            )
+            .await;
+            #[cfg(not(feature = "nats"))]
+            return Err(Error::unavailable(CLIENT_ID, "node uses the nats transport; rebuild with --features nats"));
+        }
         let req =
             build_request(&call.path, call.codec, &call.opts.metadata, Some(timeout), Body::full(call.body.clone()))?;
         let resp = self.pool.send(&node.address, req, timeout.min(self.opts.connect_timeout)).await?;

@@ -275,15 +275,14 @@ impl Registry for MdnsRegistry {
     async fn register(&self, service: &Service, opts: RegisterOptions) -> Result<(), Error> {
         for node in &service.nodes {
             let record = Service { nodes: vec![node.clone()], ..service.clone() };
-            let (host, port) = node
+            // The TXT record carries the real address; SRV and A only need to be well formed, so
+            // addresses that are not host:port (a NATS subject) travel with a placeholder.
+            let (ip, port) = node
                 .address
                 .rsplit_once(':')
-                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-                .ok_or_else(|| err(format!("node address {:?} is not host:port", node.address)))?;
-            let ip: IpAddr = match host.parse::<IpAddr>() {
-                Ok(ip) if !ip.is_unspecified() => ip,
-                _ => IpAddr::from([127, 0, 0, 1]),
-            };
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).parse::<IpAddr>().ok(), p.parse::<u16>().ok()?)))
+                .map(|(ip, port)| (ip.filter(|ip| !ip.is_unspecified()).unwrap_or(IpAddr::from([127, 0, 0, 1])), port))
+                .unwrap_or((IpAddr::from([127, 0, 0, 1]), 9));
             let seq = {
                 let mut state = self.inner.lock();
                 state.seq += 1;

@@ -138,7 +138,7 @@ pub enum RawBody {
     /// A unary request's message, unframed.
     Message(Bytes),
     /// A streaming request's body of gRPC frames.
-    Stream(hyper::body::Incoming),
+    Stream(crate::transport::grpc::StreamBody),
 }
 
 /// A unary endpoint at the byte level: message bytes in, encoded reply out.

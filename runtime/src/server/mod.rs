@@ -148,6 +148,8 @@ struct Shared {
     inbox: RwLock<Option<SharedBroker>>,
     web: RwLock<Option<crate::web::WebHandler>>,
     running: Mutex<Option<Serving>>,
+    #[cfg(feature = "nats")]
+    listening: Mutex<Option<crate::transport::nats::Listening>>,
     started: Instant,
 }
 
@@ -185,6 +187,8 @@ impl Server {
                 inbox: RwLock::new(None),
                 web: RwLock::new(None),
                 running: Mutex::new(None),
+                #[cfg(feature = "nats")]
+                listening: Mutex::new(None),
                 started: Instant::now(),
             }),
         };
@@ -310,6 +314,18 @@ impl Server {
         Ok(addr)
     }
 
+    /// Starts listening on NATS instead of a port; returns the subject (the node's address).
+    #[cfg(feature = "nats")]
+    pub async fn start_nats(&self, conn: &crate::transport::nats::Connection) -> Result<String, Error> {
+        let opts = self.options();
+        let subject = crate::transport::nats::node_subject(&opts.id);
+        let dispatcher = Arc::new(self.dispatcher(&opts));
+        let listening = crate::transport::nats::serve(conn, &subject, dispatcher).await?;
+        tracing::info!(service = %opts.name, "listening on NATS subject {subject}");
+        *self.shared.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(listening);
+        Ok(subject)
+    }
+
     /// The address the running server listens on.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.local_addr())
@@ -317,6 +333,8 @@ impl Server {
 
     /// Stops accepting connections and waits (up to the grace period) for in-flight requests.
     pub async fn stop(&self) {
+        #[cfg(feature = "nats")]
+        drop(self.shared.listening.lock().unwrap_or_else(|e| e.into_inner()).take());
         let serving = self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(serving) = serving {
             let grace = self.options().grace_period;
@@ -359,6 +377,16 @@ struct Dispatcher {
     max_message_size: usize,
     inbox: Option<SharedBroker>,
     web: Option<crate::web::WebHandler>,
+}
+
+#[cfg(feature = "nats")]
+impl crate::transport::nats::Router for Dispatcher {
+    fn handler(&self, path: &str) -> Option<Handler> {
+        self.routes.get(path).cloned()
+    }
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
 }
 
 fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
@@ -526,7 +554,7 @@ impl Dispatch for Dispatcher {
                         metadata,
                         deadline,
                         max_message_size: self.max_message_size,
-                        body: RawBody::Stream(body),
+                        body: RawBody::Stream(grpc::stream_body(body)),
                     };
                     let mut resp = http::Response::new(h.call(raw));
                     resp.headers_mut()

@@ -175,7 +175,23 @@ pub fn status_from_headers(headers: &HeaderMap, peer: &str) -> Option<Result<(),
 }
 
 /// The response of a streaming call: its body, `None` for a trailers-only success, or its error.
-pub(crate) type ResponseFuture = futures_util::future::BoxFuture<'static, Result<Option<hyper::body::Incoming>, Error>>;
+pub(crate) type ResponseFuture = futures_util::future::BoxFuture<'static, Result<Option<StreamBody>, Error>>;
+
+/// The error of a [`StreamBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body of gRPC frames from any transport (an HTTP/2 stream, a NATS subscription, ...).
+pub type StreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Any body as a [`StreamBody`].
+pub fn stream_body<B>(body: B) -> StreamBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt;
+    body.map_err(Into::into).boxed_unsync()
+}
 
 /// A typed stream of messages read from an HTTP body of gRPC frames.
 ///
@@ -183,7 +199,7 @@ pub(crate) type ResponseFuture = futures_util::future::BoxFuture<'static, Result
 /// replies, whose end is checked against the status trailer (an error status becomes the last item).
 pub struct Streaming<M> {
     pending: Option<ResponseFuture>,
-    body: Option<hyper::body::Incoming>,
+    body: Option<StreamBody>,
     decoder: FrameDecoder,
     codec: Codec,
     max: usize,
@@ -199,7 +215,7 @@ impl<M> std::fmt::Debug for Streaming<M> {
 
 impl<M: Decode> Streaming<M> {
     /// A stream of requests arriving at a server.
-    pub(crate) fn server(body: hyper::body::Incoming, codec: Codec, max: usize) -> Self {
+    pub(crate) fn server(body: StreamBody, codec: Codec, max: usize) -> Self {
         Streaming {
             pending: None,
             body: Some(body),

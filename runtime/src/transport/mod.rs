@@ -3,10 +3,13 @@
 //! The default transport is HTTP on one port: gRPC over HTTP/2 (h2c) and plain HTTP/1.1 or HTTP/2
 //! with JSON or protobuf bodies, so `curl`, native gRPC clients and micro clients reach the same
 //! handlers. [`grpc`] holds the gRPC wire details, [`body`] the body type both sides send,
-//! [`http`] the server's connection handling and the client's connection pool.
+//! [`http`] the server's connection handling and the client's connection pool. `nats` (feature
+//! `nats`) carries the same calls and streams as NATS messages, for nodes with no open port.
 
 pub mod body;
 pub mod grpc;
 pub mod http;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 pub use body::Body;
