@@ -317,3 +317,56 @@ async fn streams_over_websocket() {
     drop(gw);
     shop.stop().await;
 }
+
+/// An `api` handler target: reads the forwarded HTTP request (JSON), answers with a response.
+struct ApiEcho;
+
+impl micro::server::UnaryHandler for ApiEcho {
+    fn call(
+        &self,
+        req: micro::server::RawRequest,
+    ) -> futures_util::future::BoxFuture<'static, Result<bytes::Bytes, Error>> {
+        Box::pin(async move {
+            let micro::server::RawBody::Message(body) = req.body else { unreachable!("unary") };
+            let r: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::bad_request("api", e))?;
+            let reply = serde_json::json!({
+                "statusCode": 201,
+                "header": {"X-Reply": {"key": "X-Reply", "values": ["yes"]}},
+                "body": format!("{} {} name={} x-a={}", r["method"].as_str().unwrap_or(""), r["path"].as_str().unwrap_or(""),
+                    r["get"]["name"]["values"][0].as_str().unwrap_or(""), r["header"]["x-a"]["values"][0].as_str().unwrap_or("")),
+            })
+            .to_string();
+            let mut framed = vec![0u8];
+            framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+            framed.extend_from_slice(reply.as_bytes());
+            Ok(bytes::Bytes::from(framed))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_handler_forwards_the_whole_request() {
+    let ns = format!("go.micro.apih{}", std::process::id());
+    let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
+    let svc = service(registry.clone(), &format!("{ns}.site")).await;
+    svc.server().handle(micro::server::Endpoint::new("Site.Call", micro::server::Handler::Unary(Arc::new(ApiEcho))));
+    svc.start().await.unwrap();
+    let n = ns.clone();
+    let (code, head, body) = blocking(move || {
+        let (_gw, addr) = gateway(&["--namespace", &n, "--handler", "api"]);
+        until_ok(&[&format!("http://{addr}/")]);
+        let url = format!("http://{addr}/site/call?name=John");
+        for _ in 0..100 {
+            let r = curl(&["-H", "X-A: b", &url]);
+            if r.0 == 201 {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        curl(&["-H", "X-A: b", &url])
+    })
+    .await;
+    assert_eq!((code, body.as_str()), (201, "GET /site/call name=John x-a=b"));
+    assert!(head.contains("x-reply: yes"), "{head}");
+    svc.stop().await;
+}

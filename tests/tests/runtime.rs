@@ -309,3 +309,79 @@ async fn builtin_health_stats_and_registry_record() {
     assert_eq!(record.endpoints[0].metadata.get("stream").map(String::as_str), Some("true"));
     svc.stop().await;
 }
+
+/// Refuses calls without `x-token: secret` (Debug.Health stays open: it is internal).
+struct NeedsToken;
+
+struct Guarded(std::sync::Arc<dyn micro::server::UnaryHandler>);
+
+impl micro::server::UnaryHandler for Guarded {
+    fn call(
+        &self,
+        req: micro::server::RawRequest,
+    ) -> futures_util::future::BoxFuture<'static, Result<bytes::Bytes, micro::Error>> {
+        if req.metadata.get("x-token") != Some("secret") {
+            return Box::pin(async { Err(micro::Error::unauthorized("auth", "missing token")) });
+        }
+        self.0.call(req)
+    }
+}
+
+impl micro::server::HandlerWrapper for NeedsToken {
+    fn wrap(&self, endpoint: &micro::server::Endpoint, inner: micro::server::Handler) -> micro::server::Handler {
+        match inner {
+            micro::server::Handler::Unary(h) if !endpoint.internal => {
+                micro::server::Handler::Unary(std::sync::Arc::new(Guarded(h)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Adds the token to every call.
+struct AddToken(std::sync::Arc<dyn micro::client::Caller>);
+
+impl micro::client::Caller for AddToken {
+    fn call(
+        &self,
+        mut call: micro::client::RawCall,
+    ) -> futures_util::future::BoxFuture<'_, Result<bytes::Bytes, micro::Error>> {
+        call.opts.metadata.insert("x-token", "secret");
+        self.0.call(call)
+    }
+}
+
+struct TokenWrapper;
+
+impl micro::client::CallWrapper for TokenWrapper {
+    fn wrap(&self, inner: std::sync::Arc<dyn micro::client::Caller>) -> std::sync::Arc<dyn micro::client::Caller> {
+        std::sync::Arc::new(AddToken(inner))
+    }
+}
+
+#[tokio::test]
+async fn handler_and_call_wrappers_are_layers() {
+    let registry = memory_registry();
+    let mut opts = micro::options::Options::default();
+    opts.register_interval = Duration::ZERO;
+    let svc = micro::Service::builder().name("testing").options(opts).registry(registry.clone()).build().unwrap();
+    register_tester_handler(svc.server(), micro_tests::Tester::default());
+    svc.server().wrap(NeedsToken);
+    svc.server().wrap(micro::server::TracingWrapper);
+    let addr = svc.start().await.unwrap();
+
+    let plain = client(registry.clone(), 0);
+    let err = TesterClient::new("testing", plain.clone()).echo(EchoRequest::default()).await.unwrap_err();
+    assert_eq!((err.code, err.detail.as_str()), (401, "missing token"));
+    let health = plain.call_json("testing", "Debug.Health", b"{}", CallOptions::new().address(addr.to_string())).await;
+    assert!(health.is_ok(), "internal endpoints are not wrapped");
+
+    let wrapped = client(registry, 0).wrap(TokenWrapper).wrap(micro::client::TracingCallWrapper);
+    let reply = TesterClient::new("testing", wrapped)
+        .echo(EchoRequest { message: "in".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(reply.message, "in");
+    assert_eq!(reply.metadata.get("x-token").map(String::as_str), Some("secret"));
+    svc.stop().await;
+}
