@@ -8,21 +8,29 @@ use super::{pretty, Output};
 use crate::global::Global;
 use crate::{Reported, UsageError};
 
+/// What `call` and `stream` address: an endpoint of a service, and the request.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub(crate) struct Target {
     /// The service, e.g. go.micro.srv.example.
     pub(crate) service: String,
     /// The endpoint, e.g. Example.Call.
     pub(crate) endpoint: String,
-    /// The request as JSON (`{}` when left out; `-` reads standard input).
+    /// The request as JSON (`-` reads standard input; `call` sends `{}` when it is left out).
     pub(crate) request: Option<String>,
-    /// Call this address instead of discovering nodes (any gRPC server with reflection works).
+    /// Use this address instead of discovering nodes (for `call`, any gRPC server with
+    /// reflection works).
     #[arg(long)]
     pub(crate) address: Option<String>,
-    /// Metadata sent with the call (repeatable).
+    /// Metadata sent with the request (repeatable).
     #[arg(long = "metadata", value_name = "KEY=VALUE")]
     pub(crate) metadata: Vec<String>,
-    /// `json` (indented, the default for text), or `raw` (as received).
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// `json` (compact), or `raw` (as received); indented JSON by default.
     #[arg(short, long, value_enum, default_value_t)]
     pub(crate) output: Output,
 }
@@ -59,6 +67,8 @@ pub(crate) fn options(global: &Global, address: Option<&str>, metadata: &[String
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let output = args.output;
+    let args = args.target;
     let body = body(args.request.as_deref())?;
     let opts = options(global, args.address.as_deref(), &args.metadata)?;
     let registry = match &args.address {
@@ -68,7 +78,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let client = global.client(registry)?;
     let result = client.call_json(&args.service, &args.endpoint, body.as_bytes(), opts.clone()).await;
     let reply = match result {
-        Ok(bytes) if args.output == Output::Raw => {
+        Ok(bytes) if output == Output::Raw => {
             println!("{}", String::from_utf8_lossy(&bytes));
             return Ok(());
         }
@@ -89,14 +99,14 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         }
         Err(e) => return Err(fail(&args, &e)),
     };
-    match args.output {
+    match output {
         Output::Raw | Output::Json => println!("{}", serde_json::to_string(&reply)?),
         Output::Text => println!("{}", pretty(&reply)),
     }
     Ok(())
 }
 
-fn fail(args: &Args, e: &micro::Error) -> anyhow::Error {
+fn fail(args: &Target, e: &micro::Error) -> anyhow::Error {
     eprintln!("error calling {}.{}: {}", args.service, args.endpoint, e.to_json());
     Reported(1).into()
 }

@@ -12,21 +12,13 @@ use crate::{Reported, UsageError};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The service.
-    pub(crate) service: String,
-    /// The endpoint, e.g. Example.Stream.
-    pub(crate) endpoint: String,
-    /// The first request as JSON (left out: every request comes from standard input).
-    pub(crate) request: Option<String>,
-    /// Stream to this address instead of discovering nodes.
-    #[arg(long)]
-    pub(crate) address: Option<String>,
-    /// Metadata sent with the stream (repeatable).
-    #[arg(long = "metadata", value_name = "KEY=VALUE")]
-    pub(crate) metadata: Vec<String>,
+    /// The endpoint and the first request (left out: every request comes from standard input).
+    #[command(flatten)]
+    pub(crate) target: super::call::Target,
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let args = args.target;
     let first = match args.request.as_deref() {
         Some(r) => Some(body(Some(r))?),
         None => None,

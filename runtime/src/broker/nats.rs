@@ -6,13 +6,12 @@
 //! subscriptions resume by themselves once it is back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::OnceCell;
 
 use super::{run_handler, Broker, Event, Handler, Message, SubscribeOptions, Subscription};
+use crate::transport::nats::Connection;
 use crate::Error;
 
 fn err(detail: impl std::fmt::Display) -> Error {
@@ -21,46 +20,18 @@ fn err(detail: impl std::fmt::Display) -> Error {
 
 /// The NATS broker.
 pub struct NatsBroker {
-    addresses: Vec<String>,
-    client: OnceCell<async_nats::Client>,
+    conn: Connection,
 }
 
 impl NatsBroker {
     /// A broker for the NATS servers at `addresses` (`127.0.0.1:4222` when empty).
     pub fn new(addresses: &[String]) -> Self {
-        let mut addresses: Vec<String> =
-            addresses.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
-        if addresses.is_empty() {
-            addresses.push("127.0.0.1:4222".into());
-        }
-        NatsBroker { addresses, client: OnceCell::new() }
+        NatsBroker { conn: Connection::new(addresses) }
     }
 
     /// The connection, made on first use.
     pub async fn client(&self) -> Result<&async_nats::Client, Error> {
-        self.client
-            .get_or_try_init(|| async {
-                let urls: Vec<async_nats::ServerAddr> = self
-                    .addresses
-                    .iter()
-                    .map(|a| {
-                        let url = if a.contains("://") { a.clone() } else { format!("nats://{a}") };
-                        url.parse::<async_nats::ServerAddr>().map_err(|e| err(format!("address {a:?}: {e}")))
-                    })
-                    .collect::<Result<_, _>>()?;
-                tokio::time::timeout(
-                    Duration::from_secs(5),
-                    async_nats::ConnectOptions::new()
-                        .name("micro")
-                        .max_reconnects(None)
-                        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)))
-                        .connect(urls),
-                )
-                .await
-                .map_err(|_| err(format!("{} did not answer within 5s", self.addresses.join(","))))?
-                .map_err(|e| err(format!("cannot connect to {}: {e}", self.addresses.join(","))))
-            })
-            .await
+        self.conn.get().await
     }
 }
 
@@ -71,10 +42,7 @@ impl Broker for NatsBroker {
     }
 
     async fn disconnect(&self) -> Result<(), Error> {
-        if let Some(c) = self.client.get() {
-            c.flush().await.map_err(err)?;
-        }
-        Ok(())
+        self.client().await?.flush().await.map_err(err)
     }
 
     async fn publish(&self, topic: &str, message: Message) -> Result<(), Error> {

@@ -44,7 +44,8 @@ pub fn node_subject(node_id: &str) -> String {
     format!("micro.node.{}", node_id.replace([' ', '*', '>'], "_"))
 }
 
-/// A lazily made NATS connection, shared by a client or a server.
+/// A lazily made NATS connection (used by the NATS transport and the NATS broker). It retries
+/// at start and reconnects forever after the server goes away.
 #[derive(Debug)]
 pub struct Connection {
     addresses: Vec<String>,
@@ -74,13 +75,20 @@ impl Connection {
                         url.parse::<async_nats::ServerAddr>().map_err(|e| err(format!("address {a:?}: {e}")))
                     })
                     .collect::<Result<_, _>>()?;
+                let unreachable = |what: String| {
+                    Error::unavailable("go.micro.nats", format!("nats at {}: {what}", self.addresses.join(",")))
+                };
                 tokio::time::timeout(
                     Duration::from_secs(5),
-                    async_nats::ConnectOptions::new().name("micro-transport").max_reconnects(None).connect(urls),
+                    async_nats::ConnectOptions::new()
+                        .name("micro")
+                        .max_reconnects(None)
+                        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)))
+                        .connect(urls),
                 )
                 .await
-                .map_err(|_| err(format!("{} did not answer within 5s", self.addresses.join(","))))?
-                .map_err(|e| err(format!("cannot connect to {}: {e}", self.addresses.join(","))))
+                .map_err(|_| unreachable("no answer within 5s".into()))?
+                .map_err(|e| unreachable(format!("cannot connect: {e}")))
             })
             .await
     }
