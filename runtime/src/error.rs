@@ -208,9 +208,11 @@ impl Error {
         Self::from_json(text).unwrap_or_else(|| Self::internal_server_error("", text))
     }
 
-    /// Whether a call that failed with this error may safely be sent again to another node.
+    /// Whether a call that failed with this error may safely be sent again to another node:
+    /// the client could not deliver it (503 from `go.micro.client`: no connection, or the
+    /// request was refused before it was sent), or it timed out (408).
     pub fn is_retryable(&self) -> bool {
-        matches!(self.code, 408 | 502 | 503 | 504)
+        self.code == 408 || self.code == 503 && self.id == "go.micro.client"
     }
 }
 

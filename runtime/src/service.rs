@@ -151,6 +151,7 @@ impl ServiceBuilder {
 struct Running {
     record: registry::Service,
     stop_renewal: watch::Sender<bool>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
     subscriptions: Vec<Subscription>,
 }
 
@@ -276,10 +277,11 @@ impl Service {
         broker.attach(&record.nodes[0], ttl).await?;
         let (stop_renewal, mut stop_rx) = watch::channel(false);
         let interval = self.inner.opts.register_interval;
+        let mut renewal = None;
         if !interval.is_zero() {
             let record = record.clone();
             let broker = broker.clone();
-            tokio::spawn(async move {
+            renewal = Some(tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(interval) => {
@@ -292,10 +294,10 @@ impl Service {
                         _ = stop_rx.changed() => return,
                     }
                 }
-            });
+            }));
         }
         *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Running { record, stop_renewal, subscriptions });
+            Some(Running { record, stop_renewal, renewal, subscriptions });
         Ok(addr)
     }
 
@@ -328,6 +330,11 @@ impl Service {
         let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(running) = running {
             let _ = running.stop_renewal.send(true);
+            // A renewal in flight must not put the node back after it is deregistered.
+            if let Some(task) = running.renewal {
+                task.abort();
+                let _ = task.await;
+            }
             if let Err(e) = self.inner.broker.disconnect().await {
                 tracing::warn!(error = %e.detail, "leaving the broker failed");
             }

@@ -25,6 +25,9 @@ use crate::Error;
 /// The path prefix subscribers receive on.
 pub const SUB_PATH: &str = "/_sub/";
 
+/// The header naming the queue group a delivery is for (absent: the broadcast subscribers).
+const QUEUE_HEADER: &str = "micro-queue";
+
 /// The registry name of a topic's subscribers.
 pub fn topic_service(topic: &str) -> String {
     format!("topic:{topic}")
@@ -108,7 +111,8 @@ impl HttpBroker {
         out
     }
 
-    async fn post(&self, address: &str, topic: &str, message: &Message) -> Result<(), Error> {
+    async fn post(&self, node: &Node, topic: &str, message: &Message) -> Result<(), Error> {
+        let address = node.address.as_str();
         let mut req = http::Request::new(Body::full(message.body.clone()));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = http::Uri::builder()
@@ -123,6 +127,9 @@ impl HttpBroker {
             {
                 req.headers_mut().insert(k, v);
             }
+        }
+        if let Some(q) = node.metadata.get("queue").and_then(|q| HeaderValue::from_str(q).ok()) {
+            req.headers_mut().insert(QUEUE_HEADER, q);
         }
         let resp = tokio::time::timeout(self.inner.timeout, self.inner.pool.send(address, req, self.inner.timeout))
             .await
@@ -185,8 +192,7 @@ impl Broker for HttpBroker {
         if targets.is_empty() {
             return Ok(());
         }
-        let results =
-            futures_util::future::join_all(targets.iter().map(|n| self.post(&n.address, topic, &message))).await;
+        let results = futures_util::future::join_all(targets.iter().map(|n| self.post(n, topic, &message))).await;
         let failures: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
         for e in &failures {
             tracing::warn!(topic, error = %e.detail, "delivery failed");
@@ -243,9 +249,12 @@ impl Broker for HttpBroker {
     }
 
     async fn deliver(&self, topic: &str, message: Message) -> Result<(), Error> {
+        let queue = message.get(QUEUE_HEADER).map(str::to_string);
         let handlers: Vec<(Handler, bool)> = {
             let subs = self.inner.subs.read().unwrap_or_else(|e| e.into_inner());
-            subs.get(topic).map(|l| l.iter().map(|s| (s.handler.clone(), s.auto_ack)).collect()).unwrap_or_default()
+            subs.get(topic)
+                .map(|l| l.iter().filter(|s| s.queue == queue).map(|s| (s.handler.clone(), s.auto_ack)).collect())
+                .unwrap_or_default()
         };
         if handlers.is_empty() {
             return Err(Error::not_found("go.micro.broker", format!("no subscriber of {topic} here")));

@@ -69,7 +69,7 @@ pub fn decode_txt<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Result<(Service
         return Err(err("not a micro record (missing v=1)"));
     }
     let n: usize = text("n").and_then(|n| n.parse().ok()).ok_or_else(|| err("record without a chunk count"))?;
-    if n == 0 || n * CHUNK > MAX_RECORD {
+    if n == 0 || n.checked_mul(CHUNK).is_none_or(|total| total > MAX_RECORD) {
         return Err(err(format!("record with {n} chunks")));
     }
     let mut packed = Vec::with_capacity(n * CHUNK);
@@ -157,7 +157,7 @@ impl State {
         let dead: Vec<String> = self
             .nodes
             .iter()
-            .filter(|(_, e)| !e.ttl.is_zero() && e.seen + e.ttl < now)
+            .filter(|(_, e)| !e.ttl.is_zero() && now.saturating_duration_since(e.seen) > e.ttl)
             .map(|(k, _)| k.clone())
             .collect();
         for k in dead {
@@ -212,9 +212,18 @@ impl MdnsRegistry {
         std::thread::Builder::new()
             .name("micro-mdns-browse".into())
             .spawn(move || {
-                while let Ok(event) = events.recv() {
+                loop {
+                    let event = events.recv_timeout(Duration::from_secs(1));
                     let Some(inner) = weak.upgrade() else { return };
-                    inner.handle(event);
+                    match event {
+                        Ok(event) => inner.handle(event),
+                        // Nodes that stopped renewing expire even when nobody reads.
+                        Err(mdns_sd::RecvTimeoutError::Timeout) => {
+                            inner.lock().expire();
+                            inner.changed.notify_waiters();
+                        }
+                        Err(_) => return,
+                    }
                 }
             })
             .map_err(err)?;

@@ -103,11 +103,11 @@ impl RegistryCache {
                 return Ok(e.clone());
             }
         }
-        let fetched = self.registry.get_service(service).await;
-        match fetched {
+        // The watch starts before the read, so no change between the two is missed.
+        let watched = self.ensure_watch(service).await;
+        match self.registry.get_service(service).await {
             Ok(records) => {
                 self.warned.store(false, Ordering::Relaxed);
-                let watched = self.ensure_watch(service).await;
                 Ok(self.store(service, flatten(records), watched))
             }
             Err(e) if e.code == 404 => {

@@ -394,7 +394,7 @@ fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
         headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc::parse_timeout).or_else(|| {
             headers.get("timeout").and_then(|v| v.to_str().ok()).and_then(|v| crate::options::parse_duration(v).ok())
         })?;
-    Some(Instant::now() + timeout)
+    Instant::now().checked_add(timeout)
 }
 
 /// The reply to a failed request, in the request's protocol.

@@ -204,6 +204,8 @@ pub struct Streaming<M> {
     codec: Codec,
     max: usize,
     peer: Option<String>,
+    /// The stream's failure, reported once every message before it is out.
+    status: Option<Error>,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -223,6 +225,7 @@ impl<M: Decode> Streaming<M> {
             codec,
             max,
             peer: None,
+            status: None,
             _m: PhantomData,
         }
     }
@@ -237,6 +240,7 @@ impl<M: Decode> Streaming<M> {
             codec,
             max,
             peer: Some(peer),
+            status: None,
             _m: PhantomData,
         }
     }
@@ -262,42 +266,50 @@ impl<M: Decode> Streaming<M> {
                 Ok(None) => {}
                 Err(e) => {
                     self.body = None;
+                    self.decoder = FrameDecoder::new();
                     return Poll::Ready(Some(Err(e)));
                 }
             }
             let Some(body) = self.body.as_mut() else {
-                return Poll::Ready(None);
+                // Every whole message is out; what is left is the end of the stream.
+                if self.decoder.has_partial() {
+                    self.decoder = FrameDecoder::new();
+                    return Poll::Ready(Some(Err(Error::bad_request(
+                        "go.micro.transport",
+                        "stream ended inside a gRPC frame",
+                    ))));
+                }
+                return Poll::Ready(self.status.take().map(Err));
             };
             match ready!(Pin::new(body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => self.decoder.push(data),
                     Err(frame) => {
                         self.body = None;
-                        if let (Some(peer), Ok(trailers)) = (&self.peer, frame.into_trailers()) {
-                            if let Some(Err(e)) = status_from_headers(&trailers, peer) {
-                                return Poll::Ready(Some(Err(e)));
-                            }
+                        if let Some(peer) = &self.peer {
+                            let trailers = frame.into_trailers().unwrap_or_default();
+                            self.status = match status_from_headers(&trailers, peer) {
+                                Some(Ok(())) => None,
+                                Some(Err(e)) => Some(e),
+                                None => Some(Error::internal_server_error(
+                                    peer.clone(),
+                                    "stream ended without a gRPC status",
+                                )),
+                            };
                         }
                     }
                 },
                 Some(Err(e)) => {
                     self.body = None;
+                    self.decoder = FrameDecoder::new();
                     let id = self.peer.clone().unwrap_or_else(|| "go.micro.server".into());
                     return Poll::Ready(Some(Err(Error::new(id, 499, format!("stream broken: {e}")))));
                 }
                 None => {
                     self.body = None;
-                    if self.decoder.has_partial() {
-                        return Poll::Ready(Some(Err(Error::bad_request(
-                            "go.micro.transport",
-                            "stream ended inside a gRPC frame",
-                        ))));
-                    }
                     if let Some(peer) = &self.peer {
-                        return Poll::Ready(Some(Err(Error::internal_server_error(
-                            peer.clone(),
-                            "stream ended without a gRPC status",
-                        ))));
+                        self.status =
+                            Some(Error::internal_server_error(peer.clone(), "stream ended without a gRPC status"));
                     }
                 }
             }

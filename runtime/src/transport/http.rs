@@ -159,15 +159,14 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
             .spawn(move || {
                 rt.block_on(async move {
                     if let Some((listener, senders)) = acceptor {
-                        tokio::spawn(accept(listener, senders, graceful_rx.clone()));
+                        tokio::spawn(accept(listener, senders, graceful_rx.clone(), tracker.clone()));
                     }
                     loop {
                         tokio::select! {
                             stream = rx.recv() => match stream {
                                 Some(stream) => {
-                                    let Ok(stream) = TcpStream::from_std(stream) else { continue };
-                                    tracker.active.fetch_add(1, Ordering::AcqRel);
                                     let guard = ConnGuard(tracker.clone());
+                                    let Ok(stream) = TcpStream::from_std(stream) else { continue };
                                     tokio::spawn(connection(stream, dispatch.clone(), opts.clone(), graceful_rx.clone(), guard));
                                 }
                                 None => {
@@ -190,6 +189,7 @@ async fn accept(
     listener: std::net::TcpListener,
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     mut graceful: watch::Receiver<bool>,
+    tracker: Arc<Tracker>,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
@@ -201,7 +201,11 @@ async fn accept(
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let Ok(stream) = stream.into_std() else { continue };
-                    let _ = workers[next % workers.len()].send(stream);
+                    // Counted from here, so a shutdown never misses a connection still queued.
+                    tracker.active.fetch_add(1, Ordering::AcqRel);
+                    if workers[next % workers.len()].send(stream).is_err() {
+                        drop(ConnGuard(tracker.clone()));
+                    }
                     next = next.wrapping_add(1);
                 }
                 Err(e) => {
@@ -283,9 +287,12 @@ impl Pool {
         Ok(sender)
     }
 
-    /// Forgets the connection to `addr` (after it failed).
-    pub fn forget(&self, addr: &str) {
-        self.conns.write().unwrap_or_else(|e| e.into_inner()).remove(addr);
+    /// Forgets the connection to `addr` if it is closed (a fresh one may have replaced it).
+    fn forget_closed(&self, addr: &str) {
+        let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
+        if conns.get(addr).is_some_and(|c| c.is_closed()) {
+            conns.remove(addr);
+        }
     }
 
     /// Sends a request on the pooled connection to `addr`.
@@ -299,8 +306,17 @@ impl Pool {
         match sender.send_request(req).await {
             Ok(resp) => Ok(resp),
             Err(e) => {
-                self.forget(addr);
-                Err(unavailable(addr, &e.to_string()))
+                let closed = sender.is_closed();
+                if closed {
+                    self.forget_closed(addr);
+                }
+                if e.is_canceled() || closed {
+                    // Never sent, or the connection died under it (the peer is gone): another
+                    // node may take it. A live peer that failed one stream is not retried.
+                    Err(unavailable(addr, &e.to_string()))
+                } else {
+                    Err(Error::new("go.micro.client", 502, format!("{addr}: {e}")))
+                }
             }
         }
     }
