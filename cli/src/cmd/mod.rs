@@ -7,6 +7,7 @@ pub(crate) mod get;
 pub(crate) mod health;
 pub(crate) mod list;
 pub(crate) mod new;
+pub(crate) mod proxy;
 pub(crate) mod publish;
 pub(crate) mod register;
 pub(crate) mod shell;
@@ -51,6 +52,8 @@ pub(crate) enum Output {
 pub(crate) enum Command {
     /// Run the HTTP API gateway: `micro api` (MICRO_API_HANDLER, MICRO_API_NAMESPACE, ...).
     Api(api::Args),
+    /// Run the proxy that discovers, balances and forwards for clients with MICRO_PROXY set.
+    Proxy(proxy::Args),
     /// Write a new project: `micro new github.com/micro/example`.
     New(new::Args),
     /// List services: `micro list services`.
@@ -115,6 +118,7 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
     match command {
         Command::New(args) => new::run(args),
         Command::Api(args) => api::run(global, args).await,
+        Command::Proxy(args) => proxy::run(global, args).await,
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,
         Command::Call(args) => call::run(global, args).await,

@@ -33,6 +33,9 @@ use crate::transport::http::Pool;
 use crate::transport::Body;
 use crate::Error;
 
+/// The header naming the service a call is for, when a `micro proxy` forwards it.
+pub const PROXY_SERVICE_HEADER: &str = "micro-service";
+
 /// The id of errors the client itself produces.
 pub const CLIENT_ID: &str = "go.micro.client";
 
@@ -58,6 +61,8 @@ pub struct ClientOptions {
     pub max_message_size: usize,
     /// NATS servers, for nodes whose transport is `nats`.
     pub transport_address: Vec<String>,
+    /// Send every call to this `micro proxy` instead of discovering nodes (`MICRO_PROXY`).
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -68,6 +73,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             transport_address: Vec::new(),
+            proxy: std::env::var("MICRO_PROXY").ok().filter(|p| !p.is_empty()),
         }
     }
 }
@@ -340,7 +346,8 @@ impl Client {
                     let outcome = Outcome { result: Ok(()), elapsed: started.elapsed() };
                     core.selector.mark(service, &node, outcome);
                     let (tx, rx) = mpsc::channel(16);
-                    let req = build_request(path, codec, &opts.metadata, opts.timeout, Body::channel(rx))?;
+                    let md = core.metadata(service, &opts);
+                    let req = build_request(path, codec, &md, opts.timeout, Body::channel(rx))?;
                     let response = sender.send_request(req);
                     let peer = service.to_string();
                     let max = core.opts.max_message_size;
@@ -462,10 +469,19 @@ fn check_head(peer: &str, resp: http::Response<hyper::body::Incoming>) -> Result
 
 impl Core {
     async fn node(&self, service: &str, opts: &CallOptions, filter: &Filter) -> Result<Node, Error> {
-        match &opts.address {
+        match opts.address.as_ref().or(self.opts.proxy.as_ref()) {
             Some(addr) => Ok(Node { id: addr.clone(), address: addr.clone(), ..Default::default() }),
             None => self.selector.select(service, filter).await,
         }
+    }
+
+    /// The metadata to send: the call's, plus the target service when a proxy forwards it.
+    fn metadata(&self, service: &str, opts: &CallOptions) -> Metadata {
+        let mut md = opts.metadata.clone();
+        if opts.address.is_none() && self.opts.proxy.is_some() {
+            md.insert(PROXY_SERVICE_HEADER, service);
+        }
+        md
     }
 
     async fn attempt(&self, call: &RawCall, node: &Node, timeout: Duration) -> Result<Bytes, Error> {
@@ -484,8 +500,13 @@ impl Core {
             #[cfg(not(feature = "nats"))]
             return Err(Error::unavailable(CLIENT_ID, "node uses the nats transport; rebuild with --features nats"));
         }
-        let req =
-            build_request(&call.path, call.codec, &call.opts.metadata, Some(timeout), Body::full(call.body.clone()))?;
+        let req = build_request(
+            &call.path,
+            call.codec,
+            &self.metadata(&call.service, &call.opts),
+            Some(timeout),
+            Body::full(call.body.clone()),
+        )?;
         let resp = self.pool.send(&node.address, req, timeout.min(self.opts.connect_timeout)).await?;
         let Some(body) = check_head(&call.service, resp)? else {
             return Err(Error::internal_server_error(&call.service, "reply without a message"));

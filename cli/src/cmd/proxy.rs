@@ -1,0 +1,186 @@
+//! `micro proxy`: forwards calls for clients that do not discover nodes themselves.
+//!
+//! A client started with `MICRO_PROXY=host:port` sends every call here with the target in the
+//! `micro-service` header; the proxy discovers, balances and retries with its own client and
+//! relays the call as a stream, message by message, both ways (so unary calls and all three
+//! streaming kinds pass through, protobuf or JSON, with their metadata). With `--service NAME`
+//! every call goes to that service, so plain gRPC clients can use the proxy as a front door.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use micro::client::{Client, PROXY_SERVICE_HEADER};
+use micro::codec::{Codec, Protocol};
+use micro::transport::grpc::{status_headers, FrameDecoder};
+use micro::transport::http::{Dispatch, ServeOptions};
+use micro::transport::Body;
+use micro::{CallOptions, Error, Metadata};
+
+use crate::global::Global;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Listen address.
+    #[arg(long = "proxy_address", alias = "address", env = "MICRO_PROXY_ADDRESS", default_value = "127.0.0.1:8081")]
+    pub(crate) address: String,
+    /// Send every call to this service (a front door for plain gRPC clients).
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+}
+
+struct Proxy {
+    client: Client,
+    service: Option<String>,
+}
+
+fn grpc_error(codec: Codec, e: &Error) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
+    status_headers(Err(e), resp.headers_mut());
+    resp
+}
+
+/// `/pkg.Service/Method` or `/Service.Method` → `Service.Method`.
+fn endpoint_of(path: &str) -> String {
+    let p = path.trim_start_matches('/');
+    match p.split_once('/') {
+        Some((svc, method)) => format!("{}.{method}", svc.rsplit('.').next().unwrap_or(svc)),
+        None => p.to_string(),
+    }
+}
+
+impl Proxy {
+    async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let codec = match Codec::from_content_type(ct) {
+            Some((c, Protocol::Grpc)) => c,
+            _ => {
+                let e = Error::new(
+                    "go.micro.proxy",
+                    415,
+                    "the proxy forwards gRPC (application/grpc or application/grpc+json)",
+                );
+                return grpc_error(Codec::Json, &e);
+            }
+        };
+        let named = req.headers().get(PROXY_SERVICE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let Some(service) = self.service.clone().or(named) else {
+            let e = Error::bad_request("go.micro.proxy", format!("no {PROXY_SERVICE_HEADER} header and no --service"));
+            return grpc_error(codec, &e);
+        };
+        let path = req.uri().path().to_string();
+        let endpoint = endpoint_of(&path);
+        let mut metadata = Metadata::new();
+        for (k, v) in req.headers() {
+            if k.as_str() != PROXY_SERVICE_HEADER {
+                if let Ok(v) = v.to_str() {
+                    metadata.insert(k.as_str(), v);
+                }
+            }
+        }
+        let timeout = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(micro::transport::grpc::parse_timeout);
+        let opts = CallOptions { metadata, timeout, ..Default::default() };
+        let (tx, mut replies) = match self.client.stream_raw(&service, &endpoint, &path, codec, opts).await {
+            Ok(s) => s,
+            Err(e) => return grpc_error(codec, &e),
+        };
+        let mut body = req.into_body();
+        tokio::spawn(async move {
+            let mut decoder = FrameDecoder::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else { continue };
+                decoder.push(data);
+                while let Ok(Some(m)) = decoder.next_message(usize::MAX) {
+                    if tx.send_bytes(&m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let (out, rx) = tokio::sync::mpsc::channel::<Frame<Bytes>>(16);
+        tokio::spawn(async move {
+            let mut trailers = HeaderMap::new();
+            loop {
+                match replies.next().await {
+                    Some(Ok(m)) => {
+                        let mut b = BytesMut::with_capacity(m.0.len() + 5);
+                        b.put_u8(0);
+                        b.put_u32(m.0.len() as u32);
+                        b.put_slice(&m.0);
+                        if out.send(Frame::data(b.freeze())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        status_headers(Err(&e), &mut trailers);
+                        break;
+                    }
+                    None => {
+                        status_headers(Ok(()), &mut trailers);
+                        break;
+                    }
+                }
+            }
+            let _ = out.send(Frame::trailers(trailers)).await;
+        });
+        let mut resp = Response::new(Body::channel(rx));
+        *resp.status_mut() = StatusCode::OK;
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
+        resp
+    }
+}
+
+impl Dispatch for Proxy {
+    #[allow(clippy::manual_async_fn)]
+    fn dispatch(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+        self.forward(req)
+    }
+}
+
+pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    micro::logger::init();
+    let registry = global.registry()?;
+    let mut client_opts = micro::client::ClientOptions { proxy: None, ..Default::default() };
+    let o = global.options()?;
+    client_opts.request_timeout = o.client_request_timeout;
+    client_opts.retries = o.client_retries;
+    client_opts.transport_address = o.transport_address.clone();
+    let client = Client::with_selector(
+        Arc::new(micro::selector::RegistrySelector::new(registry, micro::selector::Strategy::RoundRobin)),
+        client_opts,
+    );
+    let proxy = Arc::new(Proxy { client, service: args.service.clone() });
+    let serving = micro::transport::http::serve(&args.address, proxy, &ServeOptions::default())?;
+    eprintln!(
+        "proxy listening on {}{}",
+        serving.local_addr(),
+        args.service.as_ref().map(|s| format!(" (every call to {s})")).unwrap_or_default()
+    );
+    micro::service::shutdown_signal().await;
+    serving.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn endpoints_from_paths() {
+        assert_eq!(super::endpoint_of("/helloworld.Greeter/SayHello"), "Greeter.SayHello");
+        assert_eq!(super::endpoint_of("/Greeter.SayHello"), "Greeter.SayHello");
+        assert_eq!(super::endpoint_of("/Bare/Ping"), "Bare.Ping");
+    }
+}

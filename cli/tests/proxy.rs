@@ -1,0 +1,98 @@
+//! `micro proxy` in front of two real nodes (mDNS on loopback), used by a client whose own
+//! registry is empty: every call kind passes, the nodes share the load, and after one node is
+//! killed no later call fails.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use micro::client::{Client, ClientOptions};
+use micro::registry::MemoryRegistry;
+use micro::CallOptions;
+use micro_tests::testing::*;
+use micro_tests::{workspace_bin, Child};
+
+fn node(service: &str, name: &str) -> Child {
+    Child(
+        Command::new(workspace_bin("tester"))
+            .env("MICRO_REGISTRY", "mdns")
+            .env("MICRO_SERVER_NAME", service)
+            .env("MICRO_REGISTER_TTL", "2")
+            .env("MICRO_REGISTER_INTERVAL", "500ms")
+            .env("TESTER_NODE", name)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn proxy() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
+        .args(["proxy", "--proxy_address", "127.0.0.1:0"])
+        .env("MICRO_REGISTRY", "mdns")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("proxy prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("proxy listening on ") {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Child(child), addr)
+}
+
+#[tokio::test]
+async fn a_client_without_a_registry_calls_through_the_proxy() {
+    let service = format!("proxied{}", std::process::id());
+    let mut a = node(&service, "a");
+    let _b = node(&service, "b");
+    let (_proxy, addr) = tokio::task::spawn_blocking(proxy).await.unwrap();
+
+    // This client's registry is empty: it can only reach services through the proxy.
+    let client = Client::new(
+        Arc::new(MemoryRegistry::new()),
+        ClientOptions { proxy: Some(addr), retries: 1, ..Default::default() },
+    );
+    let tester = TesterClient::new(service.clone(), client.clone());
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "both nodes should answer through the proxy, saw {seen:?}");
+        if let Ok(r) = tester.echo_with(EchoRequest::default(), CallOptions::new().metadata("x-via", "proxy")).await {
+            assert_eq!(r.metadata.get("x-via").map(String::as_str), Some("proxy"), "metadata is kept");
+            seen.insert(r.node);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let json = client
+        .call_json(&service, "Tester.Echo", br#"{"message":"json via proxy"}"#, CallOptions::new())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&json).contains("json via proxy"));
+    let mut count = tester.count(CountRequest { to: 3, fail_at: 0 }).await.unwrap();
+    let mut n = 0;
+    while count.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    let (tx, mut rx) = tester.shout().await.unwrap();
+    tx.send(Line { text: "hi".into() }).await.unwrap();
+    assert_eq!(rx.message().await.unwrap().unwrap().text, "HI");
+    drop(tx);
+    let err = tester.echo(EchoRequest { fail_code: 409, ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code, 409, "errors pass through: {err}");
+
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    for i in 0..40 {
+        let r = tester.echo(EchoRequest::default()).await;
+        assert_eq!(r.unwrap_or_else(|e| panic!("call {i} after the kill failed: {e}")).node, "b");
+    }
+}
