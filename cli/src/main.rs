@@ -4,6 +4,7 @@
 //! Standard output carries data only (JSON for `call` and `stream`); diagnostics go to standard
 //! error, as one sentence.
 
+mod bot;
 mod cmd;
 mod format;
 mod gateway;

@@ -1,6 +1,7 @@
 //! The commands, one module each, and the dispatch shared by the command line and `micro cli`.
 
 pub(crate) mod api;
+pub(crate) mod bot;
 pub(crate) mod call;
 pub(crate) mod completion;
 pub(crate) mod get;
@@ -52,6 +53,8 @@ pub(crate) enum Output {
 pub(crate) enum Command {
     /// Run the HTTP API gateway: `micro api` (MICRO_API_HANDLER, MICRO_API_NAMESPACE, ...).
     Api(api::Args),
+    /// Operate the platform by chatting: `micro bot --inputs slack,stdin`.
+    Bot(bot::Args),
     /// Run the proxy that discovers, balances and forwards for clients with MICRO_PROXY set.
     Proxy(proxy::Args),
     /// Write a new project: `micro new github.com/micro/example`.
@@ -119,6 +122,7 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
         Command::New(args) => new::run(args),
         Command::Api(args) => api::run(global, args).await,
         Command::Proxy(args) => proxy::run(global, args).await,
+        Command::Bot(args) => bot::run(global, args).await,
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,
         Command::Call(args) => call::run(global, args).await,

@@ -117,7 +117,7 @@ impl Helper for Completion {}
 
 /// Splits a prompt line like a shell, except that JSON (a word starting with `{` or `[`) runs to
 /// the end of the line as one argument, so requests need no quoting.
-fn words(line: &str) -> Result<Vec<String>, shell_words::ParseError> {
+pub(crate) fn words(line: &str) -> Result<Vec<String>, shell_words::ParseError> {
     let json_at = line
         .char_indices()
         .find(|&(i, c)| (c == '{' || c == '[') && (i == 0 || line[..i].ends_with(char::is_whitespace)))

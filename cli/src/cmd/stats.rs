@@ -74,3 +74,9 @@ mod tests {
         assert_eq!(super::duration(59), "59s");
     }
 }
+
+/// The current time, `YYYY-MM-DD HH:MM:SS UTC`.
+pub(crate) fn now_utc() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("{} UTC", date(secs))
+}

@@ -1,0 +1,174 @@
+//! `micro bot`: operate the platform by chatting. Inputs (`--inputs slack,stdin`) hand each line
+//! to [`Bot::answer`]; built-in commands cover the CLI's read and call commands, and every
+//! service named `go.micro.bot.<command>` adds `<command>` (its `Command.Help` and
+//! `Command.Exec`), discovered and dropped through a registry watch.
+
+pub(crate) mod slack;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use micro::bot::{ExecRequest, ExecResponse, HelpRequest, HelpResponse, EXEC, HELP, NAMESPACE};
+use micro::client::Client;
+use micro::registry::{RegisterOptions, Service};
+use micro::CallOptions;
+
+use crate::global::Global;
+
+const BUILTIN: &str = "help - this list
+echo TEXT - says it back
+time - the time (UTC)
+hello - says hello
+ping - pong
+list services - every registered service
+get service NAME - versions, nodes and endpoints of a service
+health NAME - Debug.Health of every node
+call SERVICE ENDPOINT {json} - calls an endpoint
+register service {json} - adds a service record
+deregister service {json} - removes a service record";
+
+/// The bot: answers one line at a time.
+pub(crate) struct Bot {
+    global: Global,
+    client: Client,
+    /// command → service
+    commands: RwLock<BTreeMap<String, String>>,
+}
+
+impl Bot {
+    /// A bot over the registry the flags name; starts following `go.micro.bot.*` services.
+    pub(crate) fn start(global: &Global) -> anyhow::Result<Arc<Bot>> {
+        let mut global = global.clone();
+        global.share(global.registry()?);
+        let client = global.client(global.registry()?)?;
+        let bot = Arc::new(Bot { global, client, commands: RwLock::new(BTreeMap::new()) });
+        let b = bot.clone();
+        tokio::spawn(async move {
+            loop {
+                b.refresh().await;
+                let Ok(registry) = b.global.registry() else { return };
+                match registry.watch(None).await {
+                    Ok(mut w) => {
+                        while let Some(Ok(ev)) = w.next().await {
+                            if ev.service.name.starts_with(NAMESPACE) {
+                                b.refresh().await;
+                            }
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+                }
+            }
+        });
+        Ok(bot)
+    }
+
+    async fn refresh(&self) {
+        let Ok(registry) = self.global.registry() else { return };
+        let Ok(services) = registry.list_services().await else { return };
+        let prefix = format!("{NAMESPACE}.");
+        let found: BTreeMap<String, String> = services
+            .into_iter()
+            .filter_map(|s| s.name.strip_prefix(&prefix).map(|c| (c.to_string(), s.name.clone())))
+            .collect();
+        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = found;
+    }
+
+    fn command_service(&self, word: &str) -> Option<String> {
+        self.commands.read().unwrap_or_else(|e| e.into_inner()).get(word).cloned()
+    }
+
+    async fn help(&self) -> String {
+        let mut out = vec![BUILTIN.to_string()];
+        let commands: Vec<(String, String)> =
+            self.commands.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(c, s)| (c.clone(), s.clone())).collect();
+        for (command, service) in commands {
+            let opts = CallOptions::new().timeout(Duration::from_secs(2));
+            match self.client.call::<HelpRequest, HelpResponse>(&service, &HELP, &HelpRequest {}, opts).await {
+                Ok(h) => out.push(format!("{} - {}", if h.usage.is_empty() { command } else { h.usage }, h.description)),
+                Err(_) => out.push(format!("{command} - (from {service})")),
+            }
+        }
+        out.join("\n")
+    }
+
+    /// The answer to one line.
+    pub(crate) async fn answer(&self, line: &str) -> String {
+        let words = match crate::cmd::shell::words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => return format!("cannot read that: {e}"),
+        };
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        let result: anyhow::Result<String> = match w.as_slice() {
+            [] => Ok(String::new()),
+            ["help"] => Ok(self.help().await),
+            ["echo", rest @ ..] => Ok(rest.join(" ")),
+            ["time"] => Ok(crate::cmd::stats::now_utc()),
+            ["hello"] => Ok("hello".into()),
+            ["ping"] => Ok("pong".into()),
+            ["list", "services"] => crate::cmd::list::names(&self.global).await.map(|n| n.join("\n")),
+            ["get", "service", name] => self.get(name).await,
+            ["health", name] => crate::cmd::health::check(&self.global, name).await.map(|(text, _)| text),
+            ["call", service, endpoint, rest @ ..] => self.call(service, endpoint, &rest.join(" ")).await,
+            ["register", "service", json] => self.register(json, true).await,
+            ["deregister", "service", json] => self.register(json, false).await,
+            [first, ..] => match self.command_service(first) {
+                Some(service) => self.exec(&service, words.clone()).await,
+                None => Ok(format!("unknown command {first:?}; try help")),
+            },
+        };
+        result.unwrap_or_else(|e| match e.downcast_ref::<micro::Error>() {
+            Some(me) => format!("error: {}", me.to_json()),
+            None => format!("error: {e}"),
+        })
+    }
+
+    async fn get(&self, name: &str) -> anyhow::Result<String> {
+        let versions = self.global.registry()?.get_service(name).await?;
+        Ok(crate::format::service(&versions))
+    }
+
+    async fn call(&self, service: &str, endpoint: &str, json: &str) -> anyhow::Result<String> {
+        let body = if json.trim().is_empty() { "{}" } else { json };
+        let reply = self.client.call_json(service, endpoint, body.as_bytes(), CallOptions::new().timeout(self.global.timeout())).await?;
+        let v: serde_json::Value = serde_json::from_slice(&reply)?;
+        Ok(crate::cmd::pretty(&v))
+    }
+
+    async fn register(&self, json: &str, add: bool) -> anyhow::Result<String> {
+        let svc: Service = serde_json::from_str(json)?;
+        let registry = self.global.registry()?;
+        if add {
+            registry.register(&svc, RegisterOptions::default()).await?;
+        } else {
+            registry.deregister(&svc).await?;
+        }
+        Ok("ok".into())
+    }
+
+    async fn exec(&self, service: &str, args: Vec<String>) -> anyhow::Result<String> {
+        let reply: ExecResponse =
+            self.client.call(service, &EXEC, &ExecRequest { args }, CallOptions::new().timeout(self.global.timeout())).await?;
+        Ok(if reply.error.is_empty() { reply.result } else { format!("error: {}", reply.error) })
+    }
+}
+
+/// The stdin input: answers each line on standard output; returns when standard input closes.
+pub(crate) async fn stdin(bot: Arc<Bot>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(line) = rx.recv().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        println!("{}", bot.answer(&line).await);
+    }
+}

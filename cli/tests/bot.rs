@@ -1,0 +1,188 @@
+//! `micro bot`: the stdin input, and a conversation over a stand-in Slack (Socket Mode websocket
+//! plus `apps.connections.open` and `chat.postMessage`, all on 127.0.0.1) with built-in commands,
+//! a call, and a command added by a service.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use micro::bot::{CommandHandler, HelpResponse};
+use micro::registry::{MdnsRegistry, SharedRegistry};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Weather;
+
+impl CommandHandler for Weather {
+    fn help(&self) -> HelpResponse {
+        HelpResponse { usage: "weather CITY".into(), description: "the weather in CITY".into() }
+    }
+    async fn exec(&self, args: Vec<String>) -> Result<String, micro::Error> {
+        Ok(format!("sunny in {}", args.get(1).cloned().unwrap_or_default()))
+    }
+}
+
+async fn command_service(registry: SharedRegistry) -> micro::Service {
+    let mut o = micro::options::Options::default();
+    o.register_interval = Duration::ZERO;
+    let svc = micro::Service::builder().name("go.micro.bot.weather").options(o).registry(registry).build().unwrap();
+    micro::bot::register_command_handler(svc.server(), Weather);
+    svc.start().await.unwrap();
+    svc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_input_answers_each_line_and_exits_when_stdin_closes() {
+    let svc = command_service(Arc::new(MdnsRegistry::new().unwrap())).await;
+    let out = tokio::task::spawn_blocking(|| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
+            .args(["bot", "--inputs", "stdin"])
+            .env("MICRO_REGISTRY", "mdns")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut ask = |line: &str| {
+            writeln!(stdin, "{line}").unwrap();
+            let mut answer = String::new();
+            stdout.read_line(&mut answer).unwrap();
+            answer
+        };
+        let echo = ask("echo hi there");
+        let ping = ask("ping");
+        // The command service shows up once the bot has seen it in the registry.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let weather = loop {
+            let a = ask("weather paris");
+            if a.contains("sunny") || Instant::now() > deadline {
+                break a;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        drop(stdin);
+        let status = child.wait().unwrap();
+        (echo, ping, weather, status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, "hi there\n");
+    assert_eq!(out.1, "pong\n");
+    assert_eq!(out.2, "sunny in paris\n");
+    assert!(out.3.success(), "exits when stdin closes: {}", out.3);
+    svc.stop().await;
+}
+
+/// The stand-in Slack: what the bot posted, and the messages to deliver.
+#[derive(Default)]
+struct Slack {
+    posted: Mutex<Vec<(String, String)>>,
+    acks: Mutex<Vec<String>>,
+}
+
+async fn stand_in(slack: Arc<Slack>, messages: Vec<String>) -> String {
+    // The websocket side.
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws.local_addr().unwrap();
+    let s = slack.clone();
+    tokio::spawn(async move {
+        let (stream, _) = ws.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        socket.send(Message::Text(r#"{"type":"hello"}"#.into())).await.unwrap();
+        for (i, text) in messages.iter().enumerate() {
+            let envelope = serde_json::json!({
+                "envelope_id": format!("env-{i}"),
+                "type": "events_api",
+                "payload": {"event": {"type": "message", "channel": "C42", "user": "U1", "text": text}},
+            });
+            socket.send(Message::Text(envelope.to_string().into())).await.unwrap();
+            while let Some(Ok(Message::Text(t))) = socket.next().await {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if let Some(id) = v["envelope_id"].as_str() {
+                    s.acks.lock().unwrap().push(id.to_string());
+                    break;
+                }
+            }
+        }
+        // Keep the socket open until the test ends.
+        while socket.next().await.is_some() {}
+    });
+    // The Web API side.
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = api.accept().await.unwrap();
+            let slack = slack.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let slack = slack.clone();
+                    async move {
+                        use http_body_util::BodyExt;
+                        let path = req.uri().path().to_string();
+                        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let reply = match path.as_str() {
+                            "/api/apps.connections.open" if auth == "Bearer xapp-test" => {
+                                serde_json::json!({"ok": true, "url": format!("ws://{ws_addr}/socket")})
+                            }
+                            "/api/chat.postMessage" if auth == "Bearer xoxb-test" => {
+                                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                                slack.posted.lock().unwrap().push((
+                                    v["channel"].as_str().unwrap_or("").into(),
+                                    v["text"].as_str().unwrap_or("").into(),
+                                ));
+                                serde_json::json!({"ok": true})
+                            }
+                            _ => serde_json::json!({"ok": false, "error": "invalid_auth"}),
+                        };
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(reply.to_string()))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{api_addr}/api")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_over_slack_socket_mode() {
+    let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
+    let svc = command_service(registry.clone()).await;
+    let tester = micro_tests::start_tester(registry.clone(), "slack").await.0;
+    // Give the registry a moment so the bot sees both services on its first listing.
+    micro_tests::wait_for("both services", Duration::from_secs(5), async || {
+        registry.get_service("go.micro.bot.weather").await.is_ok() && registry.get_service("testing").await.is_ok()
+    })
+    .await;
+    let slack = Arc::new(Slack::default());
+    let api = stand_in(
+        slack.clone(),
+        vec!["list services".into(), r#"call testing Tester.Echo {"message":"from slack"}"#.into(), "weather oslo".into(), "help".into()],
+    )
+    .await;
+    let mut bot = Command::new(env!("CARGO_BIN_EXE_micro"))
+        .args(["bot", "--inputs", "slack", "--slack_api_url", &api, "--slack_app_token", "xapp-test", "--slack_bot_token", "xoxb-test"])
+        .env("MICRO_REGISTRY", "mdns")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    micro_tests::wait_for("four replies", Duration::from_secs(20), async || slack.posted.lock().unwrap().len() >= 4).await;
+    let _ = bot.kill();
+    let _ = bot.wait();
+    let posted = slack.posted.lock().unwrap().clone();
+    assert!(posted.iter().all(|(channel, _)| channel == "C42"));
+    assert!(posted[0].1.lines().any(|l| l == "go.micro.bot.weather") && posted[0].1.lines().any(|l| l == "testing"), "{}", posted[0].1);
+    assert!(posted[1].1.contains("\"message\": \"from slack\""), "{}", posted[1].1);
+    assert_eq!(posted[2].1, "sunny in oslo");
+    assert!(posted[3].1.contains("weather CITY - the weather in CITY"), "{}", posted[3].1);
+    assert_eq!(*slack.acks.lock().unwrap(), ["env-0", "env-1", "env-2", "env-3"]);
+    tester.stop().await;
+    svc.stop().await;
+}
