@@ -122,7 +122,8 @@ async fn stand_in(slack: Arc<Slack>, messages: Vec<String>) -> String {
                     async move {
                         use http_body_util::BodyExt;
                         let path = req.uri().path().to_string();
-                        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        let auth =
+                            req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let reply = match path.as_str() {
                             "/api/apps.connections.open" if auth == "Bearer xapp-test" => {
@@ -138,7 +139,9 @@ async fn stand_in(slack: Arc<Slack>, messages: Vec<String>) -> String {
                             }
                             _ => serde_json::json!({"ok": false, "error": "invalid_auth"}),
                         };
-                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(reply.to_string()))))
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(reply.to_string()),
+                        )))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -163,22 +166,42 @@ async fn a_conversation_over_slack_socket_mode() {
     let slack = Arc::new(Slack::default());
     let api = stand_in(
         slack.clone(),
-        vec!["list services".into(), r#"call testing Tester.Echo {"message":"from slack"}"#.into(), "weather oslo".into(), "help".into()],
+        vec![
+            "list services".into(),
+            r#"call testing Tester.Echo {"message":"from slack"}"#.into(),
+            "weather oslo".into(),
+            "help".into(),
+        ],
     )
     .await;
     let mut bot = Command::new(env!("CARGO_BIN_EXE_micro"))
-        .args(["bot", "--inputs", "slack", "--slack_api_url", &api, "--slack_app_token", "xapp-test", "--slack_bot_token", "xoxb-test"])
+        .args([
+            "bot",
+            "--inputs",
+            "slack",
+            "--slack_api_url",
+            &api,
+            "--slack_app_token",
+            "xapp-test",
+            "--slack_bot_token",
+            "xoxb-test",
+        ])
         .env("MICRO_REGISTRY", "mdns")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    micro_tests::wait_for("four replies", Duration::from_secs(20), async || slack.posted.lock().unwrap().len() >= 4).await;
+    micro_tests::wait_for("four replies", Duration::from_secs(20), async || slack.posted.lock().unwrap().len() >= 4)
+        .await;
     let _ = bot.kill();
     let _ = bot.wait();
     let posted = slack.posted.lock().unwrap().clone();
     assert!(posted.iter().all(|(channel, _)| channel == "C42"));
-    assert!(posted[0].1.lines().any(|l| l == "go.micro.bot.weather") && posted[0].1.lines().any(|l| l == "testing"), "{}", posted[0].1);
+    assert!(
+        posted[0].1.lines().any(|l| l == "go.micro.bot.weather") && posted[0].1.lines().any(|l| l == "testing"),
+        "{}",
+        posted[0].1
+    );
     assert!(posted[1].1.contains("\"message\": \"from slack\""), "{}", posted[1].1);
     assert_eq!(posted[2].1, "sunny in oslo");
     assert!(posted[3].1.contains("weather CITY - the weather in CITY"), "{}", posted[3].1);

@@ -72,10 +72,13 @@ pub fn register_command_handler<H: CommandHandler>(server: &Server, handler: H) 
     let handler = Arc::new(handler);
     let h = handler.clone();
     server.handle(
-        Endpoint::new("Command.Help", unary(move |_: Request<HelpRequest>| {
-            let reply = h.help();
-            async move { Ok::<_, Error>(reply) }
-        }))
+        Endpoint::new(
+            "Command.Help",
+            unary(move |_: Request<HelpRequest>| {
+                let reply = h.help();
+                async move { Ok::<_, Error>(reply) }
+            }),
+        )
         .path(HELP.path),
     );
     server.handle(

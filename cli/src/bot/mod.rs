@@ -80,12 +80,19 @@ impl Bot {
 
     async fn help(&self) -> String {
         let mut out = vec![BUILTIN.to_string()];
-        let commands: Vec<(String, String)> =
-            self.commands.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(c, s)| (c.clone(), s.clone())).collect();
+        let commands: Vec<(String, String)> = self
+            .commands
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(c, s)| (c.clone(), s.clone()))
+            .collect();
         for (command, service) in commands {
             let opts = CallOptions::new().timeout(Duration::from_secs(2));
             match self.client.call::<HelpRequest, HelpResponse>(&service, &HELP, &HelpRequest {}, opts).await {
-                Ok(h) => out.push(format!("{} - {}", if h.usage.is_empty() { command } else { h.usage }, h.description)),
+                Ok(h) => {
+                    out.push(format!("{} - {}", if h.usage.is_empty() { command } else { h.usage }, h.description))
+                }
                 Err(_) => out.push(format!("{command} - (from {service})")),
             }
         }
@@ -130,7 +137,10 @@ impl Bot {
 
     async fn call(&self, service: &str, endpoint: &str, json: &str) -> anyhow::Result<String> {
         let body = if json.trim().is_empty() { "{}" } else { json };
-        let reply = self.client.call_json(service, endpoint, body.as_bytes(), CallOptions::new().timeout(self.global.timeout())).await?;
+        let reply = self
+            .client
+            .call_json(service, endpoint, body.as_bytes(), CallOptions::new().timeout(self.global.timeout()))
+            .await?;
         let v: serde_json::Value = serde_json::from_slice(&reply)?;
         Ok(crate::cmd::pretty(&v))
     }
@@ -147,8 +157,10 @@ impl Bot {
     }
 
     async fn exec(&self, service: &str, args: Vec<String>) -> anyhow::Result<String> {
-        let reply: ExecResponse =
-            self.client.call(service, &EXEC, &ExecRequest { args }, CallOptions::new().timeout(self.global.timeout())).await?;
+        let reply: ExecResponse = self
+            .client
+            .call(service, &EXEC, &ExecRequest { args }, CallOptions::new().timeout(self.global.timeout()))
+            .await?;
         Ok(if reply.error.is_empty() { reply.result } else { format!("error: {}", reply.error) })
     }
 }

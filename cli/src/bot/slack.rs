@@ -1,8 +1,9 @@
 //! The Slack input, over Socket Mode: `apps.connections.open` with the app token gives a
 //! websocket URL; every envelope that arrives on it is acknowledged (`{"envelope_id": ...}`), and
 //! each message event is answered with `chat.postMessage` using the bot token. The connection
-//! is opened again when Slack asks (`disconnect`) or when it drops. `--slack_api_url` points it at
-//! another server (tests use a stand-in on 127.0.0.1).
+//! is opened again when Slack asks (`disconnect`) or when it drops. HTTPS and WSS use rustls with
+//! the webpki roots; `--slack_api_url` points it at another server (tests use a plain-HTTP
+//! stand-in on 127.0.0.1).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +23,17 @@ pub(crate) struct Slack {
     pub(crate) bot_token: String,
 }
 
-type HttpClient = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
-async fn post(client: &HttpClient, url: &str, token: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+async fn post(
+    client: &HttpClient,
+    url: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let req = http::Request::post(url)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json; charset=utf-8")
@@ -43,11 +52,13 @@ pub(crate) async fn run(bot: Arc<Bot>, slack: Slack) -> anyhow::Result<()> {
     if slack.app_token.is_empty() || slack.bot_token.is_empty() {
         anyhow::bail!("the slack input needs --slack_app_token (xapp-...) and --slack_bot_token (xoxb-...)");
     }
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
     let client: HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
     let api = slack.api.trim_end_matches('/').to_string();
     loop {
-        let opened = post(&client, &format!("{api}/apps.connections.open"), &slack.app_token, serde_json::json!({})).await;
+        let opened =
+            post(&client, &format!("{api}/apps.connections.open"), &slack.app_token, serde_json::json!({})).await;
         let url = match opened.map(|v| v["url"].as_str().map(str::to_string)) {
             Ok(Some(url)) => url,
             Ok(None) => anyhow::bail!("slack gave no socket URL"),
@@ -80,7 +91,9 @@ pub(crate) async fn run(bot: Arc<Bot>, slack: Slack) -> anyhow::Result<()> {
                     if !is_message || event.get("bot_id").is_some() || event.get("subtype").is_some() {
                         continue;
                     }
-                    let (Some(channel), Some(text)) = (event["channel"].as_str(), event["text"].as_str()) else { continue };
+                    let (Some(channel), Some(text)) = (event["channel"].as_str(), event["text"].as_str()) else {
+                        continue;
+                    };
                     let answer = bot.answer(text).await;
                     let body = serde_json::json!({ "channel": channel, "text": answer });
                     if let Err(e) = post(&client, &format!("{api}/chat.postMessage"), &slack.bot_token, body).await {

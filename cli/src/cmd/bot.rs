@@ -16,7 +16,13 @@ pub(crate) struct Args {
     #[arg(long = "slack_app_token", env = "MICRO_SLACK_APP_TOKEN", default_value = "", hide_env_values = true)]
     pub(crate) slack_app_token: String,
     /// Slack bot token (xoxb-...), for chat.postMessage.
-    #[arg(long = "slack_bot_token", alias = "slack_token", env = "MICRO_SLACK_BOT_TOKEN", default_value = "", hide_env_values = true)]
+    #[arg(
+        long = "slack_bot_token",
+        alias = "slack_token",
+        env = "MICRO_SLACK_BOT_TOKEN",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub(crate) slack_bot_token: String,
     /// The Slack Web API.
     #[arg(long = "slack_api_url", env = "MICRO_SLACK_API_URL", default_value = "https://slack.com/api")]
