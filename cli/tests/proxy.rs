@@ -89,6 +89,35 @@ async fn a_client_without_a_registry_calls_through_the_proxy() {
     let err = tester.echo(EchoRequest { fail_code: 409, ..Default::default() }).await.unwrap_err();
     assert_eq!(err.code, 409, "errors pass through: {err}");
 
+    // Publishing goes through the proxy too (this client has no broker of its own).
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let mut o = micro::options::Options::default();
+    o.register_interval = Duration::ZERO;
+    let listener = micro::Service::builder()
+        .name(format!("{service}.listener"))
+        .options(o)
+        .registry(Arc::new(micro::registry::MdnsRegistry::new().unwrap()))
+        .build()
+        .unwrap();
+    let s = seen.clone();
+    micro::register_subscriber(listener.server(), &format!("{service}.events"), move |req: micro::Request<Line>| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push(req.text.clone());
+            Ok(())
+        }
+    });
+    listener.start().await.unwrap();
+    let publisher = micro::Publisher::new(format!("{service}.events"), client.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the message never arrived");
+        let _ = publisher.publish(&Line { text: "via proxy".into() }).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen.lock().unwrap()[0], "via proxy");
+    listener.stop().await;
+
     a.0.kill().unwrap();
     a.0.wait().unwrap();
     for i in 0..40 {

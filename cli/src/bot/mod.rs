@@ -74,11 +74,21 @@ impl Bot {
         *self.commands.write().unwrap_or_else(|e| e.into_inner()) = found;
     }
 
-    fn command_service(&self, word: &str) -> Option<String> {
-        self.commands.read().unwrap_or_else(|e| e.into_inner()).get(word).cloned()
+    /// The service of a command: known from the watch, or (for one that just started) asked of
+    /// the registry directly.
+    async fn find_command(&self, word: &str) -> Option<String> {
+        if let Some(s) = self.commands.read().unwrap_or_else(|e| e.into_inner()).get(word).cloned() {
+            return Some(s);
+        }
+        let service = format!("{NAMESPACE}.{word}");
+        let registry = self.global.registry().ok()?;
+        registry.get_service(&service).await.ok()?;
+        self.commands.write().unwrap_or_else(|e| e.into_inner()).insert(word.to_string(), service.clone());
+        Some(service)
     }
 
     async fn help(&self) -> String {
+        self.refresh().await;
         let mut out = vec![BUILTIN.to_string()];
         let commands: Vec<(String, String)> = self
             .commands
@@ -119,7 +129,7 @@ impl Bot {
             ["call", service, endpoint, rest @ ..] => self.call(service, endpoint, &rest.join(" ")).await,
             ["register", "service", json] => self.register(json, true).await,
             ["deregister", "service", json] => self.register(json, false).await,
-            [first, ..] => match self.command_service(first) {
+            [first, ..] => match self.find_command(first).await {
                 Some(service) => self.exec(&service, words.clone()).await,
                 None => Ok(format!("unknown command {first:?}; try help")),
             },

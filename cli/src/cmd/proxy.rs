@@ -5,6 +5,7 @@
 //! relays the call as a stream, message by message, both ways (so unary calls and all three
 //! streaming kinds pass through, protobuf or JSON, with their metadata). With `--service NAME`
 //! every call goes to that service, so plain gRPC clients can use the proxy as a front door.
+//! Such clients also publish through it: `POST /_pub/<topic>` is published with the proxy's broker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,47 @@ struct Proxy {
     service: Option<String>,
 }
 
+impl Proxy {
+    /// `POST /_pub/<topic>`: publishes the body with the proxy's broker, headers as message headers.
+    async fn publish(&self, topic: &str, req: http::Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return json_error(&Error::bad_request("go.micro.proxy", e)),
+        };
+        let mut metadata = Metadata::new();
+        let mut content_type = "application/json".to_string();
+        for (k, v) in &parts.headers {
+            let Ok(v) = v.to_str() else { continue };
+            match k.as_str() {
+                "content-type" => content_type = v.to_string(),
+                "micro-topic" | "micro-id" => {}
+                name => {
+                    metadata.insert(name, v);
+                }
+            }
+        }
+        let topic = crate::gateway::routes::percent_decode(topic);
+        let publisher = micro::Publisher::new(topic, self.client.clone());
+        let result = if content_type.contains("json") {
+            publisher.publish_json(&body, &metadata).await
+        } else {
+            publisher.publish_bytes(body, &content_type, &metadata).await
+        };
+        match result {
+            Ok(()) => Response::new(Body::empty()),
+            Err(e) => json_error(&e),
+        }
+    }
+}
+
+fn json_error(e: &Error) -> Response<Body> {
+    let mut resp = Response::new(Body::full(e.to_json()));
+    *resp.status_mut() = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 fn grpc_error(codec: Codec, e: &Error) -> Response<Body> {
     let mut resp = Response::new(Body::empty());
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
@@ -57,6 +99,10 @@ fn endpoint_of(path: &str) -> String {
 
 impl Proxy {
     async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+        if let Some(topic) = req.uri().path().strip_prefix(micro::client::PROXY_PUBLISH_PATH) {
+            let topic = topic.to_string();
+            return self.publish(&topic, req).await;
+        }
         let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let codec = match Codec::from_content_type(ct) {
             Some((c, Protocol::Grpc)) => c,
@@ -159,10 +205,12 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     client_opts.request_timeout = o.client_request_timeout;
     client_opts.retries = o.client_retries;
     client_opts.transport_address = o.transport_address.clone();
+    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
     let client = Client::with_selector(
         Arc::new(micro::selector::RegistrySelector::new(registry, micro::selector::Strategy::RoundRobin)),
         client_opts,
-    );
+    )
+    .with_broker(broker);
     let proxy = Arc::new(Proxy { client, service: args.service.clone() });
     let serving = micro::transport::http::serve(&args.address, proxy, &ServeOptions::default())?;
     eprintln!(

@@ -33,6 +33,9 @@ use crate::transport::http::Pool;
 use crate::transport::Body;
 use crate::Error;
 
+/// Where a `micro proxy` takes messages to publish for its clients.
+pub const PROXY_PUBLISH_PATH: &str = "/_pub/";
+
 /// The header naming the service a call is for, when a `micro proxy` forwards it.
 pub const PROXY_SERVICE_HEADER: &str = "micro-service";
 
@@ -179,6 +182,43 @@ impl Client {
     pub fn with_broker(mut self, broker: SharedBroker) -> Self {
         self.broker = Some(broker);
         self
+    }
+
+    /// Hands a message to a `micro proxy`, which publishes it with its broker
+    /// (`POST /_pub/<topic>`, headers as HTTP headers).
+    pub(crate) async fn publish_via_proxy(
+        &self,
+        proxy: &str,
+        topic: &str,
+        message: &crate::broker::Message,
+    ) -> Result<(), Error> {
+        let encoded = percent_encoding::utf8_percent_encode(topic, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let mut req = http::Request::new(Body::full(message.body.clone()));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = http::Uri::builder()
+            .scheme("http")
+            .authority("micro")
+            .path_and_query(format!("{PROXY_PUBLISH_PATH}{encoded}"))
+            .build()
+            .map_err(|e| Error::bad_request(CLIENT_ID, e))?;
+        for (k, v) in &message.header {
+            if let (Ok(k), Ok(v)) =
+                (http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(v))
+            {
+                req.headers_mut().insert(k, v);
+            }
+        }
+        let timeout = self.core.opts.request_timeout;
+        let resp = tokio::time::timeout(timeout, self.core.pool.send(proxy, req, self.core.opts.connect_timeout))
+            .await
+            .map_err(|_| Error::timeout(CLIENT_ID, format!("the proxy at {proxy} did not answer")))??;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        Err(Error::from_json(&String::from_utf8_lossy(&body))
+            .unwrap_or_else(|| Error::new(CLIENT_ID, status, "publishing through the proxy failed")))
     }
 
     /// The broker [`Publisher`]s use.

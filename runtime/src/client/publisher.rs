@@ -38,20 +38,29 @@ impl Publisher {
         self.publish_raw(body, Codec::Proto.content_type(Protocol::Http), metadata).await
     }
 
+    /// Publishes a body already encoded as `content_type`.
+    pub async fn publish_bytes(&self, body: Bytes, content_type: &str, metadata: &Metadata) -> Result<(), Error> {
+        self.publish_raw(body, content_type, metadata).await
+    }
+
     /// Publishes a JSON body as it is (tools publish this way).
     pub async fn publish_json(&self, json: &[u8], metadata: &Metadata) -> Result<(), Error> {
         self.publish_raw(Bytes::copy_from_slice(json), "application/json", metadata).await
     }
 
     async fn publish_raw(&self, body: Bytes, content_type: &str, metadata: &Metadata) -> Result<(), Error> {
-        let broker = self.client.broker().ok_or_else(|| {
-            Error::internal_server_error("go.micro.client", "this client has no broker to publish with")
-        })?;
         let mut header: std::collections::BTreeMap<String, String> =
             metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         header.insert(TOPIC_HEADER.into(), self.topic.clone());
         header.insert(ID_HEADER.into(), uuid::Uuid::new_v4().to_string());
         header.insert(CONTENT_TYPE_HEADER.into(), content_type.into());
-        broker.publish(&self.topic, Message { header, body }).await
+        let message = Message { header, body };
+        if let Some(proxy) = self.client.options().proxy.clone() {
+            return self.client.publish_via_proxy(&proxy, &self.topic, &message).await;
+        }
+        let broker = self.client.broker().ok_or_else(|| {
+            Error::internal_server_error("go.micro.client", "this client has no broker to publish with")
+        })?;
+        broker.publish(&self.topic, message).await
     }
 }
