@@ -2,7 +2,8 @@
 //! a declared `google.api.http` route with a path variable, GET with a query, a form body,
 //! protobuf in and out, CORS, errors, `POST /rpc`, the `api`, `event` and `http` handlers.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,25 +62,11 @@ async fn service(registry: SharedRegistry, name: &str) -> micro::Service {
     micro::Service::builder().name(name).options(options()).registry(registry).build().unwrap()
 }
 
-/// Starts `micro api` with `args`; returns it and its address.
+/// Starts `micro api` on a random port with `args`; returns it and its address.
 fn gateway(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
-        .arg("api")
-        .args(["--api_address", "127.0.0.1:0"])
-        .args(args)
-        .env("MICRO_REGISTRY", "mdns")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("api prints its address").unwrap();
-        if let Some(rest) = line.strip_prefix("api listening on ") {
-            break rest.split(' ').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Child(child), addr)
+    let mut all = vec!["api", "--api_address", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    common::listening(&all, "api")
 }
 
 fn curl(args: &[&str]) -> (u16, String, String) {

@@ -3,7 +3,8 @@
 //! killed no later call fails.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,21 +30,7 @@ fn node(service: &str, name: &str) -> Child {
 }
 
 fn proxy() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
-        .args(["proxy", "--proxy_address", "127.0.0.1:0"])
-        .env("MICRO_REGISTRY", "mdns")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("proxy prints its address").unwrap();
-        if let Some(rest) = line.strip_prefix("proxy listening on ") {
-            break rest.split(' ').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Child(child), addr)
+    common::listening(&["proxy", "--proxy_address", "127.0.0.1:0"], "proxy")
 }
 
 #[tokio::test]
