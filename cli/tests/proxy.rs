@@ -112,3 +112,35 @@ async fn a_client_without_a_registry_calls_through_the_proxy() {
         assert_eq!(r.unwrap_or_else(|e| panic!("call {i} after the kill failed: {e}")).node, "b");
     }
 }
+
+#[tokio::test]
+async fn a_front_door_for_one_service_serves_plain_grpc_clients() {
+    let service = format!("door{}", std::process::id());
+    let _node = node(&service, "behind");
+    let (_proxy, addr) = tokio::task::spawn_blocking({
+        let service = service.clone();
+        move || common::listening(&["proxy", "--proxy_address", "127.0.0.1:0", "--service", &service], "proxy")
+    })
+    .await
+    .unwrap();
+    // A client that knows nothing of micro: no registry, no proxy header, just the address.
+    let plain = Client::new(Arc::new(MemoryRegistry::new()), ClientOptions { proxy: None, ..Default::default() });
+    let tester = TesterClient::new("anything", plain);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reply = loop {
+        match tester
+            .echo_with(
+                EchoRequest { message: "door".into(), ..Default::default() },
+                CallOptions::new().address(addr.clone()),
+            )
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the front door never answered: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!((reply.message.as_str(), reply.node.as_str()), ("door", "behind"));
+}
