@@ -53,7 +53,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         handler,
         cors: args.enable_cors,
         client,
-        registry,
+        nodes: micro::selector::cache::RegistryCache::new(registry, Duration::from_secs(60)),
         max_body: args.max_body,
         timeout: global.timeout(),
         proxy,

@@ -23,7 +23,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use micro::client::Client;
 use micro::codec::Codec;
-use micro::registry::SharedRegistry;
 use micro::transport::http::Dispatch;
 use micro::transport::Body;
 use micro::{CallOptions, Error, Metadata, Publisher};
@@ -63,7 +62,8 @@ pub(crate) struct Gateway {
     pub(crate) handler: Handler,
     pub(crate) cors: bool,
     pub(crate) client: Client,
-    pub(crate) registry: SharedRegistry,
+    /// Nodes of the services the `http` handler proxies to (a watch-fed cache).
+    pub(crate) nodes: Arc<micro::selector::cache::RegistryCache>,
     pub(crate) routes: Arc<routes::Table>,
     pub(crate) max_body: usize,
     pub(crate) timeout: Duration,
@@ -345,12 +345,11 @@ impl Gateway {
 
     /// The `http` handler: the request goes as it is to a node of the service.
     async fn proxy(&self, req: http::Request<Incoming>, service: &str) -> Response<Body> {
-        let versions = match self.registry.get_service(service).await {
-            Ok(v) => v,
+        let entry = match self.nodes.get(service).await {
+            Ok(e) => e,
             Err(_) => return error_response(&self.not_found(service, req.uri().path())),
         };
-        let nodes: Vec<_> = versions.iter().flat_map(|v| v.nodes.iter()).collect();
-        let Some(node) = nodes.get(uuid_index(nodes.len())) else {
+        let Some(node) = entry.nodes.get(uuid_index(entry.nodes.len())).map(|c| &c.node) else {
             return error_response(&self.not_found(service, req.uri().path()));
         };
         let (mut parts, body) = req.into_parts();
