@@ -9,8 +9,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::broker::{self, SharedBroker, Subscription};
 use crate::client::{Client, ClientOptions};
 use crate::options::Options;
@@ -150,7 +148,6 @@ impl ServiceBuilder {
 
 struct Running {
     record: registry::Service,
-    stop_renewal: watch::Sender<bool>,
     renewal: Option<tokio::task::JoinHandle<()>>,
     subscriptions: Vec<Subscription>,
 }
@@ -275,7 +272,6 @@ impl Service {
             registry.name()
         );
         broker.attach(&record.nodes[0], ttl).await?;
-        let (stop_renewal, mut stop_rx) = watch::channel(false);
         let interval = self.inner.opts.register_interval;
         let mut renewal = None;
         if !interval.is_zero() {
@@ -283,21 +279,17 @@ impl Service {
             let broker = broker.clone();
             renewal = Some(tokio::spawn(async move {
                 loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(interval) => {
-                            if let Err(e) = registry.register(&record, ttl).await {
-                                tracing::warn!(error = %e.detail, "renewing the registration failed");
-                            } else if let Err(e) = broker.attach(&record.nodes[0], ttl).await {
-                                tracing::warn!(error = %e.detail, "renewing the subscriptions failed");
-                            }
-                        }
-                        _ = stop_rx.changed() => return,
+                    tokio::time::sleep(interval).await;
+                    if let Err(e) = registry.register(&record, ttl).await {
+                        tracing::warn!(error = %e.detail, "renewing the registration failed");
+                    } else if let Err(e) = broker.attach(&record.nodes[0], ttl).await {
+                        tracing::warn!(error = %e.detail, "renewing the subscriptions failed");
                     }
                 }
             }));
         }
         *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Running { record, stop_renewal, renewal, subscriptions });
+            Some(Running { record, renewal, subscriptions });
         Ok(addr)
     }
 
@@ -329,7 +321,6 @@ impl Service {
     pub async fn stop(&self) {
         let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(running) = running {
-            let _ = running.stop_renewal.send(true);
             // A renewal in flight must not put the node back after it is deregistered.
             if let Some(task) = running.renewal {
                 task.abort();

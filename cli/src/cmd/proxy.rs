@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Frame;
@@ -159,11 +159,7 @@ impl Proxy {
             loop {
                 match replies.next().await {
                     Some(Ok(m)) => {
-                        let mut b = BytesMut::with_capacity(m.0.len() + 5);
-                        b.put_u8(0);
-                        b.put_u32(m.0.len() as u32);
-                        b.put_slice(&m.0);
-                        if out.send(Frame::data(b.freeze())).await.is_err() {
+                        if out.send(Frame::data(micro::transport::grpc::frame(&m.0))).await.is_err() {
                             return;
                         }
                     }

@@ -13,7 +13,7 @@ mod wrapper;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::Frame;
@@ -281,17 +281,14 @@ impl Client {
         message: &[u8],
         opts: CallOptions,
     ) -> Result<Bytes, Error> {
-        let mut body = BytesMut::with_capacity(message.len() + 5);
-        body.extend_from_slice(&[0]);
-        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        body.extend_from_slice(message);
+        let body = grpc::frame(message);
         self.caller
             .call(RawCall {
                 service: service.to_string(),
                 endpoint: endpoint.to_string(),
                 path: path.to_string(),
                 codec,
-                body: body.freeze(),
+                body,
                 opts,
             })
             .await
@@ -442,12 +439,8 @@ impl<M: Message> ClientSender<M> {
 
 impl ClientSender<RawMessage> {
     /// Sends one request already encoded with the stream's codec.
-    pub async fn send_bytes(&self, text: &[u8]) -> Result<(), Error> {
-        let mut buf = BytesMut::with_capacity(text.len() + 5);
-        buf.extend_from_slice(&[0]);
-        buf.extend_from_slice(&(text.len() as u32).to_be_bytes());
-        buf.extend_from_slice(text);
-        self.send_raw(buf.freeze()).await
+    pub async fn send_bytes(&self, message: &[u8]) -> Result<(), Error> {
+        self.send_raw(grpc::frame(message)).await
     }
 }
 

@@ -82,6 +82,15 @@ pub fn too_large(len: usize, max: usize) -> Error {
     Error::too_large("go.micro.transport", format!("message of {len} bytes is larger than the limit of {max} bytes"))
 }
 
+/// One message, already encoded, as a gRPC frame (flag byte, big-endian length, message).
+pub fn frame(message: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(message.len() + 5);
+    b.extend_from_slice(&[0]);
+    b.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    b.extend_from_slice(message);
+    b.freeze()
+}
+
 /// Takes exactly one gRPC message out of a whole unary body.
 pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
     if body.len() < 5 {

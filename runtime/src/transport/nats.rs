@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::HeaderMap;
 use http_body::{Body as _, Frame};
@@ -114,14 +114,6 @@ fn metadata_of(h: Option<&async_nats::HeaderMap>) -> Metadata {
     md
 }
 
-fn framed(payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(payload.len() + 5);
-    b.put_u8(0);
-    b.put_u32(payload.len() as u32);
-    b.put_slice(payload);
-    b.freeze()
-}
-
 fn status_headers(result: Result<(), &Error>) -> async_nats::HeaderMap {
     let mut h = async_nats::HeaderMap::new();
     h.insert(END, "1");
@@ -212,7 +204,7 @@ async fn serve_one<R: Router>(client: async_nats::Client, router: Arc<R>, msg: a
                     if header(m.headers.as_ref(), END).is_some() {
                         break;
                     }
-                    if tx.send(Frame::data(framed(&m.payload))).await.is_err() {
+                    if tx.send(Frame::data(grpc::frame(&m.payload))).await.is_err() {
                         break;
                     }
                 }
@@ -365,7 +357,7 @@ pub async fn open(
                 let _ = body_tx.send(Frame::trailers(trailers)).await;
                 return;
             }
-            if body_tx.send(Frame::data(framed(&m.payload))).await.is_err() {
+            if body_tx.send(Frame::data(grpc::frame(&m.payload))).await.is_err() {
                 return;
             }
         }
