@@ -6,6 +6,7 @@
 
 mod bot;
 mod cmd;
+mod dashboard;
 mod format;
 mod gateway;
 mod global;

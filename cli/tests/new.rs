@@ -7,43 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{cargo, new_project};
+
 fn micro() -> Command {
     Command::new(env!("CARGO_BIN_EXE_micro"))
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn cargo(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO"))
-        .arg(args[0])
-        .arg("--offline")
-        .args(&args[1..])
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", workspace().join("target/scaffold"))
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo {args:?} failed in {}:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Writes a project with the `micro` binary, then checks it builds clean.
 fn scaffold(parent: &Path, kind: &str, path: &str) -> PathBuf {
-    let out = micro().args(["new", path, "--type", kind]).current_dir(parent).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dir, out) = new_project(parent, kind, path);
     let alias = path.rsplit('/').next().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with(&format!("Creating {kind} go.micro.")), "{stdout}");
     assert!(stdout.contains(&format!("cd ./{alias} && cargo run")), "{stdout}");
-    let dir = parent.join(alias);
-    std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     let build = cargo(&dir, &["build", "--all-targets"]);
     let stderr = String::from_utf8_lossy(&build.stderr);
     assert!(!stderr.contains("warning"), "{kind}: warnings:\n{stderr}");
@@ -53,7 +31,7 @@ fn scaffold(parent: &Path, kind: &str, path: &str) -> PathBuf {
 }
 
 fn binary(alias: &str) -> PathBuf {
-    workspace().join("target/scaffold/debug").join(alias)
+    common::scaffolded_binary(alias)
 }
 
 fn cli(args: &[&str]) -> Output {

@@ -488,7 +488,7 @@ pub fn parse(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Resu
     for p in protos {
         compiler.open_file(p.as_ref()).map_err(|e| Error::new(format!("{e:?}")))?;
     }
-    let names = compiler.files().filter(|f| f.is_import() == false).map(|f| f.name().to_string()).collect();
+    let names = compiler.files().filter(|f| !f.is_import()).map(|f| f.name().to_string()).collect();
     Ok((compiler.encode_file_descriptor_set(), names))
 }
 

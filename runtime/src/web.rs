@@ -64,23 +64,39 @@ impl Page {
 pub struct Response {
     status: StatusCode,
     content_type: &'static str,
+    headers: HeaderMap,
     body: Bytes,
 }
 
 impl Response {
     /// `200` with an HTML body.
     pub fn html(body: impl Into<Bytes>) -> Self {
-        Response { status: StatusCode::OK, content_type: "text/html; charset=utf-8", body: body.into() }
+        Response {
+            status: StatusCode::OK,
+            content_type: "text/html; charset=utf-8",
+            headers: HeaderMap::new(),
+            body: body.into(),
+        }
     }
 
     /// `200` with a plain text body.
     pub fn text(body: impl Into<Bytes>) -> Self {
-        Response { status: StatusCode::OK, content_type: "text/plain; charset=utf-8", body: body.into() }
+        Response {
+            status: StatusCode::OK,
+            content_type: "text/plain; charset=utf-8",
+            headers: HeaderMap::new(),
+            body: body.into(),
+        }
     }
 
     /// `200` with a JSON body.
     pub fn json(value: &serde_json::Value) -> Self {
-        Response { status: StatusCode::OK, content_type: "application/json", body: value.to_string().into() }
+        Response {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            headers: HeaderMap::new(),
+            body: value.to_string().into(),
+        }
     }
 
     /// `404` naming the path.
@@ -88,6 +104,7 @@ impl Response {
         Response {
             status: StatusCode::NOT_FOUND,
             content_type: "text/plain; charset=utf-8",
+            headers: HeaderMap::new(),
             body: format!("{path} not found\n").into(),
         }
     }
@@ -98,10 +115,20 @@ impl Response {
         self
     }
 
+    /// The same response with a header set (a `content-type` here replaces the default one);
+    /// a name or value that cannot be a header is ignored.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(n), Ok(v)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            self.headers.insert(n, v);
+        }
+        self
+    }
+
     pub(crate) fn into_http(self) -> http::Response<Body> {
         let mut resp = http::Response::new(Body::full(self.body));
         *resp.status_mut() = self.status;
         resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        resp.headers_mut().extend(self.headers);
         resp
     }
 }

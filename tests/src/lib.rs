@@ -3,6 +3,8 @@
 
 #![allow(missing_docs)]
 
+pub mod browser;
+
 pub mod testing {
     micro::include_proto!("testing");
 }

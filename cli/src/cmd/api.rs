@@ -29,7 +29,7 @@ pub(crate) struct Args {
 }
 
 /// Binds `address`; `:8080` means every interface, as in Go Micro.
-fn listen_address(address: &str) -> String {
+pub(crate) fn listen_address(address: &str) -> String {
     if address.starts_with(':') {
         format!("0.0.0.0{address}")
     } else {
@@ -44,9 +44,6 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let registry = global.registry()?;
     let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
     let client = global.client(registry.clone())?.with_broker(broker);
-    let proxy = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build_http();
     let gateway = Arc::new(Gateway {
         routes: routes::Table::start(registry.clone(), &args.namespace),
         namespace: args.namespace.clone(),
@@ -56,7 +53,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         nodes: micro::selector::cache::RegistryCache::new(registry, Duration::from_secs(60)),
         max_body: args.max_body,
         timeout: global.timeout(),
-        proxy,
+        proxy: crate::gateway::http_client(),
     });
     let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), ..ServeOptions::default() };
     let serving = micro::transport::http::serve(&listen_address(&args.address), gateway, &serve)?;

@@ -14,6 +14,7 @@ pub(crate) mod register;
 pub(crate) mod shell;
 pub(crate) mod stats;
 pub(crate) mod stream;
+pub(crate) mod web;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -55,6 +56,8 @@ pub(crate) enum Command {
     Api(api::Args),
     /// Operate the platform by chatting: `micro bot --inputs slack,stdin`.
     Bot(bot::Args),
+    /// Run the web dashboard: `micro web` (MICRO_WEB_ADDRESS, default 127.0.0.1:8082).
+    Web(web::Args),
     /// Run the proxy that discovers, balances and forwards for clients with MICRO_PROXY set.
     Proxy(proxy::Args),
     /// Write a new project: `micro new github.com/micro/example`.
@@ -122,6 +125,7 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
         Command::New(args) => new::run(args),
         Command::Api(args) => api::run(global, args).await,
         Command::Proxy(args) => proxy::run(global, args).await,
+        Command::Web(args) => web::run(global, args).await,
         Command::Bot(args) => bot::run(global, args).await,
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,

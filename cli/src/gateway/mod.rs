@@ -67,17 +67,17 @@ pub(crate) struct Gateway {
     pub(crate) routes: Arc<routes::Table>,
     pub(crate) max_body: usize,
     pub(crate) timeout: Duration,
-    pub(crate) proxy: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+    pub(crate) proxy: HttpClient,
 }
 
-fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-fn error_response(e: &Error) -> Response<Body> {
+pub(crate) fn error_response(e: &Error) -> Response<Body> {
     json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.to_json())
 }
 
@@ -139,13 +139,7 @@ impl Gateway {
     }
 
     async fn body(&self, body: Incoming) -> Result<Bytes, Error> {
-        Limited::new(body, self.max_body).collect().await.map(|c| c.to_bytes()).map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Error::too_large(ID, format!("request body is larger than {} bytes", self.max_body))
-            } else {
-                Error::bad_request(ID, format!("reading the request failed: {e}"))
-            }
-        })
+        read_body(body, self.max_body).await
     }
 
     async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
@@ -182,28 +176,8 @@ impl Gateway {
     /// `POST /rpc` with `{service, endpoint, address?, request}`.
     async fn rpc_endpoint(&self, req: http::Request<Incoming>) -> Response<Body> {
         let md = metadata_from(req.headers());
-        let body = match self.body(req.into_body()).await {
-            Ok(b) => b,
-            Err(e) => return error_response(&e),
-        };
-        let v: serde_json::Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return error_response(&Error::bad_request(ID, format!("invalid JSON: {e}"))),
-        };
-        let (Some(service), Some(endpoint)) = (v["service"].as_str(), v["endpoint"].as_str()) else {
-            return error_response(&Error::bad_request(ID, "the body needs \"service\" and \"endpoint\""));
-        };
-        let request = match &v["request"] {
-            serde_json::Value::Null => "{}".to_string(),
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let mut opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
-        if let Some(a) = v["address"].as_str().filter(|a| !a.is_empty()) {
-            opts = opts.address(a);
-        }
-        match self.client.call_json(service, endpoint, request.as_bytes(), opts).await {
-            Ok(reply) => json_response(StatusCode::OK, reply),
+        match self.body(req.into_body()).await {
+            Ok(body) => rpc_call(&self.client, md, &body, self.timeout).await,
             Err(e) => error_response(&e),
         }
     }
@@ -352,32 +326,13 @@ impl Gateway {
         let Some(node) = entry.nodes.get(uuid_index(entry.nodes.len())).map(|c| &c.node) else {
             return error_response(&self.not_found(service, req.uri().path()));
         };
-        let (mut parts, body) = req.into_parts();
-        let body = match self.body(body).await {
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, self.max_body).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
         let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        parts.uri = match format!("http://{}{pq}", node.address).parse() {
-            Ok(u) => u,
-            Err(e) => return error_response(&Error::internal_server_error(ID, e)),
-        };
-        parts.headers.remove(http::header::HOST);
-        parts.version = http::Version::HTTP_11;
-        let out = http::Request::from_parts(parts, Body::full(body));
-        match tokio::time::timeout(self.timeout, self.proxy.request(out)).await {
-            Ok(Ok(resp)) => {
-                let (parts, body) = resp.into_parts();
-                match body.collect().await {
-                    Ok(b) => Response::from_parts(parts, Body::full(b.to_bytes())),
-                    Err(e) => error_response(&Error::new(ID, 502, format!("{service}: {e}"))),
-                }
-            }
-            Ok(Err(e)) => error_response(&Error::new(ID, 502, format!("{service} at {}: {e}", node.address))),
-            Err(_) => {
-                error_response(&Error::new(ID, 504, format!("{service} did not answer within {:?}", self.timeout)))
-            }
-        }
+        forward(&self.proxy, service, &node.address, parts, body, &pq, self.timeout).await
     }
 
     /// The `event` handler: publishes the body to `<namespace>.<first segment>`.
@@ -399,8 +354,86 @@ impl Gateway {
     }
 }
 
+/// The HTTP client requests are forwarded with (by the gateway and the dashboard).
+pub(crate) type HttpClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+/// A pooled HTTP/1.1 client for forwarding.
+pub(crate) fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http()
+}
+
+/// Reads a request body of at most `max` bytes (413 beyond, 400 when it breaks off).
+pub(crate) async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Error> {
+    Limited::new(body, max).collect().await.map(|c| c.to_bytes()).map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            Error::too_large(ID, format!("request body is larger than {max} bytes"))
+        } else {
+            Error::bad_request(ID, format!("reading the request failed: {e}"))
+        }
+    })
+}
+
+/// The body of `POST /rpc`, `{service, endpoint, address?, request}`: calls the endpoint with the
+/// JSON request and `md`, and answers with its JSON reply or its error.
+pub(crate) async fn rpc_call(client: &Client, md: Metadata, body: &[u8], timeout: Duration) -> Response<Body> {
+    let v: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error_response(&Error::bad_request(ID, format!("invalid JSON: {e}"))),
+    };
+    let (Some(service), Some(endpoint)) = (v["service"].as_str(), v["endpoint"].as_str()) else {
+        return error_response(&Error::bad_request(ID, "the body needs \"service\" and \"endpoint\""));
+    };
+    let request = match &v["request"] {
+        serde_json::Value::Null => "{}".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut opts = CallOptions { metadata: md, timeout: Some(timeout), ..Default::default() };
+    if let Some(a) = v["address"].as_str().filter(|a| !a.is_empty()) {
+        opts = opts.address(a);
+    }
+    match client.call_json(service, endpoint, request.as_bytes(), opts).await {
+        Ok(reply) => json_response(StatusCode::OK, reply),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Sends a request (its body already read) to `address` at `path_and_query` over HTTP/1.1 and
+/// answers with the reply, read whole; 502 when the node cannot be reached, 504 past `timeout`.
+pub(crate) async fn forward(
+    http: &HttpClient,
+    service: &str,
+    address: &str,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Response<Body> {
+    parts.uri = match format!("http://{address}{path_and_query}").parse() {
+        Ok(u) => u,
+        Err(e) => return error_response(&Error::internal_server_error(ID, e)),
+    };
+    parts.headers.remove(http::header::HOST);
+    parts.version = http::Version::HTTP_11;
+    let out = http::Request::from_parts(parts, Body::full(body));
+    match tokio::time::timeout(timeout, http.request(out)).await {
+        Ok(Ok(resp)) => {
+            let (parts, body) = resp.into_parts();
+            match body.collect().await {
+                Ok(b) => Response::from_parts(parts, Body::full(b.to_bytes())),
+                Err(e) => error_response(&Error::new(ID, 502, format!("{service}: {e}"))),
+            }
+        }
+        Ok(Err(e)) => error_response(&Error::new(ID, 502, format!("{service} at {address}: {e}"))),
+        Err(_) => error_response(&Error::new(ID, 504, format!("{service} did not answer within {timeout:?}"))),
+    }
+}
+
 /// A random index below `n` (for choosing a node).
-fn uuid_index(n: usize) -> usize {
+pub(crate) fn uuid_index(n: usize) -> usize {
     if n == 0 {
         return 0;
     }

@@ -28,9 +28,12 @@ pub const SUB_PATH: &str = "/_sub/";
 /// The header naming the queue group a delivery is for (absent: the broadcast subscribers).
 const QUEUE_HEADER: &str = "micro-queue";
 
+/// The prefix of the registry records that list a topic's subscribers.
+pub const TOPIC_PREFIX: &str = "topic:";
+
 /// The registry name of a topic's subscribers.
 pub fn topic_service(topic: &str) -> String {
-    format!("topic:{topic}")
+    format!("{TOPIC_PREFIX}{topic}")
 }
 
 struct LocalSub {

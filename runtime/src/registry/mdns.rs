@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperty};
-use tokio::sync::{mpsc, Notify};
+use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperty, UnregisterStatus};
+use tokio::sync::Notify;
 
 use super::{not_found, Action, Event, RegisterOptions, Registry, Service, Watcher};
 use crate::Error;
@@ -97,6 +97,12 @@ fn instance_for(service: &str, node_id: &str) -> String {
     }
 }
 
+/// A full name as the daemon reports resolved and removed services: without the escapes it adds
+/// to dots inside the instance label.
+fn unescape(fullname: &str) -> String {
+    fullname.replace("\\.", ".")
+}
+
 /// A DNS-SD instance name (at most 63 bytes).
 fn instance_name(node_id: &str) -> String {
     if node_id.len() <= 63 && node_id.is_ascii() {
@@ -116,7 +122,10 @@ struct Entry {
 #[derive(Default)]
 struct State {
     nodes: HashMap<String, Entry>,
-    watchers: Vec<(Option<String>, mpsc::UnboundedSender<Result<Event, Error>>)>,
+    /// Node id → the daemon's full name of the nodes this process registered (the daemon
+    /// escapes the dots of `go.micro.srv.x`; what it resolves and removes is unescaped).
+    registered: HashMap<String, String>,
+    watchers: Vec<super::WatchSender>,
     last_event: Option<Instant>,
     seq: u64,
 }
@@ -311,9 +320,11 @@ impl Registry for MdnsRegistry {
             // first answer by most of a second is skipped.
             let mut info = info;
             info.set_requires_probe(false);
-            let fullname = info.get_fullname().to_string();
+            let daemon_name = info.get_fullname().to_string();
             self.inner.daemon.register(info).map_err(err)?;
-            self.inner.lock().upsert(fullname, record, opts.ttl);
+            let mut state = self.inner.lock();
+            state.upsert(unescape(&daemon_name), record, opts.ttl);
+            state.registered.insert(node.id.clone(), daemon_name);
         }
         self.inner.changed.notify_waiters();
         Ok(())
@@ -321,11 +332,19 @@ impl Registry for MdnsRegistry {
 
     async fn deregister(&self, service: &Service) -> Result<(), Error> {
         for node in &service.nodes {
-            let fullname = format!("{}.{SERVICE_TYPE}", instance_for(&service.name, &node.id));
-            if let Ok(status) = self.inner.daemon.unregister(&fullname) {
-                let _ = tokio::time::timeout(Duration::from_secs(1), status.recv_async()).await;
+            let daemon_name = self.inner.lock().registered.remove(&node.id);
+            let Some(daemon_name) = daemon_name else { continue };
+            match self.inner.daemon.unregister(&daemon_name) {
+                Ok(status) => {
+                    if let Ok(Ok(UnregisterStatus::NotFound)) =
+                        tokio::time::timeout(Duration::from_secs(1), status.recv_async()).await
+                    {
+                        tracing::warn!(node = %node.id, "mDNS had no record of the node to withdraw");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, node = %node.id, "mDNS could not withdraw the node"),
             }
-            self.inner.lock().remove(&fullname);
+            self.inner.lock().remove(&unescape(&daemon_name));
         }
         self.inner.changed.notify_waiters();
         Ok(())

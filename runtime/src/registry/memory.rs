@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
 use super::{not_found, Action, Event, Node, RegisterOptions, Registry, Service, Watcher};
 use crate::Error;
@@ -17,7 +16,7 @@ use crate::Error;
 struct Inner {
     /// name → version → (record without nodes, nodes with their expiry)
     services: HashMap<String, HashMap<String, (Service, Vec<(Node, Option<Instant>)>)>>,
-    watchers: Vec<(Option<String>, mpsc::UnboundedSender<Result<Event, Error>>)>,
+    watchers: Vec<super::WatchSender>,
 }
 
 /// A registry held in this process's memory.

@@ -87,6 +87,9 @@ pub struct Value {
     pub values: Vec<Value>,
 }
 
+/// A watcher's channel as a backend keeps it: the service it is limited to, and the sender.
+pub(crate) type WatchSender = (Option<String>, mpsc::UnboundedSender<Result<Event, Error>>);
+
 /// What changed in a watched registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,295 @@
+// micro web: the dashboard's behaviour. Every page is rendered on the server; this script adds
+// live updates, search, the call form and the terminal. No dependencies.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+function announce(text) {
+  const live = $("#live");
+  if (live) live.textContent = text;
+}
+
+async function getJSON(url) {
+  const resp = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!resp.ok) throw new Error(`${url}: ${resp.status}`);
+  return resp.json();
+}
+
+// ---- live updates: one event stream, the page's content fetched again on each change ----
+
+function live(onChange) {
+  if (!window.EventSource) return;
+  const source = new EventSource("/events");
+  let timer = null;
+  const changed = [];
+  source.addEventListener("registry", (ev) => {
+    try {
+      const change = JSON.parse(ev.data);
+      if (change.service) changed.push(`${change.service} ${change.action}`);
+    } catch (_) { /* a resync: refresh anyway */ }
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      onChange(changed.splice(0));
+    }, 150);
+  });
+}
+
+async function refreshMain(after) {
+  const resp = await fetch(location.href, { headers: { Accept: "text/html" } });
+  if (!resp.ok) return;
+  const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+  const fresh = $("main", doc);
+  if (!fresh) return;
+  const before = new Set($$("[data-name]").map((el) => el.dataset.name));
+  const active = document.activeElement && document.activeElement.id;
+  const search = $("#search");
+  const query = search ? search.value : "";
+  $("main").innerHTML = fresh.innerHTML;
+  for (const el of $$("[data-name]")) if (!before.has(el.dataset.name)) el.classList.add("new");
+  const again = $("#search");
+  if (again) again.value = query;
+  if (active && $(`#${active}`)) $(`#${active}`).focus();
+  if (after) after();
+}
+
+// ---- home: search ----
+
+function filterCards() {
+  const search = $("#search");
+  if (!search) return;
+  const q = search.value.trim().toLowerCase();
+  let shown = 0;
+  for (const card of $$(".card")) {
+    const match = !q || card.dataset.name.toLowerCase().includes(q) || card.textContent.toLowerCase().includes(q);
+    card.hidden = !match;
+    if (match) shown++;
+  }
+  const none = $("#no-match");
+  if (none) none.hidden = shown > 0 || !q;
+}
+
+function initIndex() {
+  document.addEventListener("input", (ev) => { if (ev.target.id === "search") filterCards(); });
+  document.addEventListener("keydown", (ev) => {
+    const search = $("#search");
+    if (ev.key === "/" && search && document.activeElement !== search && !/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
+      ev.preventDefault();
+      search.focus();
+    }
+  });
+  live((changes) => refreshMain(() => { filterCards(); if (changes.length) announce(changes.join(", ")); }));
+}
+
+function initRegistry() {
+  live((changes) => refreshMain(() => { if (changes.length) announce(changes.join(", ")); }));
+}
+
+// ---- client: the call form ----
+
+const WELL_KNOWN = {
+  Timestamp: "1970-01-01T00:00:00Z", Duration: "0s", Struct: {}, Value: null, ListValue: [], Any: {},
+  Empty: {}, FieldMask: "", DoubleValue: null, FloatValue: null, Int64Value: null, UInt64Value: null,
+  Int32Value: null, UInt32Value: null, BoolValue: null, StringValue: null, BytesValue: null,
+};
+
+function skeleton(value, depth = 0) {
+  const type = (value && value.type) || "";
+  if (type.startsWith("[]")) return [];
+  if (type.startsWith("map[")) return {};
+  if (Object.prototype.hasOwnProperty.call(WELL_KNOWN, type)) return WELL_KNOWN[type];
+  switch (type) {
+    case "string": case "bytes": return "";
+    case "bool": return false;
+    case "double": case "float": case "int32": case "int64": case "uint32": case "uint64":
+    case "sint32": case "sint64": case "fixed32": case "fixed64": case "sfixed32": case "sfixed64": return 0;
+  }
+  if (value && value.values && value.values.length && depth < 8) {
+    const out = {};
+    for (const f of value.values) out[f.name] = skeleton(f, depth + 1);
+    return out;
+  }
+  return depth === 0 ? {} : null;
+}
+
+function initClient() {
+  const form = $("#call");
+  const service = $("#service");
+  const endpoint = $("#endpoint");
+  const request = $("#request");
+  const status = $("#status");
+  const response = $("#response");
+  const copy = $("#copy");
+  let endpoints = [];
+
+  function fillRequest() {
+    const e = endpoints.find((x) => x.name === endpoint.value);
+    request.value = JSON.stringify(skeleton(e && e.request), null, 2);
+  }
+
+  async function loadEndpoints(wanted) {
+    endpoint.innerHTML = '<option value="">Choose an endpoint</option>';
+    endpoints = [];
+    if (!service.value) return;
+    try {
+      const versions = await getJSON(`/registry?service=${encodeURIComponent(service.value)}`);
+      const seen = new Set();
+      for (const v of versions) for (const e of v.endpoints || []) {
+        if (seen.has(e.name) || (e.metadata && e.metadata.subscriber === "true")) continue;
+        seen.add(e.name);
+        endpoints.push(e);
+        const opt = document.createElement("option");
+        opt.value = opt.textContent = e.name;
+        if (e.metadata && e.metadata.stream === "true") opt.textContent += " (stream)";
+        endpoint.appendChild(opt);
+      }
+    } catch (err) {
+      status.textContent = `cannot read ${service.value}: ${err.message}`;
+      status.className = "status bad";
+      return;
+    }
+    if (wanted && endpoints.some((e) => e.name === wanted)) endpoint.value = wanted;
+    else if (endpoints.length) endpoint.value = endpoints[0].name;
+    fillRequest();
+  }
+
+  service.addEventListener("change", () => {
+    const url = new URL(location.href);
+    url.searchParams.set("service", service.value);
+    url.searchParams.delete("endpoint");
+    history.replaceState(null, "", url);
+    loadEndpoints();
+  });
+  endpoint.addEventListener("change", () => {
+    const url = new URL(location.href);
+    url.searchParams.set("endpoint", endpoint.value);
+    history.replaceState(null, "", url);
+    fillRequest();
+  });
+  request.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); form.requestSubmit(); }
+  });
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    let body;
+    try {
+      body = JSON.parse(request.value || "{}");
+    } catch (err) {
+      status.textContent = `the request is not valid JSON: ${err.message}`;
+      status.className = "status bad";
+      return;
+    }
+    status.textContent = "calling…";
+    status.className = "status";
+    const started = performance.now();
+    try {
+      const resp = await fetch("/rpc", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ service: service.value, endpoint: endpoint.value, request: body }),
+      });
+      const text = await resp.text();
+      const ms = Math.round(performance.now() - started);
+      let shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* not JSON: as received */ }
+      response.textContent = shown;
+      status.textContent = `${resp.status} ${resp.ok ? "OK" : resp.statusText || "error"} · ${ms} ms`;
+      status.className = resp.ok ? "status ok" : "status bad";
+      copy.disabled = false;
+    } catch (err) {
+      status.textContent = `the call failed: ${err.message}`;
+      status.className = "status bad";
+    }
+  });
+
+  copy.addEventListener("click", async () => {
+    const text = response.textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (_) {
+      const area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+    copy.textContent = "Copied";
+    setTimeout(() => { copy.textContent = "Copy"; }, 1200);
+  });
+
+  live(async () => {
+    const chosen = service.value;
+    try {
+      const list = await getJSON("/registry");
+      const names = [...new Set(list.map((s) => s.name))];
+      service.innerHTML = '<option value="">Choose a service</option>';
+      for (const n of names) {
+        const opt = document.createElement("option");
+        opt.value = opt.textContent = n;
+        service.appendChild(opt);
+      }
+      service.value = names.includes(chosen) ? chosen : "";
+    } catch (_) { /* keep the list */ }
+  });
+
+  if (service.value) loadEndpoints(form.dataset.endpoint);
+}
+
+// ---- terminal ----
+
+function initTerminal() {
+  const output = $("#output");
+  const form = $("#prompt");
+  const line = $("#line");
+  const past = [];
+  let at = 0;
+
+  function print(text, cls) {
+    const span = document.createElement("span");
+    if (cls) span.className = cls;
+    span.textContent = text.endsWith("\n") ? text : `${text}\n`;
+    output.appendChild(span);
+    output.scrollTop = output.scrollHeight;
+  }
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const text = line.value.trim();
+    line.value = "";
+    if (!text) return;
+    past.push(text);
+    at = past.length;
+    print(`micro> ${text}`, "cmd");
+    if (text === "clear") { output.textContent = ""; return; }
+    line.disabled = true;
+    try {
+      const resp = await fetch("/terminal", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ line: text }),
+      });
+      const reply = await resp.json();
+      print(reply.output || (reply.ok ? "" : "failed"), reply.ok ? "" : "failed");
+    } catch (err) {
+      print(`the dashboard did not answer: ${err.message}`, "failed");
+    } finally {
+      line.disabled = false;
+      line.focus();
+    }
+  });
+
+  line.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowUp" && at > 0) { at--; line.value = past[at]; ev.preventDefault(); }
+    else if (ev.key === "ArrowDown") { at = Math.min(past.length, at + 1); line.value = past[at] || ""; ev.preventDefault(); }
+  });
+  output.addEventListener("click", () => { if (!window.getSelection().toString()) line.focus(); });
+  line.focus();
+}
+
+const INIT = { index: initIndex, registry: initRegistry, client: initClient, terminal: initTerminal };
+document.addEventListener("DOMContentLoaded", () => {
+  const init = INIT[document.body.dataset.page];
+  if (init) init();
+});

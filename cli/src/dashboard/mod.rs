@@ -1,0 +1,300 @@
+//! The web dashboard (`micro web`): pages that show the registry and let a person call services.
+//!
+//! Routes: `/` (every service as a card, web services first), `/registry` and
+//! `/registry?service=X` (HTML, or the records as JSON for `Accept: application/json`),
+//! `/client` (a call form; `POST /rpc` makes the call), `/terminal` (a prompt; `POST /terminal`
+//! runs one line, see [`terminal`]), `/events` (server-sent events fed by one registry watch,
+//! so open pages update as services come and go), `/assets/*` (embedded; nothing is fetched
+//! from elsewhere), and `/<alias>/...`, proxied to the web service `<namespace>.<alias>` with
+//! the prefix in `X-Micro-Web-Base-Path`.
+
+mod pages;
+pub(crate) mod terminal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode};
+use http_body::Frame;
+use hyper::body::Incoming;
+use micro::registry::{Service, SharedRegistry};
+use micro::transport::http::Dispatch;
+use micro::transport::Body;
+use micro::Error;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::gateway::{self, error_response, json_response, HttpClient, ID};
+use crate::global::{within, Global};
+
+/// Largest request body the dashboard reads (calls and terminal lines).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// How often an idle event stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The dashboard's state.
+pub(crate) struct Dashboard {
+    global: Global,
+    registry: SharedRegistry,
+    client: micro::client::Client,
+    namespace: String,
+    nodes: Arc<micro::selector::cache::RegistryCache>,
+    http: HttpClient,
+    /// Registry changes as SSE frames, for every open `/events` stream.
+    events: broadcast::Sender<Bytes>,
+    closing: watch::Sender<bool>,
+}
+
+impl Dashboard {
+    /// Builds the dashboard and starts the registry watch that feeds `/events`.
+    pub(crate) fn start(global: Global, registry: SharedRegistry, namespace: &str) -> anyhow::Result<Arc<Dashboard>> {
+        let (events, _) = broadcast::channel(256);
+        let dashboard = Arc::new(Dashboard {
+            nodes: micro::selector::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
+            client: global.client(registry.clone())?,
+            global,
+            registry: registry.clone(),
+            namespace: namespace.trim_end_matches('.').to_string(),
+            http: gateway::http_client(),
+            events: events.clone(),
+            closing: watch::channel(false).0,
+        });
+        let mut closing = dashboard.closing.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = watch_registry(registry, events) => {}
+                _ = closing.wait_for(|c| *c) => {}
+            }
+        });
+        Ok(dashboard)
+    }
+
+    /// Ends the open event streams (before a graceful shutdown drains connections).
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The alias of a web service (`go.micro.web.blog` → `blog`), if it is one.
+    fn alias<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(&self.namespace)?.strip_prefix('.').filter(|a| !a.is_empty())
+    }
+
+    /// Every record of every service (listings carry names only, so each is read), sorted.
+    async fn services(&self) -> Result<Vec<Service>, Error> {
+        let timeout = self.global.timeout();
+        let read = async {
+            // The HTTP broker's subscriber records are plumbing, not services to show.
+            let mut names: Vec<String> = self
+                .registry
+                .list_services()
+                .await?
+                .into_iter()
+                .map(|s| s.name)
+                .filter(|n| !n.starts_with(micro::broker::http::TOPIC_PREFIX))
+                .collect();
+            names.sort();
+            names.dedup();
+            let records = futures_util::future::join_all(names.iter().map(|n| self.registry.get_service(n))).await;
+            Ok::<_, Error>(records.into_iter().filter_map(Result::ok).flatten().collect::<Vec<Service>>())
+        };
+        let mut list = match tokio::time::timeout(timeout, read).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::new(ID, 504, format!("the registry did not answer within {timeout:?}"))),
+        };
+        list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version)));
+        Ok(list)
+    }
+
+    async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let json = wants_json(&req);
+        let query = gateway::pairs_to_json(req.uri().query().unwrap_or(""));
+        let param = |k: &str| query.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/") => match self.services().await {
+                Ok(list) => {
+                    let index = pages::Index::new(&list, |n| self.alias(n).map(str::to_string));
+                    if json {
+                        json_response(StatusCode::OK, serde_json::to_vec(&index).unwrap_or_default())
+                    } else {
+                        html(StatusCode::OK, pages::index(&index))
+                    }
+                }
+                Err(e) => self.failure(json, &e),
+            },
+            (&Method::GET, "/registry") => self.registry_page(&param("service"), json).await,
+            (&Method::GET, "/client") => match self.services().await {
+                Ok(list) => html(StatusCode::OK, pages::client(&names(&list), &param("service"), &param("endpoint"))),
+                Err(e) => self.failure(json, &e),
+            },
+            (&Method::GET, "/terminal") => html(StatusCode::OK, pages::terminal()),
+            (&Method::POST, "/rpc") => match gateway::read_body(req.into_body(), MAX_BODY).await {
+                Ok(body) => gateway::rpc_call(&self.client, micro::Metadata::new(), &body, self.global.timeout()).await,
+                Err(e) => error_response(&e),
+            },
+            (&Method::POST, "/terminal") => match gateway::read_body(req.into_body(), MAX_BODY).await {
+                Ok(body) => terminal::run(&self.global, &body).await,
+                Err(e) => error_response(&e),
+            },
+            (&Method::GET, "/events") => self.events(),
+            (&Method::GET, p) if p.starts_with("/assets/") => pages::asset(&p["/assets/".len()..]),
+            (&Method::GET, "/favicon.ico") => pages::asset("icon.svg"),
+            _ => self.web(req).await,
+        }
+    }
+
+    fn failure(&self, json: bool, e: &Error) -> Response<Body> {
+        if json {
+            return error_response(e);
+        }
+        let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        html(status, pages::error(status, &e.detail))
+    }
+
+    async fn registry_page(&self, service: &str, json: bool) -> Response<Body> {
+        if service.is_empty() {
+            return match self.services().await {
+                Ok(list) if json => json_response(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default()),
+                Ok(list) => html(StatusCode::OK, pages::registry(&list)),
+                Err(e) => self.failure(json, &e),
+            };
+        }
+        match within("the registry", self.global.timeout(), self.registry.get_service(service)).await {
+            Ok(versions) if json => json_response(StatusCode::OK, serde_json::to_vec(&versions).unwrap_or_default()),
+            Ok(versions) if !versions.is_empty() => {
+                html(StatusCode::OK, pages::service(&versions, self.alias(service).is_some()))
+            }
+            Ok(_) => self.failure(json, &Error::not_found("go.micro.registry", format!("service {service} not found"))),
+            Err(e) => match e.downcast::<Error>() {
+                Ok(me) => self.failure(json, &me),
+                Err(other) => self.failure(json, &Error::new(ID, 504, other.to_string())),
+            },
+        }
+    }
+
+    /// `text/event-stream` of registry changes: `event: registry` with `{action, service}`.
+    fn events(&self) -> Response<Body> {
+        let mut changes = self.events.subscribe();
+        let mut closing = self.closing.subscribe();
+        let (tx, rx) = mpsc::channel::<Frame<Bytes>>(16);
+        tokio::spawn(async move {
+            if tx.send(Frame::data(Bytes::from_static(b"retry: 1000\n: connected\n\n"))).await.is_err() {
+                return;
+            }
+            loop {
+                let frame = tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(b) => b,
+                        Err(broadcast::error::RecvError::Lagged(_)) => Bytes::from_static(b"event: registry\ndata: {}\n\n"),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
+                    _ = closing.wait_for(|c| *c) => return,
+                };
+                if tx.send(Frame::data(frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut resp = Response::new(Body::channel(rx));
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp
+    }
+
+    /// `/<alias>/...` → the web service `<namespace>.<alias>`, without the prefix.
+    async fn web(&self, req: http::Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let json = wants_json(&req);
+        let alias = path.trim_start_matches('/').split('/').next().unwrap_or("").to_string();
+        let service = format!("{}.{alias}", self.namespace);
+        let not_found =
+            || self.failure(json, &Error::not_found(ID, format!("no page at {path} (and no web service {service})")));
+        if alias.is_empty() {
+            return not_found();
+        }
+        let node = match self.nodes.get(&service).await {
+            Ok(entry) => match entry.nodes.get(gateway::uuid_index(entry.nodes.len())) {
+                Some(c) => c.node.address.clone(),
+                None => return not_found(),
+            },
+            Err(_) => return not_found(),
+        };
+        let base = format!("/{alias}");
+        if path == base {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            let to = format!("{base}/{}", req.uri().query().map(|q| format!("?{q}")).unwrap_or_default());
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                resp.headers_mut().insert(http::header::LOCATION, v);
+            }
+            return resp;
+        }
+        let (mut parts, body) = req.into_parts();
+        let body = match gateway::read_body(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(e) => return error_response(&e),
+        };
+        let rest = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")[base.len()..].to_string();
+        if let Ok(v) = HeaderValue::from_str(&base) {
+            parts.headers.insert("x-micro-web-base-path", v);
+        }
+        gateway::forward(&self.http, &service, &node, parts, body, &rest, self.global.timeout()).await
+    }
+}
+
+/// Whether the request asks for JSON rather than a page.
+fn wants_json(req: &http::Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+fn names(list: &[Service]) -> Vec<String> {
+    let mut names: Vec<String> = list.iter().map(|s| s.name.clone()).collect();
+    names.dedup();
+    names
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// Feeds `events` from the registry's watch, watching again after a failure.
+async fn watch_registry(registry: SharedRegistry, events: broadcast::Sender<Bytes>) {
+    loop {
+        match registry.watch(None).await {
+            Ok(mut watcher) => {
+                while let Some(Ok(event)) = watcher.next().await {
+                    let data = serde_json::json!({ "action": event.action, "service": event.service.name });
+                    let _ = events.send(Bytes::from(format!("event: registry\ndata: {data}\n\n")));
+                }
+            }
+            Err(e) => eprintln!("watching the registry failed: {}", e.detail),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl Dispatch for Dashboard {
+    #[allow(clippy::manual_async_fn)]
+    fn dispatch(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+        self.handle(req)
+    }
+}
