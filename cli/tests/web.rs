@@ -58,8 +58,9 @@ async fn the_dashboard_in_a_real_browser() {
     let tmp = tempfile::tempdir().unwrap();
     let _example = start_example(tmp.path());
     let demo = start_web_service().await;
-    let (_web, url) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (_web, addr) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let url = format!("http://{addr}");
     let mut b = Browser::launch(1280, 900).await;
 
     // The registry, then one service and its endpoints.
@@ -179,7 +180,8 @@ async fn the_dashboard_in_a_real_browser() {
 
 #[test]
 fn pages_answer_json_when_asked() {
-    let (_web, url) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
+    let (_web, addr) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
+    let url = format!("http://{addr}");
     let get = |path: &str, accept: &str| {
         let out = Command::new("curl")
             .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Accept: {accept}"), &format!("{url}{path}")])

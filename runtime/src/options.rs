@@ -47,6 +47,42 @@ pub struct Options {
     pub client_request_timeout: Duration,
     /// Client retries.
     pub client_retries: u32,
+    /// The server's TLS certificate chain (PEM file); with the key, the server speaks only TLS.
+    pub server_tls_cert: Option<String>,
+    /// The server's TLS private key (PEM file).
+    pub server_tls_key: Option<String>,
+    /// The CA clients must present a certificate from (mutual TLS).
+    pub server_tls_client_ca: Option<String>,
+    /// The CA the client trusts for servers (PEM file); set, every peer is reached over TLS.
+    pub client_tls_ca: Option<String>,
+    /// The client's certificate for mutual TLS (PEM file).
+    pub client_tls_cert: Option<String>,
+    /// The client's key for mutual TLS (PEM file).
+    pub client_tls_key: Option<String>,
+    /// A bearer token the server requires and the client sends.
+    pub auth_token: Option<Secret>,
+}
+
+/// A value that must not be shown: `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Options {
@@ -69,6 +105,13 @@ impl Default for Options {
             register_interval: Duration::from_secs(30),
             client_request_timeout: Duration::from_secs(5),
             client_retries: 1,
+            server_tls_cert: None,
+            server_tls_key: None,
+            server_tls_client_ca: None,
+            client_tls_ca: None,
+            client_tls_cert: None,
+            client_tls_key: None,
+            auth_token: None,
         }
     }
 }
@@ -92,6 +135,13 @@ pub const FLAGS: &[&str] = &[
     "register_interval",
     "client_request_timeout",
     "client_retries",
+    "server_tls_cert",
+    "server_tls_key",
+    "server_tls_client_ca",
+    "client_tls_ca",
+    "client_tls_cert",
+    "client_tls_key",
+    "auth_token",
 ];
 
 /// Valid transports.
@@ -129,6 +179,40 @@ fn one_of(kind: &str, v: &str, valid: &[&str]) -> Result<String, Error> {
 }
 
 impl Options {
+    /// The server TLS the options describe: none, or a certificate with its key (and a client CA
+    /// for mutual TLS); half a pair is an error.
+    pub fn server_tls(&self) -> Result<Option<crate::transport::tls::ServerTls>, Error> {
+        use std::path::Path;
+        match (&self.server_tls_cert, &self.server_tls_key) {
+            (None, None) if self.server_tls_client_ca.is_some() => Err(Error::bad_request(
+                "go.micro.options",
+                "server_tls_client_ca needs server_tls_cert and server_tls_key",
+            )),
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => crate::transport::tls::ServerTls::from_files(
+                Path::new(cert),
+                Path::new(key),
+                self.server_tls_client_ca.as_deref().map(Path::new),
+            )
+            .map(Some),
+            _ => Err(Error::bad_request("go.micro.options", "server_tls_cert and server_tls_key go together")),
+        }
+    }
+
+    /// The client TLS the options describe, if any was asked for.
+    pub fn client_tls(&self) -> Result<Option<crate::transport::tls::ClientTls>, Error> {
+        use std::path::Path;
+        let identity = match (&self.client_tls_cert, &self.client_tls_key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((Path::new(c), Path::new(k))),
+            _ => return Err(Error::bad_request("go.micro.options", "client_tls_cert and client_tls_key go together")),
+        };
+        if self.client_tls_ca.is_none() && identity.is_none() {
+            return Ok(None);
+        }
+        crate::transport::tls::ClientTls::from_files(self.client_tls_ca.as_deref().map(Path::new), identity).map(Some)
+    }
+
     /// Sets one option by its flag name.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
         match name {
@@ -160,6 +244,13 @@ impl Options {
                     Error::bad_request("go.micro.options", format!("client_retries {value:?} is not a number"))
                 })?
             }
+            "server_tls_cert" => self.server_tls_cert = Some(value.to_string()),
+            "server_tls_key" => self.server_tls_key = Some(value.to_string()),
+            "server_tls_client_ca" => self.server_tls_client_ca = Some(value.to_string()),
+            "client_tls_ca" => self.client_tls_ca = Some(value.to_string()),
+            "client_tls_cert" => self.client_tls_cert = Some(value.to_string()),
+            "client_tls_key" => self.client_tls_key = Some(value.to_string()),
+            "auth_token" => self.auth_token = Some(Secret::new(value)),
             _ => return Err(Error::bad_request("go.micro.options", format!("unknown option {name}"))),
         }
         Ok(())

@@ -115,7 +115,15 @@ impl ServiceBuilder {
         }
         sopts.advertise = opts.server_advertise.clone();
         sopts.metadata.extend(opts.server_metadata.clone());
+        sopts.serve.tls = opts.server_tls()?;
         let server = Server::new(sopts);
+        if let Some(token) = &opts.auth_token {
+            server.wrap(crate::auth::BearerAuth::new(token, &name));
+        }
+        let client_tls = opts.client_tls()?;
+        if let Some(tls) = &client_tls {
+            crate::transport::tls::set_default_client(tls.clone());
+        }
         let broker = match self.broker {
             Some(b) => b,
             None => broker::from_name(&opts.broker, &opts.broker_address, registry.clone())?,
@@ -128,6 +136,8 @@ impl ServiceBuilder {
                 request_timeout: opts.client_request_timeout,
                 retries: opts.client_retries,
                 transport_address: opts.transport_address.clone(),
+                tls: client_tls,
+                auth_token: opts.auth_token.clone(),
                 ..ClientOptions::default()
             },
         )
@@ -226,6 +236,9 @@ impl Service {
             ("protocol".to_string(), "grpc".to_string()),
         ]);
         metadata.extend(sopts.metadata.clone());
+        if sopts.serve.tls.is_some() {
+            metadata.insert(crate::transport::tls::SECURE.to_string(), "true".to_string());
+        }
         let address = match &sopts.advertise {
             Some(a) => a.clone(),
             None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),

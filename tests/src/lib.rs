@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 pub mod browser;
+pub mod certs;
 
 pub mod testing {
     micro::include_proto!("testing");

@@ -26,6 +26,8 @@ pub(crate) struct Args {
     /// Largest request body, in bytes.
     #[arg(long = "max_body", env = "MICRO_API_MAX_BODY", default_value_t = 10 * 1024 * 1024)]
     pub(crate) max_body: usize,
+    #[command(flatten)]
+    pub(crate) tls: crate::global::ServerTlsArgs,
 }
 
 /// Binds `address`; `:8080` means every interface, as in Go Micro.
@@ -55,10 +57,12 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         timeout: global.timeout(),
         proxy: crate::gateway::http_client(),
     });
-    let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), ..ServeOptions::default() };
+    let tls = args.tls.load()?;
+    let scheme = crate::global::ServerTlsArgs::scheme(&tls);
+    let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), tls, ..ServeOptions::default() };
     let serving = micro::transport::http::serve(&listen_address(&args.address), gateway, &serve)?;
     eprintln!(
-        "api listening on {} (handler {}, namespace {})",
+        "api listening on {scheme}://{} (handler {}, namespace {})",
         serving.local_addr(),
         args.handler,
         if args.namespace.is_empty() { "<none>" } else { &args.namespace }

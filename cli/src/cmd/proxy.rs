@@ -33,6 +33,8 @@ pub(crate) struct Args {
     /// Send every call to this service (a front door for plain gRPC clients).
     #[arg(long)]
     pub(crate) service: Option<String>,
+    #[command(flatten)]
+    pub(crate) tls: crate::global::ServerTlsArgs,
 }
 
 struct Proxy {
@@ -196,11 +198,8 @@ impl Dispatch for Proxy {
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     micro::logger::init();
     let registry = global.registry()?;
-    let mut client_opts = micro::client::ClientOptions { proxy: None, ..Default::default() };
+    let client_opts = micro::client::ClientOptions { proxy: None, ..global.client_options()? };
     let o = global.options()?;
-    client_opts.request_timeout = o.client_request_timeout;
-    client_opts.retries = o.client_retries;
-    client_opts.transport_address = o.transport_address.clone();
     let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
     let client = Client::with_selector(
         Arc::new(micro::selector::RegistrySelector::new(registry, micro::selector::Strategy::RoundRobin)),
@@ -208,9 +207,12 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     )
     .with_broker(broker);
     let proxy = Arc::new(Proxy { client, service: args.service.clone() });
-    let serving = micro::transport::http::serve(&args.address, proxy, &ServeOptions::default())?;
+    let tls = args.tls.load()?;
+    let scheme = crate::global::ServerTlsArgs::scheme(&tls);
+    let serving =
+        micro::transport::http::serve(&args.address, proxy, &ServeOptions { tls, ..ServeOptions::default() })?;
     eprintln!(
-        "proxy listening on {}{}",
+        "proxy listening on {scheme}://{}{}",
         serving.local_addr(),
         args.service.as_ref().map(|s| format!(" (every call to {s})")).unwrap_or_default()
     );

@@ -16,6 +16,8 @@ pub(crate) struct Args {
     /// The namespace of web services, served at `/<alias>/`.
     #[arg(long = "namespace", alias = "web_namespace", env = "MICRO_WEB_NAMESPACE", default_value = "go.micro.web")]
     pub(crate) namespace: String,
+    #[command(flatten)]
+    pub(crate) tls: crate::global::ServerTlsArgs,
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
@@ -24,10 +26,12 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let registry = global.registry()?;
     global.share(registry.clone());
     let dashboard = Dashboard::start(global, registry, &args.namespace)?;
-    let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), ..ServeOptions::default() };
+    let tls = args.tls.load()?;
+    let scheme = crate::global::ServerTlsArgs::scheme(&tls);
+    let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), tls, ..ServeOptions::default() };
     let serving =
         micro::transport::http::serve(&super::api::listen_address(&args.address), Arc::clone(&dashboard), &serve)?;
-    eprintln!("web listening on http://{} (namespace {})", serving.local_addr(), args.namespace);
+    eprintln!("web listening on {scheme}://{} (namespace {})", serving.local_addr(), args.namespace);
     micro::service::shutdown_signal().await;
     dashboard.close();
     serving.shutdown(Duration::from_secs(10)).await;

@@ -7,8 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use micro_tests::Child;
 
-/// Starts `micro ARGS` with mDNS, waits for its `<prefix> listening on ADDR` line; returns the
-/// process and the address.
+/// Starts `micro ARGS` with mDNS, waits for its `<prefix> listening on [scheme://]ADDR` line;
+/// returns the process and the address (`host:port`).
 pub(crate) fn listening(args: &[&str], prefix: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
         .args(args)
@@ -21,7 +21,8 @@ pub(crate) fn listening(args: &[&str], prefix: &str) -> (Child, String) {
     let addr = loop {
         let line = lines.next().unwrap_or_else(|| panic!("micro {args:?} exited before listening")).unwrap();
         if let Some(rest) = line.strip_prefix(&marker) {
-            break rest.split(' ').next().unwrap().to_string();
+            let url = rest.split(' ').next().unwrap();
+            break url.split_once("://").map_or(url, |(_, a)| a).to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});

@@ -134,9 +134,11 @@ impl HttpBroker {
         if let Some(q) = node.metadata.get("queue").and_then(|q| HeaderValue::from_str(q).ok()) {
             req.headers_mut().insert(QUEUE_HEADER, q);
         }
-        let resp = tokio::time::timeout(self.inner.timeout, self.inner.pool.send(address, req, self.inner.timeout))
-            .await
-            .map_err(|_| err(format!("{address} did not take the message in time")))??;
+        let secure = crate::transport::tls::node_is_secure(&node.metadata, None);
+        let resp =
+            tokio::time::timeout(self.inner.timeout, self.inner.pool.send(address, secure, req, self.inner.timeout))
+                .await
+                .map_err(|_| err(format!("{address} did not take the message in time")))??;
         if resp.status().is_success() {
             Ok(())
         } else {

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 pub use publisher::Publisher;
 pub use wrapper::{CallWrapper, Caller, RawCall, TracingCallWrapper};
 
+use crate::auth::AUTHORIZATION;
 use crate::broker::SharedBroker;
 use crate::codec::{Codec, Decode, Message, Protocol, RawMessage};
 use crate::metadata::Metadata;
@@ -66,6 +67,11 @@ pub struct ClientOptions {
     pub transport_address: Vec<String>,
     /// Send every call to this `micro proxy` instead of discovering nodes (`MICRO_PROXY`).
     pub proxy: Option<String>,
+    /// TLS for nodes registered `secure=true` (and every node when it carries a CA of its own);
+    /// the process default when `None`.
+    pub tls: Option<crate::transport::tls::ClientTls>,
+    /// A bearer token sent as `authorization: Bearer <token>` with every call.
+    pub auth_token: Option<crate::options::Secret>,
 }
 
 impl Default for ClientOptions {
@@ -77,6 +83,8 @@ impl Default for ClientOptions {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             transport_address: Vec::new(),
             proxy: std::env::var("MICRO_PROXY").ok().filter(|p| !p.is_empty()),
+            tls: None,
+            auth_token: None,
         }
     }
 }
@@ -171,9 +179,9 @@ impl Client {
         let core = Arc::new(Core {
             #[cfg(feature = "nats")]
             nats: crate::transport::nats::Connection::new(&opts.transport_address),
-            opts,
             selector,
-            pool: Pool::new(),
+            pool: Pool::with_tls(opts.tls.clone()),
+            opts,
         });
         Client { caller: core.clone(), core, broker: None }
     }
@@ -209,9 +217,17 @@ impl Client {
             }
         }
         let timeout = self.core.opts.request_timeout;
-        let resp = tokio::time::timeout(timeout, self.core.pool.send(proxy, req, self.core.opts.connect_timeout))
-            .await
-            .map_err(|_| Error::timeout(CLIENT_ID, format!("the proxy at {proxy} did not answer")))??;
+        let resp = tokio::time::timeout(
+            timeout,
+            self.core.pool.send(
+                proxy,
+                self.core.pool.tls().is_some_and(|t| t.explicit()),
+                req,
+                self.core.opts.connect_timeout,
+            ),
+        )
+        .await
+        .map_err(|_| Error::timeout(CLIENT_ID, format!("the proxy at {proxy} did not answer")))??;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -364,8 +380,13 @@ impl Client {
         let retries = opts.retries.unwrap_or(core.opts.retries);
         let mut filter = opts.filter.clone();
         let mut attempt = 0;
+        let mut last: Option<Error> = None;
         loop {
-            let node = core.node(service, &opts, &filter).await?;
+            // With every node tried, the last real failure says more than "no node available".
+            let node = match core.node(service, &opts, &filter).await {
+                Ok(n) => n,
+                Err(e) => return Err(last.take().unwrap_or(e)),
+            };
             #[cfg(feature = "nats")]
             if over_nats(&node) {
                 let (tx, body) =
@@ -378,7 +399,7 @@ impl Client {
             }
             let started = Instant::now();
             let remaining = connect_deadline.saturating_duration_since(started);
-            match core.pool.get(&node.address, remaining.min(core.opts.connect_timeout)).await {
+            match core.pool.get(&node.address, core.secure(&node), remaining.min(core.opts.connect_timeout)).await {
                 Ok(mut sender) => {
                     let outcome = Outcome { result: Ok(()), elapsed: started.elapsed() };
                     core.selector.mark(service, &node, outcome);
@@ -406,6 +427,7 @@ impl Client {
                     }
                     filter.exclude.push(node.address);
                     attempt += 1;
+                    last = Some(e);
                 }
             }
         }
@@ -514,7 +536,17 @@ impl Core {
         if opts.address.is_none() && self.opts.proxy.is_some() {
             md.insert(PROXY_SERVICE_HEADER, service);
         }
+        if let Some(token) = &self.opts.auth_token {
+            if md.get(AUTHORIZATION).is_none() {
+                md.insert(AUTHORIZATION, &format!("Bearer {}", token.expose()));
+            }
+        }
         md
+    }
+
+    /// Whether `node` is reached over TLS.
+    fn secure(&self, node: &Node) -> bool {
+        crate::transport::tls::node_is_secure(&node.metadata, self.pool.tls())
     }
 
     async fn attempt(&self, call: &RawCall, node: &Node, timeout: Duration) -> Result<Bytes, Error> {
@@ -540,7 +572,8 @@ impl Core {
             Some(timeout),
             Body::full(call.body.clone()),
         )?;
-        let resp = self.pool.send(&node.address, req, timeout.min(self.opts.connect_timeout)).await?;
+        let resp =
+            self.pool.send(&node.address, self.secure(node), req, timeout.min(self.opts.connect_timeout)).await?;
         let Some(body) = check_head(&call.service, resp)? else {
             return Err(Error::internal_server_error(&call.service, "reply without a message"));
         };
@@ -568,8 +601,12 @@ impl Caller for Core {
             let retries = call.opts.retries.unwrap_or(self.opts.retries);
             let mut filter = call.opts.filter.clone();
             let mut attempt = 0u32;
+            let mut last: Option<Error> = None;
             loop {
-                let node = self.node(&call.service, &call.opts, &filter).await?;
+                let node = match self.node(&call.service, &call.opts, &filter).await {
+                    Ok(n) => n,
+                    Err(e) => return Err(last.take().unwrap_or(e)),
+                };
                 let started = Instant::now();
                 let remaining = deadline.saturating_duration_since(started);
                 let res = match tokio::time::timeout(remaining, self.attempt(&call, &node, remaining)).await {
@@ -593,6 +630,7 @@ impl Caller for Core {
                         let backoff = Duration::from_millis(10u64.pow(attempt.min(3)));
                         tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
                         tracing::debug!(service = %call.service, endpoint = %call.endpoint, attempt, error = %e.detail, "retrying");
+                        last = Some(e);
                     }
                     Err(e) => return Err(e),
                 }

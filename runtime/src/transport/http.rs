@@ -8,6 +8,9 @@
 //!
 //! **Client.** One multiplexed HTTP/2 connection per node address, made on first use, shared by
 //! every call, and replaced when the peer closes it.
+//!
+//! Both sides speak TLS when configured (see [`tls`](super::tls)): the server on every
+//! connection, the client to the peers that need it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::tls::{ClientTls, ServerTls};
 use super::Body;
 use crate::Error;
 
@@ -34,8 +38,11 @@ pub struct ServeOptions {
     pub max_concurrent_streams: u32,
     /// Largest header block accepted, in bytes.
     pub max_header_size: u32,
-    /// How long an HTTP/1 client may take to send its request headers.
+    /// How long an HTTP/1 client may take to send its request headers (and any client its TLS
+    /// handshake).
     pub header_read_timeout: Duration,
+    /// TLS on every connection; plain TCP when `None`.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +52,7 @@ impl Default for ServeOptions {
             max_concurrent_streams: 1024,
             max_header_size: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -222,9 +230,29 @@ async fn connection<D: Dispatch>(
     stream: TcpStream,
     dispatch: Arc<D>,
     opts: ServeOptions,
+    graceful: watch::Receiver<bool>,
+    guard: ConnGuard,
+) {
+    let Some(tls) = &opts.tls else {
+        return serve_connection(stream, dispatch, opts, graceful, guard).await;
+    };
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    match tokio::time::timeout(opts.header_read_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, dispatch, opts, graceful, guard).await,
+        Ok(Err(e)) => tracing::debug!(peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(peer, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<D: Dispatch, IO>(
+    stream: IO,
+    dispatch: Arc<D>,
+    opts: ServeOptions,
     mut graceful: watch::Receiver<bool>,
     _guard: ConnGuard,
-) {
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -252,63 +280,85 @@ async fn connection<D: Dispatch>(
     let _ = conn.await;
 }
 
-/// The client side: pooled HTTP/2 connections, one per address.
+/// The client side: pooled HTTP/2 connections, one per address (plain and TLS apart).
 #[derive(Default)]
 pub struct Pool {
-    conns: RwLock<HashMap<String, SendRequest<Body>>>,
+    plain: RwLock<HashMap<String, SendRequest<Body>>>,
+    secure: RwLock<HashMap<String, SendRequest<Body>>>,
     connecting: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tls: Option<ClientTls>,
 }
 
 impl Pool {
-    /// An empty pool.
+    /// An empty pool; TLS peers are reached with the process's default client TLS.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn cached(&self, addr: &str) -> Option<SendRequest<Body>> {
-        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+    /// An empty pool that reaches TLS peers with `tls` (the process default when `None`).
+    pub fn with_tls(tls: Option<ClientTls>) -> Self {
+        Pool { tls, ..Self::default() }
+    }
+
+    /// The TLS this pool was given, if any.
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
+    }
+
+    fn conns(&self, secure: bool) -> &RwLock<HashMap<String, SendRequest<Body>>> {
+        if secure {
+            &self.secure
+        } else {
+            &self.plain
+        }
+    }
+
+    fn cached(&self, addr: &str, secure: bool) -> Option<SendRequest<Body>> {
+        let conns = self.conns(secure).read().unwrap_or_else(|e| e.into_inner());
         conns.get(addr).filter(|c| !c.is_closed()).cloned()
     }
 
-    /// A ready sender to `addr`, connecting if needed (within `timeout`).
-    pub async fn get(&self, addr: &str, timeout: Duration) -> Result<SendRequest<Body>, Error> {
-        if let Some(c) = self.cached(addr) {
+    /// A ready sender to `addr` (over TLS when `secure`), connecting if needed (within `timeout`).
+    pub async fn get(&self, addr: &str, secure: bool, timeout: Duration) -> Result<SendRequest<Body>, Error> {
+        if let Some(c) = self.cached(addr, secure) {
             return Ok(c);
         }
         let lock = self.connecting.lock().await.entry(addr.to_string()).or_default().clone();
         let _held = lock.lock().await;
-        if let Some(c) = self.cached(addr) {
+        if let Some(c) = self.cached(addr, secure) {
             return Ok(c);
         }
-        let sender = tokio::time::timeout(timeout, connect(addr))
+        let tls = secure.then(|| self.tls.clone().unwrap_or_else(super::tls::default_client));
+        let sender = tokio::time::timeout(timeout, connect(addr, tls))
             .await
             .map_err(|_| unavailable(addr, "connect timed out"))??;
-        self.conns.write().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string(), sender.clone());
+        self.conns(secure).write().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string(), sender.clone());
         Ok(sender)
     }
 
     /// Forgets the connection to `addr` if it is closed (a fresh one may have replaced it).
-    fn forget_closed(&self, addr: &str) {
-        let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
+    fn forget_closed(&self, addr: &str, secure: bool) {
+        let mut conns = self.conns(secure).write().unwrap_or_else(|e| e.into_inner());
         if conns.get(addr).is_some_and(|c| c.is_closed()) {
             conns.remove(addr);
         }
     }
 
-    /// Sends a request on the pooled connection to `addr`.
+    /// Sends a request on the pooled connection to `addr` (over TLS when `secure`).
     pub async fn send(
         &self,
         addr: &str,
+        secure: bool,
         req: http::Request<Body>,
         connect_timeout: Duration,
     ) -> Result<http::Response<Incoming>, Error> {
-        let mut sender = self.get(addr, connect_timeout).await?;
+        let mut sender = self.get(addr, secure, connect_timeout).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok(resp),
             Err(e) => {
                 let closed = sender.is_closed();
                 if closed {
-                    self.forget_closed(addr);
+                    self.forget_closed(addr, secure);
                 }
                 if e.is_canceled() || closed {
                     // Never sent, or the connection died under it (the peer is gone): another
@@ -326,9 +376,27 @@ fn unavailable(addr: &str, what: &str) -> Error {
     Error::unavailable("go.micro.client", format!("{addr}: {what}"))
 }
 
-async fn connect(addr: &str) -> Result<SendRequest<Body>, Error> {
+async fn connect(addr: &str, tls: Option<ClientTls>) -> Result<SendRequest<Body>, Error> {
     let stream = TcpStream::connect(addr).await.map_err(|e| unavailable(addr, &format!("connect: {e}")))?;
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => handshake(addr, stream).await,
+        Some(tls) => {
+            let name = super::tls::server_name(addr)?;
+            let stream = tls
+                .connector()
+                .connect(name, stream)
+                .await
+                .map_err(|e| Error::unavailable("go.micro.client", format!("{addr}: TLS handshake failed: {e}")))?;
+            handshake(addr, stream).await
+        }
+    }
+}
+
+async fn handshake<IO>(addr: &str, stream: IO) -> Result<SendRequest<Body>, Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(1 << 20)

@@ -5,11 +5,13 @@
 //! handlers. [`grpc`] holds the gRPC wire details, [`body`] the body type both sides send,
 //! [`http`] the server's connection handling and the client's connection pool. `nats` (feature
 //! `nats`) carries the same calls and streams as NATS messages, for nodes with no open port.
+//! [`tls`] adds TLS (and mutual TLS) to the HTTP transport.
 
 pub mod body;
 pub mod grpc;
 pub mod http;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod tls;
 
 pub use body::Body;
