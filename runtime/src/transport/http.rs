@@ -360,9 +360,10 @@ impl Pool {
                 if closed {
                     self.forget_closed(addr, secure);
                 }
-                if e.is_canceled() || closed {
-                    // Never sent, or the connection died under it (the peer is gone): another
-                    // node may take it. A live peer that failed one stream is not retried.
+                if e.is_canceled() || closed || refused(&e) {
+                    // Never sent, refused before processing (RFC 9113 §8.7), or the connection
+                    // died under it (the peer is gone): another node may take it. A live peer
+                    // that failed one stream is not retried.
                     Err(unavailable(addr, &e.to_string()))
                 } else {
                     Err(Error::new("go.micro.client", 502, format!("{addr}: {e}")))
@@ -370,6 +371,12 @@ impl Pool {
             }
         }
     }
+}
+
+/// Whether the peer reset the stream with `REFUSED_STREAM` (it did not process the request).
+fn refused(e: &hyper::Error) -> bool {
+    std::error::Error::source(e).and_then(|s| s.downcast_ref::<h2::Error>()).and_then(h2::Error::reason)
+        == Some(h2::Reason::REFUSED_STREAM)
 }
 
 fn unavailable(addr: &str, what: &str) -> Error {
