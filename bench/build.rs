@@ -6,6 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile([proto], ["../examples/helloworld/proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("tonic");
     std::fs::create_dir_all(&out)?;
-    tonic_prost_build::configure().build_client(false).out_dir(&out).compile_fds(fds)?;
+    tonic_prost_build::configure().out_dir(&out).compile_fds(fds)?;
     Ok(())
 }

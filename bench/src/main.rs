@@ -1,9 +1,14 @@
-//! The benchmark runner: `cargo run --release -p micro-bench --bin bench [-- --rounds N --requests N | --smoke]`.
+//! The benchmark runner: `cargo build --release -p micro-bench -p micro-cli -p helloworld` then
+//! `./target/release/bench [--rounds N --requests N | --smoke | --no-cold-build]`.
 //!
 //! Starts the same Greeter on micro, on tonic and on bare hyper h2 (the ceiling), each pinned to
 //! core 0, drives each with `h2load` pinned to core 1, alternating servers round by round, and
 //! prints req/s, latency, CPU per 100k requests, writes per request and peak RSS, with the
-//! ratios ours/tonic and ours/ceiling (min, median and max over rounds).
+//! ratios ours/tonic and ours/ceiling (min, median and max over rounds). Then the other sections
+//! ([`more`]): server streaming, JSON over HTTP/1.1, client efficiency, instructions per request
+//! (callgrind), the gateway, the broker, discovery, code generation and scaffolding.
+
+mod more;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,9 +20,9 @@ const SERVERS: [(&str, &str); 3] =
 const LOADS: [(&str, &[&str]); 3] =
     [("c=1", &["-c", "1", "-m", "1"]), ("c=4x64", &["-c", "4", "-m", "64"]), ("c=16x16", &["-c", "16", "-m", "16"])];
 
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for Server {
@@ -27,7 +32,7 @@ impl Drop for Server {
     }
 }
 
-fn pinned(core: &str, program: &Path) -> Command {
+pub(crate) fn pinned(core: &str, program: &Path) -> Command {
     if Command::new("taskset").arg("-V").output().is_ok() {
         let mut c = Command::new("taskset");
         c.args(["-c", core]).arg(program);
@@ -37,7 +42,7 @@ fn pinned(core: &str, program: &Path) -> Command {
     }
 }
 
-fn start(bin: &Path) -> Server {
+pub(crate) fn start(bin: &Path) -> Server {
     let mut child = pinned("0", bin)
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
@@ -50,7 +55,7 @@ fn start(bin: &Path) -> Server {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -58,7 +63,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn proc_field(pid: u32, file: &str, key: &str) -> f64 {
+pub(crate) fn proc_field(pid: u32, file: &str, key: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
@@ -118,7 +123,7 @@ fn h2load(server: &Server, args: &[&str], requests: u64, req_file: &Path, log: &
     }
 }
 
-fn stats(xs: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn stats(xs: &[f64]) -> (f64, f64, f64) {
     let mut v = xs.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -138,7 +143,8 @@ fn main() {
             .unwrap_or(default)
     };
     let rounds = if smoke { 1 } else { value("--rounds", 3) };
-    let requests = if smoke { 2_000 } else { value("--requests", 200_000) };
+    let requests = if smoke { 2_000 } else { value("--requests", 100_000) };
+    let cold_build = !smoke && !args.iter().any(|a| a == "--no-cold-build");
     let dir: PathBuf = std::env::current_exe().expect("exe").parent().expect("dir").to_path_buf();
     let tmp = std::env::temp_dir().join(format!("micro-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");
@@ -207,6 +213,8 @@ fn main() {
         if rss[1] > 0.0 { rss[0] / rss[1] } else { 0.0 },
         if rss[2] > 0.0 { rss[0] / rss[2] } else { 0.0 }
     );
+    let ctx = more::Context { dir: dir.clone(), tmp: tmp.clone(), rounds, smoke, cold_build };
+    more::run(&ctx);
     println!("\ntook {:.0?}", started.elapsed());
     let _ = std::fs::remove_dir_all(&tmp);
 }

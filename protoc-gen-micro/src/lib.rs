@@ -206,23 +206,30 @@ impl Config {
                 }
                 Ok(b)
             };
-            for pkg in &packages {
-                let b = builder()?;
-                let prefix = if pkg.is_empty() { format!(".{NO_PACKAGE}") } else { format!(".{pkg}") };
-                let out =
-                    b.generate(&[prefix], |_| Ok(Vec::<u8>::new())).map_err(|e| Error::new(format!("pbjson: {e}")))?;
+            // One pass over the descriptors for every package asked for; outputs come back per
+            // package (sub-packages apart), and packages not asked for are dropped.
+            let prefixes: Vec<String> = packages
+                .iter()
+                .map(|pkg| if pkg.is_empty() { format!(".{NO_PACKAGE}") } else { format!(".{pkg}") })
+                .collect();
+            let out = builder()?
+                .generate(&prefixes, |_| Ok(Vec::<u8>::new()))
+                .map_err(|e| Error::new(format!("pbjson: {e}")))?;
+            for (package, w) in out {
+                let name = package.to_string();
+                // pbjson prints packages as snake-case identifiers, which drops the stand-in's
+                // leading underscores.
+                let pkg = if name.trim_matches('_') == NO_PACKAGE.trim_matches('_') { String::new() } else { name };
+                if !packages.contains(&pkg) {
+                    continue;
+                }
                 // pbjson names its crates both relatively (covered by the `use` lines emitted
                 // below) and absolutely; absolute paths are pointed at the runtime's re-exports.
-                let code: String = out
-                    .into_iter()
-                    .map(|(_, w): (_, Vec<u8>)| {
-                        String::from_utf8_lossy(&w)
-                            .replace("::pbjson::", &format!("{PRIVATE}::pbjson::"))
-                            .replace("::serde::", &format!("{PRIVATE}::serde::"))
-                    })
-                    .collect();
+                let code = String::from_utf8_lossy(&w)
+                    .replace("::pbjson::", &format!("{PRIVATE}::pbjson::"))
+                    .replace("::serde::", &format!("{PRIVATE}::serde::"));
                 if !code.is_empty() {
-                    json.insert(pkg.clone(), code);
+                    json.entry(pkg).or_default().push_str(&code);
                 }
             }
         }
@@ -233,25 +240,18 @@ impl Config {
         for pkg in &packages {
             let services: Vec<ir::Service> =
                 targets.iter().filter(|f| f.package() == pkg).flat_map(|f| ir::services(&pool, f)).collect();
-            // prost's and pbjson's code are parsed too, so the whole file is laid out (and checked)
-            // by one printer.
-            let mut items: Vec<syn::Item> = Vec::new();
-            let mut parse = |what: &str, code: &str| -> Result<(), Error> {
-                let file = syn::parse_file(code).map_err(|e| {
-                    Error::new(format!("internal: {what} code for package {pkg:?} does not parse: {e}"))
-                })?;
-                items.extend(file.items);
-                Ok(())
-            };
+            // prost's code comes laid out by prost (with prettyplease, as tonic-prost-build's
+            // does) and pbjson's by pbjson; only the code made here goes through the printer, so
+            // no text is parsed twice.
+            let mut text = String::from(HEADER);
             if let Some(m) = messages.get(pkg) {
-                parse("message", m)?;
+                text.push_str(m);
             }
             if let Some(j) = json.get(pkg) {
-                parse(
-                    "JSON",
-                    "#[allow(unused_imports)] use ::micro::__private::pbjson; #[allow(unused_imports)] use ::micro::__private::serde;",
-                )?;
-                parse("JSON", j)?;
+                text.push_str(
+                    "#[allow(unused_imports)]\nuse ::micro::__private::pbjson;\n#[allow(unused_imports)]\nuse ::micro::__private::serde;\n",
+                );
+                text.push_str(j);
             }
             let has_messages = messages.contains_key(pkg);
             if !services.is_empty() || has_messages {
@@ -278,10 +278,8 @@ impl Config {
                 }
                 let file: syn::File = syn::parse2(tokens)
                     .map_err(|e| Error::new(format!("internal: generated service code does not parse: {e}")))?;
-                items.extend(file.items);
+                text.push_str(&prettyplease::unparse(&file));
             }
-            let file = syn::File { shebang: None, attrs: vec![], items };
-            let text = format!("{HEADER}{}", prettyplease::unparse(&file));
             out.push((file_name(pkg), text));
         }
         if let Some(include) = &self.include_file {

@@ -20,8 +20,14 @@ impl Greeter for G {
     type SayHelloStreamStream =
         std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<HelloReply, Status>> + Send>>;
 
-    async fn say_hello_stream(&self, _: Request<HelloRequest>) -> Result<Response<Self::SayHelloStreamStream>, Status> {
-        Err(Status::unimplemented("not benchmarked"))
+    async fn say_hello_stream(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<Self::SayHelloStreamStream>, Status> {
+        let name = request.into_inner().name;
+        let replies: Vec<Result<HelloReply, Status>> =
+            name.chars().map(|letter| Ok(HelloReply { message: format!("Hello {letter}") })).collect();
+        Ok(Response::new(Box::pin(futures_util::stream::iter(replies))))
     }
 }
 

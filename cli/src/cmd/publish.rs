@@ -27,12 +27,11 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let o = global.options()?;
     let registry = global.registry()?;
     let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
-    let client = global.client(registry)?.with_broker(broker);
-    crate::global::within(
-        "the broker",
-        global.timeout(),
-        Publisher::new(&args.topic, client).publish_json(json.as_bytes(), &metadata),
-    )
+    let client = global.client(registry)?.with_broker(broker.clone());
+    crate::global::within("the broker", global.timeout(), async {
+        Publisher::new(&args.topic, client).publish_json(json.as_bytes(), &metadata).await?;
+        broker.disconnect().await
+    })
     .await?;
     println!("ok");
     Ok(())

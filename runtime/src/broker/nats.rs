@@ -2,7 +2,8 @@
 //! subscriptions, headers travel as NATS headers.
 //!
 //! Delivery is at most once (core NATS): a message published while no subscriber is connected
-//! is gone. The connection retries at start and reconnects forever after the server goes away;
+//! is gone. Publishing queues the message on the connection without waiting for the server;
+//! [`Broker::disconnect`] flushes, so a short-lived publisher calls it before it exits. The connection retries at start and reconnects forever after the server goes away;
 //! subscriptions resume by themselves once it is back.
 
 use std::sync::Arc;
@@ -51,8 +52,8 @@ impl Broker for NatsBroker {
         for (k, v) in &message.header {
             headers.insert(k.as_str(), v.as_str());
         }
-        client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)?;
-        client.flush().await.map_err(err)
+        // Queued on the connection, written in batches; `disconnect` flushes what is left.
+        client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)
     }
 
     async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error> {
@@ -62,6 +63,8 @@ impl Broker for NatsBroker {
             None => client.subscribe(topic.to_string()).await,
         }
         .map_err(err)?;
+        // Once the server has the subscription, every later publish (from any connection) sees it.
+        client.flush().await.map_err(err)?;
         let topic = topic.to_string();
         let handler = Arc::clone(&handler);
         let task = tokio::spawn(async move {

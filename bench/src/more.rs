@@ -1,0 +1,656 @@
+//! The sections after unary gRPC: server streaming, JSON over HTTP/1.1, client efficiency,
+//! instructions per request, the gateway, the broker, discovery, code generation, scaffolding.
+//!
+//! Servers run on core 0 and drivers on core 1, as for unary. Real peers only: `h2load`,
+//! `nats-server`, `etcd`, `valgrind`, `cargo`; a section whose tool is missing says so and is
+//! skipped. Everything listens on 127.0.0.1; mDNS is only used inside a private network namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{pinned, start, stats, Server};
+
+/// What every section needs.
+pub(crate) struct Context {
+    /// Where the release binaries are.
+    pub(crate) dir: PathBuf,
+    /// A scratch directory.
+    pub(crate) tmp: PathBuf,
+    pub(crate) rounds: u64,
+    pub(crate) smoke: bool,
+    pub(crate) cold_build: bool,
+}
+
+impl Context {
+    fn n(&self, full: u64, smoke: u64) -> u64 {
+        if self.smoke {
+            smoke
+        } else {
+            full
+        }
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Runs every section.
+pub(crate) fn run(ctx: &Context) {
+    streaming(ctx);
+    json_over_http1(ctx);
+    client_efficiency(ctx);
+    instructions(ctx);
+    let etcd = Etcd::start(&ctx.tmp);
+    gateway(ctx, etcd.as_ref());
+    discovery(ctx, etcd.as_ref());
+    drop(etcd);
+    broker(ctx);
+    codegen(ctx);
+    scaffolding(ctx);
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// A gRPC request frame for `HelloRequest { name }`.
+fn hello_frame(name: &str) -> Vec<u8> {
+    let mut msg = vec![0x0a];
+    let mut len = name.len();
+    while len >= 0x80 {
+        msg.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    msg.push(len as u8);
+    msg.extend_from_slice(name.as_bytes());
+    let mut frame = vec![0u8];
+    frame.extend((msg.len() as u32).to_be_bytes());
+    frame.extend(msg);
+    frame
+}
+
+/// Runs `h2load` on core 1; returns req/s (0 when not every request succeeded).
+fn h2load(args: &[&str]) -> f64 {
+    let out = pinned("1", Path::new("h2load")).args(args).output().expect("h2load runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let total = args.iter().position(|a| *a == "-n").and_then(|i| args.get(i + 1)).copied().unwrap_or("?");
+    if !text.contains(&format!("{total} succeeded")) {
+        eprintln!("warning: not every request succeeded:\n{text}");
+        return 0.0;
+    }
+    text.lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.trim_end_matches(" req/s").parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// One table row: the medians of `ours` and `theirs`, and min/median/max of the ratio per round.
+fn row(label: &str, metric: &str, ours: &[f64], theirs: &[f64]) {
+    let ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| ratio(*a, *b)).collect();
+    let (lo, mid, hi) = stats(&ratios);
+    println!("| {label} | {metric} | {:.2} | {:.2} | {lo:.2} / {mid:.2} / {hi:.2} |", stats(ours).1, stats(theirs).1);
+}
+
+fn streaming(ctx: &Context) {
+    let per_stream = 1000u64;
+    let streams = ctx.n(400, 20);
+    let req = ctx.tmp.join("stream.bin");
+    std::fs::write(&req, hello_frame(&"x".repeat(per_stream as usize))).expect("request file");
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for round in 0..ctx.rounds {
+        for (name, bin, out) in
+            [("micro", "bench-micro-server", &mut ours), ("tonic", "bench-tonic-server", &mut theirs)]
+        {
+            let server = start(&ctx.bin(bin));
+            let url = format!("http://{}/helloworld.Greeter/SayHelloStream", server.addr);
+            let n = streams.to_string();
+            let rps = h2load(&[
+                "-n",
+                &n,
+                "-c",
+                "4",
+                "-m",
+                "8",
+                "-d",
+                req.to_str().unwrap_or_default(),
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                &url,
+            ]);
+            eprintln!("round {} {name:5} stream {:>9.0} msgs/s", round + 1, rps * per_stream as f64);
+            out.push(rps * per_stream as f64);
+        }
+    }
+    println!("\n## Server streaming (`SayHelloStream`, {per_stream} replies per call, c=4x8)\n");
+    println!("| load | metric | micro | tonic | micro/tonic (min / median / max) |\n|---|---|---|---|---|");
+    row("stream", "msgs/s", &ours, &theirs);
+}
+
+fn json_over_http1(ctx: &Context) {
+    let n = ctx.n(100_000, 2_000).to_string();
+    let grpc_req = ctx.tmp.join("unary.bin");
+    std::fs::write(&grpc_req, hello_frame("world")).expect("request file");
+    let json_req = ctx.tmp.join("unary.json");
+    std::fs::write(&json_req, br#"{"name":"world"}"#).expect("request file");
+    let (mut json, mut grpc) = (vec![], vec![]);
+    for round in 0..ctx.rounds {
+        let server = start(&ctx.bin("bench-micro-server"));
+        let url = format!("http://{}/helloworld.Greeter/SayHello", server.addr);
+        let g = h2load(&[
+            "-n",
+            &n,
+            "-c",
+            "16",
+            "-m",
+            "1",
+            "-d",
+            grpc_req.to_str().unwrap_or_default(),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            &url,
+        ]);
+        let j = h2load(&[
+            "--h1",
+            "-n",
+            &n,
+            "-c",
+            "16",
+            "-d",
+            json_req.to_str().unwrap_or_default(),
+            "-H",
+            "content-type: application/json",
+            &url,
+        ]);
+        eprintln!("round {} micro  gRPC {g:>9.0} req/s  JSON/HTTP1 {j:>9.0} req/s", round + 1);
+        json.push(j);
+        grpc.push(g);
+    }
+    println!("\n## JSON over HTTP/1.1 against gRPC, same micro server (16 connections, 1 request each in flight)\n");
+    println!("| load | metric | JSON/HTTP1 | gRPC | JSON/gRPC (min / median / max) |\n|---|---|---|---|---|");
+    row("c=16", "req/s", &json, &grpc);
+}
+
+fn client_efficiency(ctx: &Context) {
+    let n = ctx.n(100_000, 2_000).to_string();
+    let server = start(&ctx.bin("bench-bare-server"));
+    let (mut rps, mut cpu) = ([vec![], vec![]], [vec![], vec![]]);
+    for round in 0..ctx.rounds {
+        for (i, kind) in ["micro", "tonic"].iter().enumerate() {
+            let out =
+                pinned("1", &ctx.bin("bench-client")).args([*kind, server.addr.as_str(), n.as_str(), "64"]).output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+            let mut f = text.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(0.0));
+            let (r, c) = (f.next().unwrap_or(0.0), f.next().unwrap_or(0.0));
+            eprintln!("round {} client {kind:5} {r:>9.0} req/s {c:.2} CPU s", round + 1);
+            rps[i].push(r);
+            cpu[i].push(c * 100_000.0 / n.parse::<f64>().unwrap_or(1.0));
+        }
+    }
+    println!("\n## Client efficiency: our client and tonic's against the bare server (one connection, 64 in flight, client on core 1)\n");
+    println!("| load | metric | micro | tonic | micro/tonic (min / median / max) |\n|---|---|---|---|---|");
+    row("c=64", "req/s", &rps[0], &rps[1]);
+    row("c=64", "client CPU s / 100k req", &cpu[0], &cpu[1]);
+}
+
+/// Instructions per request under callgrind: counters zeroed after a warm-up, then `n`
+/// sequential requests, then the server ends and callgrind writes its totals.
+fn instructions(ctx: &Context) {
+    if !have("valgrind") || !have("callgrind_control") {
+        println!("\n## Instructions per request\n\nskipped: valgrind is not installed");
+        return;
+    }
+    let n = ctx.n(2_000, 100);
+    let req = ctx.tmp.join("unary.bin");
+    let mut per = vec![];
+    for (name, bin) in [("micro", "bench-micro-server"), ("tonic", "bench-tonic-server")] {
+        let out = ctx.tmp.join(format!("callgrind.{name}"));
+        let mut child = Command::new("valgrind")
+            .args(["--tool=callgrind", "--quiet"])
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(ctx.bin(bin))
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("valgrind starts");
+        let mut line = String::new();
+        let _ =
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line);
+        let server = Server { child, addr: line.trim().to_string() };
+        let url = format!("http://{}/helloworld.Greeter/SayHello", server.addr);
+        let load = |n: u64| {
+            h2load(&[
+                "-n",
+                &n.to_string(),
+                "-c",
+                "1",
+                "-m",
+                "1",
+                "-d",
+                req.to_str().unwrap_or_default(),
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                &url,
+            ])
+        };
+        load(n / 10 + 10);
+        let pid = server.child.id().to_string();
+        let _ = Command::new("callgrind_control").args(["-z", &pid]).output();
+        load(n);
+        let _ = Command::new("callgrind_control").args(["-d", &pid]).output();
+        drop(server);
+        let total = std::fs::read_dir(&ctx.tmp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("callgrind.{name}")))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            })
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let ir = if total.is_finite() { total / n as f64 } else { 0.0 };
+        eprintln!("callgrind {name:5} {ir:>9.0} instructions / request");
+        per.push(ir);
+    }
+    println!("\n## Instructions per request (callgrind, {n} sequential unary calls after a warm-up)\n");
+    println!("| metric | micro | tonic | micro/tonic |\n|---|---|---|---|");
+    println!("| instructions / req | {:.0} | {:.0} | {:.2} |", per[0], per[1], ratio(per[0], per[1]));
+}
+
+/// A real etcd on random loopback ports, for the gateway and discovery.
+struct Etcd {
+    child: std::process::Child,
+    client: String,
+}
+
+impl Etcd {
+    fn start(tmp: &Path) -> Option<Etcd> {
+        if !have("etcd") {
+            return None;
+        }
+        let port = || std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port());
+        let (c, p) = (port()?, port()?);
+        let client = format!("http://127.0.0.1:{c}");
+        let peer = format!("http://127.0.0.1:{p}");
+        let child = Command::new("etcd")
+            .args(["--name", "bench", "--data-dir"])
+            .arg(tmp.join("etcd"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("bench={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let etcd = Etcd { child, client: format!("127.0.0.1:{c}") };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&etcd.client).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(etcd)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child killed when dropped.
+struct Proc(std::process::Child);
+
+impl Proc {
+    /// Stops it as a person would (SIGTERM, so a service deregisters) and waits.
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The helloworld service on core 0 as `name`, registered in `registry`.
+fn helloworld(ctx: &Context, name: &str, registry: &str, address: &str) -> Proc {
+    Proc(
+        pinned("0", &ctx.bin("server"))
+            .env("MICRO_SERVER_NAME", name)
+            .env("MICRO_REGISTRY", registry)
+            .env("MICRO_REGISTRY_ADDRESS", address)
+            .env("MICRO_SERVER_ADDRESS", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the helloworld server starts"),
+    )
+}
+
+fn micro_call(ctx: &Context, name: &str, registry: &str, address: &str) -> bool {
+    Command::new(ctx.bin("micro"))
+        .args(["call", name, "Greeter.SayHello", r#"{"name":"bench"}"#])
+        .env("MICRO_REGISTRY", registry)
+        .env("MICRO_REGISTRY_ADDRESS", address)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
+    println!("\n## Gateway: JSON through `micro api` against JSON posted straight to the service (HTTP/1.1, c=16)\n");
+    let Some(etcd) = etcd else {
+        println!("skipped: etcd is not installed");
+        return;
+    };
+    let svc = helloworld(ctx, "helloworld", "etcd", &etcd.client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !micro_call(ctx, "helloworld", "etcd", &etcd.client) {
+        if Instant::now() > deadline {
+            println!("skipped: the helloworld service did not come up");
+            return;
+        }
+    }
+    let out = Command::new(ctx.bin("micro"))
+        .args(["get", "service", "helloworld", "-o", "json"])
+        .env("MICRO_REGISTRY", "etcd")
+        .env("MICRO_REGISTRY_ADDRESS", &etcd.client)
+        .output()
+        .expect("micro get");
+    let record: String = String::from_utf8_lossy(&out.stdout).to_string();
+    let Some(direct) = record.split("\"address\": \"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string)
+    else {
+        println!("skipped: no node address in {record}");
+        return;
+    };
+    let mut api = pinned("0", &ctx.bin("micro"))
+        .args(["api", "--api_address", "127.0.0.1:0", "--handler", "rpc", "--namespace", ""])
+        .env("MICRO_REGISTRY", "etcd")
+        .env("MICRO_REGISTRY_ADDRESS", &etcd.client)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("micro api starts");
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(api.stderr.take().expect("stderr")), &mut line);
+    let _api = Proc(api);
+    let gw = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_string();
+    let n = ctx.n(50_000, 1_000).to_string();
+    let json = ctx.tmp.join("unary.json");
+    let (mut through, mut straight) = (vec![], vec![]);
+    for round in 0..ctx.rounds {
+        let args = |url: &str| -> f64 {
+            h2load(&[
+                "--h1",
+                "-n",
+                &n,
+                "-c",
+                "16",
+                "-d",
+                json.to_str().unwrap_or_default(),
+                "-H",
+                "content-type: application/json",
+                url,
+            ])
+        };
+        let g = args(&format!("{gw}/helloworld/greeter/sayHello"));
+        let d = args(&format!("http://{direct}/helloworld.Greeter/SayHello"));
+        eprintln!("round {} gateway {g:>9.0} req/s direct {d:>9.0} req/s", round + 1);
+        through.push(g);
+        straight.push(d);
+    }
+    println!("| load | metric | via micro api | direct | api/direct (min / median / max) |\n|---|---|---|---|---|");
+    row("c=16", "req/s", &through, &straight);
+    svc.stop();
+}
+
+fn broker(ctx: &Context) {
+    println!("\n## Broker: publish → one subscriber through a real nats-server, micro's NATS broker against raw async-nats\n");
+    if !have("nats-server") {
+        println!("skipped: nats-server is not installed");
+        return;
+    }
+    let Some(port) = std::net::TcpListener::bind("127.0.0.1:0").ok().and_then(|l| l.local_addr().ok()) else {
+        return;
+    };
+    let port = port.port().to_string();
+    let _nats = Proc(
+        pinned("0", Path::new("nats-server"))
+            .args(["-a", "127.0.0.1", "-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let n = ctx.n(200_000, 2_000).to_string();
+    let (mut ours, mut raw) = (vec![], vec![]);
+    for round in 0..ctx.rounds {
+        let out = pinned("1", &ctx.bin("bench-broker")).args([&addr, &n]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+        let get = |k: &str| {
+            text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        eprintln!("round {} broker micro {:>9.0} raw {:>9.0} msgs/s", round + 1, get("micro "), get("raw "));
+        ours.push(get("micro "));
+        raw.push(get("raw "));
+    }
+    println!("| messages | metric | micro | raw async-nats | micro/raw (min / median / max) |\n|---|---|---|---|---|");
+    row(&n, "msgs/s", &ours, &raw);
+}
+
+fn discovery(ctx: &Context, etcd: Option<&Etcd>) {
+    println!("\n## Discovery: from a service's start to the first successful `micro call`\n");
+    println!("| registry | ms (min / median / max) |\n|---|---|");
+    // /proc/net/dev lists the interfaces of this network namespace: only `lo` means isolated.
+    let isolated = std::fs::read_to_string("/proc/net/dev")
+        .map(|t| t.lines().skip(2).all(|l| l.trim_start().starts_with("lo:")))
+        .unwrap_or(false);
+    let mut registries: Vec<(&str, String)> = vec![];
+    if isolated {
+        registries.push(("mdns", String::new()));
+    } else {
+        println!("| mdns | skipped: run inside `unshare --net` so mDNS stays on loopback |");
+    }
+    if let Some(e) = etcd {
+        registries.push(("etcd", e.client.clone()));
+    }
+    for (registry, address) in registries {
+        let mut ms = vec![];
+        for round in 0..ctx.rounds {
+            let name = format!("discovery-{registry}-{round}-{}", std::process::id());
+            let started = Instant::now();
+            let svc = helloworld(ctx, &name, registry, &address);
+            let deadline = started + Duration::from_secs(20);
+            while !micro_call(ctx, &name, registry, &address) && Instant::now() < deadline {}
+            ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            svc.stop();
+        }
+        let (lo, mid, hi) = stats(&ms);
+        println!("| {registry} | {lo:.0} / {mid:.0} / {hi:.0} |");
+    }
+}
+
+fn codegen(ctx: &Context) {
+    println!("\n## Code generation: googleapis-common-protos, micro-build against tonic-prost-build from one protox FileDescriptorSet\n");
+    let venv = ctx.workspace().join(".venv/lib");
+    let root = std::fs::read_dir(&venv)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.join("google/api/annotations.proto").exists());
+    let Some(root) = root else {
+        println!("skipped: googleapis-common-protos is not in .venv (scripts/setup installs it)");
+        return;
+    };
+    let out = Command::new(ctx.bin("bench-codegen")).arg(&root).arg(ctx.rounds.max(3).to_string()).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+    let field = |k: &str, i: usize| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().nth(i))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    println!("{} files\n", field("files ", 0));
+    println!("| metric | micro-build | tonic-prost-build | micro/tonic |\n|---|---|---|---|");
+    let (mt, tt) = (field("micro ", 0), field("tonic ", 0));
+    let (ml, tl) = (field("micro ", 1), field("tonic ", 1));
+    println!("| wall ms (median) | {mt:.1} | {tt:.1} | {:.2} |", ratio(mt, tt));
+    println!("| lines emitted | {ml:.0} | {tl:.0} | {:.2} |", ratio(ml, tl));
+}
+
+fn scaffolding(ctx: &Context) {
+    println!("\n## Scaffolding\n");
+    let parent = ctx.tmp.join("new");
+    let _ = std::fs::create_dir_all(&parent);
+    let started = Instant::now();
+    let ok = Command::new(ctx.bin("micro"))
+        .args(["new", "github.com/micro/benchsvc"])
+        .current_dir(&parent)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let new_ms = started.elapsed().as_secs_f64() * 1000.0;
+    println!("`micro new github.com/micro/benchsvc`: {new_ms:.0} ms{}", if ok { "" } else { " (failed)" });
+    if !ctx.cold_build || !ok {
+        println!("\ncold builds: skipped{}", if ctx.smoke { " (--smoke)" } else { "" });
+        return;
+    }
+    let lock = ctx.workspace().join("Cargo.lock");
+    let svc = parent.join("benchsvc");
+    let _ = std::fs::copy(&lock, svc.join("Cargo.lock"));
+    let tonic = parent.join("tonichello");
+    write_tonic_crate(&tonic, &ctx.workspace().join("examples/helloworld/proto/helloworld.proto"));
+    let _ = std::fs::copy(&lock, tonic.join("Cargo.lock"));
+    let mut secs = vec![];
+    for (name, dir) in [("micro new service", &svc), ("tonic helloworld", &tonic)] {
+        eprintln!("cold build of the {name} (debug)...");
+        let started = Instant::now();
+        let status = Command::new("cargo")
+            .args(["build", "--offline", "--quiet"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", ctx.tmp.join(format!("target-{}", secs.len())))
+            .status();
+        let s = started.elapsed().as_secs_f64();
+        if !status.is_ok_and(|s| s.success()) {
+            println!("cold build of the {name} failed");
+            return;
+        }
+        secs.push(s);
+    }
+    println!("\n| cold `cargo build` (debug, empty target dir) | micro new service | tonic helloworld | micro/tonic |");
+    println!("|---|---|---|---|\n| seconds | {:.0} | {:.0} | {:.2} |", secs[0], secs[1], ratio(secs[0], secs[1]));
+}
+
+/// A plain tonic helloworld crate with the same proto (protox + tonic-prost-build in build.rs).
+fn write_tonic_crate(dir: &Path, proto: &Path) {
+    let _ = std::fs::create_dir_all(dir.join("src"));
+    let _ = std::fs::create_dir_all(dir.join("proto"));
+    let _ = std::fs::copy(proto, dir.join("proto/helloworld.proto"));
+    let files = [
+        (
+            "Cargo.toml",
+            r#"[package]
+name = "tonichello"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+prost = "0.14"
+tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+tonic = "0.14"
+tonic-prost = "0.14"
+
+[build-dependencies]
+protox = "0.10"
+tonic-prost-build = "0.14"
+
+[workspace]
+"#,
+        ),
+        (
+            "build.rs",
+            r#"fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let fds = protox::compile(["proto/helloworld.proto"], ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}
+"#,
+        ),
+        (
+            "src/main.rs",
+            r#"pub mod helloworld {
+    tonic::include_proto!("helloworld");
+}
+
+use helloworld::greeter_server::{Greeter, GreeterServer};
+use helloworld::{HelloReply, HelloRequest};
+use tonic::{Request, Response, Status};
+
+struct G;
+
+#[tonic::async_trait]
+impl Greeter for G {
+    async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply { message: format!("Hello {}", request.get_ref().name) }))
+    }
+
+    type SayHelloStreamStream =
+        std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<HelloReply, Status>> + Send>>;
+
+    async fn say_hello_stream(&self, _: Request<HelloRequest>) -> Result<Response<Self::SayHelloStreamStream>, Status> {
+        Err(Status::unimplemented("no"))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tonic::transport::Server::builder().add_service(GreeterServer::new(G)).serve("127.0.0.1:50051".parse()?).await?;
+    Ok(())
+}
+"#,
+        ),
+    ];
+    for (name, text) in files {
+        let _ = std::fs::write(dir.join(name), text);
+    }
+}
