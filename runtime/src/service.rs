@@ -3,6 +3,13 @@
 //! `run()` starts the server, registers the node (and renews the registration every interval with
 //! a TTL), serves until SIGINT or SIGTERM, then shuts down gracefully: deregister first, so callers
 //! stop choosing this node, then stop accepting, then let in-flight requests finish (grace period).
+//!
+//! **When the registry is down.** A node serves first and registers second: `start()` tries to
+//! register once, and if the registry cannot be reached it returns anyway (the node answers whoever
+//! has its address) and keeps trying in the background, waiting 100 ms, then twice as long after
+//! each failure up to 5 s (never longer than the renewal interval), logging each failure. A renewal
+//! that fails is retried the same way, so a node is back in the registry within seconds of the
+//! registry coming back, however long the interval.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -156,6 +163,90 @@ impl ServiceBuilder {
     }
 }
 
+/// A failed registration is tried again after this long at first, then twice as long each time.
+const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two registration attempts after a failure.
+const REGISTER_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What keeps a node registered: its record, where it goes, and how often.
+struct Registration {
+    registry: SharedRegistry,
+    broker: SharedBroker,
+    record: registry::Service,
+    opts: RegisterOptions,
+    interval: Duration,
+}
+
+impl Registration {
+    /// Registers (or renews) the record, then the node's subscriptions.
+    async fn attempt(&self) -> Result<(), Error> {
+        self.registry.register(&self.record, self.opts).await?;
+        self.broker.attach(&self.record.nodes[0], self.opts).await
+    }
+
+    /// Logs that the node is registered.
+    fn registered(&self) {
+        tracing::info!(
+            service = %self.record.name,
+            node = %self.record.nodes[0].id,
+            "registered with the {} registry",
+            self.registry.name()
+        );
+    }
+
+    /// Logs a failed attempt in one line.
+    fn failed(&self, e: &Error, retry_in: Duration) {
+        tracing::warn!(
+            service = %self.record.name,
+            "registering with the {} registry failed ({}); serving anyway and retrying in {retry_in:?}",
+            self.registry.name(),
+            e.detail
+        );
+    }
+
+    /// How long to wait before the next attempt when the back-off is at `backoff`.
+    fn retry_wait(&self, backoff: Duration) -> Duration {
+        if self.interval.is_zero() {
+            backoff
+        } else {
+            backoff.min(self.interval)
+        }
+    }
+
+    /// Renews every interval once registered; after a failure (the first attempt's too), retries
+    /// with back-off until registered again. With no interval, ends once registered.
+    async fn keep(self, mut registered: bool) {
+        let mut backoff = REGISTER_RETRY_FIRST;
+        let mut wait = self.interval;
+        if !registered {
+            wait = self.retry_wait(backoff);
+            backoff = (backoff * 2).min(REGISTER_RETRY_MAX);
+        }
+        loop {
+            tokio::time::sleep(wait).await;
+            match self.attempt().await {
+                Ok(()) => {
+                    if !registered {
+                        self.registered();
+                    }
+                    registered = true;
+                    backoff = REGISTER_RETRY_FIRST;
+                    if self.interval.is_zero() {
+                        return;
+                    }
+                    wait = self.interval;
+                }
+                Err(e) => {
+                    registered = false;
+                    wait = self.retry_wait(backoff);
+                    self.failed(&e, wait);
+                    backoff = (backoff * 2).min(REGISTER_RETRY_MAX);
+                }
+            }
+        }
+    }
+}
+
 struct Running {
     record: registry::Service,
     renewal: Option<tokio::task::JoinHandle<()>>,
@@ -253,7 +344,8 @@ impl Service {
         }
     }
 
-    /// Starts serving and registers; returns the listen address.
+    /// Starts serving and registers; returns the listen address. If the registry cannot be reached,
+    /// the node serves anyway and registers in the background once it can (see the module doc).
     pub async fn start(&self) -> Result<SocketAddr, Error> {
         let broker = self.inner.broker.clone();
         broker.connect().await?;
@@ -262,45 +354,25 @@ impl Service {
             subscriptions.push(broker.subscribe(&sub.topic, sub.handler.clone(), sub.options.clone()).await?);
         }
         let (addr, record) = self.listen().await?;
-        let ttl = RegisterOptions { ttl: self.inner.opts.register_ttl };
-        let registry = self.inner.registry.clone();
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match registry.register(&record, ttl).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e.detail, "registration failed; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    if delay >= Duration::from_secs(5) && self.inner.opts.register_interval.is_zero() {
-                        return Err(e);
-                    }
-                }
+        let registration = Registration {
+            registry: self.inner.registry.clone(),
+            broker,
+            record: record.clone(),
+            opts: RegisterOptions { ttl: self.inner.opts.register_ttl },
+            interval: self.inner.opts.register_interval,
+        };
+        let registered = match registration.attempt().await {
+            Ok(()) => {
+                registration.registered();
+                true
             }
-        }
-        tracing::info!(
-            service = %record.name,
-            node = %record.nodes[0].id,
-            "registered with the {} registry",
-            registry.name()
-        );
-        broker.attach(&record.nodes[0], ttl).await?;
-        let interval = self.inner.opts.register_interval;
-        let mut renewal = None;
-        if !interval.is_zero() {
-            let record = record.clone();
-            let broker = broker.clone();
-            renewal = Some(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(interval).await;
-                    if let Err(e) = registry.register(&record, ttl).await {
-                        tracing::warn!(error = %e.detail, "renewing the registration failed");
-                    } else if let Err(e) = broker.attach(&record.nodes[0], ttl).await {
-                        tracing::warn!(error = %e.detail, "renewing the subscriptions failed");
-                    }
-                }
-            }));
-        }
+            Err(e) => {
+                registration.failed(&e, registration.retry_wait(REGISTER_RETRY_FIRST));
+                false
+            }
+        };
+        let renewal =
+            (!registered || !registration.interval.is_zero()).then(|| tokio::spawn(registration.keep(registered)));
         *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Running { record, renewal, subscriptions });
         Ok(addr)
@@ -388,5 +460,73 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::registry::{MemoryRegistry, Registry, Watcher};
+
+    /// A memory registry that refuses registrations while `down`.
+    #[derive(Default)]
+    struct Flaky {
+        inner: MemoryRegistry,
+        down: AtomicBool,
+        attempts: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Registry for Flaky {
+        async fn register(&self, service: &registry::Service, opts: RegisterOptions) -> Result<(), Error> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::unavailable("test", "the registry is down"));
+            }
+            self.inner.register(service, opts).await
+        }
+        async fn deregister(&self, service: &registry::Service) -> Result<(), Error> {
+            self.inner.deregister(service).await
+        }
+        async fn get_service(&self, name: &str) -> Result<Vec<registry::Service>, Error> {
+            self.inner.get_service(name).await
+        }
+        async fn list_services(&self) -> Result<Vec<registry::Service>, Error> {
+            self.inner.list_services().await
+        }
+        async fn watch(&self, service: Option<&str>) -> Result<Watcher, Error> {
+            self.inner.watch(service).await
+        }
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_serves_while_the_registry_is_down_and_registers_once_it_is_back() {
+        let registry = Arc::new(Flaky { down: AtomicBool::new(true), ..Default::default() });
+        let svc = Service::builder()
+            .name("flaky")
+            .options(Options { register_interval: Duration::ZERO, ..Options::default() })
+            .registry(registry.clone())
+            .broker(Arc::new(broker::MemoryBroker::new()))
+            .build()
+            .unwrap();
+        svc.start().await.expect("start does not wait for the registry");
+
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let attempts = registry.attempts.load(Ordering::SeqCst);
+        assert!((10..=20).contains(&attempts), "backed off to one attempt per 5 s, made {attempts}");
+        assert_eq!(registry.get_service("flaky").await.unwrap_err().code, 404);
+
+        registry.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(REGISTER_RETRY_MAX).await;
+        assert_eq!(registry.get_service("flaky").await.unwrap()[0].nodes.len(), 1, "registered once it was back");
+        let attempts = registry.attempts.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(registry.attempts.load(Ordering::SeqCst), attempts, "no renewals without an interval");
+        svc.stop().await;
     }
 }

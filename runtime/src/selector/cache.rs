@@ -1,17 +1,19 @@
 //! A watch-fed cache of the registry, so that choosing a node costs a read of memory.
 //!
 //! The first lookup of a service reads the registry and starts a watch on it; watch events keep
-//! the entry current from then on. If the watch breaks, the entry is refreshed by reading again
-//! once it is older than the TTL, and an entry with no nodes is always read again. While the
-//! registry cannot be reached, the last known nodes are
-//! served (stale-if-error) and one warning is logged per outage.
+//! the entry current from then on. If the watch breaks (the registry went away), it is opened
+//! again in the background, backing off from 100 ms to 5 s, and the entry is read again as soon as
+//! it is, so changes made while the registry was away are not missed; until then the entry is read
+//! again once it is older than the TTL. An entry with no nodes is always read again. While the
+//! registry cannot be reached, the last known nodes are served (stale-if-error) and one warning is
+//! logged per outage.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::registry::{Action, Node, Service, SharedRegistry};
+use crate::registry::{Action, Node, Service, SharedRegistry, Watcher};
 use crate::Error;
 
 /// One node as the selector sees it: its version and the endpoints that version serves.
@@ -33,6 +35,11 @@ pub struct Entry {
     fetched: Instant,
     watched: bool,
 }
+
+/// A broken watch is opened again after this long at first, then twice as long each time.
+const REWATCH_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to open a broken watch again.
+const REWATCH_MAX: Duration = Duration::from_secs(5);
 
 /// The cache.
 pub struct RegistryCache {
@@ -126,39 +133,34 @@ impl RegistryCache {
         }
     }
 
+    /// Whether the watch on `service` is open (not broken, and not being opened again).
     fn is_watching(&self, service: &str) -> bool {
-        self.watching
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(service)
-            .is_some_and(|alive| alive.load(Ordering::Acquire))
+        self.watch_state(service).is_some_and(|alive| alive.load(Ordering::Acquire))
     }
 
-    /// Starts a watch on `service` unless one runs; returns whether one runs now.
+    /// The state of the watch task of `service`, if one runs.
+    fn watch_state(&self, service: &str) -> Option<Arc<AtomicBool>> {
+        self.watching.read().unwrap_or_else(|e| e.into_inner()).get(service).cloned()
+    }
+
+    /// Starts a watch on `service` unless a watch task runs (open, or being opened again);
+    /// returns whether a watch is open now.
     async fn ensure_watch(self: &Arc<Self>, service: &str) -> bool {
-        if self.is_watching(service) {
-            return true;
+        if let Some(alive) = self.watch_state(service) {
+            return alive.load(Ordering::Acquire);
         }
-        let Ok(mut watcher) = self.registry.watch(Some(service)).await else {
+        let Ok(watcher) = self.registry.watch(Some(service)).await else {
             return false;
         };
         let alive = Arc::new(AtomicBool::new(true));
-        self.watching.write().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), alive.clone());
-        let weak: Weak<Self> = Arc::downgrade(self);
-        let name = service.to_string();
-        tokio::spawn(async move {
-            while let Some(event) = watcher.next().await {
-                let Some(cache) = weak.upgrade() else { break };
-                match event {
-                    Ok(ev) => cache.apply(&name, ev.action, ev.service),
-                    Err(e) => {
-                        tracing::debug!(service = %name, error = %e.detail, "registry watch ended");
-                        break;
-                    }
-                }
+        {
+            let mut watching = self.watching.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(other) = watching.get(service) {
+                return other.load(Ordering::Acquire);
             }
-            alive.store(false, Ordering::Release);
-        });
+            watching.insert(service.to_string(), alive.clone());
+        }
+        tokio::spawn(follow(Arc::downgrade(self), service.to_string(), watcher, alive));
         true
     }
 
@@ -174,6 +176,39 @@ impl RegistryCache {
         }
         nodes.sort_by(|a, b| a.node.id.cmp(&b.node.id));
         self.store(service, nodes, true);
+    }
+}
+
+/// Applies the watch's events to the cache for as long as the cache lives; when the watch breaks,
+/// opens it again with back-off and reads the service again, since events were missed meanwhile.
+async fn follow(cache: Weak<RegistryCache>, service: String, mut watcher: Watcher, alive: Arc<AtomicBool>) {
+    loop {
+        while let Some(event) = watcher.next().await {
+            let Some(cache) = cache.upgrade() else { return };
+            match event {
+                Ok(ev) => cache.apply(&service, ev.action, ev.service),
+                Err(e) => {
+                    tracing::debug!(service, error = %e.detail, "registry watch broke; opening it again");
+                    break;
+                }
+            }
+        }
+        alive.store(false, Ordering::Release);
+        let mut delay = REWATCH_FIRST;
+        watcher = loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(REWATCH_MAX);
+            let Some(cache) = cache.upgrade() else { return };
+            let Ok(watcher) = cache.registry.watch(Some(&service)).await else { continue };
+            match cache.registry.get_service(&service).await {
+                Ok(records) => cache.store(&service, flatten(records), true),
+                Err(e) if e.code == 404 => cache.store(&service, Vec::new(), true),
+                Err(_) => continue,
+            };
+            cache.warned.store(false, Ordering::Relaxed);
+            break watcher;
+        };
+        alive.store(true, Ordering::Release);
     }
 }
 

@@ -360,7 +360,10 @@ impl Pool {
                 if closed {
                     self.forget_closed(addr, secure);
                 }
-                if e.is_canceled() || closed || refused(&e) {
+                // The connection's own I/O error says the peer is gone even before the sender
+                // notices the connection closed.
+                let broken = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+                if e.is_canceled() || closed || broken || refused(&e) {
                     // Never sent, refused before processing (RFC 9113 §8.7), or the connection
                     // died under it (the peer is gone): another node may take it. A live peer
                     // that failed one stream is not retried.
