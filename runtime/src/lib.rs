@@ -28,6 +28,7 @@
 //! - [`codec`]: protobuf and proto3 JSON.
 //! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware.
 
+pub mod api;
 pub mod bot;
 pub mod broker;
 pub mod client;

@@ -13,11 +13,11 @@
 
 /// Where a path leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Route {
+pub struct Route {
     /// The full service name (namespace included).
-    pub(crate) service: String,
+    pub service: String,
     /// `Service.Method`.
-    pub(crate) method: String,
+    pub method: String,
 }
 
 /// `foo-bar` → `FooBar`.
@@ -38,7 +38,7 @@ fn is_version(part: &str) -> bool {
 }
 
 /// Resolves `path` under `namespace`; `None` for `/` or a path with empty segments.
-pub(crate) fn resolve(namespace: &str, path: &str) -> Option<Route> {
+pub fn resolve(namespace: &str, path: &str) -> Option<Route> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
         return None;
