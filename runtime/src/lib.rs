@@ -35,6 +35,8 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod function;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logger;
 pub mod metadata;
 pub mod options;

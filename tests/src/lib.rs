@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 pub mod browser;
+pub mod fuzz;
 
 pub mod testing {
     micro::include_proto!("testing");
