@@ -2,6 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     micro_build::compile_protos(&["proto/testing.proto"], &["proto"])?;
+    micro_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_protos(&["../fuzz/proto/fuzz.proto"], &["../fuzz/proto"])?;
     let corpus = std::path::Path::new("../protoc-gen-micro/tests/protos");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("corpus");
     std::fs::create_dir_all(&out)?;

@@ -28,6 +28,7 @@
 //! - [`codec`]: protobuf and proto3 JSON.
 //! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware.
 
+pub mod api;
 pub mod auth;
 pub mod bot;
 pub mod broker;
@@ -35,6 +36,8 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod function;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logger;
 pub mod metadata;
 pub mod options;

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod certs;
+pub mod fuzz;
 
 pub mod testing {
     micro::include_proto!("testing");

@@ -9,7 +9,6 @@
 //! Served by the runtime's HTTP server (HTTP/1.1 and HTTP/2, header read timeout, worker
 //! threads); routing reads the watch-fed caches, never the registry per request.
 
-pub(crate) mod resolve;
 pub(crate) mod routes;
 pub(crate) mod websocket;
 
@@ -21,6 +20,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use micro::api::resolve;
 use micro::client::Client;
 use micro::codec::Codec;
 use micro::transport::http::Dispatch;
@@ -151,7 +151,7 @@ impl Gateway {
             return self.rpc_endpoint(req).await;
         }
         if websocket::is_upgrade(&req) && !matches!(self.handler, Handler::Http | Handler::Web) {
-            let Some(route) = resolve::resolve(&self.namespace, &path) else {
+            let Some(route) = resolve(&self.namespace, &path) else {
                 return error_response(&Error::not_found(ID, format!("no service at {path}")));
             };
             let opts = CallOptions { metadata: metadata_from(req.headers()), ..Default::default() };
@@ -162,7 +162,7 @@ impl Gateway {
                 return self.rpc(req, &declared.service, &declared.endpoint, vars).await;
             }
         }
-        let Some(route) = resolve::resolve(&self.namespace, &path) else {
+        let Some(route) = resolve(&self.namespace, &path) else {
             return error_response(&Error::not_found(ID, format!("no service at {path}")));
         };
         match self.handler {

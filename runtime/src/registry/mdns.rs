@@ -32,7 +32,8 @@ use crate::Error;
 pub const SERVICE_TYPE: &str = "_micro._tcp.local.";
 
 const CHUNK: usize = 250;
-const MAX_RECORD: usize = 1 << 20;
+/// The largest record accepted, inflated (and the most its deflated chunks may add up to).
+pub(crate) const MAX_RECORD: usize = 1 << 20;
 /// A responder repeats a record at most once a second (RFC 6762 §6), so a node that registered
 /// just before we asked answers within about a second: reads wait at most this long.
 const MAX_WARMUP: Duration = Duration::from_millis(1200);
