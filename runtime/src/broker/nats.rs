@@ -2,8 +2,9 @@
 //! subscriptions, headers travel as NATS headers.
 //!
 //! Delivery is at most once (core NATS): a message published while no subscriber is connected
-//! is gone. Publishing queues the message on the connection without waiting for the server;
-//! [`Broker::disconnect`] flushes, so a short-lived publisher calls it before it exits. The connection retries at start and reconnects forever after the server goes away;
+//! is gone. Publishing queues the message on the connection and returns; one background flush
+//! follows a burst of publishes, and [`Broker::disconnect`] flushes what is left, so a
+//! short-lived publisher calls it before it exits. The connection retries at start and reconnects forever after the server goes away;
 //! subscriptions resume by themselves once it is back.
 
 use std::sync::Arc;
@@ -22,12 +23,23 @@ fn err(detail: impl std::fmt::Display) -> Error {
 /// The NATS broker.
 pub struct NatsBroker {
     conn: Connection,
+    /// Woken after each publish; one task flushes, so a burst of publishes shares one flush.
+    flush: Arc<tokio::sync::Notify>,
+    flusher: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for NatsBroker {
+    fn drop(&mut self) {
+        if let Some(task) = self.flusher.get() {
+            task.abort();
+        }
+    }
 }
 
 impl NatsBroker {
     /// A broker for the NATS servers at `addresses` (`127.0.0.1:4222` when empty).
     pub fn new(addresses: &[String]) -> Self {
-        NatsBroker { conn: Connection::new(addresses) }
+        NatsBroker { conn: Connection::new(addresses), flush: Arc::default(), flusher: std::sync::OnceLock::new() }
     }
 
     /// The connection, made on first use.
@@ -52,8 +64,19 @@ impl Broker for NatsBroker {
         for (k, v) in &message.header {
             headers.insert(k.as_str(), v.as_str());
         }
-        // Queued on the connection, written in batches; `disconnect` flushes what is left.
-        client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)
+        // Queued on the connection; the flusher sends it without this call waiting for the server.
+        client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)?;
+        self.flusher.get_or_init(|| {
+            let (client, flush) = (client.clone(), self.flush.clone());
+            tokio::spawn(async move {
+                loop {
+                    flush.notified().await;
+                    let _ = client.flush().await;
+                }
+            })
+        });
+        self.flush.notify_one();
+        Ok(())
     }
 
     async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error> {

@@ -36,13 +36,13 @@ pub struct Service {
     #[serde(default)]
     pub version: String,
     /// Free-form metadata of the service.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "nullable")]
     pub metadata: BTreeMap<String, String>,
     /// What the service answers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub endpoints: Vec<Endpoint>,
     /// Where it runs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub nodes: Vec<Node>,
 }
 
@@ -54,7 +54,7 @@ pub struct Node {
     /// `host:port` (or a transport-specific address).
     pub address: String,
     /// transport, broker, server, registry, protocol, ...
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -70,7 +70,7 @@ pub struct Endpoint {
     #[serde(default)]
     pub response: Option<Value>,
     /// `stream=true`, `subscriber=true`, `topic=...`, HTTP routes, ...
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -83,8 +83,17 @@ pub struct Value {
     #[serde(rename = "type")]
     pub r#type: String,
     /// Fields of a message type.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     pub values: Vec<Value>,
+}
+
+/// Reads `null` as empty: Go Micro writes `null` for empty lists and maps in its records.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A watcher's channel as a backend keeps it: the service it is limited to, and the sender.
@@ -213,6 +222,20 @@ pub fn not_found(name: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_by_go_micro_with_nulls_decode() {
+        let go = r#"{"name":"go.micro.srv.x","version":"latest","metadata":null,
+            "endpoints":[{"name":"X.Call","request":{"name":"Request","type":"Request","values":null},
+            "response":null,"metadata":null}],
+            "nodes":[{"id":"go.micro.srv.x-1","address":"127.0.0.1:1","metadata":null}]}"#;
+        let svc: Service = serde_json::from_str(go).unwrap();
+        assert_eq!(svc.nodes[0].address, "127.0.0.1:1");
+        assert!(svc.metadata.is_empty() && svc.nodes[0].metadata.is_empty());
+        assert!(svc.endpoints[0].request.as_ref().unwrap().values.is_empty());
+        let empty: Service = serde_json::from_str(r#"{"name":"y","endpoints":null,"nodes":null}"#).unwrap();
+        assert!(empty.endpoints.is_empty() && empty.nodes.is_empty());
+    }
 
     #[test]
     fn record_json_is_go_micro_shaped() {
