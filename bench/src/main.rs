@@ -1,5 +1,5 @@
 //! The benchmark runner: `cargo build --release -p micro-bench -p micro-cli -p helloworld` then
-//! `./target/release/bench [--rounds N --requests N | --smoke | --no-cold-build]`.
+//! `./target/release/bench [--rounds N --requests N | --smoke | --no-cold-build | --only SECTION]`.
 //!
 //! Starts the same Greeter on micro, on tonic and on bare hyper h2 (the ceiling), each pinned to
 //! core 0, drives each with `h2load` pinned to core 1, alternating servers round by round, and
@@ -132,35 +132,8 @@ pub(crate) fn stats(xs: &[f64]) -> (f64, f64, f64) {
     (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
-    let value = |flag: &str, default: u64| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let rounds = if smoke { 1 } else { value("--rounds", 3) };
-    let requests = if smoke { 2_000 } else { value("--requests", 100_000) };
-    let cold_build = !smoke && !args.iter().any(|a| a == "--no-cold-build");
-    let dir: PathBuf = std::env::current_exe().expect("exe").parent().expect("dir").to_path_buf();
-    let tmp = std::env::temp_dir().join(format!("micro-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    let req_file = tmp.join("req.bin");
-    std::fs::write(&req_file, [0u8, 0, 0, 0, 7, 0x0a, 5, b'w', b'o', b'r', b'l', b'd']).expect("request file");
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("?")
-        .trim()
-        .to_string();
-    println!("machine: {cores} cores, {cpu}; {rounds} round(s) of {requests} requests per load; servers on core 0, h2load on core 1");
-    let started = Instant::now();
+/// The unary table: every server under every load, round by round.
+fn unary(dir: &Path, rounds: u64, requests: u64, req_file: &Path, tmp: &Path) {
     // results[load][server] = runs
     let mut results: Vec<Vec<Vec<Run>>> =
         (0..LOADS.len()).map(|_| (0..SERVERS.len()).map(|_| vec![]).collect()).collect();
@@ -169,7 +142,7 @@ fn main() {
         for (si, (name, bin)) in SERVERS.iter().enumerate() {
             let server = start(&dir.join(bin));
             for (li, (load, flags)) in LOADS.iter().enumerate() {
-                let run = h2load(&server, flags, requests, &req_file, &tmp.join("h2load.log"));
+                let run = h2load(&server, flags, requests, req_file, &tmp.join("h2load.log"));
                 eprintln!("round {} {name:5} {load:8} {:>9.0} req/s", round + 1, run.rps);
                 results[li][si].push(run);
             }
@@ -213,8 +186,49 @@ fn main() {
         if rss[1] > 0.0 { rss[0] / rss[1] } else { 0.0 },
         if rss[2] > 0.0 { rss[0] / rss[2] } else { 0.0 }
     );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let value = |flag: &str, default: u64| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = if smoke { 1 } else { value("--rounds", 3) };
+    let requests = if smoke { 2_000 } else { value("--requests", 100_000) };
+    let cold_build = !smoke && !args.iter().any(|a| a == "--no-cold-build");
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    if let Some(o) = &only {
+        if !more::SECTIONS.contains(&o.as_str()) {
+            eprintln!("unknown section {o:?} (valid: {})", more::SECTIONS.join(", "));
+            std::process::exit(2);
+        }
+    }
+    let dir: PathBuf = std::env::current_exe().expect("exe").parent().expect("dir").to_path_buf();
+    let tmp = std::env::temp_dir().join(format!("micro-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let req_file = tmp.join("req.bin");
+    std::fs::write(&req_file, [0u8, 0, 0, 0, 7, 0x0a, 5, b'w', b'o', b'r', b'l', b'd']).expect("request file");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    println!("machine: {cores} cores, {cpu}; {rounds} round(s) of {requests} requests per load; servers on core 0, h2load on core 1");
+    let started = Instant::now();
+    if only.as_deref().is_none_or(|o| o == "unary") {
+        unary(&dir, rounds, requests, &req_file, &tmp);
+    }
     let ctx = more::Context { dir: dir.clone(), tmp: tmp.clone(), rounds, smoke, cold_build };
-    more::run(&ctx);
+    more::run(&ctx, only.as_deref());
     println!("\ntook {:.0?}", started.elapsed());
     let _ = std::fs::remove_dir_all(&tmp);
 }

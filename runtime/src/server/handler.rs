@@ -215,6 +215,34 @@ struct DrivenBody {
     done: bool,
 }
 
+/// Replies ready together leave in one DATA frame of up to this many bytes.
+const BATCH: usize = 32 * 1024;
+
+impl DrivenBody {
+    /// `first` and every reply the handler can add without waiting, as one frame: one DATA
+    /// frame (and one write) for a burst of small messages instead of one each.
+    fn batch(&mut self, first: Frame<Bytes>, cx: &mut Context<'_>) -> Frame<Bytes> {
+        let Ok(first) = first.into_data() else {
+            return Frame::data(Bytes::new());
+        };
+        let mut buf: Option<bytes::BytesMut> = None;
+        let mut len = first.len();
+        while len < BATCH {
+            if let Some(fut) = self.fut.as_mut() {
+                if let Poll::Ready(res) = fut.as_mut().poll(cx) {
+                    self.fut = None;
+                    self.status = Some(res);
+                }
+            }
+            let Poll::Ready(Some(next)) = self.rx.poll_recv(cx) else { break };
+            let Ok(next) = next.into_data() else { break };
+            len += next.len();
+            buf.get_or_insert_with(|| bytes::BytesMut::from(&first[..])).extend_from_slice(&next);
+        }
+        Frame::data(buf.map_or(first, bytes::BytesMut::freeze))
+    }
+}
+
 impl http_body::Body for DrivenBody {
     type Data = Bytes;
     type Error = Error;
@@ -231,7 +259,7 @@ impl http_body::Body for DrivenBody {
             }
         }
         match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(this.batch(frame, cx)))),
             Poll::Ready(None) => {
                 // Every sender is gone; the handler may still be running without its stream.
                 if this.fut.is_some() {
