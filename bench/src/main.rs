@@ -95,12 +95,7 @@ fn h2load(server: &Server, args: &[&str], requests: u64, req_file: &Path, log: &
         .output()
         .expect("h2load runs (apt install nghttp2-client)");
     let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find(|l| l.starts_with("finished in"))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|r| r.trim_end_matches(" req/s").parse().ok())
-        .unwrap_or(0.0);
+    let rps = rps(&text);
     let ok = text.contains(&format!("{requests} succeeded"));
     if !ok {
         eprintln!("warning: not every request succeeded:\n{text}");
@@ -121,6 +116,16 @@ fn h2load(server: &Server, args: &[&str], requests: u64, req_file: &Path, log: &
         p50_us: pct(0.50),
         p99_us: pct(0.99),
     }
+}
+
+/// Requests per second from h2load's `finished in ..., N req/s, ...` line.
+pub(crate) fn rps(h2load_output: &str) -> f64 {
+    h2load_output
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|r| r.trim_end_matches(" req/s").parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub(crate) fn stats(xs: &[f64]) -> (f64, f64, f64) {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{pinned, start, stats, Server};
+use micro_tests::{Child, Etcd, Nats};
+
+use crate::{pinned, rps, start, stats, Server};
 
 /// What every section needs.
 pub(crate) struct Context {
@@ -56,7 +58,7 @@ pub(crate) fn run(ctx: &Context, only: Option<&str>) {
         instructions(ctx);
     }
     if on("gateway") || on("discovery") {
-        let etcd = Etcd::start(&ctx.tmp);
+        let etcd = etcd();
         if on("gateway") {
             gateway(ctx, etcd.as_ref());
         }
@@ -118,11 +120,7 @@ fn h2load(args: &[&str]) -> f64 {
         eprintln!("warning: not every request succeeded:\n{text}");
         return 0.0;
     }
-    text.lines()
-        .find(|l| l.starts_with("finished in"))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|r| r.trim_end_matches(" req/s").parse().ok())
-        .unwrap_or(0.0)
+    rps(&text)
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -316,71 +314,32 @@ fn instructions(ctx: &Context) {
     println!("| instructions / req | {:.0} | {:.0} | {:.2} |", per[0], per[1], ratio(per[0], per[1]));
 }
 
-/// A real etcd on random loopback ports, for the gateway and discovery.
-struct Etcd {
-    child: std::process::Child,
-    client: String,
-}
-
-impl Etcd {
-    fn start(tmp: &Path) -> Option<Etcd> {
-        if !have("etcd") {
-            return None;
-        }
-        let port = || std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port());
-        let (c, p) = (port()?, port()?);
-        let client = format!("http://127.0.0.1:{c}");
-        let peer = format!("http://127.0.0.1:{p}");
-        let child = Command::new("etcd")
-            .args(["--name", "bench", "--data-dir"])
-            .arg(tmp.join("etcd"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("bench={peer}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let etcd = Etcd { child, client: format!("127.0.0.1:{c}") };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&etcd.client).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(etcd)
+/// Moves a running server to core 0, where the servers run.
+fn pin(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let _ = Command::new("taskset").args(["-a", "-p", "-c", "0", &pid.to_string()]).output();
     }
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A real etcd on random loopback ports (the tests' own), for the gateway and discovery.
+fn etcd() -> Option<Etcd> {
+    if !have("etcd") {
+        return None;
     }
+    let etcd = Etcd::start();
+    pin(etcd.pid());
+    Some(etcd)
 }
 
-/// A child killed when dropped.
-struct Proc(std::process::Child);
-
-impl Proc {
-    /// Stops it as a person would (SIGTERM, so a service deregisters) and waits.
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Stops a service as a person would (SIGTERM, so it deregisters) and waits for it.
+fn stop(mut service: Child) {
+    micro_tests::signal(&service.0, "TERM");
+    let _ = service.0.wait();
 }
 
 /// The helloworld service on core 0 as `name`, registered in `registry`.
-fn helloworld(ctx: &Context, name: &str, registry: &str, address: &str) -> Proc {
-    Proc(
+fn helloworld(ctx: &Context, name: &str, registry: &str, address: &str) -> Child {
+    Child(
         pinned("0", &ctx.bin("server"))
             .env("MICRO_SERVER_NAME", name)
             .env("MICRO_REGISTRY", registry)
@@ -410,9 +369,9 @@ fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
         println!("skipped: etcd is not installed");
         return;
     };
-    let svc = helloworld(ctx, "helloworld", "etcd", &etcd.client);
+    let svc = helloworld(ctx, "helloworld", "etcd", &etcd.address());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !micro_call(ctx, "helloworld", "etcd", &etcd.client) {
+    while !micro_call(ctx, "helloworld", "etcd", &etcd.address()) {
         if Instant::now() > deadline {
             println!("skipped: the helloworld service did not come up");
             return;
@@ -421,7 +380,7 @@ fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
     let out = Command::new(ctx.bin("micro"))
         .args(["get", "service", "helloworld", "-o", "json"])
         .env("MICRO_REGISTRY", "etcd")
-        .env("MICRO_REGISTRY_ADDRESS", &etcd.client)
+        .env("MICRO_REGISTRY_ADDRESS", &etcd.address())
         .output()
         .expect("micro get");
     let record: String = String::from_utf8_lossy(&out.stdout).to_string();
@@ -433,13 +392,13 @@ fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
     let mut api = pinned("0", &ctx.bin("micro"))
         .args(["api", "--api_address", "127.0.0.1:0", "--handler", "rpc", "--namespace", ""])
         .env("MICRO_REGISTRY", "etcd")
-        .env("MICRO_REGISTRY_ADDRESS", &etcd.client)
+        .env("MICRO_REGISTRY_ADDRESS", &etcd.address())
         .stderr(Stdio::piped())
         .spawn()
         .expect("micro api starts");
     let mut line = String::new();
     let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(api.stderr.take().expect("stderr")), &mut line);
-    let _api = Proc(api);
+    let _api = Child(api);
     let gw = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_string();
     let n = ctx.n(50_000, 1_000).to_string();
     let json = ctx.tmp.join("unary.json");
@@ -467,7 +426,7 @@ fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
     }
     println!("| load | metric | via micro api | direct | api/direct (min / median / max) |\n|---|---|---|---|---|");
     row("c=16", "req/s", &through, &straight);
-    svc.stop();
+    stop(svc);
 }
 
 fn broker(ctx: &Context) {
@@ -476,23 +435,9 @@ fn broker(ctx: &Context) {
         println!("skipped: nats-server is not installed");
         return;
     }
-    let Some(port) = std::net::TcpListener::bind("127.0.0.1:0").ok().and_then(|l| l.local_addr().ok()) else {
-        return;
-    };
-    let port = port.port().to_string();
-    let _nats = Proc(
-        pinned("0", Path::new("nats-server"))
-            .args(["-a", "127.0.0.1", "-p", &port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts"),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let nats = Nats::start();
+    pin(nats.pid());
+    let addr = nats.address();
     let n = ctx.n(200_000, 2_000).to_string();
     let (mut ours, mut raw, mut delivered) = (vec![], vec![], [vec![], vec![]]);
     for round in 0..ctx.rounds {
@@ -537,7 +482,7 @@ fn discovery(ctx: &Context, etcd: Option<&Etcd>) {
         println!("| mdns | skipped: run inside `unshare --net` so mDNS stays on loopback |");
     }
     if let Some(e) = etcd {
-        registries.push(("etcd", e.client.clone()));
+        registries.push(("etcd", e.address()));
     }
     for (registry, address) in registries {
         let mut ms = vec![];
@@ -548,7 +493,7 @@ fn discovery(ctx: &Context, etcd: Option<&Etcd>) {
             let deadline = started + Duration::from_secs(20);
             while !micro_call(ctx, &name, registry, &address) && Instant::now() < deadline {}
             ms.push(started.elapsed().as_secs_f64() * 1000.0);
-            svc.stop();
+            stop(svc);
         }
         let (lo, mid, hi) = stats(&ms);
         println!("| {registry} | {lo:.0} / {mid:.0} / {hi:.0} |");

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use micro_tests::certs::Certs;
-use micro_tests::Child;
+use micro_tests::{curl, Child};
 
 const TOKEN: &str = "tools-token-91c2";
 
@@ -19,14 +19,6 @@ fn micro(args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn curl(args: &[&str]) -> (String, String) {
-    let out =
-        Command::new("curl").args(["-s", "--max-time", "10", "-w", "\n%{http_code}"]).args(args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "000"));
-    (body.to_string(), code.to_string())
 }
 
 #[test]
@@ -76,14 +68,14 @@ fn tools_call_and_serve_over_tls_with_a_token() {
     let (_api, api) = common::listening(&[&["api", "--api_address", "127.0.0.1:0"][..], &tls, &client].concat(), "api");
     let rpc = r#"{"service":"testing","endpoint":"Tester.Echo","request":{"message":"via api"}}"#;
     let url = format!("https://{api}/rpc");
-    let (body, code) = curl(&["--cacert", &ca, "-H", "content-type: application/json", "-d", rpc, &url]);
-    assert_eq!(code, "200", "{body}");
+    let (code, body) = curl(&["--cacert", &ca, "-H", "content-type: application/json", "-d", rpc, &url]);
+    assert_eq!(code, 200, "{body}");
     assert!(body.contains("via api"), "{body}");
-    let (_, code) = curl(&["-H", "content-type: application/json", "-d", rpc, &format!("http://{api}/rpc")]);
-    assert_ne!(code, "200", "the gateway serves HTTPS only");
+    let (code, _) = curl(&["-H", "content-type: application/json", "-d", rpc, &format!("http://{api}/rpc")]);
+    assert_ne!(code, 200, "the gateway serves HTTPS only");
 
     let (_web, web) = common::listening(&[&["web", "--web_address", "127.0.0.1:0"][..], &tls, &client].concat(), "web");
-    let (body, code) = curl(&["--cacert", &ca, "-H", "accept: application/json", &format!("https://{web}/registry")]);
-    assert_eq!(code, "200", "{body}");
+    let (code, body) = curl(&["--cacert", &ca, "-H", "accept: application/json", &format!("https://{web}/registry")]);
+    assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"secure\":\"true\""), "the dashboard lists the TLS node: {body}");
 }

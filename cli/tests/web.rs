@@ -183,25 +183,20 @@ fn pages_answer_json_when_asked() {
     let (_web, addr) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
     let url = format!("http://{addr}");
     let get = |path: &str, accept: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", "-H", &format!("Accept: {accept}"), &format!("{url}{path}")])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (body.to_string(), code.to_string())
+        let (code, body) = micro_tests::curl(&["-H", &format!("Accept: {accept}"), &format!("{url}{path}")]);
+        (body, code)
     };
     let (body, code) = get("/registry", "application/json");
-    assert_eq!(code, "200");
+    assert_eq!(code, 200);
     assert!(serde_json::from_str::<Value>(&body).unwrap().is_array(), "{body}");
     let (body, code) = get("/registry?service=go.micro.srv.nosuch", "application/json");
-    assert_eq!(code, "404", "{body}");
+    assert_eq!(code, 404, "{body}");
     let (body, code) = get("/registry?service=go.micro.srv.nosuch", "text/html");
-    assert_eq!(code, "404");
+    assert_eq!(code, 404);
     assert!(body.contains("service go.micro.srv.nosuch not found"), "{body}");
     let (body, code) = get("/assets/app.js", "*/*");
-    assert_eq!(code, "200");
+    assert_eq!(code, 200);
     assert!(body.contains("EventSource"));
     let (_, code) = get("/nosuch/page", "text/html");
-    assert_eq!(code, "404");
+    assert_eq!(code, 404);
 }

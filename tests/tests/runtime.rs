@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use micro::client::Method;
 use micro::CallOptions;
 use micro_tests::testing::*;
-use micro_tests::{client, memory_registry, start_tester};
+use micro_tests::{client, curl, memory_registry, start_tester};
 
 #[tokio::test]
 async fn unary_through_discovery_with_metadata_and_deadline() {
@@ -145,17 +145,6 @@ async fn graceful_shutdown_deregisters_first_and_finishes_in_flight_calls() {
     assert_eq!(slow.await.unwrap().unwrap().message, "slow");
     stopping.await.unwrap();
     assert_eq!(registry.get_service("testing").await.unwrap_err().code, 404);
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').expect("status line");
-    (code.trim().parse().expect("status code"), body.to_string())
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use micro::transport::tls::ClientTls;
 use micro::{CallOptions, Client, Service};
 use micro_tests::certs::Certs;
 use micro_tests::testing::*;
-use micro_tests::{memory_registry, Child, Tester};
+use micro_tests::{curl, memory_registry, Child, Tester};
 
 const TOKEN: &str = "s3cret-token-4e1f";
 
@@ -47,19 +47,6 @@ fn trusting(certs: &Certs, identity: Option<(&str, &str)>) -> Option<ClientTls> 
     )
 }
 
-/// `curl` with `args` against `url`; returns the HTTP status (0 when no response came) and body.
-fn curl(url: &str, args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 fn echo(message: &str) -> EchoRequest {
     EchoRequest { message: message.into(), ..Default::default() }
 }
@@ -91,10 +78,10 @@ async fn tls_for_every_call_kind_and_for_curl() {
     let url = format!("https://{addr}/Tester/Echo");
     let body = r#"{"message":"from curl"}"#;
     let json = ["-H", "content-type: application/json", "-d", body];
-    let (status, reply) = curl(&url, &[&["--cacert", &certs.arg("ca.pem")][..], &json].concat());
+    let (status, reply) = curl(&[&["--cacert", &certs.arg("ca.pem")][..], &json, &[&url]].concat());
     assert_eq!(status, 200, "{reply}");
     assert!(reply.contains("from curl"), "{reply}");
-    let (status, _) = curl(&format!("http://{addr}/Tester/Echo"), &json);
+    let (status, _) = curl(&[&json[..], &[&format!("http://{addr}/Tester/Echo")]].concat());
     assert_ne!(status, 200, "plain HTTP must not reach a TLS server");
     svc.stop().await;
 }
@@ -123,10 +110,10 @@ async fn mutual_tls_refuses_clients_without_a_trusted_certificate() {
     let url = format!("https://{addr}/Tester/Echo");
     let json = ["-H", "content-type: application/json", "-d", r#"{"message":"m"}"#];
     let ca = ["--cacert", &certs.arg("ca.pem")];
-    let (status, _) = curl(&url, &[&ca[..], &json].concat());
+    let (status, _) = curl(&[&ca[..], &json, &[&url]].concat());
     assert_eq!(status, 0, "curl without a client certificate is refused");
     let id = ["--cert", &certs.arg("client.pem"), "--key", &certs.arg("client.key")];
-    let (status, reply) = curl(&url, &[&ca[..], &id, &json].concat());
+    let (status, reply) = curl(&[&ca[..], &id, &json, &[&url]].concat());
     assert_eq!(status, 200, "{reply}");
     svc.stop().await;
 }
@@ -160,12 +147,12 @@ async fn bearer_token_guards_every_endpoint_but_health() {
 
     let url = format!("http://{addr}/Tester/Echo");
     let json = ["-H", "content-type: application/json", "-d", r#"{"message":"c"}"#];
-    let (status, body) = curl(&url, &json);
+    let (status, body) = curl(&[&json[..], &[&url]].concat());
     assert_eq!(status, 401, "{body}");
     let err: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["code"], 401);
     let bearer = format!("authorization: Bearer {TOKEN}");
-    let (status, _) = curl(&url, &[&json[..], &["-H", &bearer]].concat());
+    let (status, _) = curl(&[&json[..], &["-H", &bearer, &url]].concat());
     assert_eq!(status, 200);
 
     let record = serde_json::to_string(&registry.get_service("testing").await.unwrap()).unwrap();
