@@ -24,15 +24,21 @@ fn err(detail: impl std::fmt::Display) -> Error {
 pub struct NatsBroker {
     conn: Connection,
     /// Woken after each publish; one task flushes, so a burst of publishes shares one flush.
-    flush: Arc<tokio::sync::Notify>,
-    flusher: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
+    flush: Arc<Flush>,
+    flusher: std::sync::OnceLock<()>,
+}
+
+#[derive(Default)]
+struct Flush {
+    wake: tokio::sync::Notify,
+    /// Set when the broker is dropped: the flusher flushes once more and ends.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for NatsBroker {
     fn drop(&mut self) {
-        if let Some(task) = self.flusher.get() {
-            task.abort();
-        }
+        self.flush.closing.store(true, std::sync::atomic::Ordering::Release);
+        self.flush.wake.notify_one();
     }
 }
 
@@ -68,14 +74,21 @@ impl Broker for NatsBroker {
         client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)?;
         self.flusher.get_or_init(|| {
             let (client, flush) = (client.clone(), self.flush.clone());
+            // The task holds the connection until its last flush, so nothing published is left
+            // behind in the buffer when the broker goes away.
             tokio::spawn(async move {
                 loop {
-                    flush.notified().await;
-                    let _ = client.flush().await;
+                    flush.wake.notified().await;
+                    // A flush caught by a reconnect may never be answered: give up on it, and
+                    // let the next publish start another.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.flush()).await;
+                    if flush.closing.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
                 }
-            })
+            });
         });
-        self.flush.notify_one();
+        self.flush.wake.notify_one();
         Ok(())
     }
 
