@@ -127,9 +127,16 @@ impl Global {
         })
     }
 
-    /// A client over `registry`.
+    /// A client over `registry` for the tool's own calls (it sends `--auth_token`).
     pub(crate) fn client(&self, registry: SharedRegistry) -> anyhow::Result<Client> {
         Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, Strategy::Random)), self.client_options()?))
+    }
+
+    /// A client over `registry` for calls made on behalf of someone else (a gateway's caller):
+    /// it never sends the tool's own token, only the caller's own `Authorization`.
+    pub(crate) fn client_for_callers(&self, registry: SharedRegistry, strategy: Strategy) -> anyhow::Result<Client> {
+        let opts = ClientOptions { auth_token: None, ..self.client_options()? };
+        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, strategy)), opts))
     }
 }
 
@@ -145,9 +152,11 @@ pub(crate) async fn within<T>(
     }
 }
 
-/// TLS for the servers the tools run (`micro api`, `micro web`, `micro proxy`).
+/// The server flags of the tools that listen (`micro api`, `micro web`, `micro proxy`): TLS, the
+/// limits of their listener, and their edge policy. The limits take the same flags and
+/// variables as a service's.
 #[derive(Debug, Clone, Args)]
-pub(crate) struct ServerTlsArgs {
+pub(crate) struct ServerArgs {
     /// Serve TLS with this certificate chain (PEM); needs --server_tls_key.
     #[arg(long = "server_tls_cert", env = "MICRO_SERVER_TLS_CERT")]
     pub(crate) cert: Option<String>,
@@ -157,26 +166,72 @@ pub(crate) struct ServerTlsArgs {
     /// Require client certificates from this CA (mutual TLS).
     #[arg(long = "server_tls_client_ca", env = "MICRO_SERVER_TLS_CLIENT_CA")]
     pub(crate) client_ca: Option<String>,
+    /// Most connections open at once; beyond it new ones are closed at once.
+    #[arg(long = "server_max_connections", env = "MICRO_SERVER_MAX_CONNECTIONS", default_value = "4096")]
+    pub(crate) max_connections: String,
+    /// How long a client may take to start its connection and to send each request's headers.
+    #[arg(long = "server_header_timeout", env = "MICRO_SERVER_HEADER_TIMEOUT", default_value = "10s")]
+    pub(crate) header_timeout: String,
+    /// How long a request body may take to arrive.
+    #[arg(long = "server_read_timeout", env = "MICRO_SERVER_READ_TIMEOUT", default_value = "30s")]
+    pub(crate) read_timeout: String,
+    /// How long a connection with nothing in flight stays open.
+    #[arg(long = "server_idle_timeout", env = "MICRO_SERVER_IDLE_TIMEOUT", default_value = "60s")]
+    pub(crate) idle_timeout: String,
+    #[command(flatten)]
+    pub(crate) edge: crate::edge::EdgeArgs,
 }
 
-impl ServerTlsArgs {
-    /// The TLS to serve with, if asked for; half a pair or an unreadable file is a usage error.
-    pub(crate) fn load(&self) -> anyhow::Result<Option<micro::transport::tls::ServerTls>> {
-        let o = Options {
+/// What a listening tool serves with: its listener's options and its edge policy.
+pub(crate) struct Serve {
+    pub(crate) options: micro::transport::http::ServeOptions,
+    pub(crate) policy: crate::edge::Policy,
+    /// `http` or `https`.
+    pub(crate) scheme: &'static str,
+}
+
+impl ServerArgs {
+    /// The listener options and edge policy for listening on `address`; a bad value is a usage
+    /// error.
+    pub(crate) fn serve(&self, address: &str) -> anyhow::Result<Serve> {
+        let mut o = Options {
             server_tls_cert: self.cert.clone().filter(|v| !v.is_empty()),
             server_tls_key: self.key.clone().filter(|v| !v.is_empty()),
             server_tls_client_ca: self.client_ca.clone().filter(|v| !v.is_empty()),
             ..Options::default()
         };
-        Ok(o.server_tls().map_err(|e| UsageError(e.detail))?)
-    }
-
-    /// `https` when serving TLS.
-    pub(crate) fn scheme(tls: &Option<micro::transport::tls::ServerTls>) -> &'static str {
-        if tls.is_some() {
-            "https"
-        } else {
-            "http"
+        for (k, v) in [
+            ("server_max_connections", &self.max_connections),
+            ("server_header_timeout", &self.header_timeout),
+            ("server_read_timeout", &self.read_timeout),
+            ("server_idle_timeout", &self.idle_timeout),
+        ] {
+            o.set(k, v).map_err(|e| UsageError(e.detail))?;
         }
+        let options = micro::transport::http::ServeOptions {
+            remote_addr: true,
+            ..o.serve_options(Default::default()).map_err(|e| UsageError(e.detail))?
+        };
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let bound = loopback_or_any(address);
+        let policy = crate::edge::Policy::new(&self.edge, bound, options.body_read_timeout, options.tls.is_some());
+        Ok(Serve { options, policy, scheme })
     }
+}
+
+/// The address a listen address binds: a loopback one when every address it names is on
+/// loopback, `0.0.0.0` otherwise (for the edge policy's host check).
+fn loopback_or_any(address: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let all: Vec<std::net::SocketAddr> = address.to_socket_addrs().map(Iterator::collect).unwrap_or_default();
+    if !all.is_empty() && all.iter().all(|a| a.ip().is_loopback()) {
+        all[0]
+    } else {
+        std::net::SocketAddr::from(([0, 0, 0, 0], 0))
+    }
+}
+
+/// Whether listening on `address` stays on loopback.
+pub(crate) fn is_loopback_address(address: &str) -> bool {
+    loopback_or_any(address).ip().is_loopback()
 }

@@ -1,6 +1,7 @@
 //! `micro api` as a process in front of real services (mDNS on loopback): the walkthrough call,
-//! a declared `google.api.http` route with a path variable, GET with a query, a form body,
-//! protobuf in and out, CORS, errors, `POST /rpc`, the `api`, `event` and `http` handlers.
+//! a declared `google.api.http` route with a path variable and a query, protobuf in and out,
+//! CORS for listed origins, errors, `POST /rpc`, the `api`, `event` and `http` handlers. The
+//! gateway's refusals (origins, content types, hosts, ...) are in `tests/tests/attacks.rs`.
 
 mod common;
 
@@ -70,12 +71,7 @@ fn gateway(args: &[&str]) -> (Child, String) {
 }
 
 fn curl(args: &[&str]) -> (u16, String, String) {
-    let out =
-        Command::new("curl").args(["-s", "-D", "-", "-o", "-", "-w", "\n%{http_code}"]).args(args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (rest, code) = text.rsplit_once('\n').unwrap();
-    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
-    (code.trim().parse().unwrap(), head.to_lowercase(), body.to_string())
+    micro_tests::curl_head(args)
 }
 
 fn until_ok(args: &[&str]) -> (u16, String, String) {
@@ -119,13 +115,14 @@ async fn rpc_and_meta_handlers() {
         ]);
         assert_eq!((code, body.as_str()), (200, r#"{"id":"7","title":"item for ann"}"#));
         assert!(head.contains("content-type: application/json"), "{head}");
-        assert!(head.contains("access-control-allow-origin: *"), "{head}");
+        assert!(!head.contains("access-control-allow-origin"), "no CORS without an allowed Origin: {head}");
 
         // A declared route: GET /v1/items/{id} (google.api.http), the variable merged in.
         assert_eq!(until_ok(&[&url("/v1/items/42")]).2, r#"{"id":"42","title":"item for nobody"}"#);
-        // GET with a query, and a form body.
-        assert_eq!(curl(&[&url("/shop/get-item?id=q1")]).2, r#"{"id":"q1","title":"item for nobody"}"#);
-        assert_eq!(curl(&["-d", "id=f1", &url("/shop/get-item")]).2, r#"{"id":"f1","title":"item for nobody"}"#);
+        // A declared GET route takes its query; undeclared paths take no GET, and no form.
+        assert_eq!(until_ok(&[&url("/v1/items/42?id=other")]).2, r#"{"id":"42","title":"item for nobody"}"#);
+        assert_eq!(curl(&[&url("/shop/get-item?id=q1")]).0, 405);
+        assert_eq!(curl(&["-d", "id=f1", &url("/shop/get-item")]).0, 415);
         // A declared POST route with a body.
         assert_eq!(
             curl(&["-H", "Content-Type: application/json", "-d", r#"{"id":"n","title":"t"}"#, &url("/v1/items")]).2,
@@ -176,21 +173,34 @@ async fn rpc_and_meta_handlers() {
         let (code, _, _) = curl(&["-d", "{not json", "-H", "Content-Type: application/json", &url("/shop/get-item")]);
         assert_eq!(code, 400);
 
-        // CORS preflight, the version, and POST /rpc.
-        let (code, head, _) = curl(&["-X", "OPTIONS", "-H", "Origin: http://site", &url("/shop/get-item")]);
-        assert_eq!(code, 204);
-        assert!(head.contains("access-control-allow-origin: http://site"), "{head}");
-        assert!(head.contains("access-control-allow-methods: post, patch, get, options, put, delete"), "{head}");
+        // A preflight from an origin that is not listed is refused; the version; POST /rpc.
+        let preflight = ["-X", "OPTIONS", "-H", "Origin: http://site", "-H", "Access-Control-Request-Method: POST"];
+        let (code, head, _) = curl(&[&preflight[..], &[&url("/shop/get-item")]].concat());
+        assert_eq!(code, 403, "{head}");
+        assert!(!head.contains("access-control-allow-origin"), "{head}");
         assert!(curl(&[&url("/")]).2.starts_with(r#"{"version":""#));
         let rpc = format!(r#"{{"service":"{ns2}.shop","endpoint":"Shop.GetItem","request":{{"id":"r"}}}}"#);
-        assert_eq!(curl(&["-d", &rpc, &url("/rpc")]).2, r#"{"id":"r","title":"item for nobody"}"#);
+        let json = ["-H", "Content-Type: application/json"];
+        assert_eq!(curl(&[&json[..], &["-d", &rpc, &url("/rpc")]].concat()).2, r#"{"id":"r","title":"item for nobody"}"#);
     })
     .await;
 
-    // CORS can be turned off.
+    // A listed origin gets CORS with credentials; CORS can be turned off.
     let ns3 = ns.clone();
     blocking(move || {
-        let (_gw, addr) = gateway(&["--namespace", &ns3, "--enable_cors", "false"]);
+        let (_gw, addr) = gateway(&["--namespace", &ns3, "--cors_allowed_origins", "http://site"]);
+        until_ok(&[&format!("http://{addr}/")]);
+        let preflight = ["-X", "OPTIONS", "-H", "Origin: http://site", "-H", "Access-Control-Request-Method: POST"];
+        let (code, head, _) = curl(&[&preflight[..], &[&format!("http://{addr}/shop/get-item")]].concat());
+        assert_eq!(code, 204, "{head}");
+        assert!(head.contains("access-control-allow-origin: http://site"), "{head}");
+        assert!(head.contains("access-control-allow-credentials: true"), "{head}");
+        assert!(head.contains("access-control-allow-methods: get, post, put, patch, delete, options"), "{head}");
+        let call = ["-H", "Origin: http://site", "-H", "Content-Type: application/json", "-d", r#"{"id":"c"}"#];
+        let (code, head, _) = curl(&[&call[..], &[&format!("http://{addr}/shop/get-item")]].concat());
+        assert_eq!(code, 200);
+        assert!(head.contains("access-control-allow-origin: http://site"), "{head}");
+        let (_gw, addr) = gateway(&["--namespace", &ns3, "--enable_cors", "false", "--cors_allowed_origins", "http://site"]);
         let (_, head, _) = until_ok(&[&format!("http://{addr}/")]);
         assert!(!head.contains("access-control"), "{head}");
     })

@@ -4,13 +4,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use micro::bot::{CommandHandler, HelpResponse};
 use micro::registry::{MdnsRegistry, SharedRegistry};
-use tokio_tungstenite::tungstenite::Message;
+use micro_tests::slack::{stand_in, Slack};
 
 struct Weather;
 
@@ -75,84 +74,6 @@ async fn stdin_input_answers_each_line_and_exits_when_stdin_closes() {
     svc.stop().await;
 }
 
-/// The stand-in Slack: what the bot posted, and the messages to deliver.
-#[derive(Default)]
-struct Slack {
-    posted: Mutex<Vec<(String, String)>>,
-    acks: Mutex<Vec<String>>,
-}
-
-async fn stand_in(slack: Arc<Slack>, messages: Vec<String>) -> String {
-    // The websocket side.
-    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = ws.local_addr().unwrap();
-    let s = slack.clone();
-    tokio::spawn(async move {
-        let (stream, _) = ws.accept().await.unwrap();
-        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
-        socket.send(Message::Text(r#"{"type":"hello"}"#.into())).await.unwrap();
-        for (i, text) in messages.iter().enumerate() {
-            let envelope = serde_json::json!({
-                "envelope_id": format!("env-{i}"),
-                "type": "events_api",
-                "payload": {"event": {"type": "message", "channel": "C42", "user": "U1", "text": text}},
-            });
-            socket.send(Message::Text(envelope.to_string().into())).await.unwrap();
-            while let Some(Ok(Message::Text(t))) = socket.next().await {
-                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-                if let Some(id) = v["envelope_id"].as_str() {
-                    s.acks.lock().unwrap().push(id.to_string());
-                    break;
-                }
-            }
-        }
-        // Keep the socket open until the test ends.
-        while socket.next().await.is_some() {}
-    });
-    // The Web API side.
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_addr = api.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = api.accept().await.unwrap();
-            let slack = slack.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let slack = slack.clone();
-                    async move {
-                        use http_body_util::BodyExt;
-                        let path = req.uri().path().to_string();
-                        let auth =
-                            req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let reply = match path.as_str() {
-                            "/api/apps.connections.open" if auth == "Bearer xapp-test" => {
-                                serde_json::json!({"ok": true, "url": format!("ws://{ws_addr}/socket")})
-                            }
-                            "/api/chat.postMessage" if auth == "Bearer xoxb-test" => {
-                                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                                slack.posted.lock().unwrap().push((
-                                    v["channel"].as_str().unwrap_or("").into(),
-                                    v["text"].as_str().unwrap_or("").into(),
-                                ));
-                                serde_json::json!({"ok": true})
-                            }
-                            _ => serde_json::json!({"ok": false, "error": "invalid_auth"}),
-                        };
-                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(reply.to_string()),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("http://{api_addr}/api")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_over_slack_socket_mode() {
     let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
@@ -164,13 +85,14 @@ async fn a_conversation_over_slack_socket_mode() {
     })
     .await;
     let slack = Arc::new(Slack::default());
+    let from = |text: &str| ("U1".to_string(), text.to_string());
     let api = stand_in(
         slack.clone(),
         vec![
-            "list services".into(),
-            r#"call testing Tester.Echo {"message":"from slack"}"#.into(),
-            "weather oslo".into(),
-            "help".into(),
+            from("list services"),
+            from(r#"call testing Tester.Echo {"message":"from slack"}"#),
+            from("weather oslo"),
+            from("help"),
         ],
     )
     .await;

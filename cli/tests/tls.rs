@@ -65,12 +65,17 @@ fn tools_call_and_serve_over_tls_with_a_token() {
 
     let tls = ["--server_tls_cert", &certs.arg("server.pem"), "--server_tls_key", &certs.arg("server.key")];
     let client = ["--client_tls_ca", &ca, "--auth_token", TOKEN];
-    let (_api, api) = common::listening(&[&["api", "--api_address", "127.0.0.1:0"][..], &tls, &client].concat(), "api");
+    let api_args = ["api", "--api_address", "127.0.0.1:0", "--namespace", ""];
+    let (_api, api) = common::listening(&[&api_args[..], &tls, &client].concat(), "api");
     let rpc = r#"{"service":"testing","endpoint":"Tester.Echo","request":{"message":"via api"}}"#;
     let url = format!("https://{api}/rpc");
-    let (code, body) = curl(&["--cacert", &ca, "-H", "content-type: application/json", "-d", rpc, &url]);
+    let bearer = format!("authorization: Bearer {TOKEN}");
+    let (code, body) = curl(&["--cacert", &ca, "-H", "content-type: application/json", "-H", &bearer, "-d", rpc, &url]);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("via api"), "{body}");
+    // The caller's own token, not the gateway's: without one, the service says 401.
+    let (code, body) = curl(&["--cacert", &ca, "-H", "content-type: application/json", "-d", rpc, &url]);
+    assert_eq!(code, 401, "{body}");
     let (code, _) = curl(&["-H", "content-type: application/json", "-d", rpc, &format!("http://{api}/rpc")]);
     assert_ne!(code, 200, "the gateway serves HTTPS only");
 

@@ -139,18 +139,47 @@ impl Options {
     }
 }
 
-/// Parses `registry=etcd:broker=nats` (also comma separated).
+/// The plugins a project may default to, by kind (the names `--registry`, `--broker`,
+/// `--transport` and `--selector` take; kept here so the scaffolder needs no runtime).
+pub const PLUGINS: &[(&str, &[&str])] = &[
+    ("registry", &["mdns", "etcd", "memory"]),
+    ("broker", &["http", "nats", "memory"]),
+    ("transport", &["http", "grpc", "nats"]),
+    ("selector", &["random", "roundrobin", "leastloaded"]),
+];
+
+/// Parses `registry=etcd:broker=nats` (also comma separated). Only known kinds and names are
+/// taken: they are written into the project's source.
 pub fn parse_plugins(spec: &str) -> Result<Vec<(String, String)>, Error> {
     spec.split([':', ','])
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').ok_or_else(|| err(format!("plugin {p:?} is not kind=name")))?;
-            match k {
-                "registry" | "broker" | "transport" | "selector" => Ok((k.to_string(), v.to_string())),
-                _ => Err(err(format!("unknown plugin kind \"{k}\" (valid: registry, broker, transport, selector)"))),
+            let kinds: Vec<&str> = PLUGINS.iter().map(|(k, _)| *k).collect();
+            let Some((_, names)) = PLUGINS.iter().find(|(kind, _)| *kind == k) else {
+                return Err(err(format!("unknown plugin kind {k:?} (valid: {})", kinds.join(", "))));
+            };
+            if !names.contains(&v) {
+                return Err(err(format!("unknown {k} {v:?} (valid: {})", names.join(", "))));
             }
+            Ok((k.to_string(), v.to_string()))
         })
         .collect()
+}
+
+/// Refuses a dotted name (`--namespace`, `--fqdn`) that could not be a service name and a proto
+/// package: labels of ASCII letters, digits, `_` and `-`, each starting with a letter.
+fn check_dotted(what: &str, name: &str) -> Result<(), Error> {
+    let label_ok = |l: &str| {
+        l.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if name.len() > 200 || !name.split('.').all(label_ok) {
+        return Err(err(format!(
+            "{what} {name:?} is not a dotted name (labels of letters, digits, _ and -, each starting with a letter)"
+        )));
+    }
+    Ok(())
 }
 
 /// What was created.
@@ -215,7 +244,13 @@ pub fn render(opts: &Options) -> Result<(Created, Vec<(PathBuf, String)>), Error
             "alias {alias:?} is not a valid crate name (lowercase letters, digits, - and _; starting with a letter)"
         )));
     }
+    check_dotted("namespace", &opts.namespace)?;
     let fqdn = opts.fqdn.clone().unwrap_or_else(|| format!("{}.{}.{}", opts.namespace, opts.kind.segment(), alias));
+    check_dotted("fqdn", &fqdn)?;
+    // Plugins given in code bypass parse_plugins; they reach the sources too.
+    for (k, v) in &opts.plugins {
+        parse_plugins(&format!("{k}={v}"))?;
+    }
     let mut ctx = tera::Context::new();
     ctx.insert("alias", &alias);
     ctx.insert("alias_snake", &alias.to_snake_case());

@@ -2,11 +2,15 @@
 //! calls without `authorization: Bearer <token>`, and the client option that sends it.
 //!
 //! A service started with `--auth_token` / `MICRO_AUTH_TOKEN` wraps every endpoint with
-//! [`BearerAuth`] and its client sends the token ([`ClientOptions::auth_token`]); the CLI, the
-//! gateway, the dashboard and the proxy take the same option for their calls, and the gateway
-//! passes a caller's own `Authorization` header on. Health checks stay open (`Debug.Health`
-//! and `grpc.health.v1.Health`), so orchestrators need no token. The token is a [`Secret`]:
-//! it never appears in logs, `Debug` output or registry records.
+//! [`BearerAuth`] and its client sends the token ([`ClientOptions::auth_token`]), also with the
+//! messages it publishes. Every inbound path of the service is guarded, not only its endpoints:
+//! the broker inbox (`POST /_sub/<topic>`) and its web pages go through the same check
+//! ([`HandlerWrapper::admit`]). Health checks stay open (`Debug.Health` and
+//! `grpc.health.v1.Health`), so orchestrators need no token. The token is a [`Secret`]: it never
+//! appears in logs, `Debug` output or registry records.
+//!
+//! The tools (`micro api`, `micro web`, `micro proxy`, `micro bot`) pass each caller's own
+//! `Authorization` on and never add their own token to a caller's request.
 //!
 //! [`ClientOptions::auth_token`]: crate::client::ClientOptions::auth_token
 
@@ -16,6 +20,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::HeaderMap;
 
+use crate::metadata::Metadata;
 use crate::options::Secret;
 use crate::server::{Endpoint, Handler, HandlerWrapper, RawRequest, StreamHandler, UnaryHandler};
 use crate::transport::{grpc, Body};
@@ -47,7 +52,11 @@ impl BearerAuth {
     }
 
     fn check(&self, req: &RawRequest) -> Result<(), Error> {
-        match req.metadata.get(AUTHORIZATION) {
+        self.check_metadata(&req.metadata)
+    }
+
+    fn check_metadata(&self, metadata: &Metadata) -> Result<(), Error> {
+        match metadata.get(AUTHORIZATION) {
             Some(given) if constant_time_eq(given.as_bytes(), &self.expected) => Ok(()),
             Some(_) => Err(Error::unauthorized(&*self.id, "the bearer token is not valid")),
             None => Err(Error::unauthorized(&*self.id, "this service needs an authorization: Bearer token")),
@@ -96,6 +105,10 @@ impl StreamHandler for Stream {
 }
 
 impl HandlerWrapper for BearerAuth {
+    fn admit(&self, _path: &str, metadata: &Metadata) -> Result<(), Error> {
+        self.check_metadata(metadata)
+    }
+
     fn wrap(&self, endpoint: &Endpoint, inner: Handler) -> Handler {
         if OPEN_ENDPOINTS.contains(&endpoint.name.as_str()) {
             return inner;

@@ -2,7 +2,10 @@
 //!
 //! Handlers are registered as on any service; after the first call to one of them completes
 //! (successfully or not), the function deregisters, drains and returns from [`Function::run`].
-//! Built-in endpoints (`Debug.Health`, reflection, ...) do not count as the request.
+//! Built-in endpoints (`Debug.Health`, reflection, ...) do not count as the request, nor do
+//! requests that never reach the handler: the one-call wrapper sits inside every other wrapper,
+//! so a call that auth refuses does not count, and a request whose message does not decode does
+//! not either.
 
 use std::sync::Arc;
 
@@ -35,7 +38,10 @@ impl UnaryHandler for OnceUnary {
         let done = self.done.clone();
         Box::pin(async move {
             let res = fut.await;
-            done.notify_one();
+            let undecodable = res.as_ref().is_err_and(|e| e.id == crate::codec::ID);
+            if !undecodable {
+                done.notify_one();
+            }
             res
         })
     }
@@ -77,7 +83,7 @@ impl Function {
     pub async fn run(&self) -> Result<(), Error> {
         crate::logger::init();
         let done = Arc::new(Notify::new());
-        self.service.server().wrap(Once { done: done.clone() });
+        self.service.server().wrap_innermost(Once { done: done.clone() });
         self.service
             .run_until(async {
                 tokio::select! {

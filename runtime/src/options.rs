@@ -61,6 +61,15 @@ pub struct Options {
     pub client_tls_key: Option<String>,
     /// A bearer token the server requires and the client sends.
     pub auth_token: Option<Secret>,
+    /// Most connections the server holds open at once (unset: the server options' 4096).
+    pub server_max_connections: Option<usize>,
+    /// How long a client may take to start a connection (TLS, first bytes, first request) and to
+    /// send each HTTP/1 request's headers (unset: the server options' 10 s).
+    pub server_header_timeout: Option<Duration>,
+    /// How long a unary request's body may take to arrive (unset: 30 s).
+    pub server_read_timeout: Option<Duration>,
+    /// How long a connection with nothing in flight stays open (unset: 60 s).
+    pub server_idle_timeout: Option<Duration>,
 }
 
 /// A value that must not be shown: `Debug` prints `<redacted>`.
@@ -112,6 +121,10 @@ impl Default for Options {
             client_tls_cert: None,
             client_tls_key: None,
             auth_token: None,
+            server_max_connections: None,
+            server_header_timeout: None,
+            server_read_timeout: None,
+            server_idle_timeout: None,
         }
     }
 }
@@ -138,6 +151,10 @@ pub const FLAGS: &[&str] = &[
     "server_tls_cert",
     "server_tls_key",
     "server_tls_client_ca",
+    "server_max_connections",
+    "server_header_timeout",
+    "server_read_timeout",
+    "server_idle_timeout",
     "client_tls_ca",
     "client_tls_cert",
     "client_tls_key",
@@ -164,6 +181,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, Error> {
         _ => return Err(bad()),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+/// A duration that must not be zero (a zero timeout would cut every connection at once).
+fn positive(name: &str, value: &str) -> Result<Duration, Error> {
+    let d = parse_duration(value)?;
+    if d.is_zero() {
+        return Err(Error::bad_request("go.micro.options", format!("{name} must be longer than 0")));
+    }
+    Ok(d)
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -197,6 +223,21 @@ impl Options {
             .map(Some),
             _ => Err(Error::bad_request("go.micro.options", "server_tls_cert and server_tls_key go together")),
         }
+    }
+
+    /// `base` with the limits and TLS these options set.
+    pub fn serve_options(
+        &self,
+        base: crate::transport::http::ServeOptions,
+    ) -> Result<crate::transport::http::ServeOptions, Error> {
+        Ok(crate::transport::http::ServeOptions {
+            max_connections: self.server_max_connections.unwrap_or(base.max_connections),
+            header_read_timeout: self.server_header_timeout.unwrap_or(base.header_read_timeout),
+            body_read_timeout: self.server_read_timeout.unwrap_or(base.body_read_timeout),
+            idle_timeout: self.server_idle_timeout.unwrap_or(base.idle_timeout),
+            tls: self.server_tls()?.or(base.tls),
+            ..base
+        })
     }
 
     /// The client TLS the options describe, if any was asked for.
@@ -251,6 +292,14 @@ impl Options {
             "client_tls_cert" => self.client_tls_cert = Some(value.to_string()),
             "client_tls_key" => self.client_tls_key = Some(value.to_string()),
             "auth_token" => self.auth_token = Some(Secret::new(value)),
+            "server_max_connections" => {
+                self.server_max_connections = Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::bad_request("go.micro.options", format!("server_max_connections {value:?} is not a positive number"))
+                })?)
+            }
+            "server_header_timeout" => self.server_header_timeout = Some(positive("server_header_timeout", value)?),
+            "server_read_timeout" => self.server_read_timeout = Some(positive("server_read_timeout", value)?),
+            "server_idle_timeout" => self.server_idle_timeout = Some(positive("server_idle_timeout", value)?),
             _ => return Err(Error::bad_request("go.micro.options", format!("unknown option {name}"))),
         }
         Ok(())

@@ -122,7 +122,7 @@ impl ServiceBuilder {
         }
         sopts.advertise = opts.server_advertise.clone();
         sopts.metadata.extend(opts.server_metadata.clone());
-        sopts.serve.tls = opts.server_tls()?;
+        sopts.serve = opts.serve_options(sopts.serve)?;
         let server = Server::new(sopts);
         if let Some(token) = &opts.auth_token {
             server.wrap(crate::auth::BearerAuth::new(token, &name));
@@ -133,7 +133,10 @@ impl ServiceBuilder {
         }
         let broker = match self.broker {
             Some(b) => b,
-            None => broker::from_name(&opts.broker, &opts.broker_address, registry.clone())?,
+            None => {
+                let credentials = broker::Credentials { auth_token: opts.auth_token.clone(), tls: client_tls.clone() };
+                broker::from_name(&opts.broker, &opts.broker_address, registry.clone(), credentials)?
+            }
         };
         server.set_broker(broker.clone());
         let strategy = opts.selector.parse()?;

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod certs;
 pub mod fuzz;
+pub mod slack;
 
 pub mod testing {
     micro::include_proto!("testing");
@@ -162,6 +163,47 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Runs `curl -s --max-time 10 -D - ARGS`; returns the HTTP status (0 when no response came),
+/// the response head (lowercase) and the body.
+pub fn curl_head(args: &[&str]) -> (u16, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-D", "-", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (rest, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (code.trim().parse().unwrap_or(0), head.to_lowercase(), body.to_string())
+}
+
+/// Starts `program ARGS` (with `envs`), waits for its `<prefix> listening on [scheme://]ADDR`
+/// line on standard error; returns the process and the address (`host:port`). The rest of its
+/// standard error is read and dropped.
+pub fn listening(program: &std::path::Path, args: &[&str], envs: &[(&str, &str)], prefix: &str) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()));
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let marker = format!("{prefix} listening on ");
+    let addr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{} {args:?} exited before listening", program.display()))
+            .expect("a line of stderr");
+        if let Some(rest) = line.strip_prefix(&marker) {
+            let url = rest.split(' ').next().unwrap_or_default();
+            break url.split_once("://").map_or(url, |(_, a)| a).to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Child(child), addr)
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).

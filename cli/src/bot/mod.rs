@@ -2,10 +2,17 @@
 //! to [`Bot::answer`]; built-in commands cover the CLI's read and call commands, and every
 //! service named `go.micro.bot.<command>` adds `<command>` (its `Command.Help` and
 //! `Command.Exec`), discovered and dropped through a registry watch.
+//!
+//! **Who may do what.** Anyone who can post to the bot may read (list, get, health) and run
+//! commands. Changing the registry (`register service`, `deregister service`) needs an admin:
+//! a Slack user listed in `--bot_admins`, or the operator at the bot's own standard input. The
+//! bot's `--auth_token` goes only with its own calls (commands' help) and with admins' calls; a
+//! call for anyone else carries no token, so a token on the bot does not open protected services
+//! to a whole workspace.
 
 pub(crate) mod slack;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -28,21 +35,37 @@ call SERVICE ENDPOINT {json} - calls an endpoint
 register service {json} - adds a service record
 deregister service {json} - removes a service record";
 
+/// Who sent a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Who {
+    /// The operator at the bot's standard input.
+    Operator,
+    /// A Slack user, by id.
+    Slack(String),
+}
+
 /// The bot: answers one line at a time.
 pub(crate) struct Bot {
     global: Global,
+    /// The bot's own calls (with its token).
     client: Client,
+    /// Calls for people who are not admins (no token).
+    anonymous: Client,
+    /// Slack user ids allowed to change the registry and to call with the bot's token.
+    admins: BTreeSet<String>,
     /// command → service
     commands: RwLock<BTreeMap<String, String>>,
 }
 
 impl Bot {
     /// A bot over the registry the flags name; starts following `go.micro.bot.*` services.
-    pub(crate) fn start(global: &Global) -> anyhow::Result<Arc<Bot>> {
+    pub(crate) fn start(global: &Global, admins: &[String]) -> anyhow::Result<Arc<Bot>> {
         let mut global = global.clone();
         global.share(global.registry()?);
         let client = global.client(global.registry()?)?;
-        let bot = Arc::new(Bot { global, client, commands: RwLock::new(BTreeMap::new()) });
+        let anonymous = global.client_for_callers(global.registry()?, micro::selector::Strategy::Random)?;
+        let admins = admins.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+        let bot = Arc::new(Bot { global, client, anonymous, admins, commands: RwLock::new(BTreeMap::new()) });
         let b = bot.clone();
         tokio::spawn(async move {
             loop {
@@ -109,8 +132,24 @@ impl Bot {
         out.join("\n")
     }
 
-    /// The answer to one line.
-    pub(crate) async fn answer(&self, line: &str) -> String {
+    fn is_admin(&self, who: &Who) -> bool {
+        match who {
+            Who::Operator => true,
+            Who::Slack(user) => self.admins.contains(user),
+        }
+    }
+
+    /// The client for calls made for `who`.
+    fn client_for(&self, who: &Who) -> &Client {
+        if self.is_admin(who) {
+            &self.client
+        } else {
+            &self.anonymous
+        }
+    }
+
+    /// The answer to one line from `who`.
+    pub(crate) async fn answer(&self, line: &str, who: &Who) -> String {
         let words = match crate::cmd::shell::words(line.trim()) {
             Ok(w) => w,
             Err(e) => return format!("cannot read that: {e}"),
@@ -126,11 +165,14 @@ impl Bot {
             ["list", "services"] => crate::cmd::list::names(&self.global).await.map(|n| n.join("\n")),
             ["get", "service", name] => self.get(name).await,
             ["health", name] => crate::cmd::health::check(&self.global, name).await.map(|(text, _)| text),
-            ["call", service, endpoint, rest @ ..] => self.call(service, endpoint, &rest.join(" ")).await,
+            ["call", service, endpoint, rest @ ..] => self.call(who, service, endpoint, &rest.join(" ")).await,
+            ["register" | "deregister", "service", ..] if !self.is_admin(who) => {
+                Ok(format!("{} service changes the registry: only the bot's admins may (--bot_admins)", w[0]))
+            }
             ["register", "service", json] => self.register(json, true).await,
             ["deregister", "service", json] => self.register(json, false).await,
             [first, ..] => match self.find_command(first).await {
-                Some(service) => self.exec(&service, words.clone()).await,
+                Some(service) => self.exec(who, &service, words.clone()).await,
                 None => Ok(format!("unknown command {first:?}; try help")),
             },
         };
@@ -145,10 +187,10 @@ impl Bot {
         Ok(crate::format::service(&versions))
     }
 
-    async fn call(&self, service: &str, endpoint: &str, json: &str) -> anyhow::Result<String> {
+    async fn call(&self, who: &Who, service: &str, endpoint: &str, json: &str) -> anyhow::Result<String> {
         let body = if json.trim().is_empty() { "{}" } else { json };
         let reply = self
-            .client
+            .client_for(who)
             .call_json(service, endpoint, body.as_bytes(), CallOptions::new().timeout(self.global.timeout()))
             .await?;
         let v: serde_json::Value = serde_json::from_slice(&reply)?;
@@ -166,9 +208,9 @@ impl Bot {
         Ok("ok".into())
     }
 
-    async fn exec(&self, service: &str, args: Vec<String>) -> anyhow::Result<String> {
+    async fn exec(&self, who: &Who, service: &str, args: Vec<String>) -> anyhow::Result<String> {
         let reply: ExecResponse = self
-            .client
+            .client_for(who)
             .call(service, &EXEC, &ExecRequest { args }, CallOptions::new().timeout(self.global.timeout()))
             .await?;
         Ok(if reply.error.is_empty() { reply.result } else { format!("error: {}", reply.error) })
@@ -191,6 +233,6 @@ pub(crate) async fn stdin(bot: Arc<Bot>) {
         if line.trim().is_empty() {
             continue;
         }
-        println!("{}", bot.answer(&line).await);
+        println!("{}", bot.answer(&line, &Who::Operator).await);
     }
 }

@@ -94,7 +94,8 @@ pub(crate) async fn run(bot: Arc<Bot>, slack: Slack) -> anyhow::Result<()> {
                     let (Some(channel), Some(text)) = (event["channel"].as_str(), event["text"].as_str()) else {
                         continue;
                     };
-                    let answer = bot.answer(text).await;
+                    let who = super::Who::Slack(event["user"].as_str().unwrap_or("").to_string());
+                    let answer = bot.answer(text, &who).await;
                     let body = serde_json::json!({ "channel": channel, "text": answer });
                     if let Err(e) = post(&client, &format!("{api}/chat.postMessage"), &slack.bot_token, body).await {
                         eprintln!("bot: slack: {e}");

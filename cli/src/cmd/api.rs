@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use micro::transport::http::ServeOptions;
+use micro::selector::Strategy;
 
 use crate::gateway::{routes, Gateway, Handler};
 use crate::global::Global;
@@ -20,14 +20,11 @@ pub(crate) struct Args {
     /// The namespace paths resolve into.
     #[arg(long = "namespace", alias = "api_namespace", env = "MICRO_API_NAMESPACE", default_value = "go.micro.api")]
     pub(crate) namespace: String,
-    /// Answer CORS preflights and add CORS headers.
+    /// Answer CORS preflights and add CORS headers for the origins of --cors_allowed_origins.
     #[arg(long = "enable_cors", env = "MICRO_API_ENABLE_CORS", default_value = "true", action = clap::ArgAction::Set)]
     pub(crate) enable_cors: bool,
-    /// Largest request body, in bytes.
-    #[arg(long = "max_body", env = "MICRO_API_MAX_BODY", default_value_t = 10 * 1024 * 1024)]
-    pub(crate) max_body: usize,
     #[command(flatten)]
-    pub(crate) tls: crate::global::ServerTlsArgs,
+    pub(crate) server: crate::global::ServerArgs,
 }
 
 /// Binds `address`; `:8080` means every interface, as in Go Micro.
@@ -44,8 +41,13 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let handler: Handler = args.handler.parse().map_err(UsageError)?;
     let o = global.options()?;
     let registry = global.registry()?;
-    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
-    let client = global.client(registry.clone())?.with_broker(broker);
+    // The gateway publishes for its callers: with their credentials, never a token of its own.
+    let credentials = micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
+    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
+    let client = global.client_for_callers(registry.clone(), Strategy::Random)?.with_broker(broker);
+    let address = listen_address(&args.address);
+    let serve = args.server.serve(&address)?;
+    let scheme = serve.scheme;
     let gateway = Arc::new(Gateway {
         routes: routes::Table::start(registry.clone(), &args.namespace),
         namespace: args.namespace.clone(),
@@ -53,14 +55,11 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         cors: args.enable_cors,
         client,
         nodes: micro::selector::cache::RegistryCache::new(registry, Duration::from_secs(60)),
-        max_body: args.max_body,
+        policy: serve.policy,
         timeout: global.timeout(),
         proxy: crate::gateway::http_client(),
     });
-    let tls = args.tls.load()?;
-    let scheme = crate::global::ServerTlsArgs::scheme(&tls);
-    let serve = ServeOptions { header_read_timeout: Duration::from_secs(10), tls, ..ServeOptions::default() };
-    let serving = micro::transport::http::serve(&listen_address(&args.address), gateway, &serve)?;
+    let serving = micro::transport::http::serve(&address, gateway, &serve.options)?;
     eprintln!(
         "api listening on {scheme}://{} (handler {}, namespace {})",
         serving.local_addr(),

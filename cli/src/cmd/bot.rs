@@ -24,6 +24,10 @@ pub(crate) struct Args {
         hide_env_values = true
     )]
     pub(crate) slack_bot_token: String,
+    /// Slack user ids (comma list) who may change the registry and whose calls carry the bot's
+    /// --auth_token; the operator at standard input always may.
+    #[arg(long = "bot_admins", env = "MICRO_BOT_ADMINS", default_value = "", value_delimiter = ',')]
+    pub(crate) admins: Vec<String>,
     /// The Slack Web API.
     #[arg(long = "slack_api_url", env = "MICRO_SLACK_API_URL", default_value = "https://slack.com/api")]
     pub(crate) slack_api_url: String,
@@ -37,7 +41,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if let Some(bad) = inputs.iter().find(|i| !matches!(**i, "slack" | "stdin")) {
         return Err(UsageError(format!("unknown input \"{bad}\" (valid: slack, stdin)")).into());
     }
-    let bot = Bot::start(global)?;
+    let bot = Bot::start(global, &args.admins)?;
     let mut tasks = tokio::task::JoinSet::new();
     if inputs.contains(&"slack") {
         let slack = Slack { api: args.slack_api_url, app_token: args.slack_app_token, bot_token: args.slack_bot_token };

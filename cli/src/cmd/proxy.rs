@@ -6,6 +6,12 @@
 //! streaming kinds pass through, protobuf or JSON, with their metadata). With `--service NAME`
 //! every call goes to that service, so plain gRPC clients can use the proxy as a front door.
 //! Such clients also publish through it: `POST /_pub/<topic>` is published with the proxy's broker.
+//!
+//! The proxy is an edge ([`crate::edge`]): it refuses every request from a browser (one with an
+//! `Origin`: browsers send it with every POST), passes callers' headers on without hop-by-hop, cookie,
+//! forwarding or `micro-*` headers, forwards each caller's `Authorization` and never its own
+//! token, holds every message and `/_pub` body to `--max_body`, and takes `/_pub` bodies only with
+//! a content type a browser cannot send across origins without asking (JSON, protobuf).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +25,15 @@ use hyper::body::Incoming;
 use micro::client::{Client, PROXY_SERVICE_HEADER};
 use micro::codec::{Codec, Protocol};
 use micro::transport::grpc::{status_headers, FrameDecoder};
-use micro::transport::http::{Dispatch, ServeOptions};
+use micro::transport::http::Dispatch;
 use micro::transport::Body;
-use micro::{CallOptions, Error, Metadata};
+use micro::{CallOptions, Error};
 
 use crate::global::Global;
+use crate::UsageError;
+
+/// The id of the proxy's own errors.
+const ID: &str = "go.micro.proxy";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -34,40 +44,34 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) service: Option<String>,
     #[command(flatten)]
-    pub(crate) tls: crate::global::ServerTlsArgs,
+    pub(crate) server: crate::global::ServerArgs,
 }
 
 struct Proxy {
     client: Client,
     service: Option<String>,
+    policy: crate::edge::Policy,
 }
 
 impl Proxy {
     /// `POST /_pub/<topic>`: publishes the body with the proxy's broker, headers as message headers.
     async fn publish(&self, topic: &str, req: http::Request<Incoming>) -> Response<Body> {
-        let (parts, body) = req.into_parts();
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return json_error(&Error::bad_request("go.micro.proxy", e)),
+        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some((codec, Protocol::Http)) = Codec::from_content_type(ct) else {
+            let e = Error::new(ID, 415, "/_pub takes Content-Type: application/json or application/protobuf");
+            return json_error(&e);
         };
-        let mut metadata = Metadata::new();
-        let mut content_type = "application/json".to_string();
-        for (k, v) in &parts.headers {
-            let Ok(v) = v.to_str() else { continue };
-            match k.as_str() {
-                "content-type" => content_type = v.to_string(),
-                "micro-topic" | "micro-id" => {}
-                name => {
-                    metadata.insert(name, v);
-                }
-            }
-        }
-        let topic = crate::gateway::routes::percent_decode(topic);
+        let content_type = ct.to_string();
+        let metadata = self.policy.metadata(&req);
+        let body = match self.policy.read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(e) => return json_error(&e),
+        };
+        let topic = micro::api::query::decode_segment(topic);
         let publisher = micro::Publisher::new(topic, self.client.clone());
-        let result = if content_type.contains("json") {
-            publisher.publish_json(&body, &metadata).await
-        } else {
-            publisher.publish_bytes(body, &content_type, &metadata).await
+        let result = match codec {
+            Codec::Json => publisher.publish_json(&body, &metadata).await,
+            Codec::Proto => publisher.publish_bytes(body, &content_type, &metadata).await,
         };
         match result {
             Ok(()) => Response::new(Body::empty()),
@@ -99,8 +103,15 @@ fn endpoint_of(path: &str) -> String {
     }
 }
 
+
 impl Proxy {
     async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+        // Browsers have no business here (they always send Origin on a POST, which is all the
+        // proxy takes). Micro clients address the proxy as `micro`, so there is no host to check.
+        if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+            let e = Error::forbidden(ID, format!("the proxy takes no requests from browsers (origin {origin:?})"));
+            return json_error(&e);
+        }
         if let Some(topic) = req.uri().path().strip_prefix(micro::client::PROXY_PUBLISH_PATH) {
             let topic = topic.to_string();
             return self.publish(&topic, req).await;
@@ -110,7 +121,7 @@ impl Proxy {
             Some((c, Protocol::Grpc)) => c,
             _ => {
                 let e = Error::new(
-                    "go.micro.proxy",
+                    ID,
                     415,
                     "the proxy forwards gRPC (application/grpc or application/grpc+json)",
                 );
@@ -119,19 +130,12 @@ impl Proxy {
         };
         let named = req.headers().get(PROXY_SERVICE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let Some(service) = self.service.clone().or(named) else {
-            let e = Error::bad_request("go.micro.proxy", format!("no {PROXY_SERVICE_HEADER} header and no --service"));
+            let e = Error::bad_request(ID, format!("no {PROXY_SERVICE_HEADER} header and no --service"));
             return grpc_error(codec, &e);
         };
         let path = req.uri().path().to_string();
         let endpoint = endpoint_of(&path);
-        let mut metadata = Metadata::new();
-        for (k, v) in req.headers() {
-            if k.as_str() != PROXY_SERVICE_HEADER {
-                if let Ok(v) = v.to_str() {
-                    metadata.insert(k.as_str(), v);
-                }
-            }
-        }
+        let metadata = self.policy.metadata(&req);
         let timeout = req
             .headers()
             .get("grpc-timeout")
@@ -143,14 +147,27 @@ impl Proxy {
             Err(e) => return grpc_error(codec, &e),
         };
         let mut body = req.into_body();
+        let max = self.policy.max_body;
+        // A request message over the limit ends the call with that error, whatever the service says.
+        let refused: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
+        let refusal = refused.clone();
         tokio::spawn(async move {
             let mut decoder = FrameDecoder::new();
             while let Some(Ok(frame)) = body.frame().await {
                 let Ok(data) = frame.into_data() else { continue };
                 decoder.push(data);
-                while let Ok(Some(m)) = decoder.next_message(usize::MAX) {
-                    if tx.send_bytes(&m).await.is_err() {
-                        return;
+                loop {
+                    match decoder.next_message(max) {
+                        Ok(Some(m)) => {
+                            if tx.send_bytes(&m).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            return;
+                        }
                     }
                 }
             }
@@ -159,7 +176,12 @@ impl Proxy {
         tokio::spawn(async move {
             let mut trailers = HeaderMap::new();
             loop {
-                match replies.next().await {
+                let reply = replies.next().await;
+                if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    status_headers(Err(&e), &mut trailers);
+                    break;
+                }
+                match reply {
                     Some(Ok(m)) => {
                         if out.send(Frame::data(micro::transport::grpc::frame(&m.0))).await.is_err() {
                             return;
@@ -198,19 +220,21 @@ impl Dispatch for Proxy {
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     micro::logger::init();
     let registry = global.registry()?;
-    let client_opts = micro::client::ClientOptions { proxy: None, ..global.client_options()? };
+    // Calls and publishes for callers: with their credentials, never the proxy's own token.
+    let client_opts = micro::client::ClientOptions { proxy: None, auth_token: None, ..global.client_options()? };
     let o = global.options()?;
-    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
+    let credentials = micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
+    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
     let client = Client::with_selector(
         Arc::new(micro::selector::RegistrySelector::new(registry, micro::selector::Strategy::RoundRobin)),
         client_opts,
     )
     .with_broker(broker);
-    let proxy = Arc::new(Proxy { client, service: args.service.clone() });
-    let tls = args.tls.load()?;
-    let scheme = crate::global::ServerTlsArgs::scheme(&tls);
-    let serving =
-        micro::transport::http::serve(&args.address, proxy, &ServeOptions { tls, ..ServeOptions::default() })?;
+    let address = super::api::listen_address(&args.address);
+    let serve = args.server.serve(&address)?;
+    let scheme = serve.scheme;
+    let proxy = Arc::new(Proxy { client, service: args.service.clone(), policy: serve.policy });
+    let serving = micro::transport::http::serve(&address, proxy, &serve.options)?;
     eprintln!(
         "proxy listening on {scheme}://{}{}",
         serving.local_addr(),

@@ -26,7 +26,11 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let o = global.options()?;
     let registry = global.registry()?;
-    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone())?;
+    let credentials = micro::broker::Credentials {
+        auth_token: o.auth_token.clone(),
+        tls: o.client_tls().map_err(|e| crate::UsageError(e.detail))?,
+    };
+    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
     let client = global.client(registry)?.with_broker(broker.clone());
     crate::global::within("the broker", global.timeout(), async {
         Publisher::new(&args.topic, client).publish_json(json.as_bytes(), &metadata).await?;

@@ -7,15 +7,27 @@
 //! so open pages update as services come and go), `/assets/*` (embedded; nothing is fetched
 //! from elsewhere), and `/<alias>/...`, proxied to the web service `<namespace>.<alias>` with
 //! the prefix in `X-Micro-Web-Base-Path`.
+//!
+//! **A dashboard left running while its user browses** must not be usable by the pages they
+//! visit. Every request is checked for its host (a DNS-rebinding name is refused) and its origin
+//! (another origin is refused); every state-changing request (`POST /rpc`, `POST /terminal`,
+//! `POST /login`) must be JSON and carry the session's CSRF token ([`session`]). Calls go out
+//! with the browser's own `Authorization` (the client page's token field), never a token of the
+//! dashboard's. Listening beyond loopback needs `--web_token`, which every session must log in
+//! with. Web services under `/<alias>/` share the dashboard's origin, so their pages are served
+//! sandboxed (`Content-Security-Policy: sandbox`, an opaque origin): their scripts cannot read
+//! the dashboard or send its requests. The dashboard's cookie does not reach them, and only
+//! cookies they scope to their own path come back.
 
 mod pages;
+pub(crate) mod session;
 pub(crate) mod terminal;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body::Frame;
 use hyper::body::Incoming;
 use micro::registry::{Service, SharedRegistry};
@@ -24,11 +36,10 @@ use micro::transport::Body;
 use micro::Error;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::edge::Policy;
 use crate::gateway::{self, error_response, json_response, HttpClient, ID};
 use crate::global::{within, Global};
-
-/// Largest request body the dashboard reads (calls and terminal lines).
-const MAX_BODY: usize = 4 * 1024 * 1024;
+use session::{Session, Sessions};
 
 /// How often an idle event stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -44,21 +55,31 @@ pub(crate) struct Dashboard {
     /// Registry changes as SSE frames, for every open `/events` stream.
     events: broadcast::Sender<Bytes>,
     closing: watch::Sender<bool>,
+    policy: Policy,
+    sessions: Sessions,
 }
 
 impl Dashboard {
     /// Builds the dashboard and starts the registry watch that feeds `/events`.
-    pub(crate) fn start(global: Global, registry: SharedRegistry, namespace: &str) -> anyhow::Result<Arc<Dashboard>> {
+    pub(crate) fn start(
+        global: Global,
+        registry: SharedRegistry,
+        namespace: &str,
+        policy: Policy,
+        sessions: Sessions,
+    ) -> anyhow::Result<Arc<Dashboard>> {
         let (events, _) = broadcast::channel(256);
         let dashboard = Arc::new(Dashboard {
             nodes: micro::selector::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
-            client: global.client(registry.clone())?,
+            client: global.client_for_callers(registry.clone(), micro::selector::Strategy::Random)?,
             global,
             registry: registry.clone(),
             namespace: namespace.trim_end_matches('.').to_string(),
             http: gateway::http_client(),
             events: events.clone(),
             closing: watch::channel(false).0,
+            policy,
+            sessions,
         });
         let mut closing = dashboard.closing.subscribe();
         tokio::spawn(async move {
@@ -106,41 +127,127 @@ impl Dashboard {
         Ok(list)
     }
 
+    /// Checks the request (host, origin, login, CSRF), serves it, and sends the session cookie
+    /// when it is new or changed.
     async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+        let json = wants_json(&req);
+        let session = self.sessions.read(req.headers());
+        let mut resp = match self.admit(&req, &session) {
+            Err(e) => self.failure(json, &e),
+            Ok(()) => {
+                let (resp, session) = self.route(req, session.clone()).await;
+                return self.with_cookie(resp, &session);
+            }
+        };
+        if resp.status() == StatusCode::UNAUTHORIZED && !json {
+            resp = html(StatusCode::UNAUTHORIZED, self.fill(pages::login(), &session));
+        }
+        self.with_cookie(resp, &session)
+    }
+
+    /// Refuses what the dashboard must not serve: another host, another origin (pages under
+    /// `/<alias>/` may also come from their own sandboxed, `null` origin), a session that has
+    /// not logged in, a state-changing request that is not JSON or lacks the CSRF token.
+    fn admit(&self, req: &http::Request<Incoming>, session: &Session) -> Result<(), Error> {
+        self.policy.check_host(req)?;
+        let path = req.uri().path();
+        let own = is_own_path(path);
+        let sandboxed = req.headers().get(http::header::ORIGIN).is_some_and(|o| o == "null");
+        if own || !sandboxed {
+            self.policy.check_origin(req)?;
+        }
+        let open = path == "/login" || path.starts_with("/assets/") || path == "/favicon.ico";
+        if self.sessions.login_required() && !session.authenticated && !open {
+            return Err(Error::unauthorized(ID, "log in to the dashboard first (its --web_token)"));
+        }
+        if own && req.method() == Method::POST {
+            if !crate::edge::is_media(req.headers().get(http::header::CONTENT_TYPE), &["application/json"]) {
+                return Err(Error::new(ID, 415, "the dashboard takes Content-Type: application/json"));
+            }
+            self.sessions.check_csrf(session, req.headers())?;
+        }
+        Ok(())
+    }
+
+    fn with_cookie(&self, mut resp: Response<Body>, session: &Session) -> Response<Body> {
+        if session.changed {
+            if let Some(cookie) = self.sessions.cookie(session) {
+                resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+            }
+        }
+        resp
+    }
+
+    /// A page with the session's CSRF token filled in.
+    fn fill(&self, page: String, session: &Session) -> String {
+        page.replacen(pages::CSRF_SLOT, &pages::csrf_meta(&self.sessions.csrf(session)), 1)
+    }
+
+    /// Serves an admitted request; returns the response and the session (changed by a login).
+    async fn route(&self, req: http::Request<Incoming>, session: Session) -> (Response<Body>, Session) {
         let path = req.uri().path().to_string();
         let json = wants_json(&req);
-        let query = gateway::pairs_to_json(req.uri().query().unwrap_or(""));
+        let query = micro::api::pairs_to_json(req.uri().query().unwrap_or(""));
         let param = |k: &str| query.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        match (req.method(), path.as_str()) {
+        let page = |status, body: String| html(status, self.fill(body, &session));
+        let resp = match (req.method(), path.as_str()) {
             (&Method::GET, "/") => match self.services().await {
                 Ok(list) => {
                     let index = pages::Index::new(&list, |n| self.alias(n).map(str::to_string));
                     if json {
                         json_response(StatusCode::OK, serde_json::to_vec(&index).unwrap_or_default())
                     } else {
-                        html(StatusCode::OK, pages::index(&index))
+                        page(StatusCode::OK, pages::index(&index))
                     }
                 }
                 Err(e) => self.failure(json, &e),
             },
-            (&Method::GET, "/registry") => self.registry_page(&param("service"), json).await,
+            (&Method::GET, "/registry") => self.registry_page(&param("service"), json, &session).await,
             (&Method::GET, "/client") => match self.services().await {
-                Ok(list) => html(StatusCode::OK, pages::client(&names(&list), &param("service"), &param("endpoint"))),
+                Ok(list) => page(StatusCode::OK, pages::client(&names(&list), &param("service"), &param("endpoint"))),
                 Err(e) => self.failure(json, &e),
             },
-            (&Method::GET, "/terminal") => html(StatusCode::OK, pages::terminal()),
-            (&Method::POST, "/rpc") => match gateway::read_body(req.into_body(), MAX_BODY).await {
-                Ok(body) => gateway::rpc_call(&self.client, micro::Metadata::new(), &body, self.global.timeout()).await,
-                Err(e) => error_response(&e),
-            },
-            (&Method::POST, "/terminal") => match gateway::read_body(req.into_body(), MAX_BODY).await {
-                Ok(body) => terminal::run(&self.global, &body).await,
-                Err(e) => error_response(&e),
-            },
+            (&Method::GET, "/terminal") => page(StatusCode::OK, pages::terminal()),
+            (&Method::GET, "/login") => page(StatusCode::OK, pages::login()),
+            (&Method::POST, "/login") => return self.login(req, session).await,
+            (&Method::POST, "/rpc") => {
+                let md = self.policy.metadata(&req);
+                match self.policy.read_body(req.into_body()).await {
+                    Ok(body) => gateway::rpc_call(&self.client, md, &body, self.global.timeout(), None).await,
+                    Err(e) => error_response(&e),
+                }
+            }
+            (&Method::POST, "/terminal") => {
+                let md = self.policy.metadata(&req);
+                match self.policy.read_body(req.into_body()).await {
+                    Ok(body) => terminal::run(&self.global, &self.client, md, &body).await,
+                    Err(e) => error_response(&e),
+                }
+            }
             (&Method::GET, "/events") => self.events(),
             (&Method::GET, p) if p.starts_with("/assets/") => pages::asset(&p["/assets/".len()..]),
             (&Method::GET, "/favicon.ico") => pages::asset("icon.svg"),
+            (_, p) if is_own_path(p) => {
+                self.failure(json, &Error::method_not_allowed(ID, format!("{} {p} is not served", req.method())))
+            }
             _ => self.web(req).await,
+        };
+        (resp, session)
+    }
+
+    /// `POST /login` with `{"token": "..."}`.
+    async fn login(&self, req: http::Request<Incoming>, session: Session) -> (Response<Body>, Session) {
+        let body = match self.policy.read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(e) => return (error_response(&e), session),
+        };
+        let given = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["token"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        match self.sessions.login(&session, &given) {
+            Ok(logged) => (json_response(StatusCode::OK, r#"{"ok":true}"#), logged),
+            Err(e) => (error_response(&e), session),
         }
     }
 
@@ -152,18 +259,18 @@ impl Dashboard {
         html(status, pages::error(status, &e.detail))
     }
 
-    async fn registry_page(&self, service: &str, json: bool) -> Response<Body> {
+    async fn registry_page(&self, service: &str, json: bool, session: &Session) -> Response<Body> {
         if service.is_empty() {
             return match self.services().await {
                 Ok(list) if json => json_response(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default()),
-                Ok(list) => html(StatusCode::OK, pages::registry(&list)),
+                Ok(list) => html(StatusCode::OK, self.fill(pages::registry(&list), session)),
                 Err(e) => self.failure(json, &e),
             };
         }
         match within("the registry", self.global.timeout(), self.registry.get_service(service)).await {
             Ok(versions) if json => json_response(StatusCode::OK, serde_json::to_vec(&versions).unwrap_or_default()),
             Ok(versions) if !versions.is_empty() => {
-                html(StatusCode::OK, pages::service(&versions, self.alias(service).is_some()))
+                html(StatusCode::OK, self.fill(pages::service(&versions, self.alias(service).is_some()), session))
             }
             Ok(_) => self.failure(json, &Error::not_found("go.micro.registry", format!("service {service} not found"))),
             Err(e) => match e.downcast::<Error>() {
@@ -232,17 +339,80 @@ impl Dashboard {
             }
             return resp;
         }
+        let peer = crate::edge::peer(&req);
         let (mut parts, body) = req.into_parts();
-        let body = match gateway::read_body(body, MAX_BODY).await {
+        let body = match self.policy.read_body(body).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
         let rest = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")[base.len()..].to_string();
+        parts.headers = self.policy.proxied_headers(&parts.headers, peer);
+        without_dashboard_cookie(&mut parts.headers);
         if let Ok(v) = HeaderValue::from_str(&base) {
             parts.headers.insert("x-micro-web-base-path", v);
         }
-        gateway::forward(&self.http, &service, &node, parts, body, &rest, self.global.timeout()).await
+        let upstream = gateway::Upstream {
+            http: &self.http,
+            service: &service,
+            address: &node,
+            timeout: self.global.timeout(),
+            max: self.policy.max_body,
+        };
+        sandboxed(upstream.forward(parts, body, &rest).await, &base)
     }
+}
+
+/// Whether a path is one of the dashboard's own (not a web service's).
+fn is_own_path(path: &str) -> bool {
+    matches!(path, "/" | "/registry" | "/client" | "/terminal" | "/login" | "/rpc" | "/events" | "/favicon.ico")
+        || path.starts_with("/assets/")
+}
+
+/// Removes the dashboard's session from the cookies a web service is sent.
+fn without_dashboard_cookie(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.starts_with(session::COOKIE))
+        .map(str::to_string)
+        .collect();
+    headers.remove(http::header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(http::header::COOKIE, v);
+        }
+    }
+}
+
+/// A web service's response as the dashboard passes it on: in a sandbox (an opaque origin, so
+/// its scripts cannot act as the dashboard), and with only the cookies it scopes to its own
+/// path (`base`), none named like the dashboard's.
+fn sandboxed(mut resp: Response<Body>, base: &str) -> Response<Body> {
+    let h = resp.headers_mut();
+    let cookies: Vec<HeaderValue> = h.get_all(http::header::SET_COOKIE).iter().cloned().collect();
+    h.remove(http::header::SET_COOKIE);
+    for c in cookies {
+        let Ok(text) = c.to_str() else { continue };
+        let path = text
+            .split(';')
+            .skip(1)
+            .filter_map(|a| a.trim().split_once('='))
+            .find(|(k, _)| k.eq_ignore_ascii_case("path"))
+            .map(|(_, v)| v.trim().to_string());
+        let scoped = path.is_some_and(|p| p == base || p.starts_with(&format!("{base}/")));
+        if scoped && !text.trim_start().starts_with(session::COOKIE) {
+            h.append(http::header::SET_COOKIE, c);
+        }
+    }
+    h.append(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox allow-scripts allow-forms allow-popups allow-downloads"),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
 }
 
 /// Whether the request asks for JSON rather than a page.
@@ -267,9 +437,13 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"),
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
     );
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
 }
 

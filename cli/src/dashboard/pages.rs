@@ -59,6 +59,14 @@ fn query(s: &str) -> String {
     out
 }
 
+/// Where a page's CSRF token goes; the dashboard fills it per session.
+pub(super) const CSRF_SLOT: &str = r#"<meta name="csrf-token" content="">"#;
+
+/// The filled slot.
+pub(super) fn csrf_meta(token: &str) -> String {
+    format!(r#"<meta name="csrf-token" content="{}">"#, esc(token))
+}
+
 /// The frame every page shares: navigation, the main region, the script.
 fn layout(page: &str, title: &str, main: &str) -> String {
     let nav =
@@ -75,6 +83,7 @@ fn layout(page: &str, title: &str, main: &str) -> String {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+{CSRF_SLOT}
 <title>{title} · micro</title>
 <link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/app.css">
@@ -355,6 +364,8 @@ pub(super) fn client(names: &[String], service: &str, endpoint: &str) -> String 
 </div>
 <label for="request">Request (JSON)</label>
 <textarea id="request" name="request" rows="10" spellcheck="false" autocapitalize="off">{{}}</textarea>
+<label for="token">Token <span class="hint">(for services started with an auth token; sent as Authorization: Bearer, kept in this tab only)</span></label>
+<input id="token" name="token" type="password" autocomplete="off" spellcheck="false">
 <div class="actions"><button type="submit" id="send">Send</button><span class="hint">Ctrl+Enter sends</span></div>
 </form>
 <section class="response" aria-labelledby="response-h">
@@ -375,6 +386,18 @@ pub(super) fn terminal() -> String {
 <form id="prompt"><label for="line">micro&gt;</label><input id="line" name="line" autocomplete="off" spellcheck="false" autocapitalize="off" autofocus></form>
 </div>"#;
     layout("terminal", "Terminal", main)
+}
+
+/// `/login`: the dashboard's own token, asked once per session.
+pub(super) fn login() -> String {
+    let main = r#"<h1>Log in</h1>
+<form id="login" class="client">
+<label for="secret">The dashboard's token (<code>--web_token</code>)</label>
+<input id="secret" name="secret" type="password" autocomplete="current-password" required autofocus>
+<div class="actions"><button type="submit">Log in</button></div>
+<p id="status" class="status" role="status"></p>
+</form>"#;
+    layout("login", "Log in", main)
 }
 
 /// An error page.

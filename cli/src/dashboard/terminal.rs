@@ -1,9 +1,11 @@
 //! The `/terminal` page's commands, run on the server: a body `{"line": "..."}` is answered with
-//! `{"output": "...", "ok": true|false}`.
+//! `{"output": "...", "ok": true|false}`. Calls are made with the browser's own metadata (its
+//! `Authorization`), never with the dashboard's token.
 
 use http::{Response, StatusCode};
 use micro::transport::Body;
-use micro::CallOptions;
+use micro::client::Client;
+use micro::{CallOptions, Metadata};
 
 use crate::cmd::{health, list, pretty, shell};
 use crate::gateway::json_response;
@@ -19,19 +21,19 @@ pub(crate) const HELP: &str = "Commands:
   help                           this text";
 
 /// Runs one line; the reply is always 200 with `ok` saying whether the command succeeded.
-pub(crate) async fn run(global: &Global, body: &[u8]) -> Response<Body> {
+pub(crate) async fn run(global: &Global, client: &Client, metadata: Metadata, body: &[u8]) -> Response<Body> {
     let line = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["line"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let (output, ok) = match execute(global, line.trim()).await {
+    let (output, ok) = match execute(global, client, metadata, line.trim()).await {
         Ok(out) => (out, true),
         Err(e) => (e, false),
     };
     json_response(StatusCode::OK, serde_json::json!({ "output": output, "ok": ok }).to_string())
 }
 
-async fn execute(global: &Global, line: &str) -> Result<String, String> {
+async fn execute(global: &Global, client: &Client, metadata: Metadata, line: &str) -> Result<String, String> {
     let words = shell::words(line).map_err(|e| format!("cannot read that line: {e}"))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let failed = |e: anyhow::Error| match e.downcast_ref::<micro::Error>() {
@@ -70,9 +72,7 @@ async fn execute(global: &Global, line: &str) -> Result<String, String> {
             };
             serde_json::from_str::<serde_json::Value>(request)
                 .map_err(|e| format!("the request is not valid JSON: {e}"))?;
-            let registry = global.registry().map_err(failed)?;
-            let client = global.client(registry).map_err(failed)?;
-            let opts = CallOptions::new().timeout(global.timeout());
+            let opts = CallOptions { metadata, timeout: Some(global.timeout()), ..Default::default() };
             match client.call_json(service, endpoint, request.as_bytes(), opts).await {
                 Ok(reply) => Ok(match serde_json::from_slice::<serde_json::Value>(&reply) {
                     Ok(v) => pretty(&v),

@@ -5,8 +5,19 @@
 //! `rpc` (JSON or protobuf body → call → reply in the request's content type), `api` (the whole
 //! HTTP request as a message, the reply written as the HTTP response), `http`/`proxy` (reverse
 //! proxy to HTTP services), `event` (publish the body to `<namespace>.<first segment>`), `web`
-//! (proxy). Streaming endpoints are reached over websocket ([`websocket`]). `POST /rpc` takes `{service, endpoint, address?, request}`; `GET /` the version.
-//! Served by the runtime's HTTP server (HTTP/1.1 and HTTP/2, header read timeout, worker
+//! (proxy). Streaming endpoints are reached over websocket ([`websocket`]). `POST /rpc` takes
+//! `{service, endpoint, request}` for a service of the namespace; `GET /` the version.
+//!
+//! **Safe by default** (see [`crate::edge`] and SECURITY.md): the host and origin of every request
+//! are checked, callers' headers reach services without cookies, forwarding headers or the
+//! platform's own `micro-*` headers, and the gateway forwards each caller's `Authorization`,
+//! never a token of its own. Calls take a body typed `application/json` or `application/protobuf`
+//! (browsers cannot send those across origins without a preflight); `GET` reaches only routes an
+//! endpoint declared for `GET`. Bodies, websocket messages and upstream replies share one limit.
+//! The `http` and `web` handlers proxy HTTP apps, which own their cookies and their own
+//! cross-site policy: there only the host is checked.
+//!
+//! Served by the runtime's HTTP server (HTTP/1.1 and HTTP/2, timeouts on every phase, worker
 //! threads); routing reads the watch-fed caches, never the registry per request.
 
 pub(crate) mod routes;
@@ -17,15 +28,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
-use micro::api::resolve;
+use micro::api::{pairs_to_json, resolve};
 use micro::client::Client;
-use micro::codec::Codec;
+use micro::codec::{Codec, Protocol};
 use micro::transport::http::Dispatch;
 use micro::transport::Body;
 use micro::{CallOptions, Error, Metadata, Publisher};
+
+use crate::edge::Policy;
 
 /// The id of the gateway's own errors.
 pub(crate) const ID: &str = "go.micro.api";
@@ -61,11 +73,12 @@ pub(crate) struct Gateway {
     pub(crate) namespace: String,
     pub(crate) handler: Handler,
     pub(crate) cors: bool,
+    /// Calls for callers: never with the gateway's own token.
     pub(crate) client: Client,
     /// Nodes of the services the `http` handler proxies to (a watch-fed cache).
     pub(crate) nodes: Arc<micro::selector::cache::RegistryCache>,
     pub(crate) routes: Arc<routes::Table>,
-    pub(crate) max_body: usize,
+    pub(crate) policy: Policy,
     pub(crate) timeout: Duration,
     pub(crate) proxy: HttpClient,
 }
@@ -81,53 +94,7 @@ pub(crate) fn error_response(e: &Error) -> Response<Body> {
     json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.to_json())
 }
 
-/// Query or form pairs → a JSON object (repeated keys become arrays).
-pub(crate) fn pairs_to_json(query: &str) -> serde_json::Map<String, serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (routes::percent_decode(k), serde_json::Value::String(routes::percent_decode(v)));
-        match out.get_mut(&k) {
-            Some(serde_json::Value::Array(a)) => a.push(v),
-            Some(existing) => {
-                let first = existing.take();
-                *existing = serde_json::Value::Array(vec![first, v]);
-            }
-            None => {
-                out.insert(k, v);
-            }
-        }
-    }
-    out
-}
-
-fn metadata_from(headers: &HeaderMap) -> Metadata {
-    let mut md = Metadata::new();
-    for (k, v) in headers {
-        if let Ok(v) = v.to_str() {
-            md.insert(k.as_str(), v);
-        }
-    }
-    md
-}
-
 impl Gateway {
-    fn cors_headers(&self, origin: Option<HeaderValue>, resp: &mut Response<Body>) {
-        if !self.cors {
-            return;
-        }
-        let h = resp.headers_mut();
-        h.insert("access-control-allow-origin", origin.unwrap_or(HeaderValue::from_static("*")));
-        h.insert("access-control-allow-methods", HeaderValue::from_static("POST, PATCH, GET, OPTIONS, PUT, DELETE"));
-        h.insert(
-            "access-control-allow-headers",
-            HeaderValue::from_static(
-                "Accept, Content-Type, Content-Length, Accept-Encoding, Authorization, X-CSRF-Token",
-            ),
-        );
-        h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
-    }
-
     fn not_found(&self, service: &str, path: &str) -> Error {
         Error::internal_server_error(
             ID,
@@ -136,10 +103,6 @@ impl Gateway {
                 if self.namespace.is_empty() { "<none>" } else { &self.namespace }
             ),
         )
-    }
-
-    async fn body(&self, body: Incoming) -> Result<Bytes, Error> {
-        read_body(body, self.max_body).await
     }
 
     async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
@@ -154,57 +117,71 @@ impl Gateway {
             let Some(route) = resolve(&self.namespace, &path) else {
                 return error_response(&Error::not_found(ID, format!("no service at {path}")));
             };
-            let opts = CallOptions { metadata: metadata_from(req.headers()), ..Default::default() };
-            return websocket::bridge(req, self.client.clone(), route.service, route.method, opts);
+            let opts = CallOptions { metadata: self.policy.metadata(&req), ..Default::default() };
+            return websocket::bridge(req, self.client.clone(), route.service, route.method, opts, self.policy.max_body);
         }
         if matches!(self.handler, Handler::Meta) {
             if let Some((declared, vars)) = self.routes.find(req.method().as_str(), &path) {
-                return self.rpc(req, &declared.service, &declared.endpoint, vars).await;
+                return self.rpc(req, &declared.service, &declared.endpoint, Some(vars)).await;
             }
         }
         let Some(route) = resolve(&self.namespace, &path) else {
             return error_response(&Error::not_found(ID, format!("no service at {path}")));
         };
         match self.handler {
-            Handler::Meta | Handler::Rpc => self.rpc(req, &route.service, &route.method, BTreeMap::new()).await,
+            Handler::Meta | Handler::Rpc => self.rpc(req, &route.service, &route.method, None).await,
             Handler::Api => self.api(req, &route.service, &route.method).await,
             Handler::Http | Handler::Web => self.proxy(req, &route.service).await,
             Handler::Event => self.event(req).await,
         }
     }
 
-    /// `POST /rpc` with `{service, endpoint, address?, request}`.
+    /// `POST /rpc` with `{service, endpoint, request}` (JSON), for a service of the namespace.
     async fn rpc_endpoint(&self, req: http::Request<Incoming>) -> Response<Body> {
-        let md = metadata_from(req.headers());
-        match self.body(req.into_body()).await {
-            Ok(body) => rpc_call(&self.client, md, &body, self.timeout).await,
+        if !crate::edge::is_media(req.headers().get(http::header::CONTENT_TYPE), &["application/json"]) {
+            return error_response(&unsupported("POST /rpc takes Content-Type: application/json"));
+        }
+        let md = self.policy.metadata(&req);
+        match self.policy.read_body(req.into_body()).await {
+            Ok(body) => rpc_call(&self.client, md, &body, self.timeout, Some(&self.namespace)).await,
             Err(e) => error_response(&e),
         }
     }
 
+    /// Calls `endpoint` with the request's body (JSON or protobuf), merged with the variables of
+    /// a declared route (`declared`), or with its query for a declared `GET` route.
     async fn rpc(
         &self,
         req: http::Request<Incoming>,
         service: &str,
         endpoint: &str,
-        vars: BTreeMap<String, String>,
+        declared: Option<BTreeMap<String, String>>,
     ) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
-        let md = metadata_from(req.headers());
-        let body = match self.body(req.into_body()).await {
+        let bodiless = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
+        if matches!(method, Method::GET | Method::HEAD) && declared.is_none() {
+            let e = Error::method_not_allowed(
+                ID,
+                format!("GET reaches only routes declared for GET (google.api.http); call {path} with POST and Content-Type: application/json"),
+            );
+            return error_response(&e);
+        }
+        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let codec = match Codec::from_content_type(&ct) {
+            Some((codec, Protocol::Http)) => Some(codec),
+            _ if bodiless && ct.is_empty() => None,
+            _ => return error_response(&unsupported("calls take Content-Type: application/json or application/protobuf")),
+        };
+        let query = req.uri().query().unwrap_or("").to_string();
+        let md = self.policy.metadata(&req);
+        let body = match self.policy.read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
         let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
-        if let Some((Codec::Proto, _)) = Codec::from_content_type(&ct) {
-            return match self
-                .client
-                .call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts)
-                .await
-            {
+        if codec == Some(Codec::Proto) {
+            return match self.client.call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts).await {
                 Ok(reply) => {
                     let mut resp = Response::new(Body::full(reply));
                     resp.headers_mut().insert(
@@ -216,9 +193,7 @@ impl Gateway {
                 Err(e) => self.call_error(e, service, &path),
             };
         }
-        let mut object = if ct.starts_with("application/x-www-form-urlencoded") {
-            pairs_to_json(&String::from_utf8_lossy(&body))
-        } else if body.iter().all(u8::is_ascii_whitespace) || method == Method::GET {
+        let mut object = if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Map::new()
         } else {
             match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -227,13 +202,15 @@ impl Gateway {
                 Err(e) => return error_response(&Error::bad_request(ID, format!("invalid JSON: {e}"))),
             }
         };
-        if method == Method::GET {
-            for (k, v) in pairs_to_json(&query) {
-                object.entry(k).or_insert(v);
+        if let Some(vars) = declared {
+            if bodiless {
+                for (k, v) in pairs_to_json(&query) {
+                    object.entry(k).or_insert(v);
+                }
             }
-        }
-        for (k, v) in vars {
-            object.insert(k, serde_json::Value::String(v));
+            for (k, v) in vars {
+                object.insert(k, serde_json::Value::String(v));
+            }
         }
         let request = serde_json::Value::Object(object).to_string();
         match self.client.call_json(service, endpoint, request.as_bytes(), opts).await {
@@ -251,9 +228,10 @@ impl Gateway {
 
     /// The `api` handler: the request as `{method, path, header, get, post, body, url}`.
     async fn api(&self, req: http::Request<Incoming>, service: &str, endpoint: &str) -> Response<Body> {
+        let md = self.policy.metadata(&req);
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
-        let body = match self.body(body).await {
+        let body = match self.policy.read_body(body).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
@@ -270,21 +248,14 @@ impl Gateway {
                 .into()
         };
         let mut header = serde_json::Map::new();
-        for (k, v) in &parts.headers {
-            if let Ok(v) = v.to_str() {
-                let key = k.as_str().to_string();
-                let e = header.entry(key.clone()).or_insert_with(|| serde_json::json!({"key": key, "values": []}));
-                if let Some(a) = e["values"].as_array_mut() {
-                    a.push(v.into());
-                }
+        for (key, v) in md.iter() {
+            let e = header.entry(key.to_string()).or_insert_with(|| serde_json::json!({"key": key, "values": []}));
+            if let Some(a) = e["values"].as_array_mut() {
+                a.push(v.into());
             }
         }
-        let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let post = if ct.starts_with("application/x-www-form-urlencoded") {
-            pairs(pairs_to_json(&String::from_utf8_lossy(&body)))
-        } else {
-            serde_json::json!({})
-        };
+        let form = crate::edge::is_media(parts.headers.get(http::header::CONTENT_TYPE), &["application/x-www-form-urlencoded"]);
+        let post = if form { pairs(pairs_to_json(&String::from_utf8_lossy(&body))) } else { serde_json::json!({}) };
         let request = serde_json::json!({
             "method": parts.method.as_str(),
             "path": parts.uri.path(),
@@ -294,30 +265,16 @@ impl Gateway {
             "body": String::from_utf8_lossy(&body),
             "url": parts.uri.to_string(),
         });
-        let opts =
-            CallOptions { metadata: metadata_from(&parts.headers), timeout: Some(self.timeout), ..Default::default() };
+        let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
         let reply = match self.client.call_json(service, endpoint, request.to_string().as_bytes(), opts).await {
             Ok(r) => r,
             Err(e) => return self.call_error(e, service, &path),
         };
-        let v: serde_json::Value = serde_json::from_slice(&reply).unwrap_or_default();
-        let status =
-            v["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::OK);
-        let mut resp = Response::new(Body::full(v["body"].as_str().unwrap_or("").to_string()));
-        *resp.status_mut() = status;
-        if let Some(h) = v["header"].as_object() {
-            for (k, pair) in h {
-                for value in pair["values"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
-                    if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(value)) {
-                        resp.headers_mut().append(k, v);
-                    }
-                }
-            }
-        }
-        resp
+        api_response(&reply)
     }
 
-    /// The `http` handler: the request goes as it is to a node of the service.
+    /// The `http` handler: the request goes to a node of the service, its reply comes back as it
+    /// arrives.
     async fn proxy(&self, req: http::Request<Incoming>, service: &str) -> Response<Body> {
         let entry = match self.nodes.get(service).await {
             Ok(e) => e,
@@ -326,32 +283,67 @@ impl Gateway {
         let Some(node) = entry.nodes.get(uuid_index(entry.nodes.len())).map(|c| &c.node) else {
             return error_response(&self.not_found(service, req.uri().path()));
         };
-        let (parts, body) = req.into_parts();
-        let body = match read_body(body, self.max_body).await {
+        let peer = crate::edge::peer(&req);
+        let (mut parts, body) = req.into_parts();
+        let body = match self.policy.read_body(body).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
+        parts.headers = self.policy.proxied_headers(&parts.headers, peer);
         let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        forward(&self.proxy, service, &node.address, parts, body, &pq, self.timeout).await
+        let to = Upstream { http: &self.proxy, service, address: &node.address, timeout: self.timeout, max: self.policy.max_body };
+        to.forward(parts, body, &pq).await
     }
 
-    /// The `event` handler: publishes the body to `<namespace>.<first segment>`.
+    /// The `event` handler: publishes the body (JSON or protobuf) to `<namespace>.<first segment>`.
     async fn event(&self, req: http::Request<Incoming>) -> Response<Body> {
         let first = req.uri().path().trim_matches('/').split('/').next().unwrap_or("").to_string();
         if first.is_empty() {
             return error_response(&Error::bad_request(ID, "the path names no topic"));
         }
+        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let Some((codec, Protocol::Http)) = Codec::from_content_type(&ct) else {
+            return error_response(&unsupported("events take Content-Type: application/json or application/protobuf"));
+        };
         let topic = if self.namespace.is_empty() { first } else { format!("{}.{first}", self.namespace) };
-        let md = metadata_from(req.headers());
-        let body = match self.body(req.into_body()).await {
+        let md = self.policy.metadata(&req);
+        let body = match self.policy.read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
-        match Publisher::new(topic, self.client.clone()).publish_json(&body, &md).await {
+        let publisher = Publisher::new(topic, self.client.clone());
+        let published = match codec {
+            Codec::Json => publisher.publish_json(&body, &md).await,
+            Codec::Proto => publisher.publish_bytes(body, codec.content_type(Protocol::Http), &md).await,
+        };
+        match published {
             Ok(()) => json_response(StatusCode::OK, "{}"),
             Err(e) => error_response(&e),
         }
     }
+}
+
+/// 415 with a sentence saying what to send.
+fn unsupported(what: &str) -> Error {
+    Error::new(ID, 415, what)
+}
+
+/// The HTTP response an `api` handler's reply (`{statusCode, header, body}`) describes.
+fn api_response(reply: &[u8]) -> Response<Body> {
+    let v: serde_json::Value = serde_json::from_slice(reply).unwrap_or_default();
+    let status = v["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok());
+    let mut resp = Response::new(Body::full(v["body"].as_str().unwrap_or("").to_string()));
+    *resp.status_mut() = status.unwrap_or(StatusCode::OK);
+    if let Some(h) = v["header"].as_object() {
+        for (k, pair) in h {
+            for value in pair["values"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
+                if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(value)) {
+                    resp.headers_mut().append(k, v);
+                }
+            }
+        }
+    }
+    resp
 }
 
 /// The HTTP client requests are forwarded with (by the gateway and the dashboard).
@@ -365,20 +357,16 @@ pub(crate) fn http_client() -> HttpClient {
         .build_http()
 }
 
-/// Reads a request body of at most `max` bytes (413 beyond, 400 when it breaks off).
-pub(crate) async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Error> {
-    Limited::new(body, max).collect().await.map(|c| c.to_bytes()).map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            Error::too_large(ID, format!("request body is larger than {max} bytes"))
-        } else {
-            Error::bad_request(ID, format!("reading the request failed: {e}"))
-        }
-    })
-}
-
-/// The body of `POST /rpc`, `{service, endpoint, address?, request}`: calls the endpoint with the
-/// JSON request and `md`, and answers with its JSON reply or its error.
-pub(crate) async fn rpc_call(client: &Client, md: Metadata, body: &[u8], timeout: Duration) -> Response<Body> {
+/// The body of `POST /rpc`, `{service, endpoint, request}`: calls the endpoint with the JSON
+/// request and `md`, and answers with its JSON reply or its error. With a `namespace`, only
+/// services in it may be called. There is no address to give: services are called by name.
+pub(crate) async fn rpc_call(
+    client: &Client,
+    md: Metadata,
+    body: &[u8],
+    timeout: Duration,
+    namespace: Option<&str>,
+) -> Response<Body> {
     let v: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return error_response(&Error::bad_request(ID, format!("invalid JSON: {e}"))),
@@ -386,49 +374,66 @@ pub(crate) async fn rpc_call(client: &Client, md: Metadata, body: &[u8], timeout
     let (Some(service), Some(endpoint)) = (v["service"].as_str(), v["endpoint"].as_str()) else {
         return error_response(&Error::bad_request(ID, "the body needs \"service\" and \"endpoint\""));
     };
+    if !v["address"].is_null() {
+        return error_response(&Error::bad_request(ID, "\"address\" is not taken: services are called by name"));
+    }
+    if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
+        if !service.strip_prefix(ns).is_some_and(|rest| rest.starts_with('.')) {
+            return error_response(&Error::forbidden(ID, format!("service {service} is not in the namespace {ns}")));
+        }
+    }
     let request = match &v["request"] {
         serde_json::Value::Null => "{}".to_string(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let mut opts = CallOptions { metadata: md, timeout: Some(timeout), ..Default::default() };
-    if let Some(a) = v["address"].as_str().filter(|a| !a.is_empty()) {
-        opts = opts.address(a);
-    }
+    let opts = CallOptions { metadata: md, timeout: Some(timeout), ..Default::default() };
     match client.call_json(service, endpoint, request.as_bytes(), opts).await {
         Ok(reply) => json_response(StatusCode::OK, reply),
         Err(e) => error_response(&e),
     }
 }
 
-/// Sends a request (its body already read) to `address` at `path_and_query` over HTTP/1.1 and
-/// answers with the reply, read whole; 502 when the node cannot be reached, 504 past `timeout`.
-pub(crate) async fn forward(
-    http: &HttpClient,
-    service: &str,
-    address: &str,
-    mut parts: http::request::Parts,
-    body: Bytes,
-    path_and_query: &str,
-    timeout: Duration,
-) -> Response<Body> {
-    parts.uri = match format!("http://{address}{path_and_query}").parse() {
-        Ok(u) => u,
-        Err(e) => return error_response(&Error::internal_server_error(ID, e)),
-    };
-    parts.headers.remove(http::header::HOST);
-    parts.version = http::Version::HTTP_11;
-    let out = http::Request::from_parts(parts, Body::full(body));
-    match tokio::time::timeout(timeout, http.request(out)).await {
-        Ok(Ok(resp)) => {
-            let (parts, body) = resp.into_parts();
-            match body.collect().await {
-                Ok(b) => Response::from_parts(parts, Body::full(b.to_bytes())),
-                Err(e) => error_response(&Error::new(ID, 502, format!("{service}: {e}"))),
+/// Where a request is forwarded: a node of an HTTP service, and the limits of the trip.
+pub(crate) struct Upstream<'a> {
+    pub(crate) http: &'a HttpClient,
+    pub(crate) service: &'a str,
+    pub(crate) address: &'a str,
+    pub(crate) timeout: Duration,
+    /// The largest reply passed on.
+    pub(crate) max: usize,
+}
+
+impl Upstream<'_> {
+    /// Sends a request (its body already read, its headers already rewritten) at
+    /// `path_and_query` over HTTP/1.1 and answers with the reply as it arrives: 502 when the
+    /// node cannot be reached or says its reply is over the limit (a reply that turns out longer
+    /// is cut off there), 504 when it does not answer within the timeout.
+    pub(crate) async fn forward(&self, mut parts: http::request::Parts, body: Bytes, path_and_query: &str) -> Response<Body> {
+        let (service, address, timeout) = (self.service, self.address, self.timeout);
+        parts.uri = match format!("http://{address}{path_and_query}").parse() {
+            Ok(u) => u,
+            Err(e) => return error_response(&Error::internal_server_error(ID, e)),
+        };
+        parts.headers.remove(http::header::HOST);
+        parts.version = http::Version::HTTP_11;
+        let out = http::Request::from_parts(parts, Body::full(body));
+        match tokio::time::timeout(timeout, self.http.request(out)).await {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > self.max as u64) {
+                    let e = Error::new(ID, 502, format!("the reply of {service} is larger than {} bytes", self.max));
+                    return error_response(&e);
+                }
+                for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
+                    parts.headers.remove(hop);
+                }
+                Response::from_parts(parts, crate::edge::limit_reply(body, self.max, service))
             }
+            Ok(Err(e)) => error_response(&Error::new(ID, 502, format!("{service} at {address}: {e}"))),
+            Err(_) => error_response(&Error::new(ID, 504, format!("{service} did not answer within {timeout:?}"))),
         }
-        Ok(Err(e)) => error_response(&Error::new(ID, 502, format!("{service} at {address}: {e}"))),
-        Err(_) => error_response(&Error::new(ID, 504, format!("{service} did not answer within {timeout:?}"))),
     }
 }
 
@@ -447,15 +452,23 @@ impl Dispatch for Gateway {
         req: http::Request<Incoming>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
         async move {
-            let origin = req.headers().get(http::header::ORIGIN).cloned();
-            if self.cors && req.method() == Method::OPTIONS {
-                let mut resp = Response::new(Body::empty());
-                *resp.status_mut() = StatusCode::NO_CONTENT;
-                self.cors_headers(origin, &mut resp);
-                return resp;
+            if let Err(e) = self.policy.check_host(&req) {
+                return error_response(&e);
             }
+            let proxying = matches!(self.handler, Handler::Http | Handler::Web) && !websocket::is_upgrade(&req);
+            if self.cors && !proxying && Policy::is_preflight(&req) {
+                return self.policy.preflight(&req);
+            }
+            if !proxying {
+                if let Err(e) = self.policy.check_origin(&req) {
+                    return error_response(&e);
+                }
+            }
+            let origin = req.headers().get(http::header::ORIGIN).cloned();
             let mut resp = self.clone().handle(req).await;
-            self.cors_headers(origin, &mut resp);
+            if self.cors && !proxying {
+                self.policy.cors(origin.as_ref(), &mut resp);
+            }
             resp
         }
     }

@@ -1,32 +1,15 @@
 //! Helpers shared by the CLI's tests (each test file uses some of them).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use micro_tests::Child;
 
 /// Starts `micro ARGS` with mDNS, waits for its `<prefix> listening on [scheme://]ADDR` line;
 /// returns the process and the address (`host:port`).
 pub(crate) fn listening(args: &[&str], prefix: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
-        .args(args)
-        .env("MICRO_REGISTRY", "mdns")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let marker = format!("{prefix} listening on ");
-    let addr = loop {
-        let line = lines.next().unwrap_or_else(|| panic!("micro {args:?} exited before listening")).unwrap();
-        if let Some(rest) = line.strip_prefix(&marker) {
-            let url = rest.split(' ').next().unwrap();
-            break url.split_once("://").map_or(url, |(_, a)| a).to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Child(child), addr)
+    micro_tests::listening(Path::new(env!("CARGO_BIN_EXE_micro")), args, &[("MICRO_REGISTRY", "mdns")], prefix)
 }
 
 /// The workspace root.

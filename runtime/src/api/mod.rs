@@ -1,7 +1,14 @@
-//! What the HTTP API gateway (`micro api`) resolves request paths into: a service and a method.
+//! What the HTTP API gateway (`micro api`) reads from requests: which service and method a path
+//! leads to ([`resolve`]), the routes endpoints declare ([`route`]), and query strings and form
+//! bodies as JSON ([`query`]).
 //!
-//! The rules live here, not in the gateway, so they can be tested and fuzzed as plain functions.
+//! The rules live here, not in the gateway, so they can be tested and fuzzed as plain functions:
+//! they read bytes strangers send.
 
+pub mod query;
 pub mod resolve;
+pub mod route;
 
+pub use query::pairs_to_json;
 pub use resolve::{resolve, Route};
+pub use route::Template;

@@ -6,6 +6,11 @@
 //! Publishing looks the topic up (through a watch-fed cache) and posts the message to every
 //! subscribing node without a queue and to one member of each queue group, all at once, over the
 //! same pooled HTTP/2 connections calls use. Delivery is at most once.
+//!
+//! Inboxes are guarded like endpoints: a subscriber started with an auth token refuses posts
+//! without it. The broker presents the caller's `Authorization` when the message carries one
+//! (a tool publishing for its caller), else its own token ([`HttpBroker::with_auth_token`]);
+//! and it posts over TLS to subscribers whose node is `secure` (the topic records say so).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +62,8 @@ struct Inner {
     attached: Mutex<Attachment>,
     next_id: AtomicU64,
     timeout: Duration,
+    /// `Bearer <token>`, presented when a message carries no `Authorization` of its own.
+    bearer: Option<HeaderValue>,
 }
 
 /// The HTTP broker.
@@ -81,8 +88,23 @@ impl HttpBroker {
                 attached: Mutex::new(Attachment::default()),
                 next_id: AtomicU64::new(0),
                 timeout: Duration::from_secs(5),
+                bearer: None,
             }),
         }
+    }
+
+    /// The same broker presenting `credentials` to the inboxes it posts to (a service's own
+    /// token and client TLS). Call before the broker is shared.
+    pub fn with_credentials(mut self, credentials: super::Credentials) -> Self {
+        let bearer = credentials.auth_token.and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok());
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.bearer = bearer.map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+            inner.pool = Pool::with_tls(credentials.tls);
+        }
+        self
     }
 
     /// The registry records announcing this node's subscriptions.
@@ -96,6 +118,9 @@ impl HttpBroker {
             for q in queues {
                 let mut metadata =
                     BTreeMap::from([("broker".to_string(), "http".to_string()), ("topic".to_string(), topic.clone())]);
+                if let Some(secure) = node.metadata.get(crate::transport::tls::SECURE) {
+                    metadata.insert(crate::transport::tls::SECURE.to_string(), secure.clone());
+                }
                 let id = match q {
                     Some(q) => {
                         metadata.insert("queue".into(), q.clone());
@@ -124,17 +149,25 @@ impl HttpBroker {
             .path_and_query(format!("{SUB_PATH}{}", encode_topic(topic)))
             .build()
             .map_err(|e| err(format!("topic {topic:?} cannot travel in a path: {e}")))?;
+        let headers = req.headers_mut();
         for (k, v) in &message.header {
             if let (Ok(k), Ok(v)) =
                 (HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()), HeaderValue::from_str(v))
             {
-                req.headers_mut().insert(k, v);
+                headers.insert(k, v);
             }
         }
+        // Which group a delivery is for is the broker's to say, never the message's.
+        headers.remove(QUEUE_HEADER);
         if let Some(q) = node.metadata.get("queue").and_then(|q| HeaderValue::from_str(q).ok()) {
-            req.headers_mut().insert(QUEUE_HEADER, q);
+            headers.insert(QUEUE_HEADER, q);
         }
-        let secure = crate::transport::tls::node_is_secure(&node.metadata, None);
+        if let Some(bearer) = &self.inner.bearer {
+            if !headers.contains_key(http::header::AUTHORIZATION) {
+                headers.insert(http::header::AUTHORIZATION, bearer.clone());
+            }
+        }
+        let secure = crate::transport::tls::node_is_secure(&node.metadata, self.inner.pool.tls());
         let resp =
             tokio::time::timeout(self.inner.timeout, self.inner.pool.send(address, secure, req, self.inner.timeout))
                 .await

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+use crate::options::Secret;
 use crate::registry::{Node, RegisterOptions, SharedRegistry};
 use crate::Error;
 
@@ -38,6 +39,8 @@ pub const TOPIC_HEADER: &str = "Micro-Topic";
 pub const ID_HEADER: &str = "Micro-Id";
 /// Header holding the body's content type.
 pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
+/// Headers only brokers write; a publisher's metadata never sets them.
+pub const RESERVED_HEADERS: &[&str] = &["micro-topic", "micro-id", "micro-queue"];
 
 /// A message: headers and a body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,10 +155,46 @@ pub type SharedBroker = Arc<dyn Broker>;
 /// Names of the broker backends, as `--broker` takes them.
 pub const NAMES: &[&str] = &["http", "nats", "memory"];
 
-/// The broker called `name`; `http` finds subscribers through `registry`.
-pub fn from_name(name: &str, addresses: &[String], registry: SharedRegistry) -> Result<SharedBroker, Error> {
+/// The longest topic accepted, in bytes.
+pub const MAX_TOPIC: usize = 1024;
+
+/// Refuses a topic that no backend can carry: empty, longer than [`MAX_TOPIC`], or holding
+/// whitespace or control characters (NATS subjects cannot, nor can header values).
+pub fn check_topic(topic: &str) -> Result<(), Error> {
+    let bad = |why: &str| Err(Error::bad_request("go.micro.broker", format!("topic {topic:?} {why}")));
+    if topic.is_empty() {
+        return bad("is empty");
+    }
+    if topic.len() > MAX_TOPIC {
+        return Err(Error::bad_request("go.micro.broker", format!("a topic is at most {MAX_TOPIC} bytes")));
+    }
+    if topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("holds whitespace or control characters");
+    }
+    Ok(())
+}
+
+/// What a publisher presents to the subscribers it reaches itself (the HTTP broker posts to
+/// their inboxes): its own token, for messages that carry no `Authorization` of their caller, and
+/// the TLS it reaches `secure` nodes with (the process default when `None`).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// The publisher's bearer token.
+    pub auth_token: Option<Secret>,
+    /// Client TLS for subscribers served over TLS.
+    pub tls: Option<crate::transport::tls::ClientTls>,
+}
+
+/// The broker called `name`; `http` finds subscribers through `registry` and reaches them with
+/// `credentials`.
+pub fn from_name(
+    name: &str,
+    addresses: &[String],
+    registry: SharedRegistry,
+    credentials: Credentials,
+) -> Result<SharedBroker, Error> {
     match name {
-        "http" => Ok(Arc::new(HttpBroker::new(registry))),
+        "http" => Ok(Arc::new(HttpBroker::new(registry).with_credentials(credentials))),
         "memory" => Ok(Arc::new(MemoryBroker::new())),
         #[cfg(feature = "nats")]
         "nats" => Ok(Arc::new(nats::NatsBroker::new(addresses))),

@@ -65,10 +65,23 @@ impl Broker for NatsBroker {
     }
 
     async fn publish(&self, topic: &str, message: Message) -> Result<(), Error> {
+        super::check_topic(topic)?;
         let client = self.client().await?;
         let mut headers = async_nats::HeaderMap::new();
         for (k, v) in &message.header {
-            headers.insert(k.as_str(), v.as_str());
+            // A bearer token is for an HTTP inbox; NATS subscribers have no use for it.
+            if k.eq_ignore_ascii_case(crate::auth::AUTHORIZATION) {
+                continue;
+            }
+            match (k.parse::<async_nats::HeaderName>(), v.parse::<async_nats::HeaderValue>()) {
+                (Ok(k), Ok(v)) => headers.insert(k, v),
+                _ => {
+                    return Err(Error::bad_request(
+                        "go.micro.broker",
+                        format!("header {k:?} cannot travel in a NATS message"),
+                    ))
+                }
+            }
         }
         // Queued on the connection; the flusher sends it without this call waiting for the server.
         client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)?;

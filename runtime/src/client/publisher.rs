@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::Client;
-use crate::broker::{Message, CONTENT_TYPE_HEADER, ID_HEADER, TOPIC_HEADER};
+use crate::broker::{Message, CONTENT_TYPE_HEADER, ID_HEADER, RESERVED_HEADERS, TOPIC_HEADER};
 use crate::codec::{Codec, Message as Msg, Protocol};
 use crate::metadata::Metadata;
 use crate::Error;
@@ -49,8 +49,13 @@ impl Publisher {
     }
 
     async fn publish_raw(&self, body: Bytes, content_type: &str, metadata: &Metadata) -> Result<(), Error> {
-        let mut header: std::collections::BTreeMap<String, String> =
-            metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        crate::broker::check_topic(&self.topic)?;
+        // Metadata keys are lowercase; the broker's own headers are not the caller's to set.
+        let mut header: std::collections::BTreeMap<String, String> = metadata
+            .iter()
+            .filter(|(k, _)| !RESERVED_HEADERS.contains(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         header.insert(TOPIC_HEADER.into(), self.topic.clone());
         header.insert(ID_HEADER.into(), uuid::Uuid::new_v4().to_string());
         header.insert(CONTENT_TYPE_HEADER.into(), content_type.into());

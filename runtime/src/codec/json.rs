@@ -11,7 +11,7 @@ use crate::Error;
 /// Appends the JSON encoding of `msg` to `buf`.
 pub fn encode_into<M: Message>(msg: &M, buf: &mut BytesMut) -> Result<(), Error> {
     msg.serialize(Proto3(&mut serde_json::Serializer::new(buf.writer())))
-        .map_err(|e| Error::internal_server_error("go.micro.codec", format!("json encode: {e}")))
+        .map_err(|e| Error::internal_server_error(super::ID, format!("json encode: {e}")))
 }
 
 /// Decodes JSON; an empty body is the empty message.
@@ -19,7 +19,7 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(M::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| Error::bad_request("go.micro.codec", format!("invalid JSON: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| Error::bad_request(super::ID, format!("invalid JSON: {e}")))
 }
 
 /// A serializer that writes non-finite floats as the strings proto3 JSON prescribes and passes

@@ -11,6 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::Error;
 
+/// The id of the codecs' errors (a message that does not decode, or does not encode).
+pub const ID: &str = "go.micro.codec";
+
 /// What every message that crosses the wire implements; generated messages do.
 pub trait Message:
     prost::Message + Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static

@@ -301,7 +301,13 @@ impl Registry for EtcdRegistry {
         let (events, watcher) = Watcher::channel();
         tokio::spawn(async move {
             let _keep_open = tx;
-            while let Some(msg) = rx.next().await {
+            loop {
+                // A watcher that is dropped closes its etcd stream, even if no event ever comes.
+                let msg = tokio::select! {
+                    msg = rx.next() => msg,
+                    _ = events.closed() => return,
+                };
+                let Some(msg) = msg else { break };
                 let resp = match msg {
                     Ok(r) => r,
                     Err(e) => {

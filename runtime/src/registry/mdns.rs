@@ -11,6 +11,13 @@
 //! the LAN. mdns-sd joins the mDNS multicast group on every interface when its daemon starts;
 //! records are only sent on the interfaces in scope.
 //!
+//! **Trust.** Anyone in scope can announce records, so what is heard is checked before it is
+//! believed: the node's address must agree with the record's own SRV port and A/AAAA addresses
+//! (and be on loopback in the host-only scope), so a record cannot point callers at another
+//! host; a TTL of 0 (never expire) or beyond an hour counts as an hour; once a service has been
+//! heard with TLS (`secure=true`), its plaintext nodes are ignored, so a record cannot downgrade
+//! callers; and at most [`MAX_NODES`] records of other processes are held.
+//!
 //! A process that just started has heard nothing yet, so reads wait for the answers: a listing
 //! waits the full warm-up (1.2 s, since a node announced in the last second answers only at the
 //! one-second mark), a lookup of one service returns as soon as it is found and answers stop
@@ -41,6 +48,11 @@ const MAX_WARMUP: Duration = Duration::from_millis(1200);
 /// before this.
 const MIN_WARMUP: Duration = Duration::from_millis(250);
 const QUIET: Duration = Duration::from_millis(150);
+/// The most records of other processes held at once; more are ignored until some expire.
+pub const MAX_NODES: usize = 4096;
+/// The longest a record of another process lives without being heard again (also the life of
+/// one that asks never to expire).
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 fn err(detail: impl std::fmt::Display) -> Error {
     Error::unavailable("go.micro.registry", format!("mdns: {detail}"))
@@ -120,9 +132,21 @@ struct Entry {
     ttl: Duration,
 }
 
+impl Entry {
+    fn is_secure(&self) -> bool {
+        self.service.nodes.iter().all(|n| n.metadata.get(crate::transport::tls::SECURE).is_some_and(|v| v == "true"))
+    }
+}
+
 #[derive(Default)]
 struct State {
     nodes: HashMap<String, Entry>,
+    /// Services heard with TLS nodes: their plaintext nodes are not believed.
+    secure: std::collections::HashSet<String>,
+    /// Whether records were refused for the cap (warned once).
+    full: bool,
+    /// Instances already warned about (each lie is logged once, not at every announcement).
+    distrusted: std::collections::HashSet<String>,
     /// Node id → the daemon's full name of the nodes this process registered (the daemon
     /// escapes the dots of `go.micro.srv.x`; what it resolves and removes is unescaped).
     registered: HashMap<String, String>,
@@ -162,6 +186,37 @@ impl State {
         self.last_event = Some(Instant::now());
     }
 
+    /// Takes in a record heard from another process, unless it would downgrade its service to
+    /// plaintext or the cap is reached.
+    fn heard(&mut self, fullname: String, service: Service, ttl: Duration) {
+        let is_secure = service.nodes[0].metadata.get(crate::transport::tls::SECURE).is_some_and(|v| v == "true");
+        if is_secure {
+            if self.secure.len() < MAX_NODES && self.secure.insert(service.name.clone()) {
+                let plaintext: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, e)| e.service.name == service.name && !e.is_secure())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in plaintext {
+                    self.remove(&k);
+                }
+            }
+        } else if self.secure.contains(&service.name) {
+            tracing::warn!(service = %service.name, node = %service.nodes[0].id, "ignoring a plaintext mDNS node of a service heard with TLS");
+            return;
+        }
+        let known = self.nodes.contains_key(&fullname.to_lowercase());
+        if !known && self.nodes.len() - self.registered.len().min(self.nodes.len()) >= MAX_NODES {
+            if !std::mem::replace(&mut self.full, true) {
+                tracing::warn!("holding {MAX_NODES} mDNS records; ignoring more until some expire");
+            }
+            return;
+        }
+        let ttl = if ttl.is_zero() { MAX_TTL } else { ttl.clamp(Duration::from_secs(1), MAX_TTL) };
+        self.upsert(fullname, service, ttl);
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
         let dead: Vec<String> = self
@@ -173,6 +228,9 @@ impl State {
         for k in dead {
             self.remove(&k);
         }
+        if self.full && self.nodes.len() < MAX_NODES {
+            self.full = false;
+        }
     }
 }
 
@@ -181,6 +239,8 @@ struct Inner {
     state: Mutex<State>,
     changed: Notify,
     started: Instant,
+    /// Whether mDNS stays on loopback (the default scope): nodes heard must be on loopback too.
+    host_only: bool,
 }
 
 /// The mDNS registry.
@@ -189,27 +249,53 @@ pub struct MdnsRegistry {
 }
 
 /// Which interfaces mDNS uses, from `MICRO_MDNS_INTERFACES`: loopback only unless set.
-fn scope(daemon: &ServiceDaemon, setting: Option<&str>) -> Result<(), Error> {
+/// Returns whether the scope is this host only.
+fn scope(daemon: &ServiceDaemon, setting: Option<&str>) -> Result<bool, Error> {
     match setting.map(str::trim) {
-        Some("all") => Ok(()),
+        Some("all") => Ok(false),
         None | Some("") | Some("lo") | Some("loopback") => {
             daemon.disable_interface(IfKind::All).map_err(err)?;
-            daemon.enable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6]).map_err(err)
+            daemon.enable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6]).map_err(err)?;
+            Ok(true)
         }
         Some(list) => {
             daemon.disable_interface(IfKind::All).map_err(err)?;
             let mut kinds = vec![IfKind::LoopbackV4, IfKind::LoopbackV6];
             kinds.extend(list.split(',').map(|n| IfKind::Name(n.trim().to_string())));
-            daemon.enable_interface(kinds).map_err(err)
+            daemon.enable_interface(kinds).map_err(err)?;
+            Ok(false)
         }
     }
+}
+
+/// Why a node heard in a record must not be believed: its address disagrees with the record's
+/// SRV port or A/AAAA addresses, or is not on loopback when mDNS stays on this host. An address
+/// that is no `host:port` (a NATS subject) is taken only from a node that says it uses NATS.
+pub fn distrust(node: &super::Node, port: u16, addresses: &[IpAddr], host_only: bool) -> Option<String> {
+    let Some((host, p)) = node.address.rsplit_once(':') else {
+        let nats = node.metadata.get("transport").is_some_and(|t| t == "nats");
+        return (!nats).then(|| format!("address {:?} is not host:port", node.address));
+    };
+    if p.parse::<u16>().ok() != Some(port) {
+        return Some(format!("address {} does not match the record's port {port}", node.address));
+    }
+    let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() else {
+        return Some(format!("address {} names a host, not an IP address", node.address));
+    };
+    if !addresses.contains(&ip) {
+        return Some(format!("address {} is not among the record's addresses {addresses:?}", node.address));
+    }
+    if host_only && !ip.is_loopback() {
+        return Some(format!("address {} is not on loopback, and mDNS stays on this host", node.address));
+    }
+    None
 }
 
 impl MdnsRegistry {
     /// Starts an mDNS daemon scoped by `MICRO_MDNS_INTERFACES` and begins browsing.
     pub fn new() -> Result<Self, Error> {
         let daemon = ServiceDaemon::new().map_err(err)?;
-        scope(&daemon, std::env::var("MICRO_MDNS_INTERFACES").ok().as_deref())?;
+        let host_only = scope(&daemon, std::env::var("MICRO_MDNS_INTERFACES").ok().as_deref())?;
         let _ = daemon.set_max_packet_size(vec![IfKind::LoopbackV4, IfKind::LoopbackV6], 8952);
         let events = daemon.browse(SERVICE_TYPE).map_err(err)?;
         let inner = Arc::new(Inner {
@@ -217,6 +303,7 @@ impl MdnsRegistry {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             started: Instant::now(),
+            host_only,
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -257,12 +344,24 @@ impl Inner {
 
     fn resolved(&self, r: &ResolvedService) {
         let props = r.get_properties();
-        match decode_txt(|k| props.get_property_val(k).flatten()) {
-            Ok((service, ttl)) => self.lock().upsert(r.get_fullname().to_string(), service, ttl),
-            Err(e) => {
-                tracing::debug!(instance = r.get_fullname(), error = %e.detail, "ignoring an mDNS record")
-            }
+        let fullname = unescape(r.get_fullname());
+        let (service, ttl) = match decode_txt(|k| props.get_property_val(k).flatten()) {
+            Ok(decoded) => decoded,
+            Err(e) => return tracing::debug!(instance = %fullname, error = %e.detail, "ignoring an mDNS record"),
+        };
+        let mut state = self.lock();
+        // This process's own records were taken in when registered.
+        if state.registered.values().any(|n| unescape(n).eq_ignore_ascii_case(&fullname)) {
+            return state.upsert(fullname, service, ttl);
         }
+        let addresses: Vec<IpAddr> = r.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
+        if let Some(why) = distrust(&service.nodes[0], r.get_port(), &addresses, self.host_only) {
+            if state.distrusted.len() < MAX_NODES && state.distrusted.insert(fullname.clone()) {
+                tracing::warn!(service = %service.name, instance = %fullname, "ignoring an mDNS record: {why}");
+            }
+            return;
+        }
+        state.heard(fullname, service, ttl);
     }
 
     /// Waits until this process has heard what there is to hear (see the module doc).
@@ -442,6 +541,53 @@ mod tests {
             props.iter().map(|p| (p.key().to_string(), p.val().unwrap_or_default().to_vec())).collect();
         let (back, ttl) = decode_txt(|k| map.get(k).map(Vec::as_slice)).unwrap();
         assert_eq!((back, ttl), (record, Duration::from_secs(60)));
+    }
+
+    fn node(address: &str, secure: bool) -> Service {
+        let mut metadata = BTreeMap::new();
+        if secure {
+            metadata.insert("secure".to_string(), "true".to_string());
+        }
+        Service {
+            name: "s".into(),
+            version: "latest".into(),
+            nodes: vec![Node { id: address.into(), address: address.into(), metadata }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn what_is_heard_is_bounded_and_cannot_downgrade() {
+        let mut state = State::default();
+        state.heard("forever".into(), node("127.0.0.1:1", false), Duration::ZERO);
+        assert_eq!(state.nodes["forever"].ttl, MAX_TTL, "a TTL of 0 lives an hour, not forever");
+        state.heard("tls".into(), node("127.0.0.1:2", true), Duration::from_secs(60));
+        assert!(!state.nodes.contains_key("forever"), "a TLS node drops the plaintext nodes heard before");
+        state.heard("plain".into(), node("127.0.0.1:3", false), Duration::from_secs(60));
+        assert!(!state.nodes.contains_key("plain"), "no plaintext node once TLS was heard");
+        for i in 0..MAX_NODES + 10 {
+            let mut other = node(&format!("127.0.0.1:{i}"), false);
+            other.name = format!("many-{i}");
+            state.heard(format!("n{i}"), other, Duration::from_secs(60));
+        }
+        assert_eq!(state.nodes.len(), MAX_NODES, "the records held are capped");
+    }
+
+    #[test]
+    fn addresses_must_agree_with_the_record() {
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        let lan: IpAddr = [192, 168, 1, 5].into();
+        let n = |a: &str| node(a, false).nodes.remove(0);
+        assert!(distrust(&n("127.0.0.1:80"), 80, &[lo], true).is_none());
+        assert!(distrust(&n("127.0.0.1:81"), 80, &[lo], true).is_some(), "another port");
+        assert!(distrust(&n("10.0.0.1:80"), 80, &[lo], true).is_some(), "another address");
+        assert!(distrust(&n("192.168.1.5:80"), 80, &[lan], true).is_some(), "off loopback in the host scope");
+        assert!(distrust(&n("192.168.1.5:80"), 80, &[lan], false).is_none());
+        assert!(distrust(&n("example.com:80"), 80, &[lo], false).is_some(), "a host name");
+        assert!(distrust(&n("micro.node.x"), 9, &[lo], true).is_some(), "not host:port");
+        let mut nats = n("micro.node.x");
+        nats.metadata.insert("transport".into(), "nats".into());
+        assert!(distrust(&nats, 9, &[lo], true).is_none());
     }
 
     #[test]

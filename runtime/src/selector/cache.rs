@@ -1,7 +1,11 @@
 //! A watch-fed cache of the registry, so that choosing a node costs a read of memory.
 //!
-//! The first lookup of a service reads the registry and starts a watch on it; watch events keep
-//! the entry current from then on. If the watch breaks (the registry went away), it is opened
+//! The first lookup of a service reads the registry; if the service exists, it starts a watch on
+//! it and reads again (so no change between the read and the watch is missed), and watch events
+//! keep the entry current from then on. Names that do not exist get neither an entry nor a watch:
+//! the names a cache is asked about often come from strangers (gateway paths, proxy headers), and
+//! each watch is an open stream to the registry. The cache holds at most [`MAX_ENTRIES`]
+//! services; beyond that the one read longest ago is dropped with its watch. If the watch breaks (the registry went away), it is opened
 //! again in the background, backing off from 100 ms to 5 s, and the entry is read again as soon as
 //! it is, so changes made while the registry was away are not missed; until then the entry is read
 //! again once it is older than the TTL. An entry with no nodes is always read again. While the
@@ -41,13 +45,23 @@ const REWATCH_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to open a broken watch again.
 const REWATCH_MAX: Duration = Duration::from_secs(5);
 
+/// The most services a cache holds (each with its watch).
+pub const MAX_ENTRIES: usize = 1024;
+
+/// The watch task of one service: whether its watch is open, and the task, to stop it.
+struct Watching {
+    alive: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
 /// The cache.
 pub struct RegistryCache {
     registry: SharedRegistry,
     ttl: Duration,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
-    watching: RwLock<HashMap<String, Arc<AtomicBool>>>,
+    watching: RwLock<HashMap<String, Watching>>,
     warned: AtomicBool,
+    max_entries: usize,
 }
 
 fn flatten(records: Vec<Service>) -> Vec<CachedNode> {
@@ -76,7 +90,13 @@ impl RegistryCache {
             entries: RwLock::new(HashMap::new()),
             watching: RwLock::new(HashMap::new()),
             warned: AtomicBool::new(false),
+            max_entries: MAX_ENTRIES,
         })
+    }
+
+    /// How many services have an open (or reopening) watch.
+    pub fn watches(&self) -> usize {
+        self.watching.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The registry behind the cache.
@@ -90,8 +110,30 @@ impl RegistryCache {
 
     fn store(&self, service: &str, nodes: Vec<CachedNode>, watched: bool) -> Arc<Entry> {
         let entry = Arc::new(Entry { nodes, fetched: Instant::now(), watched });
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).insert(service.to_string(), entry.clone());
+        let evicted = {
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            let evicted = if entries.len() >= self.max_entries && !entries.contains_key(service) {
+                let oldest = entries.iter().min_by_key(|(_, e)| e.fetched).map(|(k, _)| k.clone());
+                oldest.inspect(|k| {
+                    entries.remove(k);
+                })
+            } else {
+                None
+            };
+            entries.insert(service.to_string(), entry.clone());
+            evicted
+        };
+        if let Some(name) = evicted {
+            self.unwatch(&name);
+        }
         entry
+    }
+
+    /// Stops the watch of `service`, if it has one.
+    fn unwatch(&self, service: &str) {
+        if let Some(w) = self.watching.write().unwrap_or_else(|e| e.into_inner()).remove(service) {
+            w.task.abort();
+        }
     }
 
     /// Forgets a service (its next lookup reads the registry).
@@ -110,8 +152,22 @@ impl RegistryCache {
                 return Ok(e.clone());
             }
         }
-        // The watch starts before the read, so no change between the two is missed.
-        let watched = self.ensure_watch(service).await;
+        let watched = match self.watch_state(service) {
+            Some(alive) => alive.load(Ordering::Acquire),
+            None => {
+                // Only a service that exists gets a watch; then it is read again, so no change
+                // between the first read and the watch is missed.
+                match self.registry.get_service(service).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == 404 => {
+                        self.invalidate(service);
+                        return Err(e);
+                    }
+                    Err(e) => return cached.ok_or(e),
+                }
+                self.ensure_watch(service).await
+            }
+        };
         match self.registry.get_service(service).await {
             Ok(records) => {
                 self.warned.store(false, Ordering::Relaxed);
@@ -119,6 +175,7 @@ impl RegistryCache {
             }
             Err(e) if e.code == 404 => {
                 self.invalidate(service);
+                self.unwatch(service);
                 Err(e)
             }
             Err(e) => match cached {
@@ -140,7 +197,7 @@ impl RegistryCache {
 
     /// The state of the watch task of `service`, if one runs.
     fn watch_state(&self, service: &str) -> Option<Arc<AtomicBool>> {
-        self.watching.read().unwrap_or_else(|e| e.into_inner()).get(service).cloned()
+        self.watching.read().unwrap_or_else(|e| e.into_inner()).get(service).map(|w| w.alive.clone())
     }
 
     /// Starts a watch on `service` unless a watch task runs (open, or being opened again);
@@ -153,14 +210,12 @@ impl RegistryCache {
             return false;
         };
         let alive = Arc::new(AtomicBool::new(true));
-        {
-            let mut watching = self.watching.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(other) = watching.get(service) {
-                return other.load(Ordering::Acquire);
-            }
-            watching.insert(service.to_string(), alive.clone());
+        let mut watching = self.watching.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(other) = watching.get(service) {
+            return other.alive.load(Ordering::Acquire);
         }
-        tokio::spawn(follow(Arc::downgrade(self), service.to_string(), watcher, alive));
+        let task = tokio::spawn(follow(Arc::downgrade(self), service.to_string(), watcher, alive.clone()));
+        watching.insert(service.to_string(), Watching { alive, task: task.abort_handle() });
         true
     }
 

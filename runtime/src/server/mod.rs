@@ -258,6 +258,11 @@ impl Server {
         self.shared.wrappers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(wrapper));
     }
 
+    /// Wraps every handler inside every other wrapper (nearest the handler).
+    pub(crate) fn wrap_innermost(&self, wrapper: impl HandlerWrapper) {
+        self.shared.wrappers.write().unwrap_or_else(|e| e.into_inner()).insert(0, Arc::new(wrapper));
+    }
+
     /// Names of the registered endpoints (internal ones included).
     pub fn endpoint_names(&self) -> Vec<String> {
         let eps = self.shared.endpoints.read().unwrap_or_else(|e| e.into_inner());
@@ -367,7 +372,15 @@ impl Server {
         }
         let inbox = self.shared.inbox.read().unwrap_or_else(|e| e.into_inner()).clone();
         let web = self.shared.web.read().unwrap_or_else(|e| e.into_inner()).clone();
-        Dispatcher { routes, id: opts.name.clone(), max_message_size: opts.max_message_size, inbox, web }
+        Dispatcher {
+            routes,
+            id: opts.name.clone(),
+            max_message_size: opts.max_message_size,
+            body_read_timeout: opts.serve.body_read_timeout,
+            inbox,
+            web,
+            gates: wrappers.clone(),
+        }
     }
 }
 
@@ -375,8 +388,11 @@ struct Dispatcher {
     routes: HashMap<Box<str>, Handler>,
     id: String,
     max_message_size: usize,
+    body_read_timeout: Duration,
     inbox: Option<SharedBroker>,
     web: Option<crate::web::WebHandler>,
+    /// The wrappers, asked to admit what reaches no endpoint (the inbox, web pages).
+    gates: Vec<Arc<dyn HandlerWrapper>>,
 }
 
 #[cfg(feature = "nats")]
@@ -420,19 +436,17 @@ impl Dispatcher {
     /// A broker message posted to this node (`POST /_sub/<topic>`).
     async fn deliver(&self, broker: SharedBroker, topic: String, req: http::Request<Incoming>) -> http::Response<Body> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.max_message_size).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(_) => {
-                return self.error(
-                    Protocol::Http,
-                    Codec::Json,
-                    grpc::too_large(self.max_message_size + 1, self.max_message_size),
-                )
-            }
+        let body = match self.read_body(body, self.max_message_size).await {
+            Ok(b) => b,
+            Err(e) => return self.error(Protocol::Http, Codec::Json, e),
         };
         let mut header = std::collections::BTreeMap::new();
         for (k, v) in &parts.headers {
             let name = k.as_str();
+            // The credential was for this inbox, not part of the message.
+            if name == crate::auth::AUTHORIZATION {
+                continue;
+            }
             if name == "content-type" {
                 if let Ok(v) = v.to_str() {
                     header.insert(broker::CONTENT_TYPE_HEADER.to_string(), v.to_string());
@@ -447,6 +461,28 @@ impl Dispatcher {
             Ok(()) => http::Response::new(Body::empty()),
             Err(e) => self.error(Protocol::Http, Codec::Json, e),
         }
+    }
+
+    /// Reads a unary body of at most `limit` bytes within the body read timeout.
+    async fn read_body(&self, body: Incoming, limit: usize) -> Result<Bytes, Error> {
+        match tokio::time::timeout(self.body_read_timeout, Limited::new(body, limit).collect()).await {
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(grpc::too_large(limit, self.max_message_size)),
+            Ok(Err(e)) => Err(Error::new("", 499, format!("reading the request failed: {e}"))),
+            Err(_) => Err(Error::timeout(
+                "",
+                format!("the request body did not arrive within {:?}", self.body_read_timeout),
+            )),
+        }
+    }
+
+    /// Asks every wrapper to admit a request that reaches no endpoint.
+    fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), Error> {
+        if self.gates.is_empty() {
+            return Ok(());
+        }
+        let metadata = Metadata::from_headers(headers.clone());
+        self.gates.iter().try_for_each(|g| g.admit(path, &metadata))
     }
 
     fn error(&self, protocol: Protocol, codec: Codec, mut err: Error) -> http::Response<Body> {
@@ -466,18 +502,22 @@ impl Dispatch for Dispatcher {
         async move {
             if let Some(broker) = &self.inbox {
                 if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
+                    if let Err(e) = self.admit(req.uri().path(), req.headers()) {
+                        return self.error(Protocol::Http, Codec::Json, e);
+                    }
                     let topic = broker::http::decode_topic(topic);
                     return self.deliver(broker.clone(), topic, req).await;
                 }
             }
             if let Some(web) = &self.web {
                 if req.method() != Method::POST || !self.routes.contains_key(req.uri().path()) {
+                    if let Err(e) = self.admit(req.uri().path(), req.headers()) {
+                        return self.error(Protocol::Http, Codec::Json, e);
+                    }
                     let (parts, body) = req.into_parts();
-                    let body = match Limited::new(body, self.max_message_size).collect().await {
-                        Ok(c) => c.to_bytes(),
-                        Err(_) => {
-                            return crate::web::Response::text("request too large\n").with_status(413).into_http()
-                        }
+                    let body = match self.read_body(body, self.max_message_size).await {
+                        Ok(b) => b,
+                        Err(e) => return self.error(Protocol::Http, Codec::Json, e),
                     };
                     let page = crate::web::Page::new(parts.method, parts.uri, parts.headers, body);
                     return web(page).await.into_http();
@@ -513,16 +553,9 @@ impl Dispatch for Dispatcher {
             match handler {
                 Handler::Unary(h) => {
                     let limit = self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
-                    let bytes = match Limited::new(body, limit).collect().await {
-                        Ok(c) => c.to_bytes(),
-                        Err(e) => {
-                            let err = if e.is::<http_body_util::LengthLimitError>() {
-                                grpc::too_large(limit, self.max_message_size)
-                            } else {
-                                Error::new("", 499, format!("reading the request failed: {e}"))
-                            };
-                            return self.error(protocol, codec, err);
-                        }
+                    let bytes = match self.read_body(body, limit).await {
+                        Ok(b) => b,
+                        Err(e) => return self.error(protocol, codec, e),
                     };
                     let message = match protocol {
                         Protocol::Grpc => match grpc::unframe_one(bytes, self.max_message_size) {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::{Endpoint, Handler, RawRequest, StreamHandler, UnaryHandler};
+use crate::metadata::Metadata;
 use crate::transport::Body;
 use crate::Error;
 
@@ -30,6 +31,17 @@ use crate::Error;
 pub trait HandlerWrapper: Send + Sync + 'static {
     /// The handler that answers `endpoint` in place of `inner`.
     fn wrap(&self, endpoint: &Endpoint, inner: Handler) -> Handler;
+
+    /// Checks a request that reaches no endpoint before it is served: a broker message posted to
+    /// the node's inbox (`POST /_sub/<topic>`) or a web page ([`Server::serve_web`]). `path` is
+    /// the request's path. An error refuses the request with that error; wrappers that guard
+    /// access (auth) refuse here what they refuse on endpoints. The default admits everything.
+    ///
+    /// [`Server::serve_web`]: super::Server::serve_web
+    fn admit(&self, path: &str, metadata: &Metadata) -> Result<(), Error> {
+        let _ = (path, metadata);
+        Ok(())
+    }
 }
 
 /// Logs every call with its endpoint, duration and outcome (at debug level; errors at info).

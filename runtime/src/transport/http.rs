@@ -6,6 +6,18 @@
 //! are written together (one `writev` for many responses), and nothing is shared between threads on
 //! the request path. Handlers still run on a tokio runtime and may spawn tasks.
 //!
+//! **Limits.** Every phase of a connection has a deadline, so a peer cannot hold one open by
+//! sending nothing, or too little ([`ServeOptions`]): the TLS handshake and the first bytes (which
+//! say HTTP/1 or the HTTP/2 preface) within `header_read_timeout`; HTTP/1 request headers within
+//! the same time, between requests too; a connection with no request in flight for
+//! `idle_timeout` is closed (HTTP/2 with a GOAWAY first), and HTTP/2 peers that stop answering
+//! pings are dropped. Beyond `max_connections` open connections, new ones are closed as soon as
+//! they are accepted, so the ones being served keep their share of the process.
+//!
+//! Protocol detection is done here rather than by hyper-util's `auto` builder, which has no
+//! deadline for it: a peer that sends the first 10 bytes of the HTTP/2 preface would otherwise
+//! hold its connection forever.
+//!
 //! **Client.** One multiplexed HTTP/2 connection per node address, made on first use, shared by
 //! every call, and replaced when the peer closes it.
 //!
@@ -25,6 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
 
+pub use super::conn::RemoteAddr;
 use super::tls::{ClientTls, ServerTls};
 use super::Body;
 use crate::Error;
@@ -34,13 +47,29 @@ use crate::Error;
 pub struct ServeOptions {
     /// Worker threads serving connections; 0 means one per CPU.
     pub workers: usize,
+    /// Most connections open at once; beyond it new connections are closed at once.
+    pub max_connections: usize,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Largest header block accepted, in bytes.
     pub max_header_size: u32,
-    /// How long an HTTP/1 client may take to send its request headers (and any client its TLS
-    /// handshake).
+    /// How long a client may take to finish its TLS handshake, to send its first bytes (the
+    /// HTTP/2 preface or an HTTP/1 request line), to start its first request, and to send the
+    /// headers of each HTTP/1 request (also the longest an HTTP/1 connection waits between
+    /// requests).
     pub header_read_timeout: Duration,
+    /// How long a unary request's body may take to arrive (streams are not bound by it).
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight and no new request for this long is closed.
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged; a peer that misses a ping's answer by
+    /// `keep_alive_timeout` is dropped. `None` sends no pings.
+    pub keep_alive_interval: Option<Duration>,
+    /// How long a ping may go unanswered.
+    pub keep_alive_timeout: Duration,
+    /// Puts the peer's address in each request's extensions ([`RemoteAddr`]), for servers that
+    /// need it (the tools write it into `X-Forwarded-For`).
+    pub remote_addr: bool,
     /// TLS on every connection; plain TCP when `None`.
     pub tls: Option<ServerTls>,
 }
@@ -49,9 +78,15 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             workers: 0,
+            max_connections: 4096,
             max_concurrent_streams: 1024,
             max_header_size: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            keep_alive_interval: Some(Duration::from_secs(30)),
+            keep_alive_timeout: Duration::from_secs(20),
+            remote_addr: false,
             tls: None,
         }
     }
@@ -167,7 +202,8 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
             .spawn(move || {
                 rt.block_on(async move {
                     if let Some((listener, senders)) = acceptor {
-                        tokio::spawn(accept(listener, senders, graceful_rx.clone(), tracker.clone()));
+                        let cap = opts.max_connections.max(1);
+                        tokio::spawn(accept(listener, senders, graceful_rx.clone(), tracker.clone(), cap));
                     }
                     loop {
                         tokio::select! {
@@ -198,15 +234,26 @@ async fn accept(
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     mut graceful: watch::Receiver<bool>,
     tracker: Arc<Tracker>,
+    max_connections: usize,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
     let mut next = 0usize;
+    let mut refused = 0u64;
     loop {
         tokio::select! {
             res = listener.accept() => match res {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    if tracker.active.load(Ordering::Acquire) >= max_connections {
+                        // Closed at once: the peer learns now, and may go to another node.
+                        drop(stream);
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(%peer, refused, "{max_connections} connections are open; closing new ones");
+                        }
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let Ok(stream) = stream.into_std() else { continue };
                     // Counted from here, so a shutdown never misses a connection still queued.
@@ -231,53 +278,17 @@ async fn connection<D: Dispatch>(
     dispatch: Arc<D>,
     opts: ServeOptions,
     graceful: watch::Receiver<bool>,
-    guard: ConnGuard,
-) {
-    let Some(tls) = &opts.tls else {
-        return serve_connection(stream, dispatch, opts, graceful, guard).await;
-    };
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    match tokio::time::timeout(opts.header_read_timeout, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => serve_connection(stream, dispatch, opts, graceful, guard).await,
-        Ok(Err(e)) => tracing::debug!(peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(peer, "TLS handshake timed out"),
-    }
-}
-
-async fn serve_connection<D: Dispatch, IO>(
-    stream: IO,
-    dispatch: Arc<D>,
-    opts: ServeOptions,
-    mut graceful: watch::Receiver<bool>,
     _guard: ConnGuard,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        .max_buf_size((opts.max_header_size as usize).max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.max_concurrent_streams)
-        .max_header_list_size(opts.max_header_size);
-    let service = hyper::service::service_fn(move |req| {
-        let fut = dispatch.clone().dispatch(req);
-        async move { Ok::<_, std::convert::Infallible>(fut.await) }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    if *graceful.borrow() {
-        conn.as_mut().graceful_shutdown();
+) {
+    let peer = stream.peer_addr().ok();
+    let Some(tls) = &opts.tls else {
+        return super::conn::serve(stream, peer, dispatch, &opts, graceful).await;
+    };
+    match tokio::time::timeout(opts.header_read_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => super::conn::serve(stream, peer, dispatch, &opts, graceful).await,
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
     }
-    tokio::select! {
-        res = conn.as_mut() => { let _ = res; return; }
-        _ = graceful.changed() => conn.as_mut().graceful_shutdown(),
-    }
-    let _ = conn.await;
 }
 
 /// The client side: pooled HTTP/2 connections, one per address (plain and TLS apart).

@@ -8,6 +8,7 @@
 //! [`tls`] adds TLS (and mutual TLS) to the HTTP transport.
 
 pub mod body;
+mod conn;
 pub mod grpc;
 pub mod http;
 #[cfg(feature = "nats")]

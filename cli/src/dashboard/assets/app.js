@@ -10,6 +10,16 @@ function announce(text) {
   if (live) live.textContent = text;
 }
 
+// State-changing requests carry the page's CSRF token, and the caller's own token for services.
+function post(url, body) {
+  const headers = { "Content-Type": "application/json" };
+  const csrf = $('meta[name="csrf-token"]');
+  if (csrf && csrf.content) headers["X-CSRF-Token"] = csrf.content;
+  const token = sessionStorage.getItem("micro.token");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+}
+
 async function getJSON(url) {
   const resp = await fetch(url, { headers: { Accept: "application/json" } });
   if (!resp.ok) throw new Error(`${url}: ${resp.status}`);
@@ -121,6 +131,8 @@ function initClient() {
   const response = $("#response");
   const copy = $("#copy");
   let endpoints = [];
+  const tokenField = $("#token");
+  if (tokenField) tokenField.value = sessionStorage.getItem("micro.token") || "";
 
   function fillRequest() {
     const e = endpoints.find((x) => x.name === endpoint.value);
@@ -184,11 +196,10 @@ function initClient() {
     status.className = "status";
     const started = performance.now();
     try {
-      const resp = await fetch("/rpc", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ service: service.value, endpoint: endpoint.value, request: body }),
-      });
+      const token = $("#token");
+      if (token && token.value) sessionStorage.setItem("micro.token", token.value);
+      else if (token) sessionStorage.removeItem("micro.token");
+      const resp = await post("/rpc", { service: service.value, endpoint: endpoint.value, request: body });
       const text = await resp.text();
       const ms = Math.round(performance.now() - started);
       let shown = text;
@@ -265,11 +276,7 @@ function initTerminal() {
     if (text === "clear") { output.textContent = ""; return; }
     line.disabled = true;
     try {
-      const resp = await fetch("/terminal", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ line: text }),
-      });
+      const resp = await post("/terminal", { line: text });
       const reply = await resp.json();
       print(reply.output || (reply.ok ? "" : "failed"), reply.ok ? "" : "failed");
     } catch (err) {
@@ -288,7 +295,24 @@ function initTerminal() {
   line.focus();
 }
 
-const INIT = { index: initIndex, registry: initRegistry, client: initClient, terminal: initTerminal };
+// ---- login ----
+
+function initLogin() {
+  const form = $("#login");
+  const status = $("#status");
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const resp = await post("/login", { token: $("#secret").value });
+    if (resp.ok) {
+      location.href = location.pathname === "/login" ? "/" : location.href;
+    } else {
+      status.textContent = "That is not the dashboard's token.";
+      status.className = "status bad";
+    }
+  });
+}
+
+const INIT = { index: initIndex, registry: initRegistry, client: initClient, terminal: initTerminal, login: initLogin };
 document.addEventListener("DOMContentLoaded", () => {
   const init = INIT[document.body.dataset.page];
   if (init) init();
