@@ -73,3 +73,56 @@ pub fn websocket_bridge(data: &[u8]) -> bool {
         forward.await.unwrap_or(false)
     })
 }
+
+/// A frame as a browser sends it: FIN set, masked with `key`.
+fn client_frame(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+/// The seed inputs of `websocket_bridge`, each with whether a message must go through.
+pub fn websocket_seeds() -> Vec<(Vec<u8>, bool)> {
+    let key = [0x12, 0x34, 0x56, 0x78];
+    let with_query = |q: &str, frames: &[Vec<u8>]| {
+        let mut out = vec![q.len() as u8];
+        out.extend_from_slice(q.as_bytes());
+        out.extend(frames.iter().flatten());
+        out
+    };
+    let text = client_frame(0x1, br#"{"text":"hello"}"#, key);
+    let binary = client_frame(0x2, b"\x0a\x02hi", key);
+    let ping = client_frame(0x9, b"p", key);
+    let close = client_frame(0x8, &[0x03, 0xe8], key);
+    let mut unmasked = client_frame(0x1, b"plain", key);
+    unmasked[1] &= 0x7f;
+    unmasked.drain(2..6);
+    let too_big = client_frame(0x1, &vec![b'x'; MAX + 1], key);
+    let mut first_half = client_frame(0x1, &vec![b'a'; MAX / 2 + 1], key);
+    first_half[0] &= 0x7f;
+    let second_half = client_frame(0x0, &vec![b'b'; MAX / 2 + 1], key);
+    vec![
+        (with_query("", &[text.clone(), close.clone()]), true),
+        (with_query("count=3&name=a+b", &[]), true),
+        (with_query("", &[binary, ping, text.clone()]), true),
+        (with_query("a=%a\u{e9}", &[text.clone()]), true),
+        (with_query("", &[close]), false),
+        (with_query("", &[unmasked]), false),
+        (with_query("", &[too_big]), false),
+        (with_query("", &[first_half, second_half]), false),
+        (with_query("", &[text[..5].to_vec()]), false),
+        (vec![], false),
+    ]
+}

@@ -187,3 +187,53 @@ pub fn etcd_record(data: &[u8]) -> bool {
     assert_eq!(back, record, "the record changed in a round trip");
     true
 }
+
+/// The gateway's query and form parser (`micro::api::pairs_to_json`), fed the input as a query
+/// string. Any text decodes; decoding, encoding each pair again as a browser would, and decoding
+/// once more gives the same object (so nothing is lost or invented on the way). Returns whether
+/// the input held a pair.
+pub fn gateway_query(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let parsed = crate::api::pairs_to_json(&text);
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut again = Vec::new();
+    for (k, v) in &parsed {
+        let values = match v {
+            serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect(),
+            other => vec![other.as_str().unwrap_or_default().to_string()],
+        };
+        for value in values {
+            again.push(format!("{}={}", encode(k), encode(&value)));
+        }
+    }
+    let back = crate::api::pairs_to_json(&again.join("&"));
+    // A key given once whose value was an array cannot be told apart from a repeated key; the
+    // encoding above repeats it, which decodes to the same array.
+    assert_eq!(back, parsed, "pairs changed when encoded and decoded again");
+    !parsed.is_empty()
+}
+
+/// The gateway's route templates (`micro::api::Template`). The input is `method\ntemplate\npath`.
+/// Matching never panics; the method matches without regard to case; slashes around the path do
+/// not matter; the variables bound are named in the template; and a template without `**`
+/// matches only paths with as many segments as it has. Returns whether the path matched.
+pub fn gateway_route(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.splitn(3, '\n');
+    let (method, template, path) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    let t = crate::api::Template::parse(method, template);
+    let vars = t.matches(method, path);
+    assert_eq!(t.matches(&method.to_ascii_uppercase(), path), vars, "the method's case changed the match");
+    assert_eq!(t.matches(method, &format!("/{path}/")), vars, "slashes around the path changed the match");
+    let Some(vars) = vars else { return false };
+    for name in vars.keys() {
+        assert!(template.contains(&format!("{{{name}")), "{name} is bound but not in {template:?}");
+    }
+    if !template.contains("**") {
+        let count = |s: &str| s.trim_matches('/').split('/').count();
+        assert_eq!(count(template), count(path), "{path:?} matched {template:?} with another number of segments");
+    }
+    true
+}

@@ -16,7 +16,9 @@ pub mod proto {
 }
 
 /// The fuzz targets, as named in `fuzz/Cargo.toml`.
-pub const TARGETS: [&str; 5] = ["grpc_frame", "json_codec", "gateway_path", "mdns_txt", "etcd_record"];
+/// (`websocket_bridge` is the tools' own: its seeds and replay live with the `micro` CLI.)
+pub const TARGETS: [&str; 7] =
+    ["grpc_frame", "json_codec", "gateway_path", "gateway_query", "gateway_route", "mdns_txt", "etcd_record"];
 
 /// The check a target runs on each input; it returns whether the input decoded.
 pub fn check(target: &str) -> fn(&[u8]) -> bool {
@@ -24,6 +26,8 @@ pub fn check(target: &str) -> fn(&[u8]) -> bool {
         "grpc_frame" => micro::fuzzing::grpc_frame,
         "json_codec" => micro::fuzzing::json_codec::<proto::Everything>,
         "gateway_path" => micro::fuzzing::gateway_path,
+        "gateway_query" => micro::fuzzing::gateway_query,
+        "gateway_route" => micro::fuzzing::gateway_route,
         "mdns_txt" => micro::fuzzing::mdns_txt,
         "etcd_record" => micro::fuzzing::etcd_record,
         _ => panic!("no fuzz target is named {target}"),
@@ -36,6 +40,8 @@ pub fn seeds(target: &str) -> Vec<(Vec<u8>, bool)> {
         "grpc_frame" => grpc_frame_seeds(),
         "json_codec" => JSON_SEEDS.iter().map(|(s, ok)| (s.as_bytes().to_vec(), *ok)).collect(),
         "gateway_path" => PATH_SEEDS.iter().map(|(s, ok)| (s.as_bytes().to_vec(), *ok)).collect(),
+        "gateway_query" => QUERY_SEEDS.iter().map(|(s, ok)| (s.to_vec(), *ok)).collect(),
+        "gateway_route" => ROUTE_SEEDS.iter().map(|(s, ok)| (s.as_bytes().to_vec(), *ok)).collect(),
         "mdns_txt" => mdns_txt_seeds(),
         "etcd_record" => etcd_record_seeds(),
         _ => panic!("no fuzz target is named {target}"),
@@ -124,6 +130,32 @@ const PATH_SEEDS: &[(&str, bool)] = &[
     ("/a//b", false),
     ("/../x", false),
     ("/a/./b", false),
+];
+
+/// Query strings and form bodies; "decode" means they hold a pair.
+const QUERY_SEEDS: &[(&[u8], bool)] = &[
+    (b"a=1&b=x+y&a=2", true),
+    (b"name=John%20Smith&tags=a&tags=b", true),
+    (b"c=%E2%9C%93&d&=v", true),
+    (b"a=%a\xc3\xa9", true),
+    (b"%zz=%4&%ff=%00", true),
+    (b"k=%26%3D%2B", true),
+    (b"", false),
+    (b"&&&", false),
+];
+
+/// `method\ntemplate\npath`; "decode" means the path matched.
+const ROUTE_SEEDS: &[(&str, bool)] = &[
+    ("GET\n/v1/items/{id}\n/v1/items/42", true),
+    ("get\n/v1/items/{id}\n/v1/items/a%20b", true),
+    ("GET\n/v1/{name=shelves/*}\n/v1/s1", false),
+    ("GET\n/files/**\n/files/a/b/c", true),
+    ("POST\n/v1/*/x\n/v1/any/x", true),
+    ("GET\n/v1/items/{id}\n/v1/items/%a\u{e9}", true),
+    ("GET\n/v1/items/{id}\n/v1/items", false),
+    ("GET\n/v1/items/{id}\n/v1/items/1/2", false),
+    ("PUT\n/v1\n/v2", false),
+    ("", true),
 ];
 
 fn record(name: &str, endpoints: usize, node: &str) -> Service {

@@ -128,9 +128,13 @@ struct Session {
 
 impl Session {
     fn open(web: &str) -> Session {
+        Self::open_at(web, "/terminal")
+    }
+
+    fn open_at(web: &str, path: &str) -> Session {
         let jar = tempfile::NamedTempFile::new().unwrap();
         let jar_path = jar.path().display().to_string();
-        let (code, _, page) = curl_head(&["-c", &jar_path, &format!("http://{web}/terminal")]);
+        let (code, _, page) = curl_head(&["-c", &jar_path, &format!("http://{web}{path}")]);
         assert_eq!(code, 200, "{page}");
         let csrf = page
             .split(r#"<meta name="csrf-token" content=""#)
@@ -346,6 +350,32 @@ async fn item02_pages_of_other_origins_cannot_use_the_tools() {
     site.stop().await;
     listener.stop().await;
     svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item02_the_dashboard_beyond_loopback_needs_a_token_every_session_logs_in_with() {
+    // Refused before it binds anything.
+    let out = std::process::Command::new(micro_bin()).args(["web", "--web_address", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--web_token"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    blocking(|| {
+        let (_web, web) = tool(&["web", "--web_address", "127.0.0.1:0", "--web_token", "open sesame"]);
+        let (code, _, page) = curl_head(&[&format!("http://{web}/registry")]);
+        assert_eq!(code, 401);
+        assert!(page.contains(r#"id="login""#), "the login page: {page}");
+        assert_eq!(curl_head(&["-H", "Accept: application/json", &format!("http://{web}/registry")]).0, 401);
+        let session = Session::open_at(&web, "/login");
+        let login = format!("http://{web}/login");
+        assert_eq!(session.post(&login, r#"{"token":"guess"}"#, &[]).0, 401);
+        let (code, head, _) = session.post(&login, r#"{"token":"open sesame"}"#, &[]);
+        assert_eq!(code, 200);
+        let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).expect("a new session cookie").to_string();
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let (code, _, body) = curl_head(&["-H", &format!("Cookie: {pair}"), "-H", "Accept: application/json", &format!("http://{web}/registry")]);
+        assert_eq!(code, 200, "{body}");
+    })
+    .await;
 }
 
 // ---- 3. The unauthenticated inbox ----

@@ -57,6 +57,16 @@ fn gateway_path() {
 }
 
 #[test]
+fn gateway_query() {
+    replay("gateway_query");
+}
+
+#[test]
+fn gateway_route() {
+    replay("gateway_route");
+}
+
+#[test]
 fn mdns_txt() {
     replay("mdns_txt");
 }
