@@ -252,6 +252,7 @@ fn instructions(ctx: &Context) {
     }
     let n = ctx.n(2_000, 100);
     let req = ctx.tmp.join("unary.bin");
+    std::fs::write(&req, hello_frame("world")).expect("request file");
     let mut per = vec![];
     for (name, bin) in [("micro", "bench-micro-server"), ("tonic", "bench-tonic-server")] {
         let out = ctx.tmp.join(format!("callgrind.{name}"));

@@ -42,7 +42,12 @@ pub(crate) const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 pub(crate) struct EdgeArgs {
     /// Origins whose pages may call this tool from a browser (comma list of `scheme://host[:port]`,
     /// or `*` for any origin without credentials). Empty: same origin only.
-    #[arg(long = "cors_allowed_origins", env = "MICRO_CORS_ALLOWED_ORIGINS", default_value = "", value_delimiter = ',')]
+    #[arg(
+        long = "cors_allowed_origins",
+        env = "MICRO_CORS_ALLOWED_ORIGINS",
+        default_value = "",
+        value_delimiter = ','
+    )]
     pub(crate) cors_allowed_origins: Vec<String>,
     /// Host names requests may be addressed to (comma list; `.example.com` matches subdomains).
     /// Empty: loopback names when listening on loopback, any host otherwise.
@@ -74,11 +79,21 @@ pub(crate) struct Policy {
 }
 
 /// Headers that belong to one hop (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Headers stripped from what callers send unless `--forward_headers` names them.
-const STRIPPED: &[&str] = &["cookie", "forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+const STRIPPED: &[&str] =
+    &["cookie", "forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
 
 fn lower_list(items: &[String]) -> Vec<String> {
     items.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect()
@@ -121,7 +136,8 @@ impl Policy {
         };
         let host = host_of(&authority);
         let listed = self.hosts.iter().any(|h| h == host || (h.starts_with('.') && host.ends_with(h.as_str())));
-        let ok = listed || (self.hosts.is_empty() && !self.loopback_only) || (self.loopback_only && is_loopback_name(host));
+        let ok =
+            listed || (self.hosts.is_empty() && !self.loopback_only) || (self.loopback_only && is_loopback_name(host));
         if ok {
             Ok(())
         } else {
@@ -148,7 +164,10 @@ impl Policy {
         if origin != "null" && (self.same_origin(req, &origin) || self.any_origin || self.origins.contains(&origin)) {
             return Ok(());
         }
-        Err(Error::forbidden(ID, format!("requests from origin {origin:?} are not allowed (see --cors_allowed_origins)")))
+        Err(Error::forbidden(
+            ID,
+            format!("requests from origin {origin:?} are not allowed (see --cors_allowed_origins)"),
+        ))
     }
 
     /// Whether `req` is a CORS preflight.
@@ -318,14 +337,12 @@ pub(crate) fn is_loopback_name(host: &str) -> bool {
 /// Reads a body of at most `max` bytes within `timeout` (413 beyond, 408 when too slow, 400
 /// when it breaks off).
 pub(crate) async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, Error> {
-    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Error::too_large(ID, format!("the request body is larger than {max} bytes")))
-        }
-        Ok(Err(e)) => Err(Error::bad_request(ID, format!("reading the request failed: {e}"))),
-        Err(_) => Err(Error::timeout(ID, format!("the request body did not arrive within {timeout:?}"))),
-    }
+    use micro::transport::body::{read_whole, ReadError};
+    read_whole(body, max, timeout).await.map_err(|e| match e {
+        ReadError::TooLarge => Error::too_large(ID, format!("the request body is larger than {max} bytes")),
+        ReadError::Broken(why) => Error::bad_request(ID, format!("reading the request failed: {why}")),
+        ReadError::TimedOut => Error::timeout(ID, format!("the request body did not arrive within {timeout:?}")),
+    })
 }
 
 /// An upstream reply's body passed on as it arrives, cut off (the stream fails) past `max` bytes.

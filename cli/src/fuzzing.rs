@@ -66,7 +66,8 @@ pub fn websocket_bridge(data: &[u8]) -> bool {
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_bridge).await;
         });
         let first = first_message(Some(&query).filter(|q| !q.is_empty()).map(String::as_str));
-        let bridged = tokio::time::timeout(Duration::from_secs(5), pump(ws, first, Echo(tx), Box::pin(replies))).await;
+        let bridged =
+            tokio::time::timeout(Duration::from_secs(5), pump(ws, first, MAX, Echo(tx), Box::pin(replies))).await;
         assert!(bridged.is_ok(), "the bridge did not finish after the browser's bytes ended");
         feed.abort();
         drain.abort();

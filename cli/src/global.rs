@@ -33,6 +33,9 @@ pub(crate) struct Global {
     /// NATS servers for the nats transport, comma separated.
     #[arg(long = "transport_address", env = "MICRO_TRANSPORT_ADDRESS", global = true, default_value = "")]
     pub(crate) transport_address: String,
+    /// Selector: random, roundrobin or leastloaded.
+    #[arg(long = "selector", env = "MICRO_SELECTOR", global = true, default_value = "random")]
+    pub(crate) selector: String,
     /// How long a call may take (5s; bare numbers are seconds).
     #[arg(long = "client_request_timeout", env = "MICRO_CLIENT_REQUEST_TIMEOUT", global = true, default_value = "5s")]
     pub(crate) client_request_timeout: String,
@@ -77,6 +80,7 @@ impl Global {
         set(&mut o, "broker_address", &self.broker_address)?;
         set(&mut o, "transport", &self.transport)?;
         set(&mut o, "transport_address", &self.transport_address)?;
+        set(&mut o, "selector", &self.selector)?;
         set(&mut o, "client_request_timeout", &self.client_request_timeout)?;
         o.client_retries = self.client_retries;
         for (k, v) in [
@@ -127,16 +131,21 @@ impl Global {
         })
     }
 
+    /// The node selection strategy `--selector` names.
+    pub(crate) fn strategy(&self) -> anyhow::Result<Strategy> {
+        Ok(self.selector.parse().map_err(|e: micro::Error| UsageError(e.detail))?)
+    }
+
     /// A client over `registry` for the tool's own calls (it sends `--auth_token`).
     pub(crate) fn client(&self, registry: SharedRegistry) -> anyhow::Result<Client> {
-        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, Strategy::Random)), self.client_options()?))
+        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, self.strategy()?)), self.client_options()?))
     }
 
     /// A client over `registry` for calls made on behalf of someone else (a gateway's caller):
     /// it never sends the tool's own token, only the caller's own `Authorization`.
-    pub(crate) fn client_for_callers(&self, registry: SharedRegistry, strategy: Strategy) -> anyhow::Result<Client> {
+    pub(crate) fn client_for_callers(&self, registry: SharedRegistry) -> anyhow::Result<Client> {
         let opts = ClientOptions { auth_token: None, ..self.client_options()? };
-        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, strategy)), opts))
+        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, self.strategy()?)), opts))
     }
 }
 

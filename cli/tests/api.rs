@@ -181,7 +181,10 @@ async fn rpc_and_meta_handlers() {
         assert!(curl(&[&url("/")]).2.starts_with(r#"{"version":""#));
         let rpc = format!(r#"{{"service":"{ns2}.shop","endpoint":"Shop.GetItem","request":{{"id":"r"}}}}"#);
         let json = ["-H", "Content-Type: application/json"];
-        assert_eq!(curl(&[&json[..], &["-d", &rpc, &url("/rpc")]].concat()).2, r#"{"id":"r","title":"item for nobody"}"#);
+        assert_eq!(
+            curl(&[&json[..], &["-d", &rpc, &url("/rpc")]].concat()).2,
+            r#"{"id":"r","title":"item for nobody"}"#
+        );
     })
     .await;
 
@@ -200,7 +203,8 @@ async fn rpc_and_meta_handlers() {
         let (code, head, _) = curl(&[&call[..], &[&format!("http://{addr}/shop/get-item")]].concat());
         assert_eq!(code, 200);
         assert!(head.contains("access-control-allow-origin: http://site"), "{head}");
-        let (_gw, addr) = gateway(&["--namespace", &ns3, "--enable_cors", "false", "--cors_allowed_origins", "http://site"]);
+        let (_gw, addr) =
+            gateway(&["--namespace", &ns3, "--enable_cors", "false", "--cors_allowed_origins", "http://site"]);
         let (_, head, _) = until_ok(&[&format!("http://{addr}/")]);
         assert!(!head.contains("access-control"), "{head}");
     })

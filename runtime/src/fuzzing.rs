@@ -195,9 +195,7 @@ pub fn etcd_record(data: &[u8]) -> bool {
 pub fn gateway_query(data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
     let parsed = crate::api::pairs_to_json(&text);
-    let encode = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     let mut again = Vec::new();
     for (k, v) in &parsed {
         let values = match v {

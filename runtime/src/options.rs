@@ -294,7 +294,10 @@ impl Options {
             "auth_token" => self.auth_token = Some(Secret::new(value)),
             "server_max_connections" => {
                 self.server_max_connections = Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::bad_request("go.micro.options", format!("server_max_connections {value:?} is not a positive number"))
+                    Error::bad_request(
+                        "go.micro.options",
+                        format!("server_max_connections {value:?} is not a positive number"),
+                    )
                 })?)
             }
             "server_header_timeout" => self.server_header_timeout = Some(positive("server_header_timeout", value)?),

@@ -105,11 +105,7 @@ impl TesterHandler for Recorder {
 }
 
 fn options(token: bool) -> Options {
-    Options {
-        register_interval: Duration::ZERO,
-        auth_token: token.then(|| Secret::new(TOKEN)),
-        ..Options::default()
-    }
+    Options { register_interval: Duration::ZERO, auth_token: token.then(|| Secret::new(TOKEN)), ..Options::default() }
 }
 
 /// A started service `name` answering with `recorder`.
@@ -201,13 +197,18 @@ async fn item01_rpc_takes_no_address_and_no_tool_lends_its_token() {
     // The proxy: a client that brings no token gets the service's 401, whatever the proxy holds.
     let (_px, px) = blocking(|| tool(&["proxy", "--proxy_address", "127.0.0.1:0", "--auth_token", TOKEN])).await;
     let via = |token: Option<&str>| {
-        let opts =
-            ClientOptions { proxy: Some(px.clone()), retries: 0, auth_token: token.map(Secret::new), ..Default::default() };
+        let opts = ClientOptions {
+            proxy: Some(px.clone()),
+            retries: 0,
+            auth_token: token.map(Secret::new),
+            ..Default::default()
+        };
         TesterClient::new(&format!("{ns}.tester"), Client::new(memory_registry(), opts))
     };
     let echo = |m: &str| EchoRequest { message: m.into(), ..Default::default() };
     let own = via(Some(TOKEN));
-    wait_for("the proxy to reach the service", Duration::from_secs(20), async || own.echo(echo("p")).await.is_ok()).await;
+    wait_for("the proxy to reach the service", Duration::from_secs(20), async || own.echo(echo("p")).await.is_ok())
+        .await;
     assert_eq!(via(None).echo(echo("proxied")).await.unwrap_err().code, 401, "the proxy lent its token");
 
     // The dashboard: its calls carry the browser's token, never its own.
@@ -234,7 +235,9 @@ async fn item01_rpc_takes_no_address_and_no_tool_lends_its_token() {
 /// A page of another origin, served by a service of its own on 127.0.0.1.
 async fn attacker_site(registry: SharedRegistry) -> (Service, String) {
     let site = Service::builder().name("attacker-site").options(options(false)).registry(registry).build().unwrap();
-    site.server().serve_web(|_page: micro::web::Page| async { micro::web::Response::html("<!doctype html><title>a page</title>") });
+    site.server().serve_web(|_page: micro::web::Page| async {
+        micro::web::Response::html("<!doctype html><title>a page</title>")
+    });
     let addr = site.start().await.unwrap();
     (site, format!("http://{addr}/"))
 }
@@ -247,7 +250,12 @@ async fn item02_pages_of_other_origins_cannot_use_the_tools() {
     let svc = service(registry.clone(), &format!("{ns}.tester"), options(false), &recorder).await;
     let published: Arc<Mutex<Vec<String>>> = Arc::default();
     let p = published.clone();
-    let listener = Service::builder().name(format!("{ns}.listener")).options(options(false)).registry(registry.clone()).build().unwrap();
+    let listener = Service::builder()
+        .name(format!("{ns}.listener"))
+        .options(options(false))
+        .registry(registry.clone())
+        .build()
+        .unwrap();
     micro::register_subscriber(listener.server(), &format!("{ns}.topic"), move |req: Request<Line>| {
         let p = p.clone();
         async move {
@@ -321,7 +329,15 @@ async fn item02_pages_of_other_origins_cannot_use_the_tools() {
         assert_eq!(rebound(&web, "/registry"), 403);
         // The same refusals, asked without a browser.
         let evil = "Origin: http://attacker.example";
-        let preflight = curl_head(&["-X", "OPTIONS", "-H", evil, "-H", "Access-Control-Request-Method: POST", &format!("http://{gw}/tester/echo")]);
+        let preflight = curl_head(&[
+            "-X",
+            "OPTIONS",
+            "-H",
+            evil,
+            "-H",
+            "Access-Control-Request-Method: POST",
+            &format!("http://{gw}/tester/echo"),
+        ]);
         assert_eq!(preflight.0, 403);
         assert!(!preflight.1.contains("access-control-allow"), "{}", preflight.1);
         assert_eq!(post(&format!("http://{gw}/tester/echo"), "{}", &[evil]).0, 403);
@@ -332,7 +348,15 @@ async fn item02_pages_of_other_origins_cannot_use_the_tools() {
         let session = Session::open(&web);
         let line = format!(r#"{{"line":"call {n}.tester Tester.Echo {{\"message\":\"no-token\"}}"}}"#);
         let jar = session.jar.path().display().to_string();
-        let no_csrf = curl_head(&["-b", &jar, "-H", "Content-Type: application/json", "--data-binary", &line, &format!("http://{web}/terminal")]);
+        let no_csrf = curl_head(&[
+            "-b",
+            &jar,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &line,
+            &format!("http://{web}/terminal"),
+        ]);
         assert_eq!(no_csrf.0, 403, "a state-changing request without the CSRF token: {}", no_csrf.2);
         let ok_line = format!(r#"{{"line":"call {n}.tester Tester.Echo {{\"message\":\"from-the-dashboard\"}}"}}"#);
         let (code, _, reply) = session.post(&format!("http://{web}/terminal"), &ok_line, &[]);
@@ -341,7 +365,9 @@ async fn item02_pages_of_other_origins_cannot_use_the_tools() {
     .await;
     let _ = reached;
     let messages = recorder.messages();
-    for refused in ["read-by-another-origin", "simple-request", "simple-get", "terminal-csrf", "rpc-csrf", "ws-hijack", "no-token"] {
+    for refused in
+        ["read-by-another-origin", "simple-request", "simple-get", "terminal-csrf", "rpc-csrf", "ws-hijack", "no-token"]
+    {
         assert!(!messages.iter().any(|m| m == refused), "{refused} reached the service: {messages:?}");
     }
     assert!(messages.iter().any(|m| m == "from-the-dashboard"), "{messages:?}");
@@ -370,9 +396,16 @@ async fn item02_the_dashboard_beyond_loopback_needs_a_token_every_session_logs_i
         assert_eq!(session.post(&login, r#"{"token":"guess"}"#, &[]).0, 401);
         let (code, head, _) = session.post(&login, r#"{"token":"open sesame"}"#, &[]);
         assert_eq!(code, 200);
-        let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).expect("a new session cookie").to_string();
+        let cookie =
+            head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).expect("a new session cookie").to_string();
         let pair = cookie.split(';').next().unwrap().to_string();
-        let (code, _, body) = curl_head(&["-H", &format!("Cookie: {pair}"), "-H", "Accept: application/json", &format!("http://{web}/registry")]);
+        let (code, _, body) = curl_head(&[
+            "-H",
+            &format!("Cookie: {pair}"),
+            "-H",
+            "Accept: application/json",
+            &format!("http://{web}/registry"),
+        ]);
         assert_eq!(code, 200, "{body}");
     })
     .await;
@@ -401,7 +434,11 @@ async fn item03_the_inbox_and_web_pages_need_the_token_and_tls_subscribers_get_t
     inbox.server().serve_web(|_page: micro::web::Page| async { micro::web::Response::text("a private page") });
     let addr = inbox.start().await.unwrap();
     let record = registry.get_service(&micro::broker::http::topic_service(topic)).await.unwrap();
-    assert_eq!(record[0].nodes[0].metadata.get("secure").map(String::as_str), Some("true"), "the topic record says TLS");
+    assert_eq!(
+        record[0].nodes[0].metadata.get("secure").map(String::as_str),
+        Some("true"),
+        "the topic record says TLS"
+    );
 
     let ca = certs.arg("ca.pem");
     let (stranger, page, page_with_token) = blocking(move || {
@@ -437,10 +474,12 @@ async fn item03_the_inbox_and_web_pages_need_the_token_and_tls_subscribers_get_t
 async fn h2_raw(addr: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, http::HeaderMap) {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
     let req = http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", content_type)
@@ -461,14 +500,20 @@ async fn item04_every_body_frame_message_and_reply_has_a_limit() {
     let registry = mdns();
     let recorder = Recorder::default();
     let svc = service(registry.clone(), &format!("{ns}.tester"), options(false), &recorder).await;
-    let site = Service::builder().name(format!("{ns}.site")).options(options(false)).registry(registry.clone()).build().unwrap();
+    let site = Service::builder()
+        .name(format!("{ns}.site"))
+        .options(options(false))
+        .registry(registry.clone())
+        .build()
+        .unwrap();
     site.server().serve_web(|_page: micro::web::Page| async { micro::web::Response::text(vec![b'x'; 8 << 20]) });
     site.start().await.unwrap();
 
     let n = ns.clone();
     let (tools, gw, px, http_gw) = blocking(move || {
         let (gw_child, gw) = tool(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n]);
-        let (http_child, http_gw) = tool(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n, "--handler", "http"]);
+        let (http_child, http_gw) =
+            tool(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n, "--handler", "http"]);
         let (px_child, px) = tool(&["proxy", "--proxy_address", "127.0.0.1:0", "--service", &format!("{n}.tester")]);
         until("the gateway to reach the service", || {
             post(&format!("http://{gw}/tester/echo"), r#"{"message":"ready"}"#, &[]).0 == 200
@@ -493,7 +538,13 @@ async fn item04_every_body_frame_message_and_reply_has_a_limit() {
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), &big_json).unwrap();
             let data = format!("@{}", file.path().display());
-            let publish = curl_head(&["-H", "Content-Type: application/json", "--data-binary", &data, &format!("http://{px}/_pub/{n}.topic")]);
+            let publish = curl_head(&[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &data,
+                &format!("http://{px}/_pub/{n}.topic"),
+            ]);
             let reply = curl_head(&[&format!("http://{http_gw}/site/big")]);
             (publish.0, reply.0, reply.2.len())
         }
@@ -592,9 +643,11 @@ async fn item05_names_strangers_make_up_open_no_registry_watches() {
     };
     let n = ns.clone();
     let (gw_child, gw) = blocking(at(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n])).await;
-    let (http_child, http_gw) = blocking(at(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n, "--handler", "http"])).await;
+    let (http_child, http_gw) =
+        blocking(at(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n, "--handler", "http"])).await;
     let url = format!("http://{gw}/tester/echo");
-    blocking(move || until("the gateway to reach the service", || post(&url, r#"{"message":"ready"}"#, &[]).0 == 200)).await;
+    blocking(move || until("the gateway to reach the service", || post(&url, r#"{"message":"ready"}"#, &[]).0 == 200))
+        .await;
     let before = etcd_metric(&etcd, "etcd_debugging_mvcc_watcher_total");
 
     let salt = std::process::id();
@@ -624,7 +677,9 @@ fn closed_by(s: &mut std::net::TcpStream, deadline: Instant) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -678,23 +733,39 @@ async fn item06_no_connection_is_held_past_its_deadlines() {
     // A connection cap, and an idle HTTP/2 connection closed.
     let n = ns.clone();
     let (_capped, capped) = blocking(move || {
-        tool(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n, "--server_max_connections", "8", "--server_idle_timeout", "1s"])
+        tool(&[
+            "api",
+            "--api_address",
+            "127.0.0.1:0",
+            "--namespace",
+            &n,
+            "--server_max_connections",
+            "8",
+            "--server_idle_timeout",
+            "1s",
+        ])
     })
     .await;
     let stream = tokio::net::TcpStream::connect(&capped).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
     let conn = tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{capped}/")).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let req =
+        http::Request::get(format!("http://{capped}/")).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
     assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
     let idle_closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(idle_closed.is_ok(), "an idle HTTP/2 connection stayed open 10 s past a 1 s idle timeout");
     blocking(move || {
         let held: Vec<std::net::TcpStream> = (0..8).map(|_| std::net::TcpStream::connect(&capped).unwrap()).collect();
         let mut ninth = std::net::TcpStream::connect(&capped).unwrap();
-        assert!(closed_by(&mut ninth, Instant::now() + Duration::from_secs(2)), "a 9th connection was held beyond a cap of 8");
+        assert!(
+            closed_by(&mut ninth, Instant::now() + Duration::from_secs(2)),
+            "a 9th connection was held beyond a cap of 8"
+        );
         drop(held);
     })
     .await;
@@ -726,7 +797,8 @@ async fn item07_malformed_input_gets_an_answer_and_the_tools_keep_serving() {
     blocking(move || {
         let (_gw, gw) = tool(&["api", "--api_address", "127.0.0.1:0", "--namespace", &n]);
         let (_web, web) = tool(&["web", "--web_address", "127.0.0.1:0"]);
-        let (_px, px) = tool(&["proxy", "--proxy_address", "127.0.0.1:0", "--broker", "nats", "--broker_address", &nats_addr]);
+        let (_px, px) =
+            tool(&["proxy", "--proxy_address", "127.0.0.1:0", "--broker", "nats", "--broker_address", &nats_addr]);
         let url = format!("http://{gw}/tester/echo");
         until("the gateway to reach the service", || post(&url, r#"{"message":"ready"}"#, &[]).0 == 200);
         // A stray % before a multi-byte character, in a query, a page's query and a websocket's.
@@ -740,7 +812,8 @@ async fn item07_malformed_input_gets_an_answer_and_the_tools_keep_serving() {
         };
         assert_eq!(raw_status(&gw, &request(&gw, b"/tester/echo", "")), 405);
         assert_ne!(raw_status(&web, &request(&web, b"/registry", "")), 0, "the dashboard answered");
-        let upgrade = "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        let upgrade =
+            "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
         assert_eq!(raw_status(&gw, &request(&gw, b"/tester/shout", upgrade)), 101);
         // A topic with a line feed, published over NATS through the proxy.
         let lf = curl_head(&["-H", "Content-Type: application/json", "-d", "{}", &format!("http://{px}/_pub/a%0Ab")]);
@@ -761,13 +834,17 @@ async fn item07_malformed_input_gets_an_answer_and_the_tools_keep_serving() {
 async fn item08_a_function_serves_the_first_call_that_reaches_its_handler() {
     let registry = memory_registry();
     let recorder = Recorder::default();
-    let svc = Service::builder().name("atk-function").options(options(true)).registry(registry.clone()).build().unwrap();
+    let svc =
+        Service::builder().name("atk-function").options(options(true)).registry(registry.clone()).build().unwrap();
     register_tester_handler(svc.server(), recorder.clone());
     let function = micro::Function::from_service(svc);
     let f = function.clone();
     let running = tokio::spawn(async move { f.run().await });
     let client = |token: Option<&str>| {
-        Client::new(registry.clone(), ClientOptions { retries: 0, auth_token: token.map(Secret::new), ..Default::default() })
+        Client::new(
+            registry.clone(),
+            ClientOptions { retries: 0, auth_token: token.map(Secret::new), ..Default::default() },
+        )
     };
     let anonymous = client(None);
     wait_for("the function to register", Duration::from_secs(10), async || {
@@ -781,9 +858,14 @@ async fn item08_a_function_serves_the_first_call_that_reaches_its_handler() {
     let malformed = trusted.call_json("atk-function", "Tester.Echo", b"{not json", CallOptions::new()).await;
     assert_eq!(malformed.unwrap_err().code, 400);
     assert!(!running.is_finished(), "the function stopped before its call");
-    let reply = TesterClient::new("atk-function", trusted).echo(echo("the call")).await.expect("the real call is served");
+    let reply =
+        TesterClient::new("atk-function", trusted).echo(echo("the call")).await.expect("the real call is served");
     assert_eq!(reply.message, "the call");
-    tokio::time::timeout(Duration::from_secs(20), running).await.expect("the function exits after its call").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the function exits after its call")
+        .unwrap()
+        .unwrap();
     assert_eq!(recorder.messages(), ["the call"]);
 }
 
@@ -805,7 +887,8 @@ fn announce(daemon: &mdns_sd::ServiceDaemon, name: &str, id: &str, address: &str
     let txt = micro::registry::mdns::encode_txt(&record, Duration::from_secs(60), 1);
     let ip: std::net::IpAddr = srv.0.parse().unwrap();
     let mut info =
-        mdns_sd::ServiceInfo::new(micro::registry::mdns::SERVICE_TYPE, id, &format!("{id}.local."), ip, srv.1, txt).unwrap();
+        mdns_sd::ServiceInfo::new(micro::registry::mdns::SERVICE_TYPE, id, &format!("{id}.local."), ip, srv.1, txt)
+            .unwrap();
     info.set_requires_probe(false);
     daemon.register(info).unwrap();
 }
@@ -829,14 +912,21 @@ async fn item09_records_that_lie_are_not_believed_and_only_admins_change_the_reg
         registry.get_service(&legit).await.is_ok() && registry.get_service(&tls).await.is_ok()
     })
     .await;
-    let names = |s: Vec<micro::registry::Service>| s.into_iter().flat_map(|s| s.nodes).map(|n| n.id).collect::<Vec<_>>();
+    let names =
+        |s: Vec<micro::registry::Service>| s.into_iter().flat_map(|s| s.nodes).map(|n| n.id).collect::<Vec<_>>();
     assert_eq!(registry.get_service(&spoof).await.map(names).unwrap_or_default(), Vec::<String>::new());
-    assert_eq!(names(registry.get_service(&tls).await.unwrap()), [format!("{ns}-tls-1")], "no plaintext node for a TLS service");
+    assert_eq!(
+        names(registry.get_service(&tls).await.unwrap()),
+        [format!("{ns}-tls-1")],
+        "no plaintext node for a TLS service"
+    );
     let _ = spoofer.shutdown();
 
     // The bot: a Slack user who is not an admin cannot change the registry; an admin can.
     let slack = Arc::new(micro_tests::slack::Slack::default());
-    let record = |id: &str| format!(r#"register service {{"name":"{ns}.bot","nodes":[{{"id":"{id}","address":"127.0.0.1:7106"}}]}}"#);
+    let record = |id: &str| {
+        format!(r#"register service {{"name":"{ns}.bot","nodes":[{{"id":"{id}","address":"127.0.0.1:7106"}}]}}"#)
+    };
     let api = micro_tests::slack::stand_in(
         slack.clone(),
         vec![("U-stranger".to_string(), record("stranger")), ("U-admin".to_string(), record("admin"))],
@@ -866,7 +956,12 @@ async fn item10_callers_cannot_set_the_platforms_headers() {
     let svc = service(registry.clone(), &format!("{ns}.tester"), options(false), &recorder).await;
     let heard: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>> = Arc::default();
     let h = heard.clone();
-    let listener = Service::builder().name(format!("{ns}.listener")).options(options(false)).registry(registry.clone()).build().unwrap();
+    let listener = Service::builder()
+        .name(format!("{ns}.listener"))
+        .options(options(false))
+        .registry(registry.clone())
+        .build()
+        .unwrap();
     micro::register_subscriber(listener.server(), &format!("{ns}.events"), move |req: Request<Line>| {
         let h = h.clone();
         async move {
@@ -949,11 +1044,19 @@ async fn item11_a_web_service_cannot_act_as_the_dashboard() {
 </script>"#
         .replace("ALIAS", &alias)
         .replace("NS", &ns);
-    let site = Service::builder().name(format!("go.micro.web.{alias}")).options(options(false)).registry(registry.clone()).build().unwrap();
+    let site = Service::builder()
+        .name(format!("go.micro.web.{alias}"))
+        .options(options(false))
+        .registry(registry.clone())
+        .build()
+        .unwrap();
     site.server().serve_web(move |p: micro::web::Page| {
         let (a, page) = (a.clone(), page.clone());
         async move {
-            a.lock().unwrap().push((format!("{}?{}", p.path(), p.query().unwrap_or("")), p.header("cookie").unwrap_or("").to_string()));
+            a.lock().unwrap().push((
+                format!("{}?{}", p.path(), p.query().unwrap_or("")),
+                p.header("cookie").unwrap_or("").to_string(),
+            ));
             micro::web::Response::html(page)
                 .header("set-cookie", "micro_web_session=fixed; Path=/")
                 .header("x-note", "a web service")
@@ -987,7 +1090,10 @@ async fn item11_a_web_service_cannot_act_as_the_dashboard() {
     let reports: Vec<&String> = asked.iter().map(|(p, _)| p).filter(|p| p.starts_with("/report")).collect();
     assert!(reports.iter().any(|p| p.contains("page=blocked")), "the web service read the dashboard: {reports:?}");
     assert!(!recorder.messages().iter().any(|m| m == "from-a-web-service"), "the web service ran a terminal command");
-    assert!(asked.iter().all(|(_, cookie)| !cookie.contains("micro_web_session")), "the dashboard's cookie reached the web service: {asked:?}");
+    assert!(
+        asked.iter().all(|(_, cookie)| !cookie.contains("micro_web_session")),
+        "the dashboard's cookie reached the web service: {asked:?}"
+    );
     drop(web_child);
     site.stop().await;
     svc.stop().await;

@@ -63,7 +63,7 @@ impl Bot {
         let mut global = global.clone();
         global.share(global.registry()?);
         let client = global.client(global.registry()?)?;
-        let anonymous = global.client_for_callers(global.registry()?, micro::selector::Strategy::Random)?;
+        let anonymous = global.client_for_callers(global.registry()?)?;
         let admins = admins.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
         let bot = Arc::new(Bot { global, client, anonymous, admins, commands: RwLock::new(BTreeMap::new()) });
         let b = bot.clone();

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use micro::selector::Strategy;
-
 use crate::gateway::{routes, Gateway, Handler};
 use crate::global::Global;
 use crate::UsageError;
@@ -42,9 +40,10 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let o = global.options()?;
     let registry = global.registry()?;
     // The gateway publishes for its callers: with their credentials, never a token of its own.
-    let credentials = micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
+    let credentials =
+        micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
     let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
-    let client = global.client_for_callers(registry.clone(), Strategy::Random)?.with_broker(broker);
+    let client = global.client_for_callers(registry.clone())?.with_broker(broker);
     let address = listen_address(&args.address);
     let serve = args.server.serve(&address)?;
     let scheme = serve.scheme;

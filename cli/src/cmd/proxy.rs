@@ -103,7 +103,6 @@ fn endpoint_of(path: &str) -> String {
     }
 }
 
-
 impl Proxy {
     async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
         // Browsers have no business here (they always send Origin on a POST, which is all the
@@ -120,11 +119,7 @@ impl Proxy {
         let codec = match Codec::from_content_type(ct) {
             Some((c, Protocol::Grpc)) => c,
             _ => {
-                let e = Error::new(
-                    ID,
-                    415,
-                    "the proxy forwards gRPC (application/grpc or application/grpc+json)",
-                );
+                let e = Error::new(ID, 415, "the proxy forwards gRPC (application/grpc or application/grpc+json)");
                 return grpc_error(Codec::Json, &e);
             }
         };
@@ -223,10 +218,11 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // Calls and publishes for callers: with their credentials, never the proxy's own token.
     let client_opts = micro::client::ClientOptions { proxy: None, auth_token: None, ..global.client_options()? };
     let o = global.options()?;
-    let credentials = micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
+    let credentials =
+        micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
     let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
     let client = Client::with_selector(
-        Arc::new(micro::selector::RegistrySelector::new(registry, micro::selector::Strategy::RoundRobin)),
+        Arc::new(micro::selector::RegistrySelector::new(registry, global.strategy()?)),
         client_opts,
     )
     .with_broker(broker);

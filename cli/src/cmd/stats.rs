@@ -37,6 +37,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let registry = global.registry()?;
     let versions = within("the registry", global.timeout(), registry.get_service(&args.name)).await?;
     let client = global.client(registry)?;
+    let mut failed = 0;
     println!("service  {}", args.name);
     for v in &versions {
         println!("\nversion {}\n", v.version);
@@ -57,9 +58,15 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                         n("threads")
                     );
                 }
-                Err(e) => println!("{}\t{}\terror: {}", node.id, node.address, e.detail),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("node {} at {} did not answer Debug.Stats: {}", node.id, node.address, e.detail);
+                }
             }
         }
+    }
+    if failed > 0 {
+        return Err(crate::Reported(1).into());
     }
     Ok(())
 }

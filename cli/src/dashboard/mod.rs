@@ -71,7 +71,7 @@ impl Dashboard {
         let (events, _) = broadcast::channel(256);
         let dashboard = Arc::new(Dashboard {
             nodes: micro::selector::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
-            client: global.client_for_callers(registry.clone(), micro::selector::Strategy::Random)?,
+            client: global.client_for_callers(registry.clone())?,
             global,
             registry: registry.clone(),
             namespace: namespace.trim_end_matches('.').to_string(),

@@ -3,8 +3,8 @@
 //! `Authorization`), never with the dashboard's token.
 
 use http::{Response, StatusCode};
-use micro::transport::Body;
 use micro::client::Client;
+use micro::transport::Body;
 use micro::{CallOptions, Metadata};
 
 use crate::cmd::{health, list, pretty, shell};

@@ -118,7 +118,14 @@ impl Gateway {
                 return error_response(&Error::not_found(ID, format!("no service at {path}")));
             };
             let opts = CallOptions { metadata: self.policy.metadata(&req), ..Default::default() };
-            return websocket::bridge(req, self.client.clone(), route.service, route.method, opts, self.policy.max_body);
+            return websocket::bridge(
+                req,
+                self.client.clone(),
+                route.service,
+                route.method,
+                opts,
+                self.policy.max_body,
+            );
         }
         if matches!(self.handler, Handler::Meta) {
             if let Some((declared, vars)) = self.routes.find(req.method().as_str(), &path) {
@@ -171,7 +178,11 @@ impl Gateway {
         let codec = match Codec::from_content_type(&ct) {
             Some((codec, Protocol::Http)) => Some(codec),
             _ if bodiless && ct.is_empty() => None,
-            _ => return error_response(&unsupported("calls take Content-Type: application/json or application/protobuf")),
+            _ => {
+                return error_response(&unsupported(
+                    "calls take Content-Type: application/json or application/protobuf",
+                ))
+            }
         };
         let query = req.uri().query().unwrap_or("").to_string();
         let md = self.policy.metadata(&req);
@@ -181,7 +192,11 @@ impl Gateway {
         };
         let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
         if codec == Some(Codec::Proto) {
-            return match self.client.call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts).await {
+            return match self
+                .client
+                .call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts)
+                .await
+            {
                 Ok(reply) => {
                     let mut resp = Response::new(Body::full(reply));
                     resp.headers_mut().insert(
@@ -254,7 +269,10 @@ impl Gateway {
                 a.push(v.into());
             }
         }
-        let form = crate::edge::is_media(parts.headers.get(http::header::CONTENT_TYPE), &["application/x-www-form-urlencoded"]);
+        let form = crate::edge::is_media(
+            parts.headers.get(http::header::CONTENT_TYPE),
+            &["application/x-www-form-urlencoded"],
+        );
         let post = if form { pairs(pairs_to_json(&String::from_utf8_lossy(&body))) } else { serde_json::json!({}) };
         let request = serde_json::json!({
             "method": parts.method.as_str(),
@@ -291,7 +309,13 @@ impl Gateway {
         };
         parts.headers = self.policy.proxied_headers(&parts.headers, peer);
         let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        let to = Upstream { http: &self.proxy, service, address: &node.address, timeout: self.timeout, max: self.policy.max_body };
+        let to = Upstream {
+            http: &self.proxy,
+            service,
+            address: &node.address,
+            timeout: self.timeout,
+            max: self.policy.max_body,
+        };
         to.forward(parts, body, &pq).await
     }
 
@@ -331,7 +355,8 @@ fn unsupported(what: &str) -> Error {
 /// The HTTP response an `api` handler's reply (`{statusCode, header, body}`) describes.
 fn api_response(reply: &[u8]) -> Response<Body> {
     let v: serde_json::Value = serde_json::from_slice(reply).unwrap_or_default();
-    let status = v["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok());
+    let status =
+        v["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok());
     let mut resp = Response::new(Body::full(v["body"].as_str().unwrap_or("").to_string()));
     *resp.status_mut() = status.unwrap_or(StatusCode::OK);
     if let Some(h) = v["header"].as_object() {
@@ -409,7 +434,12 @@ impl Upstream<'_> {
     /// `path_and_query` over HTTP/1.1 and answers with the reply as it arrives: 502 when the
     /// node cannot be reached or says its reply is over the limit (a reply that turns out longer
     /// is cut off there), 504 when it does not answer within the timeout.
-    pub(crate) async fn forward(&self, mut parts: http::request::Parts, body: Bytes, path_and_query: &str) -> Response<Body> {
+    pub(crate) async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        path_and_query: &str,
+    ) -> Response<Body> {
         let (service, address, timeout) = (self.service, self.address, self.timeout);
         parts.uri = match format!("http://{address}{path_and_query}").parse() {
             Ok(u) => u,
@@ -421,7 +451,8 @@ impl Upstream<'_> {
         match tokio::time::timeout(timeout, self.http.request(out)).await {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
-                let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let declared =
+                    parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
                 if declared.is_some_and(|n| n > self.max as u64) {
                     let e = Error::new(ID, 502, format!("the reply of {service} is larger than {} bytes", self.max));
                     return error_response(&e);

@@ -67,9 +67,11 @@ pub(crate) fn bridge(
         let Ok(upgraded) = upgrade.await else { return };
         let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config(max))).await;
         match client.stream_json(&service, &endpoint, opts).await {
-            Ok((tx, replies)) => pump(ws, first, tx, replies).await,
+            Ok((tx, replies)) => pump(ws, first, max, tx, replies).await,
             Err(e) => {
-                let _ = ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Error, reason: e.to_json().into() }))).await;
+                let _ = ws
+                    .send(Message::Close(Some(CloseFrame { code: CloseCode::Error, reason: e.to_json().into() })))
+                    .await;
             }
         }
     });
@@ -92,17 +94,30 @@ pub(crate) fn first_message(query: Option<&str>) -> Option<String> {
 
 /// Moves messages both ways until the stream ends: frames from the socket become requests (until
 /// the socket's side closes or breaks), replies become text frames, and the socket is closed
-/// with the stream's outcome.
-pub(crate) async fn pump<IO, Q, R>(ws: WebSocketStream<IO>, first: Option<String>, requests: Q, mut replies: R)
-where
+/// with the stream's outcome. A first message (from the upgrade's query) over `max` bytes closes
+/// the socket as too big, as a frame would.
+pub(crate) async fn pump<IO, Q, R>(
+    ws: WebSocketStream<IO>,
+    first: Option<String>,
+    max: usize,
+    requests: Q,
+    mut replies: R,
+) where
     IO: AsyncRead + AsyncWrite + Unpin,
     Q: Requests,
     R: Stream<Item = Result<RawMessage, Error>> + Unpin,
 {
     let (mut sink, mut source) = ws.split();
     let mut tx = Some(requests);
-    if let (Some(first), Some(t)) = (first, tx.as_mut()) {
-        let _ = t.send(Bytes::from(first)).await;
+    if let Some(first) = first {
+        if first.len() > max {
+            let reason = format!("the query makes a message larger than {max} bytes");
+            let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Size, reason: reason.into() }))).await;
+            return;
+        }
+        if let Some(t) = tx.as_mut() {
+            let _ = t.send(Bytes::from(first)).await;
+        }
     }
     loop {
         tokio::select! {

@@ -45,7 +45,10 @@ mod tests {
     #[test]
     fn pairs_decode_like_a_browser_encodes() {
         let m = pairs_to_json("a=1&b=x+y&a=2&c=%E2%9C%93&d&e=%zz%4&=v");
-        assert_eq!(Value::Object(m), serde_json::json!({"a": ["1", "2"], "b": "x y", "c": "✓", "d": "", "e": "%zz%4", "": "v"}));
+        assert_eq!(
+            Value::Object(m),
+            serde_json::json!({"a": ["1", "2"], "b": "x y", "c": "✓", "d": "", "e": "%zz%4", "": "v"})
+        );
         assert_eq!(decode_component("%aé"), "%aé", "a stray % before a multi-byte character");
         assert_eq!(decode_component("%ff"), "\u{fffd}");
         assert_eq!(decode_segment("a+b%20c"), "a+b c");

@@ -286,6 +286,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_services_that_exist_are_watched_and_the_cache_is_capped() {
+        let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
+        let cache = RegistryCache::new(registry.clone(), Duration::from_secs(60));
+        for i in 0..100 {
+            assert_eq!(cache.get(&format!("nobody-{i}")).await.unwrap_err().code, 404);
+        }
+        assert_eq!(cache.watches(), 0, "unknown names opened watches");
+        let capped = Arc::new(RegistryCache {
+            max_entries: 3,
+            ..Arc::try_unwrap(RegistryCache::new(registry.clone(), Duration::from_secs(60))).ok().unwrap()
+        });
+        for i in 0..5 {
+            let mut s = svc(&"x".repeat(i + 1));
+            s.name = format!("s{i}");
+            registry.register(&s, RegisterOptions::default()).await.unwrap();
+            capped.get(&s.name).await.unwrap();
+        }
+        assert_eq!(capped.watches(), 3, "watches beyond the cap were not dropped");
+        assert_eq!(capped.entries.read().unwrap().len(), 3);
+        capped.get("s0").await.expect("an evicted service is read again");
+    }
+
+    #[tokio::test]
     async fn follows_the_registry_through_empty_and_back() {
         let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
         let cache = RegistryCache::new(registry.clone(), Duration::from_secs(60));

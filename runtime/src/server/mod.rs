@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 pub use handler::{
@@ -465,15 +464,14 @@ impl Dispatcher {
 
     /// Reads a unary body of at most `limit` bytes within the body read timeout.
     async fn read_body(&self, body: Incoming, limit: usize) -> Result<Bytes, Error> {
-        match tokio::time::timeout(self.body_read_timeout, Limited::new(body, limit).collect()).await {
-            Ok(Ok(c)) => Ok(c.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(grpc::too_large(limit, self.max_message_size)),
-            Ok(Err(e)) => Err(Error::new("", 499, format!("reading the request failed: {e}"))),
-            Err(_) => Err(Error::timeout(
-                "",
-                format!("the request body did not arrive within {:?}", self.body_read_timeout),
-            )),
-        }
+        use crate::transport::body::{read_whole, ReadError};
+        read_whole(body, limit, self.body_read_timeout).await.map_err(|e| match e {
+            ReadError::TooLarge => grpc::too_large(limit, self.max_message_size),
+            ReadError::Broken(why) => Error::new("", 499, format!("reading the request failed: {why}")),
+            ReadError::TimedOut => {
+                Error::timeout("", format!("the request body did not arrive within {:?}", self.body_read_timeout))
+            }
+        })
     }
 
     /// Asks every wrapper to admit a request that reaches no endpoint.

@@ -3,6 +3,7 @@
 //! Unary messages are a single buffer (optionally followed by trailers) and need no allocation
 //! beyond the buffer; streams are channels or boxed bodies.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -12,6 +13,39 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use crate::Error;
+
+/// Why a body could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// It is longer than the limit.
+    TooLarge,
+    /// It did not arrive within the timeout.
+    TimedOut,
+    /// The connection broke (the reason).
+    Broken(String),
+}
+
+/// Reads a whole body of at most `limit` bytes within `timeout`. A body that has already
+/// arrived, as most unary ones have, is read without arming a timer.
+pub async fn read_whole<B>(body: B, limit: usize, timeout: std::time::Duration) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    let mut collect = std::pin::pin!(collect);
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => tokio::time::timeout(timeout, collect).await.map_err(|_| ReadError::TimedOut)?,
+    };
+    match read {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooLarge),
+        Err(e) => Err(ReadError::Broken(e.to_string())),
+    }
+}
 
 /// A body: empty, one buffer, one buffer then trailers, a channel of frames, or any boxed body.
 pub struct Body {

@@ -7,10 +7,11 @@
 //! front of the rest of the stream ([`Rewind`]).
 //!
 //! The idle timeout counts requests, not bytes: each request marks the connection busy until its
-//! response body is dropped. Every `idle_timeout` the connection is looked at; one with nothing in
-//! flight and no request since the last look is shut down gracefully. HTTP/1 connections are also
-//! bounded by hyper's header read timeout, which runs while a keep-alive connection waits for its
-//! next request.
+//! response body is dropped. Every `idle_timeout` a watchdog task looks at the connection; one with
+//! nothing in flight and no request since the last look is shut down gracefully. The watchdog is a
+//! task of its own, so the connection's task polls no timer per request. HTTP/1 connections are
+//! also bounded by hyper's header read timeout, which runs while a keep-alive connection waits for
+//! its next request.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -216,12 +218,11 @@ pub(crate) async fn serve<D, IO>(
     }
 }
 
-/// Polls a hyper connection to its end, shutting it down gracefully when the server does, when
-/// no request started within the header timeout, or when it has been idle (nothing in flight, no
-/// new request) for a whole idle period.
+/// Polls a hyper connection to its end, shutting it down gracefully when its [`watchdog`] says
+/// so. The connection's own task polls nothing else, so a request costs no timer work here.
 async fn drive<C, E>(
     conn: C,
-    activity: &Activity,
+    activity: &Arc<Activity>,
     opts: &ServeOptions,
     graceful: &mut watch::Receiver<bool>,
     shutdown: impl Fn(Pin<&mut C>),
@@ -229,39 +230,55 @@ async fn drive<C, E>(
     C: Future<Output = Result<(), E>>,
 {
     tokio::pin!(conn);
-    if *graceful.borrow() {
-        shutdown(conn.as_mut());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(watchdog(activity.clone(), opts.header_read_timeout, opts.idle_timeout, graceful.clone(), stop));
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stopped => shutdown(conn.as_mut()),
     }
-    let mut wait = opts.header_read_timeout.min(opts.idle_timeout);
+    let _ = conn.await;
+}
+
+/// Says when a connection should shut down gracefully: when the server does, when no request
+/// started within `first` (the header timeout, or the idle timeout if shorter), or when it has
+/// been idle (nothing in flight, no new request) for a whole `idle` period. Ends with the
+/// connection.
+async fn watchdog(
+    activity: Arc<Activity>,
+    first: Duration,
+    idle: Duration,
+    mut graceful: watch::Receiver<bool>,
+    mut stop: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut wait = first.min(idle);
     let mut last_started = 0;
-    let mut closing = false;
     loop {
+        if *graceful.borrow() {
+            break;
+        }
         tokio::select! {
-            _ = conn.as_mut() => return,
-            changed = graceful.changed(), if !closing => {
-                if changed.is_err() || *graceful.borrow() {
-                    shutdown(conn.as_mut());
-                    closing = true;
+            _ = stop.closed() => return,
+            changed = graceful.changed() => {
+                if changed.is_err() {
+                    break;
                 }
             }
-            _ = tokio::time::sleep(wait), if !closing => {
+            _ = tokio::time::sleep(wait) => {
                 let started = activity.started.load(Ordering::Relaxed);
                 if activity.in_flight.load(Ordering::Relaxed) == 0 && started == last_started {
                     tracing::debug!("closing an idle connection");
-                    shutdown(conn.as_mut());
-                    closing = true;
+                    break;
                 }
                 last_started = started;
-                wait = opts.idle_timeout;
+                wait = idle;
             }
         }
     }
+    let _ = stop.send(());
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test]

@@ -10,9 +10,10 @@
 //! sending nothing, or too little ([`ServeOptions`]): the TLS handshake and the first bytes (which
 //! say HTTP/1 or the HTTP/2 preface) within `header_read_timeout`; HTTP/1 request headers within
 //! the same time, between requests too; a connection with no request in flight for
-//! `idle_timeout` is closed (HTTP/2 with a GOAWAY first), and HTTP/2 peers that stop answering
-//! pings are dropped. Beyond `max_connections` open connections, new ones are closed as soon as
-//! they are accepted, so the ones being served keep their share of the process.
+//! `idle_timeout` is closed (HTTP/2 with a GOAWAY first), and TCP keepalive drops peers that
+//! vanished (HTTP/2 pings can be asked for too). Beyond `max_connections` open connections, new
+//! ones are closed as soon as they are accepted, so the ones being served keep their share of the
+//! process.
 //!
 //! Protocol detection is done here rather than by hyper-util's `auto` builder, which has no
 //! deadline for it: a peer that sends the first 10 bytes of the HTTP/2 preface would otherwise
@@ -62,8 +63,13 @@ pub struct ServeOptions {
     pub body_read_timeout: Duration,
     /// A connection with no request in flight and no new request for this long is closed.
     pub idle_timeout: Duration,
-    /// How often an HTTP/2 connection is pinged; a peer that misses a ping's answer by
-    /// `keep_alive_timeout` is dropped. `None` sends no pings.
+    /// TCP keepalive on every connection: probes start after this long without traffic (then
+    /// every 10 s, 3 times), so the kernel drops peers that vanished without closing. `None`
+    /// turns it off.
+    pub tcp_keepalive: Option<Duration>,
+    /// How often an HTTP/2 connection is pinged, for peers that must prove they still read; a
+    /// peer that misses a ping's answer by `keep_alive_timeout` is dropped. `None` (the default:
+    /// TCP keepalive finds dead peers at no cost per request) sends no pings.
     pub keep_alive_interval: Option<Duration>,
     /// How long a ping may go unanswered.
     pub keep_alive_timeout: Duration,
@@ -84,7 +90,8 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            keep_alive_interval: Some(Duration::from_secs(30)),
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
             remote_addr: false,
             tls: None,
@@ -210,6 +217,13 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
                             stream = rx.recv() => match stream {
                                 Some(stream) => {
                                     let guard = ConnGuard(tracker.clone());
+                                    if let Some(idle) = opts.tcp_keepalive {
+                                        let keepalive = socket2::TcpKeepalive::new()
+                                            .with_time(idle)
+                                            .with_interval(Duration::from_secs(10))
+                                            .with_retries(3);
+                                        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+                                    }
                                     let Ok(stream) = TcpStream::from_std(stream) else { continue };
                                     tokio::spawn(connection(stream, dispatch.clone(), opts.clone(), graceful_rx.clone(), guard));
                                 }
