@@ -100,6 +100,11 @@ impl Global {
         parse_duration(&self.client_request_timeout).unwrap_or(Duration::from_secs(5))
     }
 
+    /// Whether the commands share one registry (inside `micro cli`, or a tool's own).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.0.is_some()
+    }
+
     /// Makes every later command use `registry`.
     pub(crate) fn share(&mut self, registry: SharedRegistry) {
         self.shared = Shared(Some(registry));

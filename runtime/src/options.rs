@@ -164,6 +164,52 @@ pub const FLAGS: &[&str] = &[
 /// Valid transports.
 pub const TRANSPORTS: &[&str] = &["http", "grpc", "nats"];
 
+/// Every option with its default and what it does, for `--help` (in the order of [`FLAGS`]).
+pub const HELP: &[(&str, &str, &str)] = &[
+    ("registry", "mdns", "where services are found: mdns, etcd, memory"),
+    ("registry_address", "", "registry addresses, comma separated"),
+    ("broker", "http", "pub/sub: http, nats, memory"),
+    ("broker_address", "", "broker addresses, comma separated"),
+    ("transport", "http", "how calls travel: http (gRPC and HTTP on one port), nats"),
+    ("transport_address", "", "NATS servers for the nats transport, comma separated"),
+    ("selector", "random", "which node a call goes to: random, roundrobin, leastloaded"),
+    ("server_name", "", "the service name (the program's own unless set)"),
+    ("server_id", "", "the node id (<name>-<uuid> unless set)"),
+    ("server_version", "latest", "the service version"),
+    ("server_address", "127.0.0.1:0", "the listen address"),
+    ("server_advertise", "", "the address registered instead of the listen address"),
+    ("server_metadata", "", "node metadata, k=v pairs, comma separated"),
+    ("register_ttl", "60s", "how long a registration lives without renewal"),
+    ("register_interval", "30s", "how often the node registers again"),
+    ("client_request_timeout", "5s", "how long a call may take, retries included"),
+    ("client_retries", "1", "how many times a call that could not be served is tried again"),
+    ("server_tls_cert", "", "serve TLS only, with this certificate chain (PEM)"),
+    ("server_tls_key", "", "the key of server_tls_cert (PEM)"),
+    ("server_tls_client_ca", "", "require client certificates from this CA (mutual TLS)"),
+    ("server_max_connections", "4096", "most connections open at once"),
+    ("server_header_timeout", "10s", "how long a client may take to start and to send request headers"),
+    ("server_read_timeout", "30s", "how long a request body may take to arrive"),
+    ("server_idle_timeout", "60s", "how long a connection with nothing in flight stays open"),
+    ("client_tls_ca", "", "the CA to trust for TLS services (every call uses TLS when set)"),
+    ("client_tls_cert", "", "this client's certificate, for mutual TLS (PEM)"),
+    ("client_tls_key", "", "the key of client_tls_cert (PEM)"),
+    ("auth_token", "", "a bearer token the service requires and its client sends"),
+];
+
+/// The `--help` text of a program that takes the micro options.
+pub fn help(program: &str) -> String {
+    let mut out = format!(
+        "Usage: {program} [OPTIONS]\n\nEvery option is also a variable: --registry etcd or MICRO_REGISTRY=etcd (flags win).\nDurations are seconds (30) or carry a unit (500ms, 1m).\n\nOptions:\n"
+    );
+    for (name, default, what) in HELP {
+        let var = format!("MICRO_{}", name.to_ascii_uppercase());
+        let default = if default.is_empty() { String::new() } else { format!(" [default: {default}]") };
+        out.push_str(&format!("  --{name} <{var}>\n          {what}{default}\n"));
+    }
+    out.push_str("  -h, --help\n          print this help\n");
+    out
+}
+
 /// Parses a duration: bare seconds, or a number with `ms`, `s`, `m` or `h`.
 pub fn parse_duration(s: &str) -> Result<Duration, Error> {
     let s = s.trim();

@@ -1,8 +1,10 @@
 //! A service: a server, a client and a registry, started, registered and stopped together.
 //!
 //! `run()` starts the server, registers the node (and renews the registration every interval with
-//! a TTL), serves until SIGINT or SIGTERM, then shuts down gracefully: deregister first, so callers
-//! stop choosing this node, then stop accepting, then let in-flight requests finish (grace period).
+//! a TTL), serves until SIGINT or SIGTERM, then shuts down gracefully: health checks say
+//! NOT_SERVING and the node is deregistered first, so callers stop choosing it, then the server
+//! stops accepting and lets in-flight requests finish (grace period). Until the node is
+//! registered, health checks say NOT_SERVING too.
 //!
 //! **When the registry is down.** A node serves first and registers second: `start()` tries to
 //! register once, and if the registry cannot be reached it returns anyway (the node answers whoever
@@ -102,7 +104,7 @@ impl ServiceBuilder {
         };
         if self.parse_process {
             opts.apply_env(|k| std::env::var(k).ok())?;
-            opts.apply_args(std::env::args().skip(1))?;
+            process_args(&mut opts);
         }
         let name = opts
             .server_name
@@ -166,6 +168,33 @@ impl ServiceBuilder {
     }
 }
 
+/// Applies this process's command line to `opts`, as a Go Micro service does: `--help` prints the
+/// options and exits 0; an option that is not a micro option, or a bad value, is one line on
+/// standard error and exit 2. (A program with flags of its own builds its [`Options`] itself:
+/// [`Options::apply_args`] returns what it does not take.)
+fn process_args(opts: &mut Options) {
+    let program = std::env::args().next().unwrap_or_default();
+    let program =
+        std::path::Path::new(&program).file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{}", crate::options::help(&program));
+        std::process::exit(0);
+    }
+    let fail = |why: &str| -> ! {
+        eprintln!("{program}: {why} (see --help)");
+        std::process::exit(2);
+    };
+    match opts.apply_args(args) {
+        Ok(rest) => {
+            if let Some(unknown) = rest.iter().find(|a| a.starts_with('-')) {
+                fail(&format!("unknown option {unknown}"));
+            }
+        }
+        Err(e) => fail(&e.detail),
+    }
+}
+
 /// A failed registration is tried again after this long at first, then twice as long each time.
 const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two registration attempts after a failure.
@@ -173,6 +202,7 @@ const REGISTER_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// What keeps a node registered: its record, where it goes, and how often.
 struct Registration {
+    server: Server,
     registry: SharedRegistry,
     broker: SharedBroker,
     record: registry::Service,
@@ -187,8 +217,9 @@ impl Registration {
         self.broker.attach(&self.record.nodes[0], self.opts).await
     }
 
-    /// Logs that the node is registered.
+    /// Logs that the node is registered, and says it is serving.
     fn registered(&self) {
+        self.server.set_serving(true);
         tracing::info!(
             service = %self.record.name,
             node = %self.record.nodes[0].id,
@@ -356,8 +387,11 @@ impl Service {
         for sub in self.inner.server.subscribers() {
             subscriptions.push(broker.subscribe(&sub.topic, sub.handler.clone(), sub.options.clone()).await?);
         }
+        // Not serving until registered: health checks say so from the first connection.
+        self.inner.server.set_serving(false);
         let (addr, record) = self.listen().await?;
         let registration = Registration {
+            server: self.inner.server.clone(),
             registry: self.inner.registry.clone(),
             broker,
             record: record.clone(),
@@ -405,10 +439,11 @@ impl Service {
         }
     }
 
-    /// Deregisters, then stops the server gracefully.
+    /// Says it is not serving, deregisters, then stops the server gracefully.
     pub async fn stop(&self) {
         let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(running) = running {
+            self.inner.server.set_serving(false);
             // A renewal in flight must not put the node back after it is deregistered.
             if let Some(task) = running.renewal {
                 task.abort();

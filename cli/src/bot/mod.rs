@@ -202,6 +202,9 @@ impl Bot {
         let registry = self.global.registry()?;
         if add {
             registry.register(&svc, RegisterOptions::default()).await?;
+            if registry.name() == "mdns" {
+                return Ok(format!("ok: {} is announced over mDNS while the bot runs", svc.name));
+            }
         } else {
             registry.deregister(&svc).await?;
         }

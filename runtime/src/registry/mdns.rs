@@ -11,6 +11,10 @@
 //! the LAN. mdns-sd joins the mDNS multicast group on every interface when its daemon starts;
 //! records are only sent on the interfaces in scope.
 //!
+//! **Lifetime.** A record lives as long as the process that announces it: it is withdrawn (a
+//! goodbye packet) when deregistered or when the process ends, and only the process that
+//! announced a node can withdraw it (`deregister` of another process's node is an error).
+//!
 //! **Trust.** Anyone in scope can announce records, so what is heard is checked before it is
 //! believed: the node's address must agree with the record's own SRV port and A/AAAA addresses
 //! (and be on loopback in the host-only scope), so a record cannot point callers at another
@@ -431,6 +435,19 @@ impl Registry for MdnsRegistry {
     }
 
     async fn deregister(&self, service: &Service) -> Result<(), Error> {
+        let ours = {
+            let state = self.inner.lock();
+            service.nodes.iter().any(|n| state.registered.contains_key(&n.id))
+        };
+        if !ours && !service.nodes.is_empty() {
+            return Err(Error::bad_request(
+                "go.micro.registry",
+                format!(
+                    "mdns: {} was not announced by this process, and an mDNS record is withdrawn only by the process that announces it (stop that process)",
+                    service.name
+                ),
+            ));
+        }
         for node in &service.nodes {
             let daemon_name = self.inner.lock().registered.remove(&node.id);
             let Some(daemon_name) = daemon_name else { continue };

@@ -1,9 +1,10 @@
 //! Endpoints every server answers: `Debug.Health`, `Debug.Stats` and the standard
-//! `grpc.health.v1.Health/Check`.
+//! `grpc.health.v1.Health/Check` and `/Watch`, all telling the server's real health
+//! ([`Server::set_serving`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::{unary, Endpoint, Request, Server};
+use super::{server_stream, unary, Endpoint, Health, Request, Server, ServerStream};
 use crate::Error;
 
 /// An empty message.
@@ -50,9 +51,23 @@ pub struct HealthCheckRequest {
 /// `grpc.health.v1.HealthCheckResponse`.
 #[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
 pub struct HealthCheckResponse {
-    /// 1 = SERVING.
+    /// 1 = SERVING, 2 = NOT_SERVING, 3 = SERVICE_UNKNOWN (Watch only).
     #[prost(int32, tag = "1")]
     pub status: i32,
+}
+
+/// `SERVING`.
+pub const SERVING: i32 = 1;
+/// `NOT_SERVING`.
+pub const NOT_SERVING: i32 = 2;
+/// `SERVICE_UNKNOWN`.
+pub const SERVICE_UNKNOWN: i32 = 3;
+
+fn status_of(health: Health) -> i32 {
+    match health {
+        Health::Serving | Health::Unset => SERVING,
+        Health::NotServing | Health::Stopped => NOT_SERVING,
+    }
 }
 
 fn proc_status_field(name: &str) -> Option<u64> {
@@ -62,9 +77,22 @@ fn proc_status_field(name: &str) -> Option<u64> {
 }
 
 pub(super) fn register(server: &Server) {
+    let health = server.clone();
     server.handle(
-        Endpoint::new("Debug.Health", unary(|_: Request<Empty>| async { Ok(HealthResponse { status: "ok".into() }) }))
-            .internal(),
+        Endpoint::new(
+            "Debug.Health",
+            unary(move |_: Request<Empty>| {
+                let serving = status_of(health.health()) == SERVING;
+                async move {
+                    if serving {
+                        Ok(HealthResponse { status: "ok".into() })
+                    } else {
+                        Err(Error::unavailable("", "not serving (not registered yet, or shutting down)"))
+                    }
+                }
+            }),
+        )
+        .internal(),
     );
     let started = server.started();
     let wall_start =
@@ -89,12 +117,11 @@ pub(super) fn register(server: &Server) {
         Endpoint::new(
             "grpc.health.v1.Health.Check",
             unary(move |req: Request<HealthCheckRequest>| {
-                let known = req.service.is_empty()
-                    || names.descriptors().services().iter().any(|s| *s == req.service)
-                    || req.service == names.options().name;
+                let known = knows(&names, &req.service);
+                let status = status_of(names.health());
                 async move {
                     if known {
-                        Ok(HealthCheckResponse { status: 1 })
+                        Ok(HealthCheckResponse { status })
                     } else {
                         Err(Error::not_found("", format!("unknown service {}", req.service)))
                     }
@@ -104,4 +131,55 @@ pub(super) fn register(server: &Server) {
         .path("/grpc.health.v1.Health/Check")
         .internal(),
     );
+    let watched = server.clone();
+    server.handle(
+        Endpoint::new(
+            "grpc.health.v1.Health.Watch",
+            server_stream(move |req: Request<HealthCheckRequest>, stream: ServerStream<HealthCheckResponse>| {
+                let known = knows(&watched, &req.service);
+                let health = watched.watch_health();
+                watch(known, health, stream)
+            }),
+        )
+        .path("/grpc.health.v1.Health/Watch")
+        .internal(),
+    );
+}
+
+/// Whether `service` is one the health service answers for: the server's name, a service it
+/// implements, or empty (the whole server).
+fn knows(server: &Server, service: &str) -> bool {
+    service.is_empty()
+        || service == server.options().name
+        || server.descriptors().services().iter().any(|s| s == service)
+}
+
+/// `Watch`: the status now, then every change, until the client goes away or the server stops;
+/// an unknown service is told SERVICE_UNKNOWN once and then kept waiting, as the spec says.
+async fn watch(
+    known: bool,
+    mut health: tokio::sync::watch::Receiver<Health>,
+    stream: ServerStream<HealthCheckResponse>,
+) -> Result<(), Error> {
+    if !known {
+        stream.send(HealthCheckResponse { status: SERVICE_UNKNOWN }).await?;
+        let _ = health.wait_for(|h| *h == Health::Stopped).await;
+        return Ok(());
+    }
+    let mut last = None;
+    loop {
+        let now = *health.borrow_and_update();
+        let status = status_of(now);
+        if last != Some(status) {
+            stream.send(HealthCheckResponse { status }).await?;
+            last = Some(status);
+        }
+        if now == Health::Stopped {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = health.changed() => if changed.is_err() { return Ok(()) },
+            _ = stream.closed() => return Ok(()),
+        }
+    }
 }

@@ -115,6 +115,11 @@ impl<M: Message> ServerStream<M> {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Completes when the client has gone away.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
 }
 
 /// Everything a byte-level handler gets.

@@ -6,8 +6,12 @@
 //! handler. Each request is then answered without locks: content type → codec and protocol, path →
 //! handler, headers → metadata, `grpc-timeout` → deadline.
 //!
-//! Every server also answers `Debug.Health`, `Debug.Stats`, `grpc.health.v1.Health/Check` and gRPC
-//! server reflection (v1 and v1alpha), none of which is advertised in the registry.
+//! Every server also answers `Debug.Health`, `Debug.Stats`, `grpc.health.v1.Health/Check` and
+//! `/Watch`, and gRPC server reflection (v1 and v1alpha), none of which is advertised in the
+//! registry. Health is the server's real state ([`Server::set_serving`]): a [`Service`] is
+//! NOT_SERVING until its node is registered and again from the moment it begins to shut down.
+//!
+//! [`Service`]: crate::Service
 
 pub mod builtin;
 pub mod descriptors;
@@ -150,6 +154,20 @@ struct Shared {
     #[cfg(feature = "nats")]
     listening: Mutex<Option<crate::transport::nats::Listening>>,
     started: Instant,
+    health: tokio::sync::watch::Sender<Health>,
+}
+
+/// What a server says of its health (`Debug.Health`, `grpc.health.v1.Health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Nobody said yet: serving once started.
+    Unset,
+    /// Ready for calls.
+    Serving,
+    /// Up, but not to be sent calls (not registered yet, or shutting down).
+    NotServing,
+    /// Stopping: health streams end.
+    Stopped,
 }
 
 /// A server: endpoints plus the HTTP listener that serves them. Cheap to clone.
@@ -189,6 +207,7 @@ impl Server {
                 #[cfg(feature = "nats")]
                 listening: Mutex::new(None),
                 started: Instant::now(),
+                health: tokio::sync::watch::channel(Health::Unset).0,
             }),
         };
         builtin::register(&server);
@@ -307,12 +326,42 @@ impl Server {
         self.shared.started
     }
 
+    /// Says whether the server is ready for calls; health checks report it, and health watches
+    /// are told of the change.
+    pub fn set_serving(&self, serving: bool) {
+        self.shared.health.send_if_modified(|h| {
+            let next = if serving { Health::Serving } else { Health::NotServing };
+            let changed = *h != next;
+            if changed {
+                *h = next;
+            }
+            changed
+        });
+    }
+
+    /// The server's health now.
+    pub fn health(&self) -> Health {
+        *self.shared.health.borrow()
+    }
+
+    /// Follows the server's health (for `grpc.health.v1.Health/Watch`).
+    pub(crate) fn watch_health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.shared.health.subscribe()
+    }
+
     /// Starts listening; returns the bound address. Routes are frozen from here on.
     pub fn start(&self) -> Result<std::net::SocketAddr, Error> {
         let opts = self.options();
         let dispatcher = Arc::new(self.dispatcher(&opts));
         let serving = transport::serve(&opts.address, dispatcher, &opts.serve)?;
         let addr = serving.local_addr();
+        self.shared.health.send_if_modified(|h| {
+            let unset = matches!(h, Health::Unset | Health::Stopped);
+            if unset {
+                *h = Health::Serving;
+            }
+            unset
+        });
         tracing::info!(service = %opts.name, "listening on {addr}");
         *self.shared.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(serving);
         Ok(addr)
@@ -335,8 +384,10 @@ impl Server {
         self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.local_addr())
     }
 
-    /// Stops accepting connections and waits (up to the grace period) for in-flight requests.
+    /// Stops accepting connections and waits (up to the grace period) for in-flight requests;
+    /// health watches end.
     pub async fn stop(&self) {
+        self.shared.health.send_replace(Health::Stopped);
         #[cfg(feature = "nats")]
         drop(self.shared.listening.lock().unwrap_or_else(|e| e.into_inner()).take());
         let serving = self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).take();
