@@ -217,17 +217,17 @@ async fn event_and_http_handlers() {
     let ns = format!("go.micro.ev{}", std::process::id());
     let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
 
-    // A subscriber of <namespace>.events for the event handler.
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    // A subscriber of <namespace>.user for the event handler: Go Micro's event envelope.
+    let seen: Arc<Mutex<Vec<micro::api::event::Event>>> = Arc::default();
     let subscriber = service(registry.clone(), &format!("{ns}.listener")).await;
     let s = seen.clone();
     micro::register_subscriber(
         subscriber.server(),
-        &format!("{ns}.events"),
-        move |req: Request<micro_tests::testing::Line>| {
+        &format!("{ns}.user"),
+        move |req: Request<micro::api::event::Event>| {
             let s = s.clone();
             async move {
-                s.lock().unwrap().push(req.text.clone());
+                s.lock().unwrap().push(req.into_inner());
                 Ok(())
             }
         },
@@ -244,18 +244,24 @@ async fn event_and_http_handlers() {
     let events = blocking(move || {
         let (_gw, addr) = gateway(&["--namespace", &n, "--handler", "event"]);
         until_ok(&[&format!("http://{addr}/")]);
-        curl(&[
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            r#"{"text":"from the gateway"}"#,
-            &format!("http://{addr}/events/created"),
-        ])
+        let json = ["-H", "Content-Type: application/json", "-H", "X-User: ann"];
+        let login = curl(&[&json[..], &["-d", r#"{"who":"ann"}"#, &format!("http://{addr}/user/login")]].concat());
+        let logout =
+            curl(&[&json[..], &["-d", r#"{"who":"ann"}"#, &format!("http://{addr}/user/logout/now")]].concat());
+        (login, logout)
     })
     .await;
-    assert_eq!(events.0, 200, "{events:?}");
-    micro_tests::wait_for("the event", Duration::from_secs(5), async || !seen.lock().unwrap().is_empty()).await;
-    assert_eq!(seen.lock().unwrap()[0], "from the gateway");
+    assert_eq!((events.0 .0, events.1 .0), (200, 200), "{events:?}");
+    micro_tests::wait_for("both events", Duration::from_secs(5), async || seen.lock().unwrap().len() == 2).await;
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(seen[0].name, "login");
+    assert_eq!(seen[1].name, "logout.now");
+    assert_eq!(seen[0].data, r#"{"who":"ann"}"#);
+    assert_eq!(seen[0].header["X-User"].values, ["ann"]);
+    assert!(seen[0].id != seen[1].id && !seen[0].id.is_empty());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - seen[0].timestamp).abs() < 60, "a Unix time: {}", seen[0].timestamp);
 
     let n = ns.clone();
     let page = blocking(move || {

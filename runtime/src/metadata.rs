@@ -32,6 +32,18 @@ pub(crate) fn is_transport_header(name: &str) -> bool {
         )
 }
 
+/// A header name as Go writes it: `micro-topic` → `Micro-Topic` (brokers' message headers, the
+/// gateway's events).
+pub fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 impl Metadata {
     /// Empty metadata.
     pub fn new() -> Self {

@@ -4,7 +4,8 @@
 //! Handlers: `meta` (the default: a route declared by an endpoint's metadata wins, else `rpc`),
 //! `rpc` (JSON or protobuf body → call → reply in the request's content type), `api` (the whole
 //! HTTP request as a message, the reply written as the HTTP response), `http`/`proxy` (reverse
-//! proxy to HTTP services), `event` (publish the body to `<namespace>.<first segment>`), `web`
+//! proxy to HTTP services), `event` (publish Go Micro's event envelope of the body to
+//! `<namespace>.<first segment>`, named by the rest of the path), `web`
 //! (proxy). Streaming endpoints are reached over websocket ([`websocket`]). `POST /rpc` takes
 //! `{service, endpoint, request}` for a service of the namespace; `GET /` the version.
 //!
@@ -319,28 +320,43 @@ impl Gateway {
         to.forward(parts, body, &pq).await
     }
 
-    /// The `event` handler: publishes the body (JSON or protobuf) to `<namespace>.<first segment>`.
+    /// The `event` handler: publishes Go Micro's event envelope (`micro::api::event::Event`) of a
+    /// JSON body to `<namespace>.<first segment>`, named by the rest of the path.
     async fn event(&self, req: http::Request<Incoming>) -> Response<Body> {
-        let first = req.uri().path().trim_matches('/').split('/').next().unwrap_or("").to_string();
-        if first.is_empty() {
+        let Some((topic, name)) = micro::api::event::topic_and_name(&self.namespace, req.uri().path()) else {
             return error_response(&Error::bad_request(ID, "the path names no topic"));
-        }
-        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let Some((codec, Protocol::Http)) = Codec::from_content_type(&ct) else {
-            return error_response(&unsupported("events take Content-Type: application/json or application/protobuf"));
         };
-        let topic = if self.namespace.is_empty() { first } else { format!("{}.{first}", self.namespace) };
+        if !crate::edge::is_media(req.headers().get(http::header::CONTENT_TYPE), &["application/json"]) {
+            return error_response(&unsupported("events take Content-Type: application/json"));
+        }
         let md = self.policy.metadata(&req);
         let body = match self.policy.read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
-        let publisher = Publisher::new(topic, self.client.clone());
-        let published = match codec {
-            Codec::Json => publisher.publish_json(&body, &md).await,
-            Codec::Proto => publisher.publish_bytes(body, codec.content_type(Protocol::Http), &md).await,
+        let mut header = BTreeMap::<String, micro::api::event::Pair>::new();
+        for (k, v) in md.iter() {
+            let key = micro::metadata::canonical(k);
+            header
+                .entry(key.clone())
+                .or_insert_with(|| micro::api::event::Pair { key, values: vec![] })
+                .values
+                .push(v.into());
+        }
+        let event = micro::api::event::Event {
+            name,
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            header,
+            data: String::from_utf8_lossy(&body).into_owned(),
         };
-        match published {
+        let json = match serde_json::to_vec(&event) {
+            Ok(j) => j,
+            Err(e) => return error_response(&Error::internal_server_error(ID, e)),
+        };
+        match Publisher::new(topic, self.client.clone()).publish_json(&json, &md).await {
             Ok(()) => json_response(StatusCode::OK, "{}"),
             Err(e) => error_response(&e),
         }

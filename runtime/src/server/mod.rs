@@ -503,7 +503,7 @@ impl Dispatcher {
                 }
             } else if !crate::metadata::is_transport_header(name) {
                 if let Ok(v) = v.to_str() {
-                    header.insert(canonical_header(name), v.to_string());
+                    header.insert(crate::metadata::canonical(name), v.to_string());
                 }
             }
         }
@@ -646,20 +646,6 @@ impl Dispatch for Dispatcher {
             }
         }
     }
-}
-
-/// `micro-topic` → `Micro-Topic`.
-fn canonical_header(name: &str) -> String {
-    name.split('-')
-        .map(|part| {
-            let mut c = part.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 fn ok_response(protocol: Protocol, codec: Codec, reply: Bytes) -> http::Response<Body> {
