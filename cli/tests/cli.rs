@@ -226,6 +226,14 @@ async fn interactive_prompt_calls_and_completes() {
         p.exp_string(&format!("service  {n}")).unwrap();
         p.exp_string("Endpoint: Tester.Shout").unwrap();
         p.exp_string("micro> ").unwrap();
+        // A stream ends with its replies and leaves standard input to the prompt: the next
+        // line typed is the prompt's, not swallowed by the stream.
+        p.send_line(&format!(r#"stream {n} Tester.Count {{"to":2}}"#)).unwrap();
+        p.exp_string(r#""value":"2""#).unwrap();
+        p.exp_string("micro> ").unwrap();
+        p.send_line(&format!(r#"call {n} Tester.Echo {{"message":"after the stream"}}"#)).unwrap();
+        p.exp_string(r#""message": "after the stream""#).unwrap();
+        p.exp_string("micro> ").unwrap();
         p.send_line("exit").unwrap();
         p.exp_eof().unwrap();
     })

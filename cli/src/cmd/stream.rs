@@ -1,6 +1,8 @@
 //! `micro stream SERVICE ENDPOINT [JSON]`: one JSON value per reply on standard output. After
 //! the first request, each line of standard input is sent as a further request (bidirectional
-//! endpoints); the sending side closes when standard input does.
+//! endpoints); the sending side closes when standard input does. Inside `micro cli` standard
+//! input belongs to the prompt, so only the line's request is sent and the sending side closes
+//! after it.
 
 use std::io::BufRead;
 
@@ -40,17 +42,11 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         tx.send_bytes(&compact).await.map_err(fail)?;
     }
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<String>(16);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if line.trim().is_empty() {
-                continue;
-            }
-            if lines_tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
+    if global.is_shared() {
+        drop(lines_tx);
+    } else {
+        stdin_lines(lines_tx);
+    }
     let mut tx = Some(tx);
     loop {
         tokio::select! {
@@ -71,4 +67,20 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             },
         }
     }
+}
+
+/// Sends the non-empty lines of standard input into `lines` until it closes (on a thread: the
+/// process ends with the command, so nothing is left reading).
+fn stdin_lines(lines_tx: tokio::sync::mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
 }
