@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use micro::bot::{CommandHandler, HelpResponse};
 use micro::registry::{MdnsRegistry, SharedRegistry};
-use micro_tests::slack::{stand_in, Slack};
+use micro_tests::slack::{again, chatter, direct, disconnect, mention, stand_in, Slack};
 
 struct Weather;
 
@@ -23,9 +23,13 @@ impl CommandHandler for Weather {
 }
 
 async fn command_service(registry: SharedRegistry) -> micro::Service {
+    command_service_named(registry, "go.micro.bot.weather").await
+}
+
+async fn command_service_named(registry: SharedRegistry, name: &str) -> micro::Service {
     let mut o = micro::options::Options::default();
     o.register_interval = Duration::ZERO;
-    let svc = micro::Service::builder().name("go.micro.bot.weather").options(o).registry(registry).build().unwrap();
+    let svc = micro::Service::builder().name(name).options(o).registry(registry).build().unwrap();
     micro::bot::register_command_handler(svc.server(), Weather);
     svc.start().await.unwrap();
     svc
@@ -85,14 +89,18 @@ async fn a_conversation_over_slack_socket_mode() {
     })
     .await;
     let slack = Arc::new(Slack::default());
-    let from = |text: &str| ("U1".to_string(), text.to_string());
+    let call =
+        direct("U1", r#"call testing Tester.Echo {"message":"from slack & co <3 https://example.com/x?a=1&b=2"}"#);
     let api = stand_in(
         slack.clone(),
         vec![
-            from("list services"),
-            from(r#"call testing Tester.Echo {"message":"from slack"}"#),
-            from("weather oslo"),
-            from("help"),
+            mention("U1", "list services"),
+            chatter("U1", "list services"),
+            call.clone(),
+            again(&call),
+            disconnect(),
+            mention("U1", "weather oslo"),
+            mention("U1", "help"),
         ],
     )
     .await;
@@ -113,21 +121,67 @@ async fn a_conversation_over_slack_socket_mode() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    micro_tests::wait_for("four replies", Duration::from_secs(20), async || slack.posted.lock().unwrap().len() >= 4)
-        .await;
+    micro_tests::wait_for("every event acknowledged", Duration::from_secs(30), async || {
+        slack.acks.lock().unwrap().len() >= 6 && slack.posted.lock().unwrap().len() >= 4
+    })
+    .await;
     let _ = bot.kill();
     let _ = bot.wait();
     let posted = slack.posted.lock().unwrap().clone();
-    assert!(posted.iter().all(|(channel, _)| channel == "C42"));
+    assert_eq!(posted.len(), 4, "a mention, a direct message, and after the reconnect two mentions: {posted:?}");
+    assert_eq!(posted.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["C42", "D42", "C42", "C42"]);
     assert!(
         posted[0].1.lines().any(|l| l == "go.micro.bot.weather") && posted[0].1.lines().any(|l| l == "testing"),
         "{}",
         posted[0].1
     );
-    assert!(posted[1].1.contains("\"message\": \"from slack\""), "{}", posted[1].1);
+    assert!(
+        posted[1].1.contains(r#""message": "from slack & co <3 https://example.com/x?a=1&b=2""#),
+        "Slack's escapes and link markup undone: {}",
+        posted[1].1
+    );
     assert_eq!(posted[2].1, "sunny in oslo");
     assert!(posted[3].1.contains("weather CITY - the weather in CITY"), "{}", posted[3].1);
-    assert_eq!(*slack.acks.lock().unwrap(), ["env-0", "env-1", "env-2", "env-3"]);
+    assert!(*slack.connections.lock().unwrap() >= 2, "the bot came back after the disconnect");
     tester.stop().await;
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_come_from_the_namespace_given() {
+    let namespace = format!("acme.bot{}", std::process::id());
+    let svc = command_service_named(Arc::new(MdnsRegistry::new().unwrap()), &format!("{namespace}.forecast")).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
+            .args(["bot", "--inputs", "stdin", "--namespace", &namespace])
+            .env("MICRO_REGISTRY", "mdns")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            writeln!(stdin, "forecast rome").unwrap();
+            let mut a = String::new();
+            if stdout.read_line(&mut a).unwrap_or(0) == 0 {
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+                break format!("exited: {err}");
+            }
+            if a.contains("sunny") || Instant::now() > deadline {
+                break a;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        drop(stdin);
+        let _ = child.wait();
+        answer
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, "sunny in rome\n");
     svc.stop().await;
 }

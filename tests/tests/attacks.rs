@@ -929,7 +929,10 @@ async fn item09_records_that_lie_are_not_believed_and_only_admins_change_the_reg
     };
     let api = micro_tests::slack::stand_in(
         slack.clone(),
-        vec![("U-stranger".to_string(), record("stranger")), ("U-admin".to_string(), record("admin"))],
+        vec![
+            micro_tests::slack::mention("U-stranger", &record("stranger")),
+            micro_tests::slack::direct("U-admin", &record("admin")),
+        ],
     )
     .await;
     let bot = std::process::Command::new(micro_bin())

@@ -1,7 +1,7 @@
 //! `micro bot`: operate the platform by chatting. Inputs (`--inputs slack,stdin`) hand each line
 //! to [`Bot::answer`]; built-in commands cover the CLI's read and call commands, and every
-//! service named `go.micro.bot.<command>` adds `<command>` (its `Command.Help` and
-//! `Command.Exec`), discovered and dropped through a registry watch.
+//! service named `<namespace>.<command>` (`go.micro.bot.weather`) adds `<command>` (its
+//! `Command.Help` and `Command.Exec`), discovered and dropped through a registry watch.
 //!
 //! **Who may do what.** Anyone who can post to the bot may read (list, get, health) and run
 //! commands. Changing the registry (`register service`, `deregister service`) needs an admin:
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use micro::bot::{ExecRequest, ExecResponse, HelpRequest, HelpResponse, EXEC, HELP, NAMESPACE};
+use micro::bot::{ExecRequest, ExecResponse, HelpRequest, HelpResponse, EXEC, HELP};
 use micro::client::Client;
 use micro::registry::{RegisterOptions, Service};
 use micro::CallOptions;
@@ -53,19 +53,23 @@ pub(crate) struct Bot {
     anonymous: Client,
     /// Slack user ids allowed to change the registry and to call with the bot's token.
     admins: BTreeSet<String>,
+    /// The namespace of command services (`go.micro.bot`).
+    namespace: String,
     /// command → service
     commands: RwLock<BTreeMap<String, String>>,
 }
 
 impl Bot {
     /// A bot over the registry the flags name; starts following `go.micro.bot.*` services.
-    pub(crate) fn start(global: &Global, admins: &[String]) -> anyhow::Result<Arc<Bot>> {
+    pub(crate) fn start(global: &Global, admins: &[String], namespace: &str) -> anyhow::Result<Arc<Bot>> {
         let mut global = global.clone();
         global.share(global.registry()?);
         let client = global.client(global.registry()?)?;
         let anonymous = global.client_for_callers(global.registry()?)?;
         let admins = admins.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
-        let bot = Arc::new(Bot { global, client, anonymous, admins, commands: RwLock::new(BTreeMap::new()) });
+        let namespace = namespace.trim_end_matches('.').to_string();
+        let bot =
+            Arc::new(Bot { global, client, anonymous, admins, namespace, commands: RwLock::new(BTreeMap::new()) });
         let b = bot.clone();
         tokio::spawn(async move {
             loop {
@@ -74,7 +78,7 @@ impl Bot {
                 match registry.watch(None).await {
                     Ok(mut w) => {
                         while let Some(Ok(ev)) = w.next().await {
-                            if ev.service.name.starts_with(NAMESPACE) {
+                            if ev.service.name.starts_with(&b.namespace) {
                                 b.refresh().await;
                             }
                         }
@@ -89,7 +93,7 @@ impl Bot {
     async fn refresh(&self) {
         let Ok(registry) = self.global.registry() else { return };
         let Ok(services) = registry.list_services().await else { return };
-        let prefix = format!("{NAMESPACE}.");
+        let prefix = format!("{}.", self.namespace);
         let found: BTreeMap<String, String> = services
             .into_iter()
             .filter_map(|s| s.name.strip_prefix(&prefix).map(|c| (c.to_string(), s.name.clone())))
@@ -103,7 +107,7 @@ impl Bot {
         if let Some(s) = self.commands.read().unwrap_or_else(|e| e.into_inner()).get(word).cloned() {
             return Some(s);
         }
-        let service = format!("{NAMESPACE}.{word}");
+        let service = format!("{}.{word}", self.namespace);
         let registry = self.global.registry().ok()?;
         registry.get_service(&service).await.ok()?;
         self.commands.write().unwrap_or_else(|e| e.into_inner()).insert(word.to_string(), service.clone());

@@ -34,14 +34,14 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    if args.namespace != micro::bot::NAMESPACE {
-        return Err(UsageError(format!("only the {} namespace is supported", micro::bot::NAMESPACE)).into());
+    if args.namespace.trim_matches('.').is_empty() {
+        return Err(UsageError("the namespace of command services cannot be empty".into()).into());
     }
     let inputs: Vec<&str> = args.inputs.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     if let Some(bad) = inputs.iter().find(|i| !matches!(**i, "slack" | "stdin")) {
         return Err(UsageError(format!("unknown input \"{bad}\" (valid: slack, stdin)")).into());
     }
-    let bot = Bot::start(global, &args.admins)?;
+    let bot = Bot::start(global, &args.admins, &args.namespace)?;
     let mut tasks = tokio::task::JoinSet::new();
     if inputs.contains(&"slack") {
         let slack = Slack { api: args.slack_api_url, app_token: args.slack_app_token, bot_token: args.slack_bot_token };
