@@ -175,6 +175,8 @@ impl Config {
             prost.prost_path(format!("{PRIVATE}::prost"));
             prost.compile_well_known_types();
             prost.enable_type_names();
+            // The domain every other implementation uses in `Any`'s type URLs.
+            prost.type_name_domain(["."], "type.googleapis.com");
             prost.extern_path(".google.protobuf", WKT.to_string());
             for (p, r) in &self.extern_paths {
                 prost.extern_path(p, r);
@@ -228,6 +230,7 @@ impl Config {
                 let code = String::from_utf8_lossy(&w)
                     .replace("::pbjson::", &format!("{PRIVATE}::pbjson::"))
                     .replace("::serde::", &format!("{PRIVATE}::serde::"));
+                let code = null_values(code, set.file.iter().filter(|f| f.package() == pkg));
                 if !code.is_empty() {
                     json.entry(pkg).or_default().push_str(&code);
                 }
@@ -262,6 +265,7 @@ impl Config {
                     /// endpoint field trees).
                     pub const FILE_DESCRIPTOR_SET: &[u8] = #lit;
                 };
+                let mut registered = Vec::new();
                 if has_messages {
                     for path in message_paths(targets.iter().filter(|f| f.package() == pkg).copied()) {
                         tokens.extend(quote! {
@@ -271,8 +275,17 @@ impl Config {
                                 }
                             }
                         });
+                        registered.push(quote! { ::micro::wkt::any::register::<#path>(); });
                     }
                 }
+                tokens.extend(quote! {
+                    /// Makes every message of this package something a `google.protobuf.Any` can
+                    /// hold in JSON. Clients and handlers of the package call it; call it for a
+                    /// package whose messages travel only inside `Any`s.
+                    pub fn register_types() {
+                        #(#registered)*
+                    }
+                });
                 for s in &services {
                     tokens.extend(service::generate(s, &resolver, emit));
                 }
@@ -310,6 +323,46 @@ fn message_paths<'a>(files: impl Iterator<Item = &'a FileDescriptorProto>) -> Ve
         }
     }
     out
+}
+
+/// pbjson reads a message field from `Option<T>`, so JSON `null` leaves it unset; for a
+/// `google.protobuf.Value` field, `null` is a value (`NullValue`), as the proto3 JSON mapping
+/// says. The generated reads of such fields are pointed at `Value`'s own deserializer.
+fn null_values<'a>(mut code: String, files: impl Iterator<Item = &'a FileDescriptorProto>) -> String {
+    use heck::{ToSnakeCase, ToUpperCamelCase};
+    fn walk(m: &prost_types::DescriptorProto, mods: &[String], out: &mut Vec<(String, String)>) {
+        let path = mods.iter().map(|m| format!("{}::", m.to_snake_case())).collect::<String>()
+            + &m.name().to_upper_camel_case();
+        for f in &m.field {
+            let singular = f.label() != prost_types::field_descriptor_proto::Label::Repeated;
+            let in_oneof = f.oneof_index.is_some() && !f.proto3_optional();
+            if f.type_name() == ".google.protobuf.Value" && singular && !in_oneof {
+                out.push((path.clone(), f.name().to_snake_case()));
+            }
+        }
+        let mut inner = mods.to_vec();
+        inner.push(m.name().to_string());
+        for n in &m.nested_type {
+            walk(n, &inner, out);
+        }
+    }
+    let mut fields = vec![];
+    for f in files {
+        for m in &f.message_type {
+            walk(m, &[], &mut fields);
+        }
+    }
+    for (message, field) in fields {
+        let head = format!("impl<'de> serde::Deserialize<'de> for {message} {{");
+        let Some(start) = code.find(&head) else { continue };
+        let end = code[start + head.len()..].find("\nimpl").map_or(code.len(), |e| start + head.len() + e);
+        let block = code[start..end].replace(
+            &format!("{field}__ = map_.next_value()?;"),
+            &format!("{field}__ = Some(map_.next_value::<{WKT}::Value>()?);"),
+        );
+        code.replace_range(start..end, &block);
+    }
+    code
 }
 
 /// The package given to files that have none, for pbjson's sake.

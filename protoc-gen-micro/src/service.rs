@@ -162,6 +162,7 @@ fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
             #(#consts)*
             /// A client of the service registered as `service`, calling through `client`.
             pub fn new(service: impl ::core::convert::Into<::std::string::String>, client: ::micro::Client) -> Self {
+                register_types();
                 Self { service: service.into(), client }
             }
             #(#methods)*
@@ -261,6 +262,7 @@ fn server(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
         pub fn #register<H: #trait_name>(server: &::micro::Server, handler: H) {
             let handler = ::std::sync::Arc::new(handler);
             server.add_descriptors(FILE_DESCRIPTOR_SET);
+            register_types();
             #(#registrations)*
         }
     }

@@ -47,6 +47,7 @@ pub mod server;
 pub mod service;
 pub mod transport;
 pub mod web;
+pub mod wkt;
 
 pub use client::{CallOptions, Client, Publisher};
 pub use codec::Message;
@@ -69,12 +70,6 @@ macro_rules! include_proto {
     ($package:tt) => {
         include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
     };
-}
-
-/// The protobuf well-known types (`Timestamp`, `Duration`, `Struct`, `Empty`, ...) with proto3 JSON
-/// support, as generated code uses them.
-pub mod wkt {
-    pub use pbjson_types::*;
 }
 
 /// The logging facade the runtime logs with (so services need no extra dependency to log).

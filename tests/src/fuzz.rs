@@ -24,7 +24,10 @@ pub const TARGETS: [&str; 7] =
 pub fn check(target: &str) -> fn(&[u8]) -> bool {
     match target {
         "grpc_frame" => micro::fuzzing::grpc_frame,
-        "json_codec" => micro::fuzzing::json_codec::<proto::Everything>,
+        "json_codec" => {
+            proto::register_types();
+            micro::fuzzing::json_codec::<proto::Everything>
+        }
         "gateway_path" => micro::fuzzing::gateway_path,
         "gateway_query" => micro::fuzzing::gateway_query,
         "gateway_route" => micro::fuzzing::gateway_route,
@@ -91,7 +94,7 @@ const JSON_SEEDS: &[(&str, bool)] = &[
         "levelsByCode":{"0":"LEVEL_HIGH","7":1},"byFlag":{"true":"AQ==","false":""},"bySint":{"-3":2.5},
         "text":"chosen","at":"2024-02-29T23:59:59.123456789Z","took":"-1.5s",
         "extra":{"a":1,"b":[true,null,"s",{"c":{}}]},"value":[1,"two",{"three":3}],"list":[null,false],
-        "mask":{"paths":["fDouble","inner.name"]},"any":{"typeUrl":"type.googleapis.com/fuzz.Inner","value":"CgFh"},
+        "mask":"fDouble,inner.name","any":{"@type":"type.googleapis.com/fuzz.Inner","name":"a"},
         "wrappedInt64":"12","wrappedUint32":13,"wrappedDouble":1.25,"wrappedFloat":"Infinity","wrappedBool":false,
         "wrappedString":"w","wrappedBytes":"d3c=","times":["1970-01-01T00:00:00Z","2000-01-01T00:00:00+01:00"],
         "values":{"n":null,"s":"s","l":[1,[2]]}}"#,

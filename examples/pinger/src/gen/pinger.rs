@@ -13,7 +13,7 @@ impl ::micro::__private::prost::Name for PingRequest {
         "pinger.PingRequest".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/pinger.PingRequest".into()
+        "type.googleapis.com/pinger.PingRequest".into()
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
@@ -31,7 +31,7 @@ impl ::micro::__private::prost::Name for Pong {
         "pinger.Pong".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/pinger.Pong".into()
+        "type.googleapis.com/pinger.Pong".into()
     }
 }
 #[allow(unused_imports)]
@@ -254,6 +254,13 @@ impl ::micro::codec::Described for Pong {
         FILE_DESCRIPTOR_SET
     }
 }
+/// Makes every message of this package something a `google.protobuf.Any` can
+/// hold in JSON. Clients and handlers of the package call it; call it for a
+/// package whose messages travel only inside `Any`s.
+pub fn register_types() {
+    ::micro::wkt::any::register::<PingRequest>();
+    ::micro::wkt::any::register::<Pong>();
+}
 /// Client of `pinger.Pinger`.
 ///
 /// Answers pings.
@@ -274,6 +281,7 @@ impl PingerClient {
         service: impl ::core::convert::Into<::std::string::String>,
         client: ::micro::Client,
     ) -> Self {
+        register_types();
         Self {
             service: service.into(),
             client,
@@ -311,6 +319,7 @@ pub trait PingerHandler: ::core::marker::Send + ::core::marker::Sync + 'static {
 pub fn register_pinger_handler<H: PingerHandler>(server: &::micro::Server, handler: H) {
     let handler = ::std::sync::Arc::new(handler);
     server.add_descriptors(FILE_DESCRIPTOR_SET);
+    register_types();
     {
         let handler = handler.clone();
         server

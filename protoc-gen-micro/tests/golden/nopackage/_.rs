@@ -13,7 +13,7 @@ impl ::micro::__private::prost::Name for PingRequest {
         "PingRequest".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/PingRequest".into()
+        "type.googleapis.com/PingRequest".into()
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
@@ -29,7 +29,7 @@ impl ::micro::__private::prost::Name for PingReply {
         "PingReply".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/PingReply".into()
+        "type.googleapis.com/PingReply".into()
     }
 }
 #[allow(unused_imports)]
@@ -231,6 +231,13 @@ impl ::micro::codec::Described for PingReply {
         FILE_DESCRIPTOR_SET
     }
 }
+/// Makes every message of this package something a `google.protobuf.Any` can
+/// hold in JSON. Clients and handlers of the package call it; call it for a
+/// package whose messages travel only inside `Any`s.
+pub fn register_types() {
+    ::micro::wkt::any::register::<PingRequest>();
+    ::micro::wkt::any::register::<PingReply>();
+}
 /// Client of `Bare`.
 ///
 /// A file without a package.
@@ -251,6 +258,7 @@ impl BareClient {
         service: impl ::core::convert::Into<::std::string::String>,
         client: ::micro::Client,
     ) -> Self {
+        register_types();
         Self {
             service: service.into(),
             client,
@@ -286,6 +294,7 @@ pub trait BareHandler: ::core::marker::Send + ::core::marker::Sync + 'static {
 pub fn register_bare_handler<H: BareHandler>(server: &::micro::Server, handler: H) {
     let handler = ::std::sync::Arc::new(handler);
     server.add_descriptors(FILE_DESCRIPTOR_SET);
+    register_types();
     {
         let handler = handler.clone();
         server

@@ -13,7 +13,7 @@ impl ::micro::__private::prost::Name for GetItemRequest {
         "corpus.shop.v1.GetItemRequest".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.shop.v1.GetItemRequest".into()
+        "type.googleapis.com/corpus.shop.v1.GetItemRequest".into()
     }
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
@@ -29,7 +29,7 @@ impl ::micro::__private::prost::Name for ListItemsRequest {
         "corpus.shop.v1.ListItemsRequest".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.shop.v1.ListItemsRequest".into()
+        "type.googleapis.com/corpus.shop.v1.ListItemsRequest".into()
     }
 }
 #[derive(Clone, PartialEq, ::micro::__private::prost::Message)]
@@ -49,7 +49,7 @@ impl ::micro::__private::prost::Name for Item {
         "corpus.shop.v1.Item".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.shop.v1.Item".into()
+        "type.googleapis.com/corpus.shop.v1.Item".into()
     }
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
@@ -65,7 +65,7 @@ impl ::micro::__private::prost::Name for UploadSummary {
         "corpus.shop.v1.UploadSummary".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.shop.v1.UploadSummary".into()
+        "type.googleapis.com/corpus.shop.v1.UploadSummary".into()
     }
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
@@ -81,7 +81,7 @@ impl ::micro::__private::prost::Name for Offer {
         "corpus.shop.v1.Offer".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.shop.v1.Offer".into()
+        "type.googleapis.com/corpus.shop.v1.Offer".into()
     }
 }
 #[allow(unused_imports)]
@@ -614,6 +614,16 @@ impl ::micro::codec::Described for Offer {
         FILE_DESCRIPTOR_SET
     }
 }
+/// Makes every message of this package something a `google.protobuf.Any` can
+/// hold in JSON. Clients and handlers of the package call it; call it for a
+/// package whose messages travel only inside `Any`s.
+pub fn register_types() {
+    ::micro::wkt::any::register::<GetItemRequest>();
+    ::micro::wkt::any::register::<ListItemsRequest>();
+    ::micro::wkt::any::register::<Item>();
+    ::micro::wkt::any::register::<UploadSummary>();
+    ::micro::wkt::any::register::<Offer>();
+}
 /// Client of `corpus.shop.v1.Shop`.
 ///
 /// Sells things.
@@ -664,6 +674,7 @@ impl ShopClient {
         service: impl ::core::convert::Into<::std::string::String>,
         client: ::micro::Client,
     ) -> Self {
+        register_types();
         Self {
             service: service.into(),
             client,
@@ -853,6 +864,7 @@ pub trait ShopHandler: ::core::marker::Send + ::core::marker::Sync + 'static {
 pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: H) {
     let handler = ::std::sync::Arc::new(handler);
     server.add_descriptors(FILE_DESCRIPTOR_SET);
+    register_types();
     {
         let handler = handler.clone();
         server
@@ -1001,6 +1013,7 @@ impl AdminClient {
         service: impl ::core::convert::Into<::std::string::String>,
         client: ::micro::Client,
     ) -> Self {
+        register_types();
         Self {
             service: service.into(),
             client,
@@ -1036,6 +1049,7 @@ pub trait AdminHandler: ::core::marker::Send + ::core::marker::Sync + 'static {
 pub fn register_admin_handler<H: AdminHandler>(server: &::micro::Server, handler: H) {
     let handler = ::std::sync::Arc::new(handler);
     server.add_descriptors(FILE_DESCRIPTOR_SET);
+    register_types();
     {
         let handler = handler.clone();
         server

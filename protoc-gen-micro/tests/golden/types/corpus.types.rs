@@ -98,7 +98,7 @@ pub mod everything {
             "corpus.types.Everything.Inner".into()
         }
         fn type_url() -> ::micro::__private::prost::alloc::string::String {
-            "/corpus.types.Everything.Inner".into()
+            "type.googleapis.com/corpus.types.Everything.Inner".into()
         }
     }
     #[derive(Clone, PartialEq, Eq, Hash, ::micro::__private::prost::Oneof)]
@@ -119,7 +119,7 @@ impl ::micro::__private::prost::Name for Everything {
         "corpus.types.Everything".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.types.Everything".into()
+        "type.googleapis.com/corpus.types.Everything".into()
     }
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::micro::__private::prost::Message)]
@@ -135,7 +135,7 @@ impl ::micro::__private::prost::Name for Nothing {
         "corpus.types.Nothing".into()
     }
     fn type_url() -> ::micro::__private::prost::alloc::string::String {
-        "/corpus.types.Nothing".into()
+        "type.googleapis.com/corpus.types.Nothing".into()
     }
 }
 #[derive(
@@ -924,4 +924,12 @@ impl ::micro::codec::Described for Nothing {
     fn file_descriptor_set() -> &'static [u8] {
         FILE_DESCRIPTOR_SET
     }
+}
+/// Makes every message of this package something a `google.protobuf.Any` can
+/// hold in JSON. Clients and handlers of the package call it; call it for a
+/// package whose messages travel only inside `Any`s.
+pub fn register_types() {
+    ::micro::wkt::any::register::<Everything>();
+    ::micro::wkt::any::register::<everything::Inner>();
+    ::micro::wkt::any::register::<Nothing>();
 }
