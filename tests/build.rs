@@ -13,5 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &[corpus.join("corpus/types.proto"), corpus.join("corpus/shop.proto"), corpus.join("corpus/nopackage.proto")],
         &[corpus],
     )?;
+    // Collisions, well-known rpc types, proto2 and a cross-package import, without an include
+    // file: the crate nests the packages' modules itself.
+    let plain = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("plain");
+    std::fs::create_dir_all(&plain)?;
+    micro_build::configure().out_dir(plain).compile_protos(
+        &[corpus.join("corpus/collide.proto"), corpus.join("corpus/legacy.proto"), corpus.join("corpus/uses.proto")],
+        &[corpus],
+    )?;
     Ok(())
 }

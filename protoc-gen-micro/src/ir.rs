@@ -60,20 +60,40 @@ pub struct Service {
     pub deprecated: bool,
     /// Its rpcs.
     pub methods: Vec<Method>,
+    /// Names of the package's top-level messages and enums (generated names must avoid them).
+    pub taken: std::collections::BTreeSet<String>,
 }
 
+/// The comments of the element at `path`: the leading one, then the trailing one.
 fn comment(file: &FileDescriptorProto, path: &[i32]) -> String {
     let Some(info) = &file.source_code_info else {
         return String::new();
     };
-    info.location
-        .iter()
-        .find(|l| l.path == path)
-        .and_then(|l| l.leading_comments.clone())
-        .map(|c| {
-            c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l)).collect::<Vec<_>>().join("\n").trim_end().to_string()
-        })
-        .unwrap_or_default()
+    let Some(location) = info.location.iter().find(|l| l.path == path) else {
+        return String::new();
+    };
+    let tidy =
+        |c: &str| c.lines().map(|l| l.strip_prefix(' ').unwrap_or(l)).collect::<Vec<_>>().join("\n").trim().to_string();
+    [location.leading_comments.as_deref(), location.trailing_comments.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(tidy)
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// Names of the top-level messages and enums of `package`.
+fn taken(pool: &DescriptorPool, package: &str) -> std::collections::BTreeSet<String> {
+    let messages = pool
+        .all_messages()
+        .filter(|m| m.parent_message().is_none() && m.package_name() == package)
+        .map(|m| m.name().to_string());
+    let enums = pool
+        .all_enums()
+        .filter(|e| e.parent_message().is_none() && e.package_name() == package)
+        .map(|e| e.name().to_string());
+    messages.chain(enums).collect()
 }
 
 fn http_route(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) -> Option<HttpRoute> {
@@ -104,11 +124,13 @@ pub fn services(pool: &DescriptorPool, file: &FileDescriptorProto) -> Vec<Servic
     let Some(fd) = pool.get_file_by_name(file.name()) else {
         return vec![];
     };
+    let taken = taken(pool, file.package());
     fd.services()
         .enumerate()
         .map(|(si, s)| {
             let sproto = s.service_descriptor_proto();
             Service {
+                taken: taken.clone(),
                 name: s.name().to_string(),
                 package: file.package().to_string(),
                 comment: comment(file, &[6, si as i32]),

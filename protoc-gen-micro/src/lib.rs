@@ -247,6 +247,19 @@ impl Config {
             // does) and pbjson's by pbjson; only the code made here goes through the printer, so
             // no text is parsed twice.
             let mut text = String::from(HEADER);
+            // prost has no extensions; say which were left out rather than drop them silently.
+            for f in targets.iter().filter(|f| f.package() == pkg) {
+                let nested = f.message_type.iter().flat_map(|m| m.extension.iter());
+                for e in f.extension.iter().chain(nested) {
+                    text.push_str(&format!(
+                        "// Not generated: the extension `{}` (field {}) of `{}` in {} (extensions are not supported).\n",
+                        e.name(),
+                        e.number(),
+                        e.extendee().trim_start_matches('.'),
+                        f.name()
+                    ));
+                }
+            }
             if let Some(m) = messages.get(pkg) {
                 text.push_str(m);
             }

@@ -65,6 +65,69 @@ pub fn generate(svc: &Service, types: &dyn TypeResolver, emit: Emit) -> TokenStr
     out
 }
 
+/// The Rust names of what is generated for one service, free of collisions: the client and the
+/// handler are `<Service>Client` and `<Service>Handler` unless the package has a type of that name
+/// (then `<Service>RpcClient`, `<Service>RpcHandler`); each rpc's method is its snake_case name,
+/// with `_` added while it is taken (by `new`, or another rpc); its variant with call options is
+/// `<snake_case name>_with` (`_with_options`, then `_` added, if that is taken); its constant is
+/// the method's name in upper case.
+struct Names {
+    client: Ident,
+    handler: Ident,
+    methods: Vec<MethodNames>,
+}
+
+struct MethodNames {
+    call: Ident,
+    with: Ident,
+    konst: Ident,
+}
+
+fn ident_of(s: &str) -> Ident {
+    match s {
+        "self" | "super" | "crate" | "extern" | "_" => format_ident!("{}_", s),
+        k if KEYWORDS.contains(&k) => Ident::new_raw(k, Span::call_site()),
+        _ => format_ident!("{}", s),
+    }
+}
+
+fn names(svc: &Service) -> Names {
+    let camel = svc.name.to_upper_camel_case();
+    let free = |suffix: &str| {
+        let mut name = format!("{camel}{suffix}");
+        while svc.taken.contains(&name) {
+            name = format!("{camel}Rpc{}", &name[camel.len()..]);
+        }
+        format_ident!("{}", name)
+    };
+    let mut used: std::collections::BTreeSet<String> = ["new".to_string()].into();
+    let mut calls = vec![];
+    for m in &svc.methods {
+        let base = m.name.to_snake_case();
+        let mut call = base.clone();
+        while used.contains(&call) {
+            call.push('_');
+        }
+        used.insert(call.clone());
+        calls.push((base, call));
+    }
+    let methods = calls
+        .iter()
+        .map(|(base, call)| {
+            let mut with = format!("{base}_with");
+            if used.contains(&with) {
+                with = format!("{base}_with_options");
+            }
+            while used.contains(&with) {
+                with.push('_');
+            }
+            used.insert(with.clone());
+            MethodNames { call: ident_of(call), with: ident_of(&with), konst: format_ident!("{}", call.to_uppercase()) }
+        })
+        .collect();
+    Names { client: free("Client"), handler: free("Handler"), methods }
+}
+
 fn grpc_path(svc: &Service, m: &Method) -> String {
     if svc.package.is_empty() {
         format!("/{}/{}", svc.name, m.name)
@@ -73,12 +136,9 @@ fn grpc_path(svc: &Service, m: &Method) -> String {
     }
 }
 
-fn const_ident(m: &Method) -> Ident {
-    format_ident!("{}", m.name.to_snake_case().to_uppercase())
-}
-
 fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
-    let client = format_ident!("{}Client", svc.name.to_upper_camel_case());
+    let names = names(svc);
+    let client = names.client.clone();
     let full = if svc.package.is_empty() { svc.name.clone() } else { format!("{}.{}", svc.package, svc.name) };
     let struct_doc = doc(&if svc.comment.is_empty() {
         format!("Client of `{full}`.")
@@ -86,8 +146,8 @@ fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
         format!("Client of `{full}`.\n\n{}", svc.comment)
     });
     let deprecated = svc.deprecated.then(|| quote! { #[deprecated] });
-    let consts = svc.methods.iter().map(|m| {
-        let c = const_ident(m);
+    let consts = svc.methods.iter().zip(&names.methods).map(|(m, n)| {
+        let c = &n.konst;
         let endpoint = format!("{}.{}", svc.name, m.name);
         let path = grpc_path(svc, m);
         let d = format!(" The `{endpoint}` method.");
@@ -96,10 +156,8 @@ fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
             pub const #c: ::micro::client::Method = ::micro::client::Method { endpoint: #endpoint, path: #path };
         }
     });
-    let methods = svc.methods.iter().map(|m| {
-        let name = snake_ident(&m.name);
-        let with = format_ident!("{}_with", m.name.to_snake_case());
-        let c = const_ident(m);
+    let methods = svc.methods.iter().zip(&names.methods).map(|(m, n)| {
+        let (name, with, c) = (&n.call, &n.with, &n.konst);
         let req = types.resolve(&svc.package, &m.input);
         let resp = types.resolve(&svc.package, &m.output);
         let d = doc(&m.comment);
@@ -171,7 +229,8 @@ fn client(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
 }
 
 fn server(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
-    let trait_name = format_ident!("{}Handler", svc.name.to_upper_camel_case());
+    let names = names(svc);
+    let trait_name = names.handler.clone();
     let register = format_ident!("register_{}_handler", svc.name.to_snake_case());
     let full = if svc.package.is_empty() { svc.name.clone() } else { format!("{}.{}", svc.package, svc.name) };
     let trait_doc = doc(&if svc.comment.is_empty() {
@@ -181,8 +240,8 @@ fn server(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
     });
     let register_doc =
         format!(" Registers `handler` on `server` as the endpoints of `{full}` (`{}.Method`).", svc.name);
-    let trait_methods = svc.methods.iter().map(|m| {
-        let name = snake_ident(&m.name);
+    let trait_methods = svc.methods.iter().zip(&names.methods).map(|(m, n)| {
+        let name = &n.call;
         let req = types.resolve(&svc.package, &m.input);
         let resp = types.resolve(&svc.package, &m.output);
         let d = doc(&m.comment);
@@ -206,8 +265,8 @@ fn server(svc: &Service, types: &dyn TypeResolver) -> TokenStream {
             }
         }
     });
-    let registrations = svc.methods.iter().map(|m| {
-        let name = snake_ident(&m.name);
+    let registrations = svc.methods.iter().zip(&names.methods).map(|(m, n)| {
+        let name = &n.call;
         let req = types.resolve(&svc.package, &m.input);
         let endpoint = format!("{}.{}", svc.name, m.name);
         let path = grpc_path(svc, m);

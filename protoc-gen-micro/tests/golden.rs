@@ -56,6 +56,16 @@ fn services_of_every_kind_with_imports_and_http_routes() {
 }
 
 #[test]
+fn names_that_collide_well_known_types_and_trailing_comments() {
+    check("collide", &["corpus/collide.proto"], micro_build::configure());
+}
+
+#[test]
+fn proto2_with_defaults_and_an_extension_left_out() {
+    check("legacy", &["corpus/legacy.proto", "corpus/uses.proto"], micro_build::configure());
+}
+
+#[test]
 fn file_without_package() {
     check("nopackage", &["corpus/nopackage.proto"], micro_build::configure());
 }

@@ -18,6 +18,23 @@ pub mod corpus {
     include!(concat!(env!("OUT_DIR"), "/corpus/mod.rs"));
 }
 
+/// The codegen corpus's collisions, proto2 file and cross-package import, compiled without an
+/// include file, each package in modules that mirror its name.
+#[allow(clippy::all)]
+pub mod plain {
+    pub mod corpus {
+        pub mod collide {
+            include!(concat!(env!("OUT_DIR"), "/plain/corpus.collide.rs"));
+        }
+        pub mod legacy {
+            include!(concat!(env!("OUT_DIR"), "/plain/corpus.legacy.rs"));
+        }
+        pub mod uses {
+            include!(concat!(env!("OUT_DIR"), "/plain/corpus.uses.rs"));
+        }
+    }
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

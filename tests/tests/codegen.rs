@@ -116,3 +116,108 @@ async fn corpus_services_answer_every_kind() {
     assert_eq!(d["inners"]["k"]["level"], "LEVEL_HIGH");
     svc.stop().await;
 }
+
+mod plain {
+    //! The corpus compiled without an include file: names that collide with generated ones,
+    //! well-known types as rpc types, proto2, and a service of one package on another's messages.
+
+    use micro::wkt::{Empty, Timestamp};
+    use micro::{CallOptions, Error, Request, ServerStream};
+    use micro_tests::plain::corpus::collide::{
+        register_clash_handler, ClashClient, ClashHandler, ClashRpcClient, ClashRpcHandler,
+    };
+    use micro_tests::plain::corpus::legacy::{register_legacy_handler, Kind, LegacyClient, LegacyHandler, Old};
+    use micro_tests::plain::corpus::uses::{register_uses_handler, UsesClient, UsesHandler};
+    use micro_tests::{client, memory_registry};
+
+    struct Clash;
+
+    fn note(r: &Request<ClashClient>, by: &str) -> ClashClient {
+        ClashClient { note: format!("{by}:{}", r.note) }
+    }
+
+    impl ClashRpcHandler for Clash {
+        async fn new_(&self, request: Request<ClashClient>) -> Result<ClashHandler, Error> {
+            Ok(ClashHandler { note: format!("new:{}", request.note) })
+        }
+        async fn get(&self, request: Request<ClashClient>) -> Result<ClashClient, Error> {
+            Ok(note(&request, "Get"))
+        }
+        async fn get_with(&self, request: Request<ClashClient>) -> Result<ClashClient, Error> {
+            Ok(note(&request, "GetWith"))
+        }
+        async fn get_(&self, request: Request<ClashClient>) -> Result<ClashClient, Error> {
+            Ok(note(&request, "get"))
+        }
+        async fn ping(&self, _: Request<Empty>) -> Result<Empty, Error> {
+            Ok(Empty {})
+        }
+        async fn now(&self, _: Request<Empty>) -> Result<Timestamp, Error> {
+            Ok(Timestamp { seconds: 63_108_020, nanos: 21_000_000 })
+        }
+        async fn watch(&self, _: Request<Empty>, stream: ServerStream<Timestamp>) -> Result<(), Error> {
+            for seconds in 0..2 {
+                stream.send(Timestamp { seconds, nanos: 0 }).await?;
+            }
+            Ok(())
+        }
+    }
+
+    struct Legacy;
+
+    impl LegacyHandler for Legacy {
+        async fn touch(&self, request: Request<Old>) -> Result<Old, Error> {
+            let old = request.into_inner();
+            Ok(Old { count: Some(old.count() + 1), ..old })
+        }
+    }
+
+    impl UsesHandler for Legacy {
+        async fn wrap(&self, request: Request<Old>) -> Result<Old, Error> {
+            Ok(Old { name: format!("[{}]", request.name), ..request.into_inner() })
+        }
+    }
+
+    #[tokio::test]
+    async fn collisions_well_known_types_proto2_and_imports_compile_and_answer() {
+        let registry = memory_registry();
+        let svc = micro::Service::builder().name("plain").registry(registry.clone()).build().unwrap();
+        register_clash_handler(svc.server(), Clash);
+        register_legacy_handler(svc.server(), Legacy);
+        register_uses_handler(svc.server(), Legacy);
+        svc.start().await.unwrap();
+        let c = client(registry, 0);
+
+        let clash = ClashRpcClient::new("plain", c.clone());
+        let asked = || ClashClient { note: "n".into() };
+        assert_eq!(clash.new_(asked()).await.unwrap().note, "new:n");
+        assert_eq!(clash.get(asked()).await.unwrap().note, "Get:n");
+        assert_eq!(clash.get_with_options(asked(), CallOptions::new()).await.unwrap().note, "Get:n");
+        assert_eq!(clash.get_with(asked()).await.unwrap().note, "GetWith:n");
+        assert_eq!(clash.get_(asked()).await.unwrap().note, "get:n");
+        assert_eq!(clash.ping(Empty {}).await.unwrap(), Empty {});
+        assert_eq!(clash.now(Empty {}).await.unwrap().to_string(), "1972-01-01T10:00:20.021Z");
+        let mut ticks = clash.watch(Empty {}).await.unwrap();
+        let mut seen = vec![];
+        while let Some(t) = ticks.message().await.unwrap() {
+            seen.push(t.seconds);
+        }
+        assert_eq!(seen, [0, 1]);
+        let now = c.call_json("plain", "Clash.Now", b"{}", CallOptions::new()).await.unwrap();
+        assert_eq!(now.as_ref(), br#""1972-01-01T10:00:20.021Z""#, "a Timestamp reply is its JSON string");
+
+        // proto2: required and optional fields, defaults, in protobuf and JSON.
+        let legacy = LegacyClient::new("plain", c.clone());
+        let touched = legacy.touch(Old { name: "a".into(), ..Default::default() }).await.unwrap();
+        assert_eq!((touched.count(), touched.label(), touched.kind()), (8, "none", Kind::B));
+        let json =
+            c.call_json("plain", "Legacy.Touch", br#"{"name":"j","count":1,"kind":"KIND_A"}"#, CallOptions::new());
+        let v: serde_json::Value = serde_json::from_slice(&json.await.unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"name": "j", "count": 2, "kind": "KIND_A"}));
+
+        // One package's service on another's messages, without an include file.
+        let uses = UsesClient::new("plain", c);
+        assert_eq!(uses.wrap(Old { name: "u".into(), ..Default::default() }).await.unwrap().name, "[u]");
+        svc.stop().await;
+    }
+}
