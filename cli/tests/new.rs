@@ -117,3 +117,89 @@ fn every_type_builds_and_the_service_and_function_run() {
     }
     drop(function);
 }
+
+/// The commands of the `build` stage of a generated Dockerfile (`RUN` lines between its
+/// `FROM ... AS build` and the next `FROM`).
+fn build_stage(dockerfile: &str) -> Vec<String> {
+    let mut in_build = false;
+    let mut runs = vec![];
+    for line in dockerfile.lines().map(str::trim) {
+        if let Some(from) = line.strip_prefix("FROM ") {
+            in_build = from.trim_end().ends_with("AS build");
+        } else if in_build {
+            if let Some(cmd) = line.strip_prefix("RUN ") {
+                runs.push(cmd.to_string());
+            }
+        }
+    }
+    runs
+}
+
+#[test]
+fn a_service_with_plugins_builds_as_its_makefile_and_dockerfile_say() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = micro()
+        .args(["new", "github.com/micro/plugged", "--plugin", "registry=etcd:broker=nats:transport=nats"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tmp.path().join("plugged");
+    std::fs::copy(common::workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
+    assert!(
+        main.contains(r#"options.set("registry", "etcd")?;"#) && main.contains(r#"options.set("broker", "nats")?;"#),
+        "{main}"
+    );
+
+    // The Makefile's targets: `make test`, and `make proto` with the plugin on PATH.
+    let path =
+        format!("{}:{}", common::workspace().join("target/debug").display(), std::env::var("PATH").unwrap_or_default());
+    let make = |target: &str| {
+        Command::new("make")
+            .arg(target)
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", common::workspace().join("target/scaffold"))
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("PATH", &path)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("make runs")
+    };
+    let test = make("test");
+    assert!(test.status.success(), "make test:\n{}", String::from_utf8_lossy(&test.stderr));
+    let proto = make("proto");
+    assert!(proto.status.success(), "make proto:\n{}", String::from_utf8_lossy(&proto.stderr));
+    assert!(dir.join("src/gen/go.micro.srv.plugged.rs").exists(), "make proto writes the generated code");
+
+    // The Dockerfile's build stage, as docker runs it: its RUN lines in a copy of the build
+    // context, and the binary where the final stage copies it from. (Without optimizations, to
+    // keep the suite fast: what is checked is that the stage builds and where its binary goes.)
+    let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    let runs = build_stage(&dockerfile);
+    assert_eq!(runs, ["cargo build --release"], "{dockerfile}");
+    let context = tempfile::tempdir().unwrap();
+    let src = context.path().join("src");
+    let copied = Command::new("cp").args(["-r"]).arg(&dir).arg(&src).status().unwrap();
+    assert!(copied.success());
+    let _ = std::fs::remove_dir_all(src.join("target"));
+    for run in &runs {
+        let built = Command::new("sh")
+            .args(["-c", run])
+            .current_dir(&src)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "64")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "RUN {run}:\n{}", String::from_utf8_lossy(&built.stderr));
+    }
+    assert!(
+        dockerfile.contains("COPY --from=build /src/target/release/plugged /usr/local/bin/plugged"),
+        "{dockerfile}"
+    );
+    assert!(src.join("target/release/plugged").exists(), "the build stage leaves the binary the final stage copies");
+}

@@ -223,6 +223,34 @@ pub fn listening(program: &std::path::Path, args: &[&str], envs: &[(&str, &str)]
     (Child(child), addr)
 }
 
+/// One HTTP/2 request (prior knowledge) with a raw body and `headers`, with no deadline of the
+/// client's own beyond 10 s of safety; the status, and the trailers (the headers for a
+/// trailers-only answer), where a gRPC status is.
+pub async fn h2_request(addr: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, http::HeaderMap) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("the server accepts");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::post(format!("http://{addr}{path}")).header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body))).expect("a request");
+    let safety = Duration::from_secs(10);
+    let resp =
+        tokio::time::timeout(safety, sender.send_request(req)).await.expect("an answer in 10 s").expect("a response");
+    let status = resp.status().as_u16();
+    let head = resp.headers().clone();
+    let collected =
+        tokio::time::timeout(safety, resp.into_body().collect()).await.expect("a body in 10 s").expect("a body");
+    (status, collected.trailers().cloned().unwrap_or(head))
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")

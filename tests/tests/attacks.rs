@@ -469,29 +469,8 @@ async fn item03_the_inbox_and_web_pages_need_the_token_and_tls_subscribers_get_t
 
 // ---- 4. Memory from five bytes ----
 
-/// One HTTP/2 request with a raw body; the status, and the trailers (or headers) with the gRPC
-/// status.
 async fn h2_raw(addr: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, http::HeaderMap) {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post(format!("http://{addr}{path}"))
-        .header("content-type", content_type)
-        .header("te", "trailers")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await.unwrap().unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let collected = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await.unwrap().unwrap();
-    let trailers = collected.trailers().cloned().unwrap_or(headers);
-    (status, trailers)
+    micro_tests::h2_request(addr, path, &[("content-type", content_type)], body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

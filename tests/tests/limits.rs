@@ -1,7 +1,9 @@
-//! The server's limits, each with its answer, and the server serving on afterwards: concurrent
+//! A service's limits, each with its answer, and the service serving on afterwards: concurrent
 //! streams per HTTP/2 connection, header size (HTTP/1 and HTTP/2), the HTTP/1 header read timeout
-//! (a slow client cannot hold a server or the gateway). Message size and deadlines are covered in
-//! `runtime.rs` (`bad_input_never_stops_the_server`, `deadline_is_enforced_on_both_sides`).
+//! (a slow client cannot hold a service). Message size and deadlines are covered in `runtime.rs`
+//! (`bad_input_never_stops_the_server`, `the_server_enforces_the_callers_deadline_by_itself`); the
+//! tools' listeners (the gateway's slowloris, detection and idle timeouts, the connection cap) in
+//! `attacks.rs` (`item06_no_connection_is_held_past_its_deadlines`).
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -61,12 +61,19 @@ async fn two_daemons_discover_each_other_with_a_large_record() {
     assert_eq!(late.get_service(&name).await.unwrap()[0], svc);
     let listed = late.list_services().await.unwrap();
     assert!(listed.iter().any(|s| s.name == name));
-    // The publisher hears its own node once, not once per spelling of its name.
-    micro_tests::wait_for("the publisher to hear itself", Duration::from_secs(2), async || {
-        publisher.watch(None).await.is_ok() && late.get_service(&name).await.is_ok()
-    })
-    .await;
+    // The publisher hears its own node once, not once per spelling of its name: the answers the
+    // late process got went to every listener, the publisher's daemon too, and a watch of the
+    // publisher saw the node created exactly once.
+    let mut own = publisher.watch(Some(&name)).await.unwrap();
+    publisher.register(&svc, RegisterOptions { ttl: Duration::from_secs(30) }).await.unwrap();
+    let again = MdnsRegistry::new().unwrap();
+    assert_eq!(again.get_service(&name).await.unwrap()[0].nodes.len(), 1, "another process hears one node");
     assert_eq!(publisher.get_service(&name).await.unwrap()[0].nodes.len(), 1);
+    let mut creates = 0;
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_millis(1), own.next()).await {
+        creates += usize::from(ev.action == Action::Create);
+    }
+    assert_eq!(creates, 0, "re-registering the same node and hearing it back created nothing new");
 
     let mut watch = browser.watch(Some(&name)).await.unwrap();
     publisher.deregister(&svc).await.unwrap();

@@ -98,8 +98,19 @@ async fn broadcast_and_queue(brokers: impl Fn() -> SharedBroker, registry: Share
         publisher.publish(&Line { text: i.to_string() }).await.unwrap();
     }
     wait_for("queue deliveries", Duration::from_secs(10), async || seen.lock().unwrap().len() >= 20).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let got = seen.lock().unwrap().clone();
+    // A duplicate of one of the 20 would reach its member before a later message does: publish
+    // markers until each member has seen one, then count.
+    let mut marker = 0;
+    wait_for("a marker at each member", Duration::from_secs(10), async || {
+        marker += 1;
+        let _ = publisher.publish(&Line { text: format!("marker-{marker}") }).await;
+        let seen = seen.lock().unwrap();
+        let members = seen.iter().filter(|(_, t)| t.starts_with("marker")).map(|(who, _)| who.clone());
+        members.collect::<std::collections::BTreeSet<_>>().len() == 2
+    })
+    .await;
+    let got: Vec<(String, String)> =
+        seen.lock().unwrap().iter().filter(|(_, t)| !t.starts_with("marker")).cloned().collect();
     let mut texts: Vec<u32> = got.iter().map(|(_, t)| t.parse().unwrap()).collect();
     texts.sort();
     assert_eq!(texts, (0..20).collect::<Vec<_>>(), "each message exactly once in the group");
@@ -177,7 +188,6 @@ async fn nats_subscriptions_resume_after_a_server_restart() {
     // Both sides reconnect on their own; keep publishing until the subscriber hears again.
     wait_for("delivery after the restart", Duration::from_secs(20), async || {
         let _ = publisher.publish(&Line { text: "after".into() }).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
         seen.lock().unwrap().iter().any(|(_, t)| t == "after")
     })
     .await;

@@ -1,6 +1,7 @@
 //! The runtime end to end: real servers on loopback, real clients, every call kind, deadlines,
 //! metadata, errors both ways, both codecs, retries, graceful shutdown, and bad input.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use micro::client::Method;
@@ -82,6 +83,27 @@ async fn deadline_is_enforced_on_both_sides() {
 }
 
 #[tokio::test]
+async fn the_server_enforces_the_callers_deadline_by_itself() {
+    let registry = memory_registry();
+    let (svc, addr) = start_tester(registry.clone(), "a").await;
+    // A raw HTTP/2 client that sends grpc-timeout but never gives up itself: the answer, and
+    // its DEADLINE_EXCEEDED, come from the server.
+    use micro::__private::prost::Message as _;
+    let msg = EchoRequest { message: "slow".into(), sleep_ms: 3000, ..Default::default() }.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend((msg.len() as u32).to_be_bytes());
+    framed.extend(msg);
+    let start = Instant::now();
+    let headers = [("content-type", "application/grpc"), ("grpc-timeout", "200m")];
+    let (status, trailers) = micro_tests::h2_request(&addr.to_string(), "/testing.Tester/Echo", &headers, framed).await;
+    let took = start.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(trailers.get("grpc-status").and_then(|v| v.to_str().ok()), Some("4"), "DEADLINE_EXCEEDED: {trailers:?}");
+    assert!(took < Duration::from_secs(2), "the server gave up at its deadline, not the handler's end: {took:?}");
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn errors_keep_their_json_and_json_codec_works() {
     let registry = memory_registry();
     let (svc, _) = start_tester(registry.clone(), "a").await;
@@ -116,27 +138,70 @@ async fn retries_move_to_another_node() {
     // Node b dies without deregistering: its record stays, its port refuses connections.
     b.server().stop().await;
     assert_eq!(registry.get_service("testing").await.unwrap()[0].nodes.len(), 2);
-    let tester = TesterClient::new("testing", client(registry, 1));
+    let tester = TesterClient::new("testing", client(registry.clone(), 1));
     for _ in 0..20 {
         let reply = tester.echo(EchoRequest::default()).await.expect("retried onto the live node");
         assert_eq!(reply.node, "a");
     }
-    let no_retry = TesterClient::new("testing", client(memory_registry(), 0));
-    assert_eq!(no_retry.echo(EchoRequest::default()).await.unwrap_err().code, 404);
+    // Without retries, a call that picks the dead node fails (with 2 nodes, 20 calls miss it with
+    // a chance of 2^-20).
+    let no_retry = TesterClient::new("testing", client(registry.clone(), 0));
+    let mut failed = None;
+    for _ in 0..20 {
+        if let Err(e) = no_retry.echo(EchoRequest::default()).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let failed = failed.expect("retries=0 leaves a call to the dead node failed");
+    assert_eq!(failed.code, 503, "{failed}");
     a.stop().await;
+}
+
+/// The Tester, saying when a call has reached it.
+struct Entered {
+    entered: Arc<tokio::sync::Notify>,
+}
+
+impl TesterHandler for Entered {
+    async fn echo(&self, request: micro::Request<EchoRequest>) -> Result<EchoReply, micro::Error> {
+        self.entered.notify_one();
+        micro_tests::Tester::default().echo(request).await
+    }
+    async fn count(&self, r: micro::Request<CountRequest>, s: micro::ServerStream<Number>) -> Result<(), micro::Error> {
+        micro_tests::Tester::default().count(r, s).await
+    }
+    async fn sum(&self, r: micro::Request<micro::Streaming<Number>>) -> Result<Number, micro::Error> {
+        micro_tests::Tester::default().sum(r).await
+    }
+    async fn shout(
+        &self,
+        r: micro::Request<micro::Streaming<Line>>,
+        s: micro::ServerStream<Line>,
+    ) -> Result<(), micro::Error> {
+        micro_tests::Tester::default().shout(r, s).await
+    }
 }
 
 #[tokio::test]
 async fn graceful_shutdown_deregisters_first_and_finishes_in_flight_calls() {
     let registry = memory_registry();
-    let (svc, _) = start_tester(registry.clone(), "a").await;
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let svc = micro::Service::builder()
+        .name("testing")
+        .options(micro::options::Options { register_interval: Duration::ZERO, ..Default::default() })
+        .registry(registry.clone())
+        .build()
+        .unwrap();
+    register_tester_handler(svc.server(), Entered { entered: entered.clone() });
+    svc.start().await.unwrap();
     let tester = TesterClient::new("testing", client(registry.clone(), 0));
+    let reached = entered.notified();
     let slow = tokio::spawn({
         let tester = tester.clone();
         async move { tester.echo(EchoRequest { message: "slow".into(), sleep_ms: 700, ..Default::default() }).await }
     });
-    // Let the slow call reach the server.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), reached).await.expect("the slow call reaches the handler");
     let mut watch = registry.watch(Some("testing")).await.unwrap();
     let stopping = tokio::spawn(async move { svc.stop().await });
     let event = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
