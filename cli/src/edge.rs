@@ -158,9 +158,17 @@ impl Policy {
         req.headers().get(http::header::ORIGIN).map(|o| o.to_str().unwrap_or("null").to_ascii_lowercase())
     }
 
-    /// Refuses a browser request from an origin that is neither the tool's own nor allowed.
+    /// Refuses a browser request from an origin that is neither the tool's own nor allowed. A
+    /// request without `Origin` that a browser marks as sent by another site (`Sec-Fetch-Site`:
+    /// an `<img>`, a link, a form GET) is refused too, unless any origin is allowed.
     pub(crate) fn check_origin<B>(&self, req: &http::Request<B>) -> Result<(), Error> {
-        let Some(origin) = Self::origin(req) else { return Ok(()) };
+        let Some(origin) = Self::origin(req) else {
+            let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if matches!(site, "cross-site" | "same-site") && !self.any_origin {
+                return Err(Error::forbidden(ID, format!("a request another site made ({site}) is not allowed")));
+            }
+            return Ok(());
+        };
         if origin != "null" && (self.same_origin(req, &origin) || self.any_origin || self.origins.contains(&origin)) {
             return Ok(());
         }

@@ -224,6 +224,7 @@ impl ServerArgs {
         }
         let options = micro::transport::http::ServeOptions {
             remote_addr: true,
+            upgrades: true,
             ..o.serve_options(Default::default()).map_err(|e| UsageError(e.detail))?
         };
         let scheme = if options.tls.is_some() { "https" } else { "http" };

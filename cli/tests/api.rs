@@ -244,7 +244,7 @@ async fn event_and_http_handlers() {
     let events = blocking(move || {
         let (_gw, addr) = gateway(&["--namespace", &n, "--handler", "event"]);
         until_ok(&[&format!("http://{addr}/")]);
-        let json = ["-H", "Content-Type: application/json", "-H", "X-User: ann"];
+        let json = ["-H", "Content-Type: application/json", "-H", "X-User: ann", "-H", "Authorization: Bearer secret"];
         let login = curl(&[&json[..], &["-d", r#"{"who":"ann"}"#, &format!("http://{addr}/user/login")]].concat());
         let logout =
             curl(&[&json[..], &["-d", r#"{"who":"ann"}"#, &format!("http://{addr}/user/logout/now")]].concat());
@@ -259,6 +259,7 @@ async fn event_and_http_handlers() {
     assert_eq!(seen[1].name, "logout.now");
     assert_eq!(seen[0].data, r#"{"who":"ann"}"#);
     assert_eq!(seen[0].header["X-User"].values, ["ann"]);
+    assert!(!seen[0].header.contains_key("Authorization"), "the caller's credential is not in the event");
     assert!(seen[0].id != seen[1].id && !seen[0].id.is_empty());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     assert!((now - seen[0].timestamp).abs() < 60, "a Unix time: {}", seen[0].timestamp);

@@ -341,6 +341,15 @@ async fn item02_pages_of_other_origins_cannot_use_the_tools() {
         assert_eq!(preflight.0, 403);
         assert!(!preflight.1.contains("access-control-allow"), "{}", preflight.1);
         assert_eq!(post(&format!("http://{gw}/tester/echo"), "{}", &[evil]).0, 403);
+        // What a browser sends without Origin (an <img>, a link) it marks as another site's.
+        let img = curl_head(&["-H", "Sec-Fetch-Site: cross-site", &format!("http://{gw}/tester/echo?message=img")]);
+        assert_eq!(img.0, 403, "{}", img.2);
+        // The proxy takes only POSTs, and only under its own names (or `micro`).
+        let port = px.rsplit(':').next().unwrap();
+        assert_eq!(curl_head(&["-H", "Content-Type: application/json", &format!("http://{px}/_pub/{n}.topic")]).0, 405);
+        let host = format!("Host: attacker.example:{port}");
+        let rebound = ["-H", "Content-Type: application/json", "-H", &host, "-d", "{}"];
+        assert_eq!(curl_head(&[&rebound[..], &[&format!("http://{px}/_pub/{n}.topic")]].concat()).0, 403);
         assert_eq!(curl_head(&["-d", "message=form", &format!("http://{gw}/tester/echo")]).0, 415);
         let text = ["-H", "Content-Type: text/plain", "--data-binary", r#"{"text":"x"}"#];
         assert_eq!(curl_head(&[&text[..], &[&format!("http://{px}/_pub/{n}.topic")]].concat()).0, 415);
@@ -738,7 +747,30 @@ async fn item06_no_connection_is_held_past_its_deadlines() {
     assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
     let idle_closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(idle_closed.is_ok(), "an idle HTTP/2 connection stayed open 10 s past a 1 s idle timeout");
+    // Websockets count against the cap for as long as they are open.
+    let mut sockets = vec![];
+    for _ in 0..8 {
+        let (ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{capped}/tester/shout")).await.expect("a websocket");
+        sockets.push(ws);
+    }
+    let c = capped.clone();
     blocking(move || {
+        let mut ninth = std::net::TcpStream::connect(&c).unwrap();
+        assert!(closed_by(&mut ninth, Instant::now() + Duration::from_secs(2)), "a 9th connection beside 8 websockets");
+    })
+    .await;
+    drop(sockets);
+    blocking(move || {
+        // Closed sockets free their places; plain connections count the same.
+        until("the websockets to close", || {
+            let mut probe = std::net::TcpStream::connect(&capped).unwrap();
+            probe.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_ok() && {
+                let mut answer = String::new();
+                let _ = probe.read_to_string(&mut answer);
+                answer.starts_with("HTTP/1.1 200")
+            }
+        });
         let held: Vec<std::net::TcpStream> = (0..8).map(|_| std::net::TcpStream::connect(&capped).unwrap()).collect();
         let mut ninth = std::net::TcpStream::connect(&capped).unwrap();
         assert!(

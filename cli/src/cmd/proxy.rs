@@ -7,8 +7,9 @@
 //! every call goes to that service, so plain gRPC clients can use the proxy as a front door.
 //! Such clients also publish through it: `POST /_pub/<topic>` is published with the proxy's broker.
 //!
-//! The proxy is an edge ([`crate::edge`]): it refuses every request from a browser (one with an
-//! `Origin`: browsers send it with every POST), passes callers' headers on without hop-by-hop, cookie,
+//! The proxy is an edge ([`crate::edge`]): it takes only POSTs, refuses every request from a
+//! browser (one with an `Origin`: browsers send it with every POST), answers only its own host
+//! names (or `micro`, as micro clients name it), passes callers' headers on without hop-by-hop, cookie,
 //! forwarding or `micro-*` headers, forwards each caller's `Authorization` and never its own
 //! token, holds every message and `/_pub` body to `--max_body`, and takes `/_pub` bodies only with
 //! a content type a browser cannot send across origins without asking (JSON, protobuf).
@@ -110,6 +111,23 @@ impl Proxy {
         if let Some(origin) = req.headers().get(http::header::ORIGIN) {
             let e = Error::forbidden(ID, format!("the proxy takes no requests from browsers (origin {origin:?})"));
             return json_error(&e);
+        }
+        // Everything the proxy does is a POST (gRPC, /_pub); a browser's GET sends no Origin.
+        if req.method() != http::Method::POST {
+            return json_error(&Error::method_not_allowed(ID, format!("{} is not allowed; use POST", req.method())));
+        }
+        // Micro clients address the proxy as `micro`; anything else must be one of its names
+        // (a DNS-rebinding page is not).
+        let host = req.uri().authority().map(|a| a.host().to_string()).or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| h.split(':').next().unwrap_or(h).to_string())
+        });
+        if host.as_deref() != Some("micro") {
+            if let Err(e) = self.policy.check_host(&req) {
+                return json_error(&e);
+            }
         }
         if let Some(topic) = req.uri().path().strip_prefix(micro::client::PROXY_PUBLISH_PATH) {
             let topic = topic.to_string();

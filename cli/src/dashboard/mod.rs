@@ -152,8 +152,11 @@ impl Dashboard {
         self.policy.check_host(req)?;
         let path = req.uri().path();
         let own = is_own_path(path);
+        // The sandboxed pages of web services have an opaque (`null`) origin; they may load their
+        // own pages, never change anything.
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD);
         let sandboxed = req.headers().get(http::header::ORIGIN).is_some_and(|o| o == "null");
-        if own || !sandboxed {
+        if own || !(sandboxed && safe) {
             self.policy.check_origin(req)?;
         }
         let open = path == "/login" || path.starts_with("/assets/") || path == "/favicon.ico";
@@ -396,17 +399,22 @@ fn sandboxed(mut resp: Response<Body>, base: &str) -> Response<Body> {
     h.remove(http::header::SET_COOKIE);
     for c in cookies {
         let Ok(text) = c.to_str() else { continue };
-        let path = text
+        let attributes: Vec<(String, String)> = text
             .split(';')
             .skip(1)
-            .filter_map(|a| a.trim().split_once('='))
-            .find(|(k, _)| k.eq_ignore_ascii_case("path"))
-            .map(|(_, v)| v.trim().to_string());
+            .map(|a| a.trim().split_once('=').map_or((a.trim(), ""), |(k, v)| (k.trim(), v.trim())))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        // Browsers go by the last Path; a Domain would reach beyond this origin's host.
+        let path = attributes.iter().rev().find(|(k, _)| k == "path").map(|(_, v)| v.as_str());
         let scoped = path.is_some_and(|p| p == base || p.starts_with(&format!("{base}/")));
-        if scoped && !text.trim_start().starts_with(session::COOKIE) {
+        let domain = attributes.iter().any(|(k, _)| k == "domain");
+        if scoped && !domain && !text.trim_start().starts_with(session::COOKIE) {
             h.append(http::header::SET_COOKIE, c);
         }
     }
+    // A web service may not wipe the dashboard's storage or its session.
+    h.remove("clear-site-data");
     h.append(
         "content-security-policy",
         HeaderValue::from_static("sandbox allow-scripts allow-forms allow-popups allow-downloads"),
@@ -470,5 +478,32 @@ impl Dispatch for Dashboard {
         req: http::Request<Incoming>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
         self.handle(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_services_keep_only_cookies_of_their_own_path() {
+        let mut resp = Response::new(Body::empty());
+        for c in [
+            "a=1; Path=/blog/",
+            "b=2; Path=/blog/; Path=/",
+            "c=3; Path=/",
+            "d=4; Path=/blog; Domain=localhost",
+            "micro_web_session=x; Path=/blog/",
+            "e=5",
+        ] {
+            resp.headers_mut().append(http::header::SET_COOKIE, HeaderValue::from_static(c));
+        }
+        resp.headers_mut().insert("clear-site-data", HeaderValue::from_static("\"*\""));
+        let resp = sandboxed(resp, "/blog");
+        let kept: Vec<&str> =
+            resp.headers().get_all(http::header::SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(kept, ["a=1; Path=/blog/"], "the last Path counts, no Domain, not the dashboard's own");
+        assert!(!resp.headers().contains_key("clear-site-data"));
+        assert!(resp.headers()["content-security-policy"].to_str().unwrap().starts_with("sandbox"));
     }
 }

@@ -335,7 +335,8 @@ impl Gateway {
             Err(e) => return error_response(&e),
         };
         let mut header = BTreeMap::<String, micro::api::event::Pair>::new();
-        for (k, v) in md.iter() {
+        // The caller's credential is for the broker's inbox, not for every subscriber to read.
+        for (k, v) in md.iter().filter(|(k, _)| *k != http::header::AUTHORIZATION.as_str()) {
             let key = micro::metadata::canonical(k);
             header
                 .entry(key.clone())
@@ -502,7 +503,8 @@ impl Dispatch for Gateway {
             if let Err(e) = self.policy.check_host(&req) {
                 return error_response(&e);
             }
-            let proxying = matches!(self.handler, Handler::Http | Handler::Web) && !websocket::is_upgrade(&req);
+            let own = req.uri().path() == "/rpc" || req.uri().path() == "/";
+            let proxying = matches!(self.handler, Handler::Http | Handler::Web) && !websocket::is_upgrade(&req) && !own;
             if self.cors && !proxying && Policy::is_preflight(&req) {
                 return self.policy.preflight(&req);
             }

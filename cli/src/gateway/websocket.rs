@@ -5,7 +5,10 @@
 //! `ws://host/svc/stream?count=3` works for server streams.
 //!
 //! Messages and frames over the gateway's body limit close the socket (1009, message too big);
-//! the upgrade's `Origin` was checked by the gateway like any request's.
+//! the upgrade's `Origin` was checked by the gateway like any request's. A socket stays counted
+//! against the listener's connection cap while it lives, at most [`MAX_BRIDGES`] are open at
+//! once (each holds a stream to a service), and one whose peer sends nothing, not even the pong
+//! to a ping, for [`IDLE`] is closed.
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -21,6 +24,32 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+/// The most websockets bridged at once (each holds an HTTP/2 stream to a service, whose
+/// connections take 1024).
+pub(crate) const MAX_BRIDGES: usize = 512;
+
+/// How often the bridge pings, and how long a silent peer keeps its socket.
+const PING: std::time::Duration = std::time::Duration::from_secs(30);
+const IDLE: std::time::Duration = std::time::Duration::from_secs(75);
+
+/// The most bytes of a close frame's reason (RFC 6455 §5.5: 125 bytes of payload, 2 for the code).
+const MAX_REASON: usize = 123;
+
+/// A close frame with `reason` cut to fit, at a character boundary.
+fn close(code: CloseCode, reason: &str) -> Message {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame { code, reason: reason[..end].to_string().into() }))
+}
+
+/// Open bridges, against [`MAX_BRIDGES`].
+pub(crate) fn bridges() -> std::sync::Arc<tokio::sync::Semaphore> {
+    static BRIDGES: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    BRIDGES.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BRIDGES))).clone()
+}
 
 /// Whether the request asks to become a websocket.
 pub(crate) fn is_upgrade<B>(req: &http::Request<B>) -> bool {
@@ -61,17 +90,22 @@ pub(crate) fn bridge(
         *resp.status_mut() = StatusCode::BAD_REQUEST;
         return resp;
     };
+    let Ok(permit) = bridges().try_acquire_owned() else {
+        let mut resp = Response::new(Body::full(format!("{MAX_BRIDGES} websockets are open; try again later\n")));
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return resp;
+    };
+    let connection = req.extensions_mut().remove::<micro::transport::http::Connection>();
     let first = first_message(req.uri().query());
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _held = (permit, connection);
         let Ok(upgraded) = upgrade.await else { return };
         let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config(max))).await;
         match client.stream_json(&service, &endpoint, opts).await {
             Ok((tx, replies)) => pump(ws, first, max, tx, replies).await,
             Err(e) => {
-                let _ = ws
-                    .send(Message::Close(Some(CloseFrame { code: CloseCode::Error, reason: e.to_json().into() })))
-                    .await;
+                let _ = ws.send(close(CloseCode::Error, &e.to_json())).await;
             }
         }
     });
@@ -111,25 +145,43 @@ pub(crate) async fn pump<IO, Q, R>(
     let mut tx = Some(requests);
     if let Some(first) = first {
         if first.len() > max {
-            let reason = format!("the query makes a message larger than {max} bytes");
-            let _ = sink.send(Message::Close(Some(CloseFrame { code: CloseCode::Size, reason: reason.into() }))).await;
+            let _ =
+                sink.send(close(CloseCode::Size, &format!("the query makes a message larger than {max} bytes"))).await;
             return;
         }
         if let Some(t) = tx.as_mut() {
             let _ = t.send(Bytes::from(first)).await;
         }
     }
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING, PING);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            frame = source.next(), if tx.is_some() => {
+            _ = ping.tick() => {
+                if heard.elapsed() >= IDLE {
+                    let _ = sink.send(close(CloseCode::Away, "the peer went silent")).await;
+                    return;
+                }
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            },
+            frame = source.next() => {
+                heard = tokio::time::Instant::now();
+                if tx.is_none() {
+                    // The request side is closed; frames (pongs, a close) only say the peer lives.
+                    if matches!(frame, None | Some(Err(_))) {
+                        return;
+                    }
+                    continue;
+                }
                 let message = match frame {
                     Some(Ok(Message::Text(t))) => Some(Bytes::from(t)),
                     Some(Ok(Message::Binary(b))) => Some(b),
                     Some(Ok(Message::Close(_))) | None => { tx = None; None }
                     Some(Err(e)) => {
                         tx = None;
-                        let close = CloseFrame { code: close_code(&e), reason: e.to_string().into() };
-                        let _ = sink.send(Message::Close(Some(close))).await;
+                        let _ = sink.send(close(close_code(&e), &e.to_string())).await;
                         None
                     }
                     Some(Ok(_)) => None,
@@ -139,7 +191,7 @@ pub(crate) async fn pump<IO, Q, R>(
                 }
             },
             reply = replies.next() => {
-                let close = match reply {
+                let done = match reply {
                     Some(Ok(m)) => match String::from_utf8(m.0.to_vec()) {
                         Ok(text) => {
                             if sink.send(Message::Text(text.into())).await.is_err() {
@@ -154,10 +206,10 @@ pub(crate) async fn pump<IO, Q, R>(
                             continue;
                         }
                     },
-                    Some(Err(e)) => CloseFrame { code: CloseCode::Error, reason: e.to_json().into() },
-                    None => CloseFrame { code: CloseCode::Normal, reason: "".into() },
+                    Some(Err(e)) => close(CloseCode::Error, &e.to_json()),
+                    None => close(CloseCode::Normal, ""),
                 };
-                let _ = sink.send(Message::Close(Some(close))).await;
+                let _ = sink.send(done).await;
                 return;
             },
         }

@@ -16,9 +16,10 @@
 //! announced a node can withdraw it (`deregister` of another process's node is an error).
 //!
 //! **Trust.** Anyone in scope can announce records, so what is heard is checked before it is
-//! believed: the node's address must agree with the record's own SRV port and A/AAAA addresses
-//! (and be on loopback in the host-only scope), so a record cannot point callers at another
-//! host; a TTL of 0 (never expire) or beyond an hour counts as an hour; once a service has been
+//! believed: the node's address must agree with the record's own SRV port and A/AAAA addresses,
+//! and be on loopback in the host-only scope (the default), so a record cannot point callers off
+//! this host (on a LAN scope the A records are the announcer's word too: a LAN is as trusted as
+//! its members); what is heard under this process's own instance names is ignored; a TTL of 0 (never expire) or beyond an hour counts as an hour; once a service has been
 //! heard with TLS (`secure=true`), its plaintext nodes are ignored, so a record cannot downgrade
 //! callers; and at most [`MAX_NODES`] records of other processes are held.
 //!
@@ -223,10 +224,13 @@ impl State {
 
     fn expire(&mut self) {
         let now = Instant::now();
+        // This process's own nodes live until it deregisters them.
+        let own: std::collections::HashSet<String> =
+            self.registered.values().map(|n| unescape(n).to_lowercase()).collect();
         let dead: Vec<String> = self
             .nodes
             .iter()
-            .filter(|(_, e)| !e.ttl.is_zero() && now.saturating_duration_since(e.seen) > e.ttl)
+            .filter(|(k, e)| !own.contains(*k) && !e.ttl.is_zero() && now.saturating_duration_since(e.seen) > e.ttl)
             .map(|(k, _)| k.clone())
             .collect();
         for k in dead {
@@ -354,9 +358,10 @@ impl Inner {
             Err(e) => return tracing::debug!(instance = %fullname, error = %e.detail, "ignoring an mDNS record"),
         };
         let mut state = self.lock();
-        // This process's own records were taken in when registered.
+        // This process's own records were taken in when registered; what is heard under their
+        // names (our own echo, or another process claiming them) changes nothing.
         if state.registered.values().any(|n| unescape(n).eq_ignore_ascii_case(&fullname)) {
-            return state.upsert(fullname, service, ttl);
+            return;
         }
         let addresses: Vec<IpAddr> = r.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
         if let Some(why) = distrust(&service.nodes[0], r.get_port(), &addresses, self.host_only) {

@@ -8,7 +8,8 @@
 //!
 //! The idle timeout counts requests, not bytes: each request marks the connection busy until its
 //! response body is dropped. Every `idle_timeout` a watchdog task looks at the connection; one with
-//! nothing in flight and no request since the last look is shut down gracefully. The watchdog is a
+//! nothing in flight, and no request started or ended since the last look, is shut down
+//! gracefully. The watchdog is a
 //! task of its own, so the connection's task polls no timer per request. HTTP/1 connections are
 //! also bounded by hyper's header read timeout, which runs while a keep-alive connection waits for
 //! its next request.
@@ -118,11 +119,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
     }
 }
 
-/// Requests of one connection: how many are in flight, and how many ever started.
+/// Requests of one connection: how many are in flight, and how many ever started or ended.
 #[derive(Default)]
 struct Activity {
     in_flight: AtomicUsize,
-    started: AtomicUsize,
+    /// Requests started plus requests ended: unchanged over a whole idle period means idle.
+    events: AtomicUsize,
 }
 
 /// Marks a request in flight until dropped (with the response body).
@@ -131,7 +133,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.events.fetch_add(1, Ordering::Relaxed);
         InFlight(activity.clone())
     }
 }
@@ -139,6 +141,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.events.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -168,6 +171,7 @@ impl http_body::Body for Tracked {
 pub(crate) async fn serve<D, IO>(
     mut stream: IO,
     peer: Option<SocketAddr>,
+    slot: super::http::Connection,
     dispatch: Arc<D>,
     opts: &ServeOptions,
     mut graceful: watch::Receiver<bool>,
@@ -186,15 +190,22 @@ pub(crate) async fn serve<D, IO>(
     let io = TokioIo::new(Rewind::new(prefix, stream));
     let activity = Arc::new(Activity::default());
     let remote = opts.remote_addr.then_some(peer).flatten().map(RemoteAddr);
+    let upgrades = opts.upgrades.then_some(slot.clone());
     let counted = activity.clone();
     let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let in_flight = InFlight::new(&counted);
         if let Some(addr) = remote {
             req.extensions_mut().insert(addr);
         }
+        if let Some(slot) = &upgrades {
+            req.extensions_mut().insert(slot.clone());
+        }
         let fut = dispatch.clone().dispatch(req);
         async move { Ok::<_, std::convert::Infallible>(fut.await.map(|inner| Tracked { inner, _in_flight: in_flight })) }
     });
+    // The connection stays counted while this task serves it (and while an upgrade holds a
+    // handle).
+    let _slot = slot;
     match detected {
         Detected::Http2 => {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -251,7 +262,7 @@ async fn watchdog(
     mut stop: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut wait = first.min(idle);
-    let mut last_started = 0;
+    let mut last_events = 0;
     loop {
         if *graceful.borrow() {
             break;
@@ -264,12 +275,12 @@ async fn watchdog(
                 }
             }
             _ = tokio::time::sleep(wait) => {
-                let started = activity.started.load(Ordering::Relaxed);
-                if activity.in_flight.load(Ordering::Relaxed) == 0 && started == last_started {
+                let events = activity.events.load(Ordering::Relaxed);
+                if activity.in_flight.load(Ordering::Relaxed) == 0 && events == last_events {
                     tracing::debug!("closing an idle connection");
                     break;
                 }
-                last_started = started;
+                last_events = events;
                 wait = idle;
             }
         }

@@ -76,6 +76,9 @@ pub struct ServeOptions {
     /// Puts the peer's address in each request's extensions ([`RemoteAddr`]), for servers that
     /// need it (the tools write it into `X-Forwarded-For`).
     pub remote_addr: bool,
+    /// Puts a [`Connection`] handle in each request's extensions, for servers that upgrade
+    /// connections and must keep them counted.
+    pub upgrades: bool,
     /// TLS on every connection; plain TCP when `None`.
     pub tls: Option<ServerTls>,
 }
@@ -94,6 +97,7 @@ impl Default for ServeOptions {
             keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
             remote_addr: false,
+            upgrades: false,
             tls: None,
         }
     }
@@ -115,6 +119,19 @@ struct Tracker {
 }
 
 struct ConnGuard(Arc<Tracker>);
+
+/// A handle on the connection a request came on, in its extensions when
+/// [`ServeOptions::upgrades`] is set: the connection counts as open (against `max_connections`,
+/// and for a graceful shutdown) for as long as a handle lives, so a server that upgrades it (a
+/// websocket) keeps it counted by holding the handle.
+#[derive(Clone)]
+pub struct Connection(#[allow(dead_code)] Arc<dyn Send + Sync>);
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connection")
+    }
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
@@ -292,14 +309,15 @@ async fn connection<D: Dispatch>(
     dispatch: Arc<D>,
     opts: ServeOptions,
     graceful: watch::Receiver<bool>,
-    _guard: ConnGuard,
+    guard: ConnGuard,
 ) {
     let peer = stream.peer_addr().ok();
+    let slot = Connection(Arc::new(guard));
     let Some(tls) = &opts.tls else {
-        return super::conn::serve(stream, peer, dispatch, &opts, graceful).await;
+        return super::conn::serve(stream, peer, slot, dispatch, &opts, graceful).await;
     };
     match tokio::time::timeout(opts.header_read_timeout, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => super::conn::serve(stream, peer, dispatch, &opts, graceful).await,
+        Ok(Ok(stream)) => super::conn::serve(stream, peer, slot, dispatch, &opts, graceful).await,
         Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
     }

@@ -57,22 +57,46 @@ struct Codec {
     wrapped: bool,
 }
 
+/// The most `Any`s inside one another that JSON is written or read for (each level decodes
+/// afresh, so prost's own recursion limit does not apply across them).
+pub const MAX_DEPTH: usize = 32;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` one `Any` deeper, refusing beyond [`MAX_DEPTH`].
+fn nested<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let depth = DEPTH.with(|d| d.get());
+    if depth >= MAX_DEPTH {
+        return Err(format!("Anys nested more than {MAX_DEPTH} deep"));
+    }
+    DEPTH.with(|d| d.set(depth + 1));
+    let out = f();
+    DEPTH.with(|d| d.set(depth));
+    out
+}
+
 fn to_json<M: Message>(bytes: &[u8]) -> Result<serde_json::Value, String> {
-    let m = M::decode(bytes).map_err(|e| format!("does not decode: {e}"))?;
-    serde_json::to_value(&m).map_err(|e| e.to_string())
+    nested(|| {
+        let m = M::decode(bytes).map_err(|e| format!("does not decode: {e}"))?;
+        serde_json::to_value(&m).map_err(|e| e.to_string())
+    })
 }
 
 fn from_json<M: Message>(json: serde_json::Value) -> Result<Vec<u8>, String> {
-    let m: M = serde_json::from_value(json).map_err(|e| e.to_string())?;
-    Ok(m.encode_to_vec())
+    nested(|| {
+        let m: M = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        Ok(m.encode_to_vec())
+    })
 }
 
 fn registry() -> &'static RwLock<HashMap<String, Codec>> {
     static REGISTRY: OnceLock<RwLock<HashMap<String, Codec>>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let mut known = HashMap::new();
-        let mut wkt = |url: &str, c: Codec| {
-            known.insert(format!("type.googleapis.com/google.protobuf.{url}"), c);
+        let mut wkt = |name: &str, c: Codec| {
+            known.insert(format!("google.protobuf.{name}"), c);
         };
         macro_rules! wrapped {
             ($($name:literal => $t:ty),* $(,)?) => {
@@ -95,16 +119,18 @@ fn registry() -> &'static RwLock<HashMap<String, Codec>> {
 
 /// Makes `M` something an [`Any`] can hold in JSON (generated code calls it for every message).
 pub fn register<M: Message + prost::Name>() {
-    let url = M::type_url();
-    let known = registry().read().unwrap_or_else(|e| e.into_inner()).contains_key(&url);
+    let name = M::full_name();
+    let known = registry().read().unwrap_or_else(|e| e.into_inner()).contains_key(&name);
     if !known {
         let codec = Codec { to_json: to_json::<M>, from_json: from_json::<M>, wrapped: false };
-        registry().write().unwrap_or_else(|e| e.into_inner()).insert(url, codec);
+        registry().write().unwrap_or_else(|e| e.into_inner()).insert(name, codec);
     }
 }
 
+/// The codec of the type a type URL names (by the name after its last `/`, whatever the host).
 fn codec_of(url: &str) -> Result<Codec, String> {
-    registry().read().unwrap_or_else(|e| e.into_inner()).get(url).copied().ok_or_else(|| {
+    let name = url.rsplit('/').next().unwrap_or(url);
+    registry().read().unwrap_or_else(|e| e.into_inner()).get(name).copied().ok_or_else(|| {
         format!("an Any holds {url}, a type this program has not registered (call its package's register_types())")
     })
 }
@@ -170,5 +196,15 @@ mod tests {
         let unknown = Any { type_url: "type.googleapis.com/nobody.Knows".into(), value: Bytes::new() };
         assert!(serde_json::to_string(&unknown).unwrap_err().to_string().contains("has not registered"));
         assert!(serde_json::from_str::<Any>(r#"{"value":1}"#).is_err());
+        let elsewhere = Any { type_url: "example.com/x/google.protobuf.Empty".into(), value: Bytes::new() };
+        assert!(serde_json::to_string(&elsewhere).is_ok(), "the type is found by its name, whatever the host");
+
+        // Anys inside Anys: refused past the depth limit, not a stack overflow.
+        let mut deep = packed("Empty", vec![]);
+        for _ in 0..MAX_DEPTH + 5 {
+            deep =
+                Any { type_url: "type.googleapis.com/google.protobuf.Any".into(), value: deep.encode_to_vec().into() };
+        }
+        assert!(serde_json::to_string(&deep).unwrap_err().to_string().contains("nested more than"));
     }
 }
