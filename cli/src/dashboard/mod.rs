@@ -145,18 +145,18 @@ impl Dashboard {
         self.with_cookie(resp, &session)
     }
 
-    /// Refuses what the dashboard must not serve: another host, another origin (pages under
-    /// `/<alias>/` may also come from their own sandboxed, `null` origin), a session that has
-    /// not logged in, a state-changing request that is not JSON or lacks the CSRF token.
+    /// Refuses what the dashboard must not serve: another host, another origin (a web service's
+    /// pages under `/<alias>/` may be loaded from anywhere, changed from nowhere else), a session
+    /// that has not logged in, a state-changing request that is not JSON or lacks the CSRF token.
     fn admit(&self, req: &http::Request<Incoming>, session: &Session) -> Result<(), Error> {
         self.policy.check_host(req)?;
         let path = req.uri().path();
         let own = is_own_path(path);
-        // The sandboxed pages of web services have an opaque (`null`) origin; they may load their
-        // own pages, never change anything.
+        // A web service's pages (and what they load: sandboxed, with an opaque origin, so every
+        // subresource is "cross-site") may be fetched from anywhere; a request that would change
+        // something must come from the dashboard itself.
         let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-        let sandboxed = req.headers().get(http::header::ORIGIN).is_some_and(|o| o == "null");
-        if own || !(sandboxed && safe) {
+        if own || !safe {
             self.policy.check_origin(req)?;
         }
         let open = path == "/login" || path.starts_with("/assets/") || path == "/favicon.ico";
