@@ -5,8 +5,10 @@
 
 Stubs are generated at start from tests/proto/testing.proto with grpc_tools.protoc.
 """
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -21,6 +23,7 @@ PROTO_DIR = os.path.join(HERE, "..", "proto")
 
 def load_stubs():
     out = tempfile.mkdtemp(prefix="micro-interop-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     rc = protoc.main([
         "grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--grpc_python_out={out}",
         os.path.join(PROTO_DIR, "testing.proto"),

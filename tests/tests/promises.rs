@@ -208,25 +208,29 @@ async fn tester(registry: SharedRegistry, name: &str, node: &str) -> Service {
     svc
 }
 
+/// `micro stats NAME` until it exits with `code` (what mDNS has heard catches up), up to 10 s.
+async fn stats_until(name: &str, code: i32) -> (Option<i32>, String, String) {
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let last = micro(&["stats", &name]);
+            if last.0 == Some(code) || std::time::Instant::now() > deadline {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_reports_a_failed_node_on_stderr_with_exit_1() {
     let registry = mdns();
     let name = format!("stats{}", std::process::id());
     let svc = tester(registry.clone(), &name, "up").await;
-    let n = name.clone();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        let mut last = micro(&["stats", &n]);
-        for _ in 0..100 {
-            if last.0 == Some(0) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            last = micro(&["stats", &n]);
-        }
-        last
-    })
-    .await
-    .unwrap();
+    let (code, out, err) = stats_until(&name, 0).await;
     assert_eq!(code, Some(0), "{err}");
     let mib: f64 = out
         .split_whitespace()
@@ -248,20 +252,7 @@ async fn stats_reports_a_failed_node_on_stderr_with_exit_1() {
         ..Default::default()
     };
     registry.register(&ghost, RegisterOptions::default()).await.unwrap();
-    let n = name.clone();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        let mut last = micro(&["stats", &n]);
-        for _ in 0..100 {
-            if last.0 == Some(1) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            last = micro(&["stats", &n]);
-        }
-        last
-    })
-    .await
-    .unwrap();
+    let (code, out, err) = stats_until(&name, 1).await;
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("did not answer"), "{err}");
     assert!(!out.contains("ghost\t") && !out.contains("error"), "stdout is data only: {out}");

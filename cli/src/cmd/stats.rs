@@ -12,17 +12,8 @@ pub(crate) struct Args {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time.
 fn date(unix: u64) -> String {
-    let (days, secs) = ((unix / 86_400) as i64, unix % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    let t = micro::wkt::Timestamp { seconds: i64::try_from(unix).unwrap_or(i64::MAX), nanos: 0 };
+    t.to_rfc3339().map(|s| s.replacen('T', " ", 1).trim_end_matches('Z').to_string()).unwrap_or_else(|e| e)
 }
 
 fn duration(secs: u64) -> String {
