@@ -116,7 +116,7 @@ impl Global {
             return Ok(r.clone());
         }
         let o = self.options()?;
-        Ok(micro::registry::from_name(&o.registry, &o.registry_address)?)
+        Ok(micro::config::plugins::registry(&o.registry, &o.registry_address)?)
     }
 
     /// The client options these flags describe (timeouts, retries, TLS, token).

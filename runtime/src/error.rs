@@ -9,6 +9,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The id of errors raised on the calling side (the client, the selector, the transport's
+/// connections): a 503 with this id means the node was never reached, so the call is safe to
+/// try again elsewhere.
+pub const CLIENT_ID: &str = "go.micro.client";
+
+/// The id of errors a server raises itself, before or around a handler (replaced by the
+/// service's name on the wire).
+pub const SERVER_ID: &str = "go.micro.server";
+
 /// gRPC status codes, with their fixed numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -212,7 +221,7 @@ impl Error {
     /// the client could not deliver it (503 from `go.micro.client`: no connection, or the
     /// request was refused before it was sent), or it timed out (408).
     pub fn is_retryable(&self) -> bool {
-        self.code == 408 || self.code == 503 && self.id == "go.micro.client"
+        self.code == 408 || self.code == 503 && self.id == CLIENT_ID
     }
 }
 

@@ -19,6 +19,8 @@
 //!
 //! # Feature flags
 //! - `etcd` (default): the etcd registry.
+//! - `nats`: the NATS broker and transport.
+//! - `fuzzing`: entry points for the fuzz targets (`micro::fuzzing`), not a stable API.
 //!
 //! # Plugin points
 //! - [`registry`]: where services are found (`mdns` by default, `etcd`, `memory`).
@@ -26,28 +28,54 @@
 //! - [`broker`]: pub/sub (`http` by default, `nats`, `memory`).
 //! - [`transport`]: how calls travel (HTTP/2 gRPC + HTTP/1 JSON on one port).
 //! - [`codec`]: protobuf and proto3 JSON.
-//! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware.
+//! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware ([`wrapper`] ships some).
+//!
+//! # Layers
+//! Each module imports only from the lines above its own, as Go Micro's packages do
+//! (`scripts/layers` checks it in the test command):
+//! 1. `error`
+//! 2. `metadata`, `secret`, `logger`
+//! 3. `codec`
+//! 4. `wkt`, `api`
+//! 5. `transport`
+//! 6. `registry`
+//! 7. `selector`
+//! 8. `broker`
+//! 9. `web`
+//! 10. `client`, `server`
+//! 11. `wrapper`, `bot`
+//! 12. `config`
+//! 13. `service`
+//! 14. `function`
+//! 15. `fuzzing`
 
 pub mod api;
-pub mod auth;
 pub mod bot;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod config;
 pub mod error;
 pub mod function;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logger;
 pub mod metadata;
-pub mod options;
 pub mod registry;
+pub mod secret;
 pub mod selector;
 pub mod server;
 pub mod service;
 pub mod transport;
 pub mod web;
 pub mod wkt;
+pub mod wrapper;
+
+/// Options from code, environment and flags (they live in [`config::options`]).
+pub use config::options;
+/// Bearer-token authentication (it lives in [`wrapper::auth`]).
+pub use wrapper::auth;
 
 pub use client::{CallOptions, Client, Publisher};
 pub use codec::Message;

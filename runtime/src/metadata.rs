@@ -4,7 +4,20 @@
 //! Keys are case-insensitive (HTTP/2 lowercases them). Transport headers (`content-type`, `te`,
 //! `grpc-*`, `micro-error`, ...) are not metadata and are hidden from iteration.
 
+use std::time::Duration;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::Error;
+
+/// The id of errors about metadata.
+pub const ID: &str = "go.micro.metadata";
+
+/// The metadata key (HTTP header) that carries credentials (`Bearer <token>`).
+pub const AUTHORIZATION: &str = "authorization";
+
+/// The metadata key of a micro call's timeout, as a duration (`5s`); gRPC calls use `grpc-timeout`.
+pub const TIMEOUT: &str = "timeout";
 
 /// A case-insensitive map of string keys to string values.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +133,25 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Metadata {
         }
         md
     }
+}
+
+/// Parses a duration (as options and the [`TIMEOUT`] header give them): bare seconds, or a number with `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let s = s.trim();
+    let bad = || Error::bad_request(ID, format!("invalid duration {s:?} (use 30, 500ms, 5s, 1m)"));
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 #[cfg(test)]

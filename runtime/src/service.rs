@@ -26,6 +26,9 @@ use crate::selector::RegistrySelector;
 use crate::server::{Server, ServerOptions};
 use crate::Error;
 
+/// The id of errors about a service as a whole.
+pub const ID: &str = "go.micro.service";
+
 /// Builds a [`Service`].
 #[derive(Default)]
 pub struct ServiceBuilder {
@@ -110,10 +113,10 @@ impl ServiceBuilder {
             .server_name
             .clone()
             .or(self.name)
-            .ok_or_else(|| Error::bad_request("go.micro.service", "a service needs a name (or --server_name)"))?;
+            .ok_or_else(|| Error::bad_request(ID, "a service needs a name (or --server_name)"))?;
         let registry = match self.registry {
             Some(r) => r,
-            None => registry::from_name(&opts.registry, &opts.registry_address)?,
+            None => crate::config::plugins::registry(&opts.registry, &opts.registry_address)?,
         };
         let mut sopts = self.server_options.unwrap_or_default();
         sopts.name = name.clone();
@@ -127,7 +130,7 @@ impl ServiceBuilder {
         sopts.serve = opts.serve_options(sopts.serve)?;
         let server = Server::new(sopts);
         if let Some(token) = &opts.auth_token {
-            server.wrap(crate::auth::BearerAuth::new(token, &name));
+            server.wrap(crate::wrapper::BearerAuth::new(token, &name));
         }
         let client_tls = opts.client_tls()?;
         if let Some(tls) = &client_tls {
@@ -137,7 +140,7 @@ impl ServiceBuilder {
             Some(b) => b,
             None => {
                 let credentials = broker::Credentials { auth_token: opts.auth_token.clone(), tls: client_tls.clone() };
-                broker::from_name(&opts.broker, &opts.broker_address, registry.clone(), credentials)?
+                crate::config::plugins::broker(&opts.broker, &opts.broker_address, registry.clone(), credentials)?
             }
         };
         server.set_broker(broker.clone());
@@ -429,7 +432,7 @@ impl Service {
             }
             #[cfg(not(feature = "nats"))]
             "nats" => Err(Error::bad_request(
-                "go.micro.transport",
+                crate::transport::ID,
                 "transport \"nats\" is not enabled in this build; rebuild with --features nats",
             )),
             _ => {

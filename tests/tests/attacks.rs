@@ -615,7 +615,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item05_names_strangers_make_up_open_no_registry_watches() {
     let etcd = micro_tests::Etcd::start();
-    let registry = micro::registry::from_name("etcd", &[etcd.address()]).unwrap();
+    let registry = micro::config::plugins::registry("etcd", &[etcd.address()]).unwrap();
     let ns = ns("watch");
     let recorder = Recorder::default();
     let svc = service(registry.clone(), &format!("{ns}.tester"), options(false), &recorder).await;

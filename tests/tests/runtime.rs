@@ -421,7 +421,7 @@ async fn handler_and_call_wrappers_are_layers() {
     let svc = micro::Service::builder().name("testing").options(opts).registry(registry.clone()).build().unwrap();
     register_tester_handler(svc.server(), micro_tests::Tester::default());
     svc.server().wrap(NeedsToken);
-    svc.server().wrap(micro::server::TracingWrapper);
+    svc.server().wrap(micro::wrapper::TracingWrapper);
     let addr = svc.start().await.unwrap();
 
     let plain = client(registry.clone(), 0);
@@ -430,7 +430,7 @@ async fn handler_and_call_wrappers_are_layers() {
     let health = plain.call_json("testing", "Debug.Health", b"{}", CallOptions::new().address(addr.to_string())).await;
     assert!(health.is_ok(), "internal endpoints are not wrapped");
 
-    let wrapped = client(registry, 0).wrap(TokenWrapper).wrap(micro::client::TracingCallWrapper);
+    let wrapped = client(registry, 0).wrap(TokenWrapper).wrap(micro::wrapper::TracingCallWrapper);
     let reply = TesterClient::new("testing", wrapped)
         .echo(EchoRequest { message: "in".into(), ..Default::default() })
         .await

@@ -162,7 +162,7 @@ async fn bearer_token_guards_every_endpoint_but_health() {
 
 #[tokio::test]
 async fn the_token_never_reaches_the_logs() {
-    let registry = micro::registry::from_name("mdns", &[]).unwrap();
+    let registry = micro::config::plugins::registry("mdns", &[]).unwrap();
     let mut tester = Command::new(micro_tests::workspace_bin("tester"))
         .env("MICRO_REGISTRY", "mdns")
         .env("MICRO_AUTH_TOKEN", TOKEN)

@@ -14,7 +14,7 @@ use micro::broker::{Event, Message};
 const PAYLOAD: &[u8] = br#"{"say":"hello"}"#;
 
 async fn micro_run(addr: &str, messages: u64) -> (f64, u64) {
-    let broker = micro::broker::from_name(
+    let broker = micro::config::plugins::broker(
         "nats",
         &[addr.to_string()],
         Arc::new(micro::registry::MemoryRegistry::new()),

@@ -42,7 +42,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // The gateway publishes for its callers: with their credentials, never a token of its own.
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
-    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
+    let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
     let client = global.client_for_callers(registry.clone())?.with_broker(broker);
     let address = listen_address(&args.address);
     let serve = args.server.serve(&address)?;
@@ -53,7 +53,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         handler,
         cors: args.enable_cors,
         client,
-        nodes: micro::selector::cache::RegistryCache::new(registry, Duration::from_secs(60)),
+        nodes: micro::registry::cache::RegistryCache::new(registry, Duration::from_secs(60)),
         policy: serve.policy,
         timeout: global.timeout(),
         proxy: crate::gateway::http_client(),

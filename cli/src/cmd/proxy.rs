@@ -238,7 +238,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let o = global.options()?;
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
-    let broker = micro::broker::from_name(&o.broker, &o.broker_address, registry.clone(), credentials)?;
+    let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
     let client = Client::with_selector(
         Arc::new(micro::selector::RegistrySelector::new(registry, global.strategy()?)),
         client_opts,

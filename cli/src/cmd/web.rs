@@ -26,7 +26,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     micro::logger::init();
     let address = super::api::listen_address(&args.address);
-    let token = args.token.clone().filter(|t| !t.is_empty()).map(micro::options::Secret::new);
+    let token = args.token.clone().filter(|t| !t.is_empty()).map(micro::secret::Secret::new);
     let serve = args.server.serve(&address)?;
     if token.is_none() && !crate::global::is_loopback_address(&address) {
         return Err(UsageError(format!(

@@ -50,7 +50,7 @@ pub(crate) struct Dashboard {
     registry: SharedRegistry,
     client: micro::client::Client,
     namespace: String,
-    nodes: Arc<micro::selector::cache::RegistryCache>,
+    nodes: Arc<micro::registry::cache::RegistryCache>,
     http: HttpClient,
     /// Registry changes as SSE frames, for every open `/events` stream.
     events: broadcast::Sender<Bytes>,
@@ -70,7 +70,7 @@ impl Dashboard {
     ) -> anyhow::Result<Arc<Dashboard>> {
         let (events, _) = broadcast::channel(256);
         let dashboard = Arc::new(Dashboard {
-            nodes: micro::selector::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
+            nodes: micro::registry::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
             client: global.client_for_callers(registry.clone())?,
             global,
             registry: registry.clone(),
@@ -275,7 +275,7 @@ impl Dashboard {
             Ok(versions) if !versions.is_empty() => {
                 html(StatusCode::OK, self.fill(pages::service(&versions, self.alias(service).is_some()), session))
             }
-            Ok(_) => self.failure(json, &Error::not_found("go.micro.registry", format!("service {service} not found"))),
+            Ok(_) => self.failure(json, &Error::not_found(micro::registry::ID, format!("service {service} not found"))),
             Err(e) => match e.downcast::<Error>() {
                 Ok(me) => self.failure(json, &me),
                 Err(other) => self.failure(json, &Error::new(ID, 504, other.to_string())),

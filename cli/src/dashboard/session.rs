@@ -12,7 +12,7 @@
 //! nor send that header without a preflight the dashboard refuses.
 
 use http::{HeaderMap, HeaderValue};
-use micro::options::Secret;
+use micro::secret::Secret;
 use micro::Error;
 use ring::hmac;
 

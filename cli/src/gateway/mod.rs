@@ -77,7 +77,7 @@ pub(crate) struct Gateway {
     /// Calls for callers: never with the gateway's own token.
     pub(crate) client: Client,
     /// Nodes of the services the `http` handler proxies to (a watch-fed cache).
-    pub(crate) nodes: Arc<micro::selector::cache::RegistryCache>,
+    pub(crate) nodes: Arc<micro::registry::cache::RegistryCache>,
     pub(crate) routes: Arc<routes::Table>,
     pub(crate) policy: Policy,
     pub(crate) timeout: Duration,
@@ -236,7 +236,7 @@ impl Gateway {
     }
 
     fn call_error(&self, e: Error, service: &str, path: &str) -> Response<Body> {
-        if e.code == 404 && e.id == "go.micro.registry" {
+        if e.code == 404 && e.id == micro::registry::ID {
             return error_response(&self.not_found(service, path));
         }
         error_response(&e)

@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 
 use super::{run_handler, Broker, Event, Handler, Message, SubscribeOptions, Subscription};
+use crate::registry::cache::RegistryCache;
 use crate::registry::{Node, RegisterOptions, Service, SharedRegistry};
-use crate::selector::cache::RegistryCache;
 use crate::transport::http::Pool;
 use crate::transport::Body;
 use crate::Error;
@@ -73,7 +73,7 @@ pub struct HttpBroker {
 }
 
 fn err(detail: impl std::fmt::Display) -> Error {
-    Error::unavailable("go.micro.broker", format!("http broker: {detail}"))
+    Error::unavailable(super::ID, format!("http broker: {detail}"))
 }
 
 impl HttpBroker {
@@ -295,7 +295,7 @@ impl Broker for HttpBroker {
                 .unwrap_or_default()
         };
         if handlers.is_empty() {
-            return Err(Error::not_found("go.micro.broker", format!("no subscriber of {topic} here")));
+            return Err(Error::not_found(super::ID, format!("no subscriber of {topic} here")));
         }
         let mut first_err = None;
         for (h, auto_ack) in handlers {

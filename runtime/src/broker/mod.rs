@@ -26,9 +26,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
-use crate::options::Secret;
-use crate::registry::{Node, RegisterOptions, SharedRegistry};
+use crate::registry::{Node, RegisterOptions};
+use crate::secret::Secret;
 use crate::Error;
+
+/// The id of broker errors.
+pub const ID: &str = "go.micro.broker";
 
 pub use http::HttpBroker;
 pub use memory::MemoryBroker;
@@ -142,18 +145,12 @@ pub trait Broker: Send + Sync + 'static {
     /// A message that arrived on the service's own server (`POST /_sub/<topic>`).
     async fn deliver(&self, topic: &str, message: Message) -> Result<(), Error> {
         let _ = message;
-        Err(Error::not_found(
-            "go.micro.broker",
-            format!("the {} broker takes no deliveries for {topic} here", self.name()),
-        ))
+        Err(Error::not_found(ID, format!("the {} broker takes no deliveries for {topic} here", self.name())))
     }
 }
 
 /// A shared broker.
 pub type SharedBroker = Arc<dyn Broker>;
-
-/// Names of the broker backends, as `--broker` takes them.
-pub const NAMES: &[&str] = &["http", "nats", "memory"];
 
 /// The longest topic accepted, in bytes.
 pub const MAX_TOPIC: usize = 1024;
@@ -161,12 +158,12 @@ pub const MAX_TOPIC: usize = 1024;
 /// Refuses a topic that no backend can carry: empty, longer than [`MAX_TOPIC`], or holding
 /// whitespace or control characters (NATS subjects cannot, nor can header values).
 pub fn check_topic(topic: &str) -> Result<(), Error> {
-    let bad = |why: &str| Err(Error::bad_request("go.micro.broker", format!("topic {topic:?} {why}")));
+    let bad = |why: &str| Err(Error::bad_request(ID, format!("topic {topic:?} {why}")));
     if topic.is_empty() {
         return bad("is empty");
     }
     if topic.len() > MAX_TOPIC {
-        return Err(Error::bad_request("go.micro.broker", format!("a topic is at most {MAX_TOPIC} bytes")));
+        return Err(Error::bad_request(ID, format!("a topic is at most {MAX_TOPIC} bytes")));
     }
     if topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("holds whitespace or control characters");
@@ -183,34 +180,6 @@ pub struct Credentials {
     pub auth_token: Option<Secret>,
     /// Client TLS for subscribers served over TLS.
     pub tls: Option<crate::transport::tls::ClientTls>,
-}
-
-/// The broker called `name`; `http` finds subscribers through `registry` and reaches them with
-/// `credentials`.
-pub fn from_name(
-    name: &str,
-    addresses: &[String],
-    registry: SharedRegistry,
-    credentials: Credentials,
-) -> Result<SharedBroker, Error> {
-    match name {
-        "http" => Ok(Arc::new(HttpBroker::new(registry).with_credentials(credentials))),
-        "memory" => Ok(Arc::new(MemoryBroker::new())),
-        #[cfg(feature = "nats")]
-        "nats" => Ok(Arc::new(nats::NatsBroker::new(addresses))),
-        #[cfg(not(feature = "nats"))]
-        "nats" => {
-            let _ = addresses;
-            Err(Error::bad_request(
-                "go.micro.broker",
-                "broker \"nats\" is not enabled in this build; rebuild with --features nats",
-            ))
-        }
-        _ => Err(Error::bad_request(
-            "go.micro.broker",
-            format!("unknown broker \"{name}\" (valid: {})", NAMES.join(", ")),
-        )),
-    }
 }
 
 /// Runs a handler for an event and logs a failure with the topic and message id.

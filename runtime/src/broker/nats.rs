@@ -17,7 +17,7 @@ use crate::transport::nats::Connection;
 use crate::Error;
 
 fn err(detail: impl std::fmt::Display) -> Error {
-    Error::unavailable("go.micro.broker", format!("nats: {detail}"))
+    Error::unavailable(super::ID, format!("nats: {detail}"))
 }
 
 /// The NATS broker.
@@ -70,16 +70,13 @@ impl Broker for NatsBroker {
         let mut headers = async_nats::HeaderMap::new();
         for (k, v) in &message.header {
             // A bearer token is for an HTTP inbox; NATS subscribers have no use for it.
-            if k.eq_ignore_ascii_case(crate::auth::AUTHORIZATION) {
+            if k.eq_ignore_ascii_case(crate::metadata::AUTHORIZATION) {
                 continue;
             }
             match (k.parse::<async_nats::HeaderName>(), v.parse::<async_nats::HeaderValue>()) {
                 (Ok(k), Ok(v)) => headers.insert(k, v),
                 _ => {
-                    return Err(Error::bad_request(
-                        "go.micro.broker",
-                        format!("header {k:?} cannot travel in a NATS message"),
-                    ))
+                    return Err(Error::bad_request(super::ID, format!("header {k:?} cannot travel in a NATS message")))
                 }
             }
         }

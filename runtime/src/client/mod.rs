@@ -15,20 +15,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body::Frame;
-use http_body_util::{BodyExt, Limited};
-use tokio::sync::mpsc;
+use http::HeaderValue;
+use http_body_util::BodyExt;
 
+pub use crate::transport::channel::Sender as ClientSender;
 pub use publisher::Publisher;
-pub use wrapper::{CallWrapper, Caller, RawCall, TracingCallWrapper};
+pub use wrapper::{CallWrapper, Caller, RawCall};
 
-use crate::auth::AUTHORIZATION;
 use crate::broker::SharedBroker;
-use crate::codec::{Codec, Decode, Message, Protocol, RawMessage};
+use crate::codec::{Codec, Decode, Message, RawMessage};
 use crate::metadata::Metadata;
+use crate::metadata::AUTHORIZATION;
 use crate::registry::{MemoryRegistry, Node, SharedRegistry};
 use crate::selector::{Filter, Outcome, RegistrySelector, Selector, Strategy};
+use crate::transport::channel::Channel;
 use crate::transport::grpc::{self, Streaming, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::transport::http::Pool;
 use crate::transport::Body;
@@ -41,7 +41,10 @@ pub const PROXY_PUBLISH_PATH: &str = "/_pub/";
 pub const PROXY_SERVICE_HEADER: &str = "micro-service";
 
 /// The id of errors the client itself produces.
-pub const CLIENT_ID: &str = "go.micro.client";
+pub const ID: &str = crate::error::CLIENT_ID;
+
+/// The id of errors the client itself produces (the same as [`ID`]).
+pub const CLIENT_ID: &str = ID;
 
 /// A method as generated code names it: the micro endpoint and the gRPC path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +74,7 @@ pub struct ClientOptions {
     /// the process default when `None`.
     pub tls: Option<crate::transport::tls::ClientTls>,
     /// A bearer token sent as `authorization: Bearer <token>` with every call.
-    pub auth_token: Option<crate::options::Secret>,
+    pub auth_token: Option<crate::secret::Secret>,
 }
 
 impl Default for ClientOptions {
@@ -318,7 +321,7 @@ impl Client {
         req: &Req,
         opts: CallOptions,
     ) -> Result<Streaming<Resp>, Error> {
-        let (tx, stream) = self.open::<Req, Resp>(service, method.endpoint, method.path, Codec::Proto, opts).await?;
+        let (tx, stream) = self.open::<Req, Resp>(service, method.path, Codec::Proto, opts).await?;
         tx.send_raw(Codec::Proto.encode_framed(req)?).await?;
         drop(tx);
         Ok(stream)
@@ -331,7 +334,7 @@ impl Client {
         method: &Method,
         opts: CallOptions,
     ) -> Result<(ClientSender<Req>, ClientReply<Resp>), Error> {
-        let (tx, stream) = self.open(service, method.endpoint, method.path, Codec::Proto, opts).await?;
+        let (tx, stream) = self.open(service, method.path, Codec::Proto, opts).await?;
         Ok((tx, ClientReply { stream }))
     }
 
@@ -342,7 +345,7 @@ impl Client {
         method: &Method,
         opts: CallOptions,
     ) -> Result<(ClientSender<Req>, Streaming<Resp>), Error> {
-        self.open(service, method.endpoint, method.path, Codec::Proto, opts).await
+        self.open(service, method.path, Codec::Proto, opts).await
     }
 
     /// Opens a stream to `endpoint` that carries JSON both ways (for tools such as the CLI).
@@ -364,13 +367,13 @@ impl Client {
         codec: Codec,
         opts: CallOptions,
     ) -> Result<(ClientSender<RawMessage>, Streaming<RawMessage>), Error> {
-        self.open(service, endpoint, path, codec, opts).await
+        let _ = endpoint; // errors name the call by its path
+        self.open(service, path, codec, opts).await
     }
 
     async fn open<Req, Resp: Decode>(
         &self,
         service: &str,
-        endpoint: &str,
         path: &str,
         codec: Codec,
         opts: CallOptions,
@@ -393,32 +396,17 @@ impl Client {
                     crate::transport::nats::open(&core.nats, &node.address, path, codec, &opts.metadata).await?;
                 let fut: grpc::ResponseFuture = Box::pin(async move { Ok(Some(grpc::stream_body(body))) });
                 return Ok((
-                    ClientSender { tx, codec, _m: std::marker::PhantomData },
+                    ClientSender::new(tx, codec),
                     Streaming::client(fut, codec, core.opts.max_message_size, service.to_string()),
                 ));
             }
             let started = Instant::now();
             let remaining = connect_deadline.saturating_duration_since(started);
-            match core.pool.get(&node.address, core.secure(&node), remaining.min(core.opts.connect_timeout)).await {
-                Ok(mut sender) => {
-                    let outcome = Outcome { result: Ok(()), elapsed: started.elapsed() };
-                    core.selector.mark(service, &node, outcome);
-                    let (tx, rx) = mpsc::channel(16);
-                    let md = core.metadata(service, &opts);
-                    let req = build_request(path, codec, &md, opts.timeout, Body::channel(rx))?;
-                    let response = sender.send_request(req);
-                    let peer = service.to_string();
-                    let max = core.opts.max_message_size;
-                    let endpoint = endpoint.to_string();
-                    let fut: grpc::ResponseFuture = Box::pin(async move {
-                        let resp =
-                            response.await.map_err(|e| Error::unavailable(CLIENT_ID, format!("{endpoint}: {e}")))?;
-                        Ok(check_head(&peer, resp)?.map(grpc::stream_body))
-                    });
-                    return Ok((
-                        ClientSender { tx, codec, _m: std::marker::PhantomData },
-                        Streaming::client(fut, codec, max, service.to_string()),
-                    ));
+            let md = core.metadata(service, &opts);
+            match core.channel(&node, service, remaining).open(path, codec, &md, opts.timeout).await {
+                Ok(stream) => {
+                    core.selector.mark(service, &node, Outcome { result: Ok(()), elapsed: started.elapsed() });
+                    return Ok(stream);
                 }
                 Err(e) => {
                     core.selector.mark(service, &node, Outcome { result: Err(&e), elapsed: started.elapsed() });
@@ -431,38 +419,6 @@ impl Client {
                 }
             }
         }
-    }
-}
-
-/// The sending half of a client or bidirectional stream. Dropping it (or [`ClientSender::close`])
-/// ends the request stream.
-#[derive(Debug)]
-pub struct ClientSender<M> {
-    tx: mpsc::Sender<Frame<Bytes>>,
-    codec: Codec,
-    _m: std::marker::PhantomData<fn(M)>,
-}
-
-impl<M> ClientSender<M> {
-    async fn send_raw(&self, frame: Bytes) -> Result<(), Error> {
-        self.tx.send(Frame::data(frame)).await.map_err(|_| Error::new(CLIENT_ID, 499, "the stream is closed"))
-    }
-
-    /// Ends the request stream.
-    pub fn close(self) {}
-}
-
-impl<M: Message> ClientSender<M> {
-    /// Sends one request.
-    pub async fn send(&self, msg: M) -> Result<(), Error> {
-        self.send_raw(self.codec.encode_framed(&msg)?).await
-    }
-}
-
-impl ClientSender<RawMessage> {
-    /// Sends one request already encoded with the stream's codec.
-    pub async fn send_bytes(&self, message: &[u8]) -> Result<(), Error> {
-        self.send_raw(grpc::frame(message)).await
     }
 }
 
@@ -479,46 +435,6 @@ impl<M: Message> ClientReply<M> {
             .message()
             .await?
             .ok_or_else(|| Error::internal_server_error(CLIENT_ID, "the server closed the stream without a reply"))
-    }
-}
-
-fn build_request(
-    path: &str,
-    codec: Codec,
-    metadata: &Metadata,
-    timeout: Option<Duration>,
-    body: Body,
-) -> Result<http::Request<Body>, Error> {
-    let mut req = http::Request::new(body);
-    *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = http::Uri::builder()
-        .scheme("http")
-        .authority("micro")
-        .path_and_query(path)
-        .build()
-        .map_err(|e| Error::bad_request(CLIENT_ID, format!("invalid endpoint path {path:?}: {e}")))?;
-    let h = req.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
-    h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    if let Some(t) = timeout {
-        if let Ok(v) = HeaderValue::from_str(&grpc::format_timeout(t)) {
-            h.insert("grpc-timeout", v);
-        }
-    }
-    metadata.write_to(h);
-    Ok(req)
-}
-
-/// Checks the head of a gRPC response; returns the body to read, or `None` for a trailers-only OK.
-fn check_head(peer: &str, resp: http::Response<hyper::body::Incoming>) -> Result<Option<hyper::body::Incoming>, Error> {
-    let (parts, body) = resp.into_parts();
-    if parts.status != StatusCode::OK {
-        return Err(Error::new(peer, parts.status.as_u16(), format!("HTTP status {}", parts.status)));
-    }
-    match grpc::status_from_headers(&parts.headers, peer) {
-        Some(Ok(())) => Ok(None),
-        Some(Err(e)) => Err(e),
-        None => Ok(Some(body)),
     }
 }
 
@@ -565,30 +481,21 @@ impl Core {
             #[cfg(not(feature = "nats"))]
             return Err(Error::unavailable(CLIENT_ID, "node uses the nats transport; rebuild with --features nats"));
         }
-        let req = build_request(
-            &call.path,
-            call.codec,
-            &self.metadata(&call.service, &call.opts),
-            Some(timeout),
-            Body::full(call.body.clone()),
-        )?;
-        let resp =
-            self.pool.send(&node.address, self.secure(node), req, timeout.min(self.opts.connect_timeout)).await?;
-        let Some(body) = check_head(&call.service, resp)? else {
-            return Err(Error::internal_server_error(&call.service, "reply without a message"));
-        };
-        let collected = Limited::new(body, self.opts.max_message_size + 5).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                grpc::too_large(self.opts.max_message_size + 1, self.opts.max_message_size)
-            } else {
-                Error::unavailable(CLIENT_ID, format!("{}: reading the reply: {e}", node.address))
-            }
-        })?;
-        let trailers = collected.trailers().cloned().unwrap_or_else(HeaderMap::new);
-        match grpc::status_from_headers(&trailers, &call.service) {
-            Some(Ok(())) => grpc::unframe_one(collected.to_bytes(), self.opts.max_message_size),
-            Some(Err(e)) => Err(e),
-            None => Err(Error::internal_server_error(&call.service, "reply ended without a gRPC status")),
+        let md = self.metadata(&call.service, &call.opts);
+        self.channel(node, &call.service, timeout)
+            .unary_raw(&call.path, call.codec, &md, timeout, call.body.clone())
+            .await
+    }
+
+    /// The channel to `node` for a call to `service` that may take `timeout`.
+    fn channel<'a>(&'a self, node: &'a Node, service: &'a str, timeout: Duration) -> Channel<'a> {
+        Channel {
+            pool: &self.pool,
+            address: &node.address,
+            secure: self.secure(node),
+            connect_timeout: timeout.min(self.opts.connect_timeout),
+            max_message_size: self.opts.max_message_size,
+            peer: service,
         }
     }
 }

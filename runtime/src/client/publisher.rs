@@ -63,9 +63,10 @@ impl Publisher {
         if let Some(proxy) = self.client.options().proxy.clone() {
             return self.client.publish_via_proxy(&proxy, &self.topic, &message).await;
         }
-        let broker = self.client.broker().ok_or_else(|| {
-            Error::internal_server_error("go.micro.client", "this client has no broker to publish with")
-        })?;
+        let broker = self
+            .client
+            .broker()
+            .ok_or_else(|| Error::internal_server_error(super::ID, "this client has no broker to publish with"))?;
         broker.publish(&self.topic, message).await
     }
 }

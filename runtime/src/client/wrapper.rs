@@ -1,7 +1,6 @@
 //! Call wrappers: middleware around every unary call a client makes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -56,35 +55,4 @@ pub trait Caller: Send + Sync + 'static {
 pub trait CallWrapper {
     /// The caller to use in place of `inner`.
     fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller>;
-}
-
-/// Logs every call with its service, endpoint, duration and outcome.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TracingCallWrapper;
-
-struct Traced(Arc<dyn Caller>);
-
-impl Caller for Traced {
-    fn call(&self, call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>> {
-        Box::pin(async move {
-            let (service, endpoint) = (call.service.clone(), call.endpoint.clone());
-            let start = Instant::now();
-            let res = self.0.call(call).await;
-            match &res {
-                Ok(_) => {
-                    tracing::debug!(%service, %endpoint, elapsed = ?start.elapsed(), "call ok")
-                }
-                Err(e) => {
-                    tracing::info!(%service, %endpoint, elapsed = ?start.elapsed(), code = e.code, detail = %e.detail, "call failed")
-                }
-            }
-            res
-        })
-    }
-}
-
-impl CallWrapper for TracingCallWrapper {
-    fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller> {
-        Arc::new(Traced(inner))
-    }
 }

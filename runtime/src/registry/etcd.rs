@@ -14,29 +14,37 @@
 pub mod proto;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
 use super::{not_found, Action, Event, RegisterOptions, Registry, Service, Watcher};
-use crate::client::{Client, ClientOptions, Method};
-use crate::codec::Message;
-use crate::registry::MemoryRegistry;
-use crate::{CallOptions, Error};
+use crate::codec::{Codec, Message};
+use crate::metadata::Metadata;
+use crate::transport::channel::{Channel, Sender};
+use crate::transport::grpc::{Streaming, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::transport::http::Pool;
+use crate::Error;
 use proto::*;
 
 /// The key prefix of every record.
 pub const PREFIX: &str = "/micro/registry/";
 
-const RANGE: Method = Method { endpoint: "KV.Range", path: "/etcdserverpb.KV/Range" };
-const PUT: Method = Method { endpoint: "KV.Put", path: "/etcdserverpb.KV/Put" };
-const DELETE: Method = Method { endpoint: "KV.DeleteRange", path: "/etcdserverpb.KV/DeleteRange" };
-const GRANT: Method = Method { endpoint: "Lease.LeaseGrant", path: "/etcdserverpb.Lease/LeaseGrant" };
-const REVOKE: Method = Method { endpoint: "Lease.LeaseRevoke", path: "/etcdserverpb.Lease/LeaseRevoke" };
-const KEEPALIVE: Method = Method { endpoint: "Lease.LeaseKeepAlive", path: "/etcdserverpb.Lease/LeaseKeepAlive" };
-const WATCH: Method = Method { endpoint: "Watch.Watch", path: "/etcdserverpb.Watch/Watch" };
+const RANGE: &str = "/etcdserverpb.KV/Range";
+const PUT: &str = "/etcdserverpb.KV/Put";
+const DELETE: &str = "/etcdserverpb.KV/DeleteRange";
+const GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
+const REVOKE: &str = "/etcdserverpb.Lease/LeaseRevoke";
+const KEEPALIVE: &str = "/etcdserverpb.Lease/LeaseKeepAlive";
+const WATCH: &str = "/etcdserverpb.Watch/Watch";
+
+/// How long one call to etcd may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long connecting to an etcd member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The key of a node's record.
 pub fn node_key(service: &str, node_id: &str) -> String {
@@ -46,9 +54,9 @@ pub fn node_key(service: &str, node_id: &str) -> String {
 /// Decodes a stored record; a clear error for anything that is not one.
 pub fn decode_record(value: &[u8]) -> Result<Service, Error> {
     let svc: Service = serde_json::from_slice(value)
-        .map_err(|e| Error::internal_server_error("go.micro.registry", format!("etcd: invalid record: {e}")))?;
+        .map_err(|e| Error::internal_server_error(super::ID, format!("etcd: invalid record: {e}")))?;
     if svc.name.is_empty() {
-        return Err(Error::internal_server_error("go.micro.registry", "etcd: record without a service name"));
+        return Err(Error::internal_server_error(super::ID, "etcd: record without a service name"));
     }
     Ok(svc)
 }
@@ -74,7 +82,7 @@ struct Lease {
 /// The etcd registry.
 pub struct EtcdRegistry {
     addresses: Vec<String>,
-    client: Client,
+    pool: Pool,
     leases: Mutex<HashMap<String, Lease>>,
 }
 
@@ -90,32 +98,48 @@ impl EtcdRegistry {
         if addresses.is_empty() {
             addresses.push("127.0.0.1:2379".into());
         }
-        let client = Client::new(
-            Arc::new(MemoryRegistry::new()),
-            ClientOptions {
-                request_timeout: Duration::from_secs(3),
-                retries: 0,
-                connect_timeout: Duration::from_secs(1),
-                ..ClientOptions::default()
-            },
-        );
-        EtcdRegistry { addresses, client, leases: Mutex::new(HashMap::new()) }
+        EtcdRegistry { addresses, pool: Pool::new(), leases: Mutex::new(HashMap::new()) }
     }
 
     fn unreachable(&self, e: &Error) -> Error {
-        Error::unavailable(
-            "go.micro.registry",
-            format!("etcd at {} is unreachable: {}", self.addresses.join(","), e.detail),
-        )
+        Error::unavailable(super::ID, format!("etcd at {} is unreachable: {}", self.addresses.join(","), e.detail))
     }
 
-    async fn call<Req: Message, Resp: Message>(&self, method: &Method, req: &Req) -> Result<Resp, Error> {
+    /// The channel to one etcd member.
+    fn channel<'a>(&'a self, address: &'a str) -> Channel<'a> {
+        Channel {
+            pool: &self.pool,
+            address,
+            secure: false,
+            connect_timeout: CONNECT_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            peer: "etcd",
+        }
+    }
+
+    /// Opens a stream to `path` on the first member that answers.
+    async fn open<Req, Resp: Message>(
+        &self,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(Sender<Req>, Streaming<Resp>), Error> {
         let mut last = None;
         for addr in &self.addresses {
-            match self.client.call("etcd", method, req, CallOptions::new().address(addr.clone())).await {
+            match self.channel(addr).open(path, Codec::Proto, &Metadata::new(), timeout).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(self.unreachable(&last.unwrap_or_else(|| Error::unavailable("", "no address"))))
+    }
+
+    async fn call<Req: Message, Resp: Message>(&self, path: &str, req: &Req) -> Result<Resp, Error> {
+        let mut last = None;
+        for addr in &self.addresses {
+            match self.channel(addr).unary(path, req, &Metadata::new(), REQUEST_TIMEOUT).await {
                 Ok(r) => return Ok(r),
                 Err(e) if e.code == 503 || e.code == 408 => last = Some(e),
-                Err(e) => return Err(Error::new("go.micro.registry", e.code, format!("etcd: {}", e.detail))),
+                Err(e) => return Err(Error::new(super::ID, e.code, format!("etcd: {}", e.detail))),
             }
         }
         Err(self.unreachable(&last.unwrap_or_else(|| Error::unavailable("", "no address"))))
@@ -124,7 +148,7 @@ impl EtcdRegistry {
     async fn range(&self, prefix: &str) -> Result<Vec<KeyValue>, Error> {
         let resp: RangeResponse = self
             .call(
-                &RANGE,
+                RANGE,
                 &RangeRequest {
                     key: prefix.as_bytes().to_vec(),
                     range_end: prefix_end(prefix.as_bytes()),
@@ -140,11 +164,12 @@ impl EtcdRegistry {
         let mut last = None;
         for addr in &self.addresses {
             let opened = self
-                .client
-                .bidi_stream::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(
-                    "etcd",
-                    &KEEPALIVE,
-                    CallOptions::new().address(addr.clone()).timeout(Duration::from_secs(3)),
+                .channel(addr)
+                .open::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(
+                    KEEPALIVE,
+                    Codec::Proto,
+                    &Metadata::new(),
+                    Some(REQUEST_TIMEOUT),
                 )
                 .await;
             let (tx, mut rx) = match opened {
@@ -155,7 +180,7 @@ impl EtcdRegistry {
                 }
             };
             tx.send(LeaseKeepAliveRequest { id }).await?;
-            let reply = tokio::time::timeout(Duration::from_secs(3), rx.message()).await;
+            let reply = tokio::time::timeout(REQUEST_TIMEOUT, rx.message()).await;
             drop(tx);
             match reply {
                 Ok(Ok(Some(r))) => return Ok(r.ttl),
@@ -169,13 +194,13 @@ impl EtcdRegistry {
 
     async fn put_with_lease(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), Error> {
         let secs = ttl.as_secs().max(1) as i64;
-        let grant: LeaseGrantResponse = self.call(&GRANT, &LeaseGrantRequest { ttl: secs, id: 0 }).await?;
+        let grant: LeaseGrantResponse = self.call(GRANT, &LeaseGrantRequest { ttl: secs, id: 0 }).await?;
         if !grant.error.is_empty() {
-            return Err(Error::internal_server_error("go.micro.registry", format!("etcd lease: {}", grant.error)));
+            return Err(Error::internal_server_error(super::ID, format!("etcd lease: {}", grant.error)));
         }
         let _: PutResponse = self
             .call(
-                &PUT,
+                PUT,
                 &PutRequest {
                     key: key.as_bytes().to_vec(),
                     value: value.clone(),
@@ -198,11 +223,10 @@ impl Registry for EtcdRegistry {
         for node in &service.nodes {
             let key = node_key(&service.name, &node.id);
             let record = Service { nodes: vec![node.clone()], ..service.clone() };
-            let value =
-                serde_json::to_vec(&record).map_err(|e| Error::internal_server_error("go.micro.registry", e))?;
+            let value = serde_json::to_vec(&record).map_err(|e| Error::internal_server_error(super::ID, e))?;
             if opts.ttl.is_zero() {
                 let _: PutResponse =
-                    self.call(&PUT, &PutRequest { key: key.into_bytes(), value, ..Default::default() }).await?;
+                    self.call(PUT, &PutRequest { key: key.into_bytes(), value, ..Default::default() }).await?;
                 continue;
             }
             let known = {
@@ -226,10 +250,10 @@ impl Registry for EtcdRegistry {
         for node in &service.nodes {
             let key = node_key(&service.name, &node.id);
             let _: DeleteRangeResponse =
-                self.call(&DELETE, &DeleteRangeRequest { key: key.clone().into_bytes(), ..Default::default() }).await?;
+                self.call(DELETE, &DeleteRangeRequest { key: key.clone().into_bytes(), ..Default::default() }).await?;
             let lease = self.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             if let Some(lease) = lease {
-                let _ = self.call::<_, LeaseRevokeResponse>(&REVOKE, &LeaseRevokeRequest { id: lease.id }).await;
+                let _ = self.call::<_, LeaseRevokeResponse>(REVOKE, &LeaseRevokeRequest { id: lease.id }).await;
             }
         }
         Ok(())
@@ -271,24 +295,7 @@ impl Registry for EtcdRegistry {
             Some(s) => format!("{PREFIX}{s}/"),
             None => PREFIX.to_string(),
         };
-        let mut opened = None;
-        let mut last = None;
-        for addr in &self.addresses {
-            match self
-                .client
-                .bidi_stream::<WatchRequest, WatchResponse>("etcd", &WATCH, CallOptions::new().address(addr.clone()))
-                .await
-            {
-                Ok(s) => {
-                    opened = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let Some((tx, mut rx)) = opened else {
-            return Err(self.unreachable(&last.unwrap_or_else(|| Error::unavailable("", "no address"))));
-        };
+        let (tx, mut rx) = self.open::<WatchRequest, WatchResponse>(WATCH, None).await?;
         tx.send(WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
                 key: prefix.as_bytes().to_vec(),
@@ -317,7 +324,7 @@ impl Registry for EtcdRegistry {
                 };
                 if resp.canceled {
                     let _ = events.send(Err(Error::unavailable(
-                        "go.micro.registry",
+                        super::ID,
                         format!("etcd watch canceled: {}", resp.cancel_reason),
                     )));
                     return;

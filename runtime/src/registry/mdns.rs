@@ -60,7 +60,7 @@ pub const MAX_NODES: usize = 4096;
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 fn err(detail: impl std::fmt::Display) -> Error {
-    Error::unavailable("go.micro.registry", format!("mdns: {detail}"))
+    Error::unavailable(super::ID, format!("mdns: {detail}"))
 }
 
 /// TXT entries that carry `record` (one node), its TTL and a sequence number.
@@ -446,7 +446,7 @@ impl Registry for MdnsRegistry {
         };
         if !ours && !service.nodes.is_empty() {
             return Err(Error::bad_request(
-                "go.micro.registry",
+                super::ID,
                 format!(
                     "mdns: {} was not announced by this process, and an mDNS record is withdrawn only by the process that announces it (stop that process)",
                     service.name

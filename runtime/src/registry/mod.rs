@@ -6,6 +6,7 @@
 //! stops re-registering expires. Backends live one per file: [`mdns`] (the default),
 //! `etcd` (feature `etcd`, on by default), [`memory`] (tests, single process).
 
+pub mod cache;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod mdns;
@@ -23,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::Error;
+
+/// The id of registry errors.
+pub const ID: &str = "go.micro.registry";
 
 pub use mdns::MdnsRegistry;
 pub use memory::MemoryRegistry;
@@ -189,34 +193,9 @@ pub trait Registry: Send + Sync + 'static {
 /// A shared registry.
 pub type SharedRegistry = Arc<dyn Registry>;
 
-/// Names of the registry backends, as `--registry` takes them.
-pub const NAMES: &[&str] = &["mdns", "etcd", "memory"];
-
-/// The registry used when none is named.
-pub const DEFAULT: &str = "mdns";
-
-/// The registry backend called `name`, reaching `addresses` where the backend has any.
-pub fn from_name(name: &str, addresses: &[String]) -> Result<SharedRegistry, Error> {
-    match name {
-        #[cfg(feature = "etcd")]
-        "etcd" => Ok(Arc::new(etcd::EtcdRegistry::new(addresses))),
-        #[cfg(not(feature = "etcd"))]
-        "etcd" => Err(Error::bad_request(
-            "go.micro.registry",
-            "registry \"etcd\" is not enabled in this build; rebuild with --features etcd",
-        )),
-        "memory" => Ok(Arc::new(MemoryRegistry::new())),
-        "mdns" => Ok(Arc::new(MdnsRegistry::new()?)),
-        _ => Err(Error::bad_request(
-            "go.micro.registry",
-            format!("unknown registry \"{name}\" (valid: {})", NAMES.join(", ")),
-        )),
-    }
-}
-
 /// The error for a service that has no record.
 pub fn not_found(name: &str) -> Error {
-    Error::not_found("go.micro.registry", format!("service {name} not found"))
+    Error::not_found(ID, format!("service {name} not found"))
 }
 
 #[cfg(test)]

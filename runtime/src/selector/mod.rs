@@ -7,7 +7,8 @@
 //! [`Strategy::RoundRobin`], or [`Strategy::LeastLoaded`] (power of two choices over in-flight
 //! calls and latency).
 
-pub mod cache;
+/// The watch-fed registry cache the selectors read (it lives in [`crate::registry::cache`]).
+pub use crate::registry::cache;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,7 +19,10 @@ use async_trait::async_trait;
 
 use crate::registry::{Node, SharedRegistry};
 use crate::Error;
-use cache::RegistryCache;
+
+/// The id of errors about selector names.
+pub const ID: &str = "go.micro.selector";
+use crate::registry::cache::RegistryCache;
 
 /// How to choose among healthy nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,10 +46,7 @@ impl std::str::FromStr for Strategy {
             "random" => Ok(Strategy::Random),
             "roundrobin" | "round_robin" => Ok(Strategy::RoundRobin),
             "leastloaded" | "least_loaded" | "p2c" => Ok(Strategy::LeastLoaded),
-            _ => Err(Error::bad_request(
-                "go.micro.selector",
-                format!("unknown selector \"{s}\" (valid: {})", NAMES.join(", ")),
-            )),
+            _ => Err(Error::bad_request(ID, format!("unknown selector \"{s}\" (valid: {})", NAMES.join(", ")))),
         }
     }
 }
@@ -165,7 +166,7 @@ impl Selector for RegistrySelector {
             candidates = entry.nodes.iter().filter(eligible).map(|c| &c.node).collect();
         }
         if candidates.is_empty() {
-            return Err(Error::unavailable("go.micro.client", format!("service {service}: no node available")));
+            return Err(Error::unavailable(crate::error::CLIENT_ID, format!("service {service}: no node available")));
         }
         let node = match self.strategy {
             Strategy::Random => candidates[fastrand(candidates.len())],
@@ -189,7 +190,7 @@ impl Selector for RegistrySelector {
             load.ewma_us.store(new, Ordering::Relaxed);
         }
         match outcome.result {
-            Err(e) if e.code == 503 && e.id == "go.micro.client" => {
+            Err(e) if e.code == 503 && e.id == crate::error::CLIENT_ID => {
                 self.failed
                     .write()
                     .unwrap_or_else(|e| e.into_inner())

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::codec::{Codec, Message, Protocol};
 use crate::metadata::Metadata;
+use crate::transport::endpoint::{with_deadline, Handler, RawBody, RawRequest, StreamHandler, UnaryHandler};
 use crate::transport::grpc::{self, Streaming};
 use crate::transport::Body;
 use crate::Error;
@@ -105,10 +106,7 @@ impl<M: Message> ServerStream<M> {
     /// Sends one reply; waits while the client is slow. Fails once the client has gone away.
     pub async fn send(&self, msg: M) -> Result<(), Error> {
         let frame = self.codec.encode_framed(&msg)?;
-        self.tx
-            .send(Frame::data(frame))
-            .await
-            .map_err(|_| Error::new("go.micro.server", 499, "the client closed the stream"))
+        self.tx.send(Frame::data(frame)).await.map_err(|_| Error::new(super::ID, 499, "the client closed the stream"))
     }
 
     /// Whether the client has gone away.
@@ -120,51 +118,6 @@ impl<M: Message> ServerStream<M> {
     pub async fn closed(&self) {
         self.tx.closed().await
     }
-}
-
-/// Everything a byte-level handler gets.
-pub struct RawRequest {
-    /// The codec of the request (and of the reply).
-    pub codec: Codec,
-    /// gRPC or plain HTTP.
-    pub protocol: Protocol,
-    /// Request metadata.
-    pub metadata: Metadata,
-    /// The caller's deadline.
-    pub deadline: Option<Instant>,
-    /// Largest message accepted.
-    pub max_message_size: usize,
-    /// The body: one whole message for unary calls, a stream of frames otherwise.
-    pub body: RawBody,
-}
-
-/// The body of a [`RawRequest`].
-pub enum RawBody {
-    /// A unary request's message, unframed.
-    Message(Bytes),
-    /// A streaming request's body of gRPC frames.
-    Stream(crate::transport::grpc::StreamBody),
-}
-
-/// A unary endpoint at the byte level: message bytes in, encoded reply out.
-pub trait UnaryHandler: Send + Sync + 'static {
-    /// Decodes, handles and encodes; the reply is framed when the protocol is gRPC.
-    fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>>;
-}
-
-/// A streaming endpoint at the byte level: it answers with a body of frames ending in trailers.
-pub trait StreamHandler: Send + Sync + 'static {
-    /// Starts the call; the returned body drives the handler.
-    fn call(&self, req: RawRequest) -> Body;
-}
-
-/// How an endpoint is called.
-#[derive(Clone)]
-pub enum Handler {
-    /// One request, one reply.
-    Unary(Arc<dyn UnaryHandler>),
-    /// Any of the three streaming kinds.
-    Stream(Arc<dyn StreamHandler>),
 }
 
 struct UnaryFn<F, Req, Resp> {
@@ -181,9 +134,7 @@ where
 {
     fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>> {
         let RawBody::Message(bytes) = req.body else {
-            return Box::pin(async {
-                Err(Error::internal_server_error("go.micro.server", "unary handler got a stream"))
-            });
+            return Box::pin(async { Err(Error::internal_server_error(super::ID, "unary handler got a stream")) });
         };
         let msg = match req.codec.decode::<Req>(&bytes) {
             Ok(m) => m,
@@ -284,21 +235,6 @@ impl http_body::Body for DrivenBody {
     }
 }
 
-fn deadline_error() -> Error {
-    Error::timeout("go.micro.server", "deadline exceeded")
-}
-
-/// Runs `fut` until the deadline, if there is one.
-pub(crate) async fn with_deadline<T>(
-    deadline: Option<Instant>,
-    fut: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match deadline {
-        None => fut.await,
-        Some(d) => tokio::time::timeout_at(d.into(), fut).await.unwrap_or_else(|_| Err(deadline_error())),
-    }
-}
-
 fn driven<Resp, F, Fut>(req: RawRequest, start: F) -> Body
 where
     Resp: Message,
@@ -315,7 +251,7 @@ where
 fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, Error> {
     match std::mem::replace(&mut req.body, RawBody::Message(Bytes::new())) {
         RawBody::Stream(body) => Ok(Streaming::server(body, req.codec, req.max_message_size)),
-        RawBody::Message(_) => Err(Error::bad_request("go.micro.server", "streaming endpoints need gRPC")),
+        RawBody::Message(_) => Err(Error::bad_request(super::ID, "streaming endpoints need gRPC")),
     }
 }
 
@@ -341,10 +277,8 @@ where
         let f = self.0.f.clone();
         let incoming = request_stream::<Req>(&mut req);
         driven(req, move |req, stream| async move {
-            let msg = incoming?
-                .message()
-                .await?
-                .ok_or_else(|| Error::bad_request("go.micro.server", "missing request message"))?;
+            let msg =
+                incoming?.message().await?.ok_or_else(|| Error::bad_request(super::ID, "missing request message"))?;
             f(Request::from_parts(msg, req.metadata, req.deadline), stream).await
         })
     }

@@ -28,12 +28,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use hyper::body::Incoming;
 
-pub use handler::{
-    bidi_stream, client_stream, server_stream, unary, Handler, RawBody, RawRequest, Request, ServerStream,
-    StreamHandler, UnaryHandler,
-};
+pub use crate::transport::endpoint::{Handler, RawBody, RawRequest, StreamHandler, UnaryHandler};
+pub use handler::{bidi_stream, client_stream, server_stream, unary, Request, ServerStream};
 pub use subscriber::{register_struct_subscriber, register_subscriber, Handle, Subscriber};
-pub use wrapper::{HandlerWrapper, TracingWrapper};
+pub use wrapper::HandlerWrapper;
 
 use crate::broker::{self, SharedBroker};
 use crate::codec::{Codec, Protocol};
@@ -43,6 +41,9 @@ use crate::transport::grpc::{self, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::transport::http::{self as transport, Dispatch, ServeOptions, Serving};
 use crate::transport::Body;
 use crate::Error;
+
+/// The id of errors the server raises itself (replaced by the service's name on the wire).
+pub const ID: &str = crate::error::SERVER_ID;
 
 /// One endpoint of a server.
 #[derive(Clone)]
@@ -129,7 +130,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            name: "go.micro.server".into(),
+            name: ID.into(),
             id: String::new(),
             version: "latest".into(),
             address: "127.0.0.1:0".into(),
@@ -458,7 +459,10 @@ impl crate::transport::nats::Router for Dispatcher {
 fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
     let timeout =
         headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc::parse_timeout).or_else(|| {
-            headers.get("timeout").and_then(|v| v.to_str().ok()).and_then(|v| crate::options::parse_duration(v).ok())
+            headers
+                .get(crate::metadata::TIMEOUT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| crate::metadata::parse_duration(v).ok())
         })?;
     Instant::now().checked_add(timeout)
 }
@@ -494,7 +498,7 @@ impl Dispatcher {
         for (k, v) in &parts.headers {
             let name = k.as_str();
             // The credential was for this inbox, not part of the message.
-            if name == crate::auth::AUTHORIZATION {
+            if name == crate::metadata::AUTHORIZATION {
                 continue;
             }
             if name == "content-type" {
@@ -551,101 +555,107 @@ impl Dispatch for Dispatcher {
         async move {
             if let Some(broker) = &self.inbox {
                 if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
-                    if let Err(e) = self.admit(req.uri().path(), req.headers()) {
-                        return self.error(Protocol::Http, Codec::Json, e);
-                    }
                     let topic = broker::http::decode_topic(topic);
-                    return self.deliver(broker.clone(), topic, req).await;
+                    return self.inbox(broker.clone(), topic, req).await;
                 }
             }
             if let Some(web) = &self.web {
                 if req.method() != Method::POST || !self.routes.contains_key(req.uri().path()) {
-                    if let Err(e) = self.admit(req.uri().path(), req.headers()) {
-                        return self.error(Protocol::Http, Codec::Json, e);
-                    }
-                    let (parts, body) = req.into_parts();
-                    let body = match self.read_body(body, self.max_message_size).await {
-                        Ok(b) => b,
-                        Err(e) => return self.error(Protocol::Http, Codec::Json, e),
-                    };
-                    let page = crate::web::Page::new(parts.method, parts.uri, parts.headers, body);
-                    return web(page).await.into_http();
+                    return self.page(web, req).await;
                 }
             }
-            let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            let Some((codec, protocol)) = Codec::from_content_type(ct) else {
-                let protocol = if ct.starts_with("application/grpc") { Protocol::Grpc } else { Protocol::Http };
-                let detail = if ct.is_empty() {
-                    "missing Content-Type (use application/json, application/protobuf or application/grpc)".to_string()
-                } else {
-                    format!("unsupported Content-Type {ct:?} (use application/json, application/protobuf or application/grpc)")
-                };
-                return self.error(protocol, Codec::Json, Error::new("", 415, detail));
-            };
-            if req.method() != Method::POST {
-                return self.error(
-                    protocol,
-                    codec,
-                    Error::method_not_allowed("", format!("{} is not allowed; use POST", req.method())),
-                );
-            }
-            let Some(handler) = self.routes.get(req.uri().path()).cloned() else {
-                return self.error(
-                    protocol,
-                    codec,
-                    Error::not_found("", format!("unknown endpoint {}", req.uri().path().trim_start_matches('/'))),
-                );
-            };
-            let (parts, body) = req.into_parts();
-            let deadline = deadline_from(&parts.headers);
-            let metadata = Metadata::from_headers(parts.headers);
-            match handler {
-                Handler::Unary(h) => {
-                    let limit = self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
-                    let bytes = match self.read_body(body, limit).await {
-                        Ok(b) => b,
-                        Err(e) => return self.error(protocol, codec, e),
-                    };
-                    let message = match protocol {
-                        Protocol::Grpc => match grpc::unframe_one(bytes, self.max_message_size) {
-                            Ok(m) => m,
-                            Err(e) => return self.error(protocol, codec, e),
-                        },
-                        Protocol::Http => bytes,
-                    };
-                    let raw = RawRequest {
-                        codec,
-                        protocol,
-                        metadata,
-                        deadline,
-                        max_message_size: self.max_message_size,
-                        body: RawBody::Message(message),
-                    };
-                    match handler::with_deadline(deadline, h.call(raw)).await {
+            self.rpc(req).await
+        }
+    }
+}
+
+impl Dispatcher {
+    /// `POST /_sub/<topic>`: a broker message for this node, once the wrappers admit it.
+    async fn inbox(&self, broker: SharedBroker, topic: String, req: http::Request<Incoming>) -> http::Response<Body> {
+        if let Err(e) = self.admit(req.uri().path(), req.headers()) {
+            return self.error(Protocol::Http, Codec::Json, e);
+        }
+        self.deliver(broker, topic, req).await
+    }
+
+    /// A request for the service's web pages, once the wrappers admit it.
+    async fn page(&self, web: &crate::web::WebHandler, req: http::Request<Incoming>) -> http::Response<Body> {
+        if let Err(e) = self.admit(req.uri().path(), req.headers()) {
+            return self.error(Protocol::Http, Codec::Json, e);
+        }
+        let (parts, body) = req.into_parts();
+        let body = match self.read_body(body, self.max_message_size).await {
+            Ok(b) => b,
+            Err(e) => return self.error(Protocol::Http, Codec::Json, e),
+        };
+        web(crate::web::Page::new(parts.method, parts.uri, parts.headers, body)).await.into_http()
+    }
+
+    /// A call: content type → codec and protocol, `POST` only, path → handler.
+    async fn rpc(&self, req: http::Request<Incoming>) -> http::Response<Body> {
+        let (codec, protocol) = match codec_of(req.headers()) {
+            Ok(c) => c,
+            Err((protocol, e)) => return self.error(protocol, Codec::Json, e),
+        };
+        if req.method() != Method::POST {
+            let e = Error::method_not_allowed("", format!("{} is not allowed; use POST", req.method()));
+            return self.error(protocol, codec, e);
+        }
+        let Some(handler) = self.routes.get(req.uri().path()).cloned() else {
+            let e = Error::not_found("", format!("unknown endpoint {}", req.uri().path().trim_start_matches('/')));
+            return self.error(protocol, codec, e);
+        };
+        let (parts, body) = req.into_parts();
+        let deadline = deadline_from(&parts.headers);
+        let metadata = Metadata::from_headers(parts.headers);
+        let raw =
+            |body| RawRequest { codec, protocol, metadata, deadline, max_message_size: self.max_message_size, body };
+        match handler {
+            Handler::Unary(h) => match self.unary_message(protocol, body).await {
+                Ok(message) => {
+                    match crate::transport::endpoint::invoke_unary(&*h, raw(RawBody::Message(message))).await {
                         Ok(reply) => ok_response(protocol, codec, reply),
                         Err(e) => self.error(protocol, codec, e),
                     }
                 }
-                Handler::Stream(h) => {
-                    if protocol != Protocol::Grpc {
-                        return self.error(protocol, codec, Error::bad_request("", "streaming endpoints are served over gRPC (Content-Type application/grpc or application/grpc+json)"));
-                    }
-                    let raw = RawRequest {
-                        codec,
-                        protocol,
-                        metadata,
-                        deadline,
-                        max_message_size: self.max_message_size,
-                        body: RawBody::Stream(grpc::stream_body(body)),
-                    };
-                    let mut resp = http::Response::new(h.call(raw));
-                    resp.headers_mut()
-                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
-                    resp
+                Err(e) => self.error(protocol, codec, e),
+            },
+            Handler::Stream(h) => {
+                if protocol != Protocol::Grpc {
+                    let e = Error::bad_request("", "streaming endpoints are served over gRPC (Content-Type application/grpc or application/grpc+json)");
+                    return self.error(protocol, codec, e);
                 }
+                let mut resp = http::Response::new(h.call(raw(RawBody::Stream(grpc::stream_body(body)))));
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
+                resp
             }
         }
     }
+
+    /// A unary request's message: the whole body within the limits, unframed for gRPC.
+    async fn unary_message(&self, protocol: Protocol, body: Incoming) -> Result<Bytes, Error> {
+        let limit = self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
+        let bytes = self.read_body(body, limit).await?;
+        match protocol {
+            Protocol::Grpc => grpc::unframe_one(bytes, self.max_message_size),
+            Protocol::Http => Ok(bytes),
+        }
+    }
+}
+
+/// The codec and protocol a request's `Content-Type` names, or the 415 to answer.
+fn codec_of(headers: &HeaderMap) -> Result<(Codec, Protocol), (Protocol, Error)> {
+    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Codec::from_content_type(ct).ok_or_else(|| {
+        let protocol = if ct.starts_with("application/grpc") { Protocol::Grpc } else { Protocol::Http };
+        let detail = if ct.is_empty() {
+            "missing Content-Type (use application/json, application/protobuf or application/grpc)".to_string()
+        } else {
+            format!("unsupported Content-Type {ct:?} (use application/json, application/protobuf or application/grpc)")
+        };
+        (protocol, Error::new("", 415, detail))
+    })
 }
 
 fn ok_response(protocol: Protocol, codec: Codec, reply: Bytes) -> http::Response<Body> {

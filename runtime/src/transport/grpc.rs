@@ -63,12 +63,12 @@ fn check_header(header: &[u8], max: usize) -> Result<usize, Error> {
         0 => {}
         1 => {
             return Err(Error::new(
-                "go.micro.transport",
+                super::ID,
                 501,
                 "compressed gRPC messages are not supported (send grpc-encoding identity)",
             ))
         }
-        f => return Err(Error::bad_request("go.micro.transport", format!("malformed gRPC frame: flag byte {f}"))),
+        f => return Err(Error::bad_request(super::ID, format!("malformed gRPC frame: flag byte {f}"))),
     }
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if len > max {
@@ -79,7 +79,7 @@ fn check_header(header: &[u8], max: usize) -> Result<usize, Error> {
 
 /// The error for a message over the size limit.
 pub fn too_large(len: usize, max: usize) -> Error {
-    Error::too_large("go.micro.transport", format!("message of {len} bytes is larger than the limit of {max} bytes"))
+    Error::too_large(super::ID, format!("message of {len} bytes is larger than the limit of {max} bytes"))
 }
 
 /// One message, already encoded, as a gRPC frame (flag byte, big-endian length, message).
@@ -95,14 +95,14 @@ pub fn frame(message: &[u8]) -> Bytes {
 pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
     if body.len() < 5 {
         return Err(Error::bad_request(
-            "go.micro.transport",
+            super::ID,
             if body.is_empty() { "missing gRPC message".to_string() } else { "truncated gRPC frame".to_string() },
         ));
     }
     let len = check_header(&body[..5], max)?;
     if body.len() != 5 + len {
         return Err(Error::bad_request(
-            "go.micro.transport",
+            super::ID,
             format!("gRPC frame says {len} bytes but the body has {}", body.len() - 5),
         ));
     }
@@ -283,10 +283,7 @@ impl<M: Decode> Streaming<M> {
                 // Every whole message is out; what is left is the end of the stream.
                 if self.decoder.has_partial() {
                     self.decoder = FrameDecoder::new();
-                    return Poll::Ready(Some(Err(Error::bad_request(
-                        "go.micro.transport",
-                        "stream ended inside a gRPC frame",
-                    ))));
+                    return Poll::Ready(Some(Err(Error::bad_request(super::ID, "stream ended inside a gRPC frame"))));
                 }
                 return Poll::Ready(self.status.take().map(Err));
             };
@@ -311,7 +308,7 @@ impl<M: Decode> Streaming<M> {
                 Some(Err(e)) => {
                     self.body = None;
                     self.decoder = FrameDecoder::new();
-                    let id = self.peer.clone().unwrap_or_else(|| "go.micro.server".into());
+                    let id = self.peer.clone().unwrap_or_else(|| crate::error::SERVER_ID.into());
                     return Poll::Ready(Some(Err(Error::new(id, 499, format!("stream broken: {e}")))));
                 }
                 None => {

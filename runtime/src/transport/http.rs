@@ -192,9 +192,9 @@ impl Drop for Serving {
 /// Binds `addr` and serves it with `dispatch`.
 pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> Result<Serving, Error> {
     let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::internal_server_error("go.micro.server", format!("cannot listen on {addr}: {e}")))?;
-    listener.set_nonblocking(true).map_err(|e| Error::internal_server_error("go.micro.server", e))?;
-    let local = listener.local_addr().map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+        .map_err(|e| Error::internal_server_error(crate::error::SERVER_ID, format!("cannot listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| Error::internal_server_error(crate::error::SERVER_ID, e))?;
+    let local = listener.local_addr().map_err(|e| Error::internal_server_error(crate::error::SERVER_ID, e))?;
     let workers =
         if opts.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.workers };
     let (graceful, graceful_rx) = watch::channel(false);
@@ -220,7 +220,7 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+            .map_err(|e| Error::internal_server_error(crate::error::SERVER_ID, e))?;
         let thread = std::thread::Builder::new()
             .name(format!("micro-server-{i}"))
             .spawn(move || {
@@ -254,7 +254,7 @@ pub fn serve<D: Dispatch>(addr: &str, dispatch: Arc<D>, opts: &ServeOptions) -> 
                     }
                 });
             })
-            .map_err(|e| Error::internal_server_error("go.micro.server", e))?;
+            .map_err(|e| Error::internal_server_error(crate::error::SERVER_ID, e))?;
         threads.push(thread);
     }
     Ok(Serving { addr: local, graceful, stop, tracker, threads })
@@ -412,7 +412,7 @@ impl Pool {
                     // that failed one stream is not retried.
                     Err(unavailable(addr, &e.to_string()))
                 } else {
-                    Err(Error::new("go.micro.client", 502, format!("{addr}: {e}")))
+                    Err(Error::new(crate::error::CLIENT_ID, 502, format!("{addr}: {e}")))
                 }
             }
         }
@@ -426,7 +426,7 @@ fn refused(e: &hyper::Error) -> bool {
 }
 
 fn unavailable(addr: &str, what: &str) -> Error {
-    Error::unavailable("go.micro.client", format!("{addr}: {what}"))
+    Error::unavailable(crate::error::CLIENT_ID, format!("{addr}: {what}"))
 }
 
 async fn connect(addr: &str, tls: Option<ClientTls>) -> Result<SendRequest<Body>, Error> {
@@ -436,11 +436,9 @@ async fn connect(addr: &str, tls: Option<ClientTls>) -> Result<SendRequest<Body>
         None => handshake(addr, stream).await,
         Some(tls) => {
             let name = super::tls::server_name(addr)?;
-            let stream = tls
-                .connector()
-                .connect(name, stream)
-                .await
-                .map_err(|e| Error::unavailable("go.micro.client", format!("{addr}: TLS handshake failed: {e}")))?;
+            let stream = tls.connector().connect(name, stream).await.map_err(|e| {
+                Error::unavailable(crate::error::CLIENT_ID, format!("{addr}: TLS handshake failed: {e}"))
+            })?;
             handshake(addr, stream).await
         }
     }

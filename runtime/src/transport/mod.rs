@@ -8,7 +8,9 @@
 //! [`tls`] adds TLS (and mutual TLS) to the HTTP transport.
 
 pub mod body;
+pub mod channel;
 mod conn;
+pub mod endpoint;
 pub mod grpc;
 pub mod http;
 #[cfg(feature = "nats")]
@@ -16,3 +18,6 @@ pub mod nats;
 pub mod tls;
 
 pub use body::Body;
+
+/// The id of errors about the wire itself (frames, TLS, transport names).
+pub const ID: &str = "go.micro.transport";

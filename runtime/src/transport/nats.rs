@@ -19,11 +19,11 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame};
 use tokio::sync::{mpsc, OnceCell};
 
+use super::endpoint::{invoke_unary, Handler, RawBody, RawRequest};
 use super::grpc::{self, FrameDecoder};
 use super::Body;
 use crate::codec::{Codec, Protocol};
 use crate::metadata::Metadata;
-use crate::server::{Handler, RawBody, RawRequest};
 use crate::Error;
 
 const PATH: &str = "Micro-Path";
@@ -36,7 +36,7 @@ const CONTENT_TYPE: &str = "Content-Type";
 const RESERVED: &[&str] = &[PATH, STREAM, STREAM_INBOX, END, ERROR, TIMEOUT, CONTENT_TYPE];
 
 fn err(detail: impl std::fmt::Display) -> Error {
-    Error::unavailable("go.micro.client", format!("nats transport: {detail}"))
+    Error::unavailable(crate::error::CLIENT_ID, format!("nats transport: {detail}"))
 }
 
 /// The subject a node listens on.
@@ -76,7 +76,7 @@ impl Connection {
                     })
                     .collect::<Result<_, _>>()?;
                 let unreachable = |what: String| {
-                    Error::unavailable("go.micro.nats", format!("nats at {}: {what}", self.addresses.join(",")))
+                    Error::unavailable(super::ID, format!("nats at {}: {what}", self.addresses.join(",")))
                 };
                 tokio::time::timeout(
                     Duration::from_secs(5),
@@ -184,7 +184,7 @@ async fn serve_one<R: Router>(client: async_nats::Client, router: Arc<R>, msg: a
                 max_message_size: max,
                 body: RawBody::Message(msg.payload),
             };
-            let result = crate::server::handler::with_deadline(deadline, h.call(req)).await;
+            let result = invoke_unary(&*h, req).await;
             let _ = match result {
                 Ok(bytes) => client.publish_with_headers(reply, status_headers(Ok(())), bytes).await,
                 Err(e) => client.publish_with_headers(reply, status_headers(Err(&e)), Bytes::new()).await,
@@ -293,7 +293,7 @@ pub async fn unary(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(err(format!("{subject}: {e}"))),
         Err(_) => {
-            return Err(Error::timeout("go.micro.client", format!("{subject} did not answer within {timeout:?}")))
+            return Err(Error::timeout(crate::error::CLIENT_ID, format!("{subject} did not answer within {timeout:?}")))
         }
     };
     match reply_error(reply.headers.as_ref(), subject) {

@@ -20,7 +20,7 @@ use rustls::RootCertStore;
 
 use crate::Error;
 
-const ID: &str = "go.micro.transport";
+use super::ID;
 
 /// The node metadata key that marks a node served over TLS.
 pub const SECURE: &str = "secure";

@@ -1,5 +1,7 @@
-//! Bearer-token authentication: a server wrapper that answers 401 (gRPC `UNAUTHENTICATED`) to
-//! calls without `authorization: Bearer <token>`, and the client option that sends it.
+//! Bearer-token authentication, Go Micro's `wrapper/auth`: the server half is [`BearerAuth`], a
+//! handler wrapper that answers 401 (gRPC `UNAUTHENTICATED`) to calls without
+//! `authorization: Bearer <token>`; the client half is the token the client sends with every call
+//! and stream ([`ClientOptions::auth_token`], written as [`AUTHORIZATION`] metadata).
 //!
 //! A service started with `--auth_token` / `MICRO_AUTH_TOKEN` wraps every endpoint with
 //! [`BearerAuth`] and its client sends the token ([`ClientOptions::auth_token`]), also with the
@@ -21,13 +23,12 @@ use futures_util::future::BoxFuture;
 use http::HeaderMap;
 
 use crate::metadata::Metadata;
-use crate::options::Secret;
+use crate::secret::Secret;
 use crate::server::{Endpoint, Handler, HandlerWrapper, RawRequest, StreamHandler, UnaryHandler};
 use crate::transport::{grpc, Body};
 use crate::Error;
 
-/// The metadata key (HTTP header) that carries the token.
-pub const AUTHORIZATION: &str = "authorization";
+pub use crate::metadata::AUTHORIZATION;
 
 /// Endpoints that answer without a token.
 pub const OPEN_ENDPOINTS: &[&str] = &["Debug.Health", "grpc.health.v1.Health.Check", "grpc.health.v1.Health.Watch"];

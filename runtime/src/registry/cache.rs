@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::registry::{Action, Node, Service, SharedRegistry, Watcher};
+use super::{Action, Node, Service, SharedRegistry, Watcher};
 use crate::Error;
 
 /// One node as the selector sees it: its version and the endpoints that version serves.

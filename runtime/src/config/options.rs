@@ -8,7 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use crate::metadata::parse_duration;
+pub use crate::secret::Secret;
 use crate::Error;
+
+/// The id of errors about options.
+pub const ID: &str = "go.micro.options";
 
 /// Plugins and settings shared by services and tools.
 #[derive(Debug, Clone)]
@@ -72,32 +77,10 @@ pub struct Options {
     pub server_idle_timeout: Option<Duration>,
 }
 
-/// A value that must not be shown: `Debug` prints `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 impl Default for Options {
     fn default() -> Self {
         Options {
-            registry: crate::registry::DEFAULT.to_string(),
+            registry: super::plugins::DEFAULT_REGISTRY.to_string(),
             registry_address: vec![],
             broker: "http".into(),
             broker_address: vec![],
@@ -210,30 +193,11 @@ pub fn help(program: &str) -> String {
     out
 }
 
-/// Parses a duration: bare seconds, or a number with `ms`, `s`, `m` or `h`.
-pub fn parse_duration(s: &str) -> Result<Duration, Error> {
-    let s = s.trim();
-    let bad = || Error::bad_request("go.micro.options", format!("invalid duration {s:?} (use 30, 500ms, 5s, 1m)"));
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "us" | "µs" => n / 1e6,
-        "ns" => n / 1e9,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
 /// A duration that must not be zero (a zero timeout would cut every connection at once).
 fn positive(name: &str, value: &str) -> Result<Duration, Error> {
     let d = parse_duration(value)?;
     if d.is_zero() {
-        return Err(Error::bad_request("go.micro.options", format!("{name} must be longer than 0")));
+        return Err(Error::bad_request(ID, format!("{name} must be longer than 0")));
     }
     Ok(d)
 }
@@ -246,7 +210,7 @@ fn one_of(kind: &str, v: &str, valid: &[&str]) -> Result<String, Error> {
     if valid.contains(&v) {
         Ok(v.to_string())
     } else {
-        Err(Error::bad_request("go.micro.options", format!("unknown {kind} \"{v}\" (valid: {})", valid.join(", "))))
+        Err(Error::bad_request(ID, format!("unknown {kind} \"{v}\" (valid: {})", valid.join(", "))))
     }
 }
 
@@ -256,10 +220,9 @@ impl Options {
     pub fn server_tls(&self) -> Result<Option<crate::transport::tls::ServerTls>, Error> {
         use std::path::Path;
         match (&self.server_tls_cert, &self.server_tls_key) {
-            (None, None) if self.server_tls_client_ca.is_some() => Err(Error::bad_request(
-                "go.micro.options",
-                "server_tls_client_ca needs server_tls_cert and server_tls_key",
-            )),
+            (None, None) if self.server_tls_client_ca.is_some() => {
+                Err(Error::bad_request(ID, "server_tls_client_ca needs server_tls_cert and server_tls_key"))
+            }
             (None, None) => Ok(None),
             (Some(cert), Some(key)) => crate::transport::tls::ServerTls::from_files(
                 Path::new(cert),
@@ -267,7 +230,7 @@ impl Options {
                 self.server_tls_client_ca.as_deref().map(Path::new),
             )
             .map(Some),
-            _ => Err(Error::bad_request("go.micro.options", "server_tls_cert and server_tls_key go together")),
+            _ => Err(Error::bad_request(ID, "server_tls_cert and server_tls_key go together")),
         }
     }
 
@@ -292,7 +255,7 @@ impl Options {
         let identity = match (&self.client_tls_cert, &self.client_tls_key) {
             (None, None) => None,
             (Some(c), Some(k)) => Some((Path::new(c), Path::new(k))),
-            _ => return Err(Error::bad_request("go.micro.options", "client_tls_cert and client_tls_key go together")),
+            _ => return Err(Error::bad_request(ID, "client_tls_cert and client_tls_key go together")),
         };
         if self.client_tls_ca.is_none() && identity.is_none() {
             return Ok(None);
@@ -303,9 +266,9 @@ impl Options {
     /// Sets one option by its flag name.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
         match name {
-            "registry" => self.registry = one_of("registry", value, crate::registry::NAMES)?,
+            "registry" => self.registry = one_of("registry", value, super::plugins::REGISTRIES)?,
             "registry_address" => self.registry_address = list(value),
-            "broker" => self.broker = one_of("broker", value, crate::broker::NAMES)?,
+            "broker" => self.broker = one_of("broker", value, super::plugins::BROKERS)?,
             "broker_address" => self.broker_address = list(value),
             "transport" => self.transport = one_of("transport", value, TRANSPORTS)?,
             "transport_address" => self.transport_address = list(value),
@@ -317,9 +280,9 @@ impl Options {
             "server_advertise" => self.server_advertise = Some(value.to_string()),
             "server_metadata" => {
                 for pair in list(value) {
-                    let (k, v) = pair.split_once('=').ok_or_else(|| {
-                        Error::bad_request("go.micro.options", format!("server_metadata {pair:?} is not key=value"))
-                    })?;
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| Error::bad_request(ID, format!("server_metadata {pair:?} is not key=value")))?;
                     self.server_metadata.insert(k.to_string(), v.to_string());
                 }
             }
@@ -327,9 +290,9 @@ impl Options {
             "register_interval" => self.register_interval = parse_duration(value)?,
             "client_request_timeout" => self.client_request_timeout = parse_duration(value)?,
             "client_retries" => {
-                self.client_retries = value.parse().map_err(|_| {
-                    Error::bad_request("go.micro.options", format!("client_retries {value:?} is not a number"))
-                })?
+                self.client_retries = value
+                    .parse()
+                    .map_err(|_| Error::bad_request(ID, format!("client_retries {value:?} is not a number")))?
             }
             "server_tls_cert" => self.server_tls_cert = Some(value.to_string()),
             "server_tls_key" => self.server_tls_key = Some(value.to_string()),
@@ -340,16 +303,13 @@ impl Options {
             "auth_token" => self.auth_token = Some(Secret::new(value)),
             "server_max_connections" => {
                 self.server_max_connections = Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::bad_request(
-                        "go.micro.options",
-                        format!("server_max_connections {value:?} is not a positive number"),
-                    )
+                    Error::bad_request(ID, format!("server_max_connections {value:?} is not a positive number"))
                 })?)
             }
             "server_header_timeout" => self.server_header_timeout = Some(positive("server_header_timeout", value)?),
             "server_read_timeout" => self.server_read_timeout = Some(positive("server_read_timeout", value)?),
             "server_idle_timeout" => self.server_idle_timeout = Some(positive("server_idle_timeout", value)?),
-            _ => return Err(Error::bad_request("go.micro.options", format!("unknown option {name}"))),
+            _ => return Err(Error::bad_request(ID, format!("unknown option {name}"))),
         }
         Ok(())
     }
@@ -386,9 +346,7 @@ impl Options {
             }
             let value = match inline {
                 Some(v) => v,
-                None => args
-                    .next()
-                    .ok_or_else(|| Error::bad_request("go.micro.options", format!("flag --{name} needs a value")))?,
+                None => args.next().ok_or_else(|| Error::bad_request(ID, format!("flag --{name} needs a value")))?,
             };
             self.set(&name, &value)?;
         }

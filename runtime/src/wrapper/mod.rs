@@ -1,0 +1,12 @@
+//! Middleware that ships: layers around a server's handlers ([`HandlerWrapper`]) and a client's
+//! calls ([`CallWrapper`]). The client and the server know only the traits; nothing here is
+//! imported by them, and a service picks its wrappers from its options.
+//!
+//! [`HandlerWrapper`]: crate::server::HandlerWrapper
+//! [`CallWrapper`]: crate::client::CallWrapper
+
+pub mod auth;
+pub mod logging;
+
+pub use auth::BearerAuth;
+pub use logging::{TracingCallWrapper, TracingWrapper};
