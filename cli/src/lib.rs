@@ -6,6 +6,18 @@
 //!
 //! The library has one public entry point, [`main`]; everything else is the tools' own. The
 //! [`fuzzing`] module exposes the parsers of untrusted input to the fuzz targets in `fuzz/`.
+//!
+//! # Layers
+//! Each module imports only from the lines above its own (`scripts/layers` checks it): the edge
+//! policy and formats, then the global flags, the operations every front end shares, the
+//! gateway, the front ends that reuse it, and last the command line that starts them all.
+//! 1. `edge`, `format`, `reflect`
+//! 2. `global`
+//! 3. `ops`
+//! 4. `gateway`
+//! 5. `bot`, `dashboard`
+//! 6. `cmd`
+//! 7. `fuzzing`
 
 mod bot;
 mod cmd;
@@ -14,6 +26,7 @@ mod edge;
 mod format;
 mod gateway;
 mod global;
+mod ops;
 mod reflect;
 
 #[doc(hidden)]

@@ -154,7 +154,7 @@ impl Bot {
 
     /// The answer to one line from `who`.
     pub(crate) async fn answer(&self, line: &str, who: &Who) -> String {
-        let words = match crate::cmd::shell::words(line.trim()) {
+        let words = match crate::ops::words::words(line.trim()) {
             Ok(w) => w,
             Err(e) => return format!("cannot read that: {e}"),
         };
@@ -163,12 +163,12 @@ impl Bot {
             [] => Ok(String::new()),
             ["help"] => Ok(self.help().await),
             ["echo", rest @ ..] => Ok(rest.join(" ")),
-            ["time"] => Ok(crate::cmd::stats::now_utc()),
+            ["time"] => Ok(crate::ops::time::now_utc()),
             ["hello"] => Ok("hello".into()),
             ["ping"] => Ok("pong".into()),
-            ["list", "services"] => crate::cmd::list::names(&self.global).await.map(|n| n.join("\n")),
+            ["list", "services"] => crate::ops::list::names(&self.global).await.map(|n| n.join("\n")),
             ["get", "service", name] => self.get(name).await,
-            ["health", name] => crate::cmd::health::check(&self.global, name).await.map(|(text, _)| text),
+            ["health", name] => crate::ops::health::check(&self.global, name).await.map(|(text, _)| text),
             ["call", service, endpoint, rest @ ..] => self.call(who, service, endpoint, &rest.join(" ")).await,
             ["register" | "deregister", "service", ..] if !self.is_admin(who) => {
                 Ok(format!("{} service changes the registry: only the bot's admins may (--bot_admins)", w[0]))
@@ -198,7 +198,7 @@ impl Bot {
             .call_json(service, endpoint, body.as_bytes(), CallOptions::new().timeout(self.global.timeout()))
             .await?;
         let v: serde_json::Value = serde_json::from_slice(&reply)?;
-        Ok(crate::cmd::pretty(&v))
+        Ok(crate::ops::pretty(&v))
     }
 
     async fn register(&self, json: &str, add: bool) -> anyhow::Result<String> {

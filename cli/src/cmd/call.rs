@@ -4,8 +4,9 @@ use std::io::Read;
 
 use micro::CallOptions;
 
-use super::{pretty, Output};
+use super::Output;
 use crate::global::Global;
+use crate::ops::pretty;
 use crate::{Reported, UsageError};
 
 /// What `call` and `stream` address: an endpoint of a service, and the request.

@@ -2,8 +2,9 @@
 
 use clap::Subcommand;
 
-use super::{pretty, Output};
+use super::Output;
 use crate::global::{within, Global};
+use crate::ops::pretty;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum What {

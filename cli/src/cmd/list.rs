@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::Output;
-use crate::global::{within, Global};
+use crate::global::Global;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum What {
@@ -15,19 +15,9 @@ pub(crate) enum What {
     },
 }
 
-/// Sorted, unique service names.
-pub(crate) async fn names(global: &Global) -> anyhow::Result<Vec<String>> {
-    let registry = global.registry()?;
-    let services = within("the registry", global.timeout(), registry.list_services()).await?;
-    let mut names: Vec<String> = services.into_iter().map(|s| s.name).collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
 pub(crate) async fn run(global: &Global, what: What) -> anyhow::Result<()> {
     let What::Services { output } = what;
-    let names = names(global).await?;
+    let names = crate::ops::list::names(global).await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string(&names)?);
     } else {

@@ -140,13 +140,3 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
         Command::Cli => Err(crate::UsageError("already in the interactive prompt".into()).into()),
     }
 }
-
-/// Prints JSON indented with tabs, as Go Micro does.
-pub(crate) fn pretty(v: &serde_json::Value) -> String {
-    use serde::Serialize;
-    let mut out = Vec::new();
-    let mut ser =
-        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"\t"));
-    let _ = v.serialize(&mut ser);
-    String::from_utf8(out).unwrap_or_default()
-}

@@ -23,12 +23,12 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use micro::client::{Client, PROXY_SERVICE_HEADER};
-use micro::codec::{Codec, Protocol};
+use micro::client::{Client, ClientSender, PROXY_SERVICE_HEADER};
+use micro::codec::{Codec, Protocol, RawMessage};
 use micro::transport::grpc::{status_headers, FrameDecoder};
 use micro::transport::http::Dispatch;
 use micro::transport::Body;
-use micro::{CallOptions, Error};
+use micro::{CallOptions, Error, Streaming};
 
 use crate::global::Global;
 use crate::UsageError;
@@ -105,16 +105,17 @@ fn endpoint_of(path: &str) -> String {
 }
 
 impl Proxy {
-    async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+    /// Refuses what no micro client sends: requests from browsers, anything but `POST`, and
+    /// hosts that are not the proxy's names.
+    fn admit(&self, req: &http::Request<Incoming>) -> Result<(), Error> {
         // Browsers have no business here (they always send Origin on a POST, which is all the
         // proxy takes). Micro clients address the proxy as `micro`, so there is no host to check.
         if let Some(origin) = req.headers().get(http::header::ORIGIN) {
-            let e = Error::forbidden(ID, format!("the proxy takes no requests from browsers (origin {origin:?})"));
-            return json_error(&e);
+            return Err(Error::forbidden(ID, format!("the proxy takes no requests from browsers (origin {origin:?})")));
         }
         // Everything the proxy does is a POST (gRPC, /_pub); a browser's GET sends no Origin.
         if req.method() != http::Method::POST {
-            return json_error(&Error::method_not_allowed(ID, format!("{} is not allowed; use POST", req.method())));
+            return Err(Error::method_not_allowed(ID, format!("{} is not allowed; use POST", req.method())));
         }
         // Micro clients address the proxy as `micro`; anything else must be one of its names
         // (a DNS-rebinding page is not).
@@ -125,9 +126,14 @@ impl Proxy {
                 .map(|h| h.split(':').next().unwrap_or(h).to_string())
         });
         if host.as_deref() != Some("micro") {
-            if let Err(e) = self.policy.check_host(&req) {
-                return json_error(&e);
-            }
+            self.policy.check_host(req)?;
+        }
+        Ok(())
+    }
+
+    async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
+        if let Err(e) = self.admit(&req) {
+            return json_error(&e);
         }
         if let Some(topic) = req.uri().path().strip_prefix(micro::client::PROXY_PUBLISH_PATH) {
             let topic = topic.to_string();
@@ -155,69 +161,79 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(micro::transport::grpc::parse_timeout);
         let opts = CallOptions { metadata, timeout, ..Default::default() };
-        let (tx, mut replies) = match self.client.stream_raw(&service, &endpoint, &path, codec, opts).await {
+        let (tx, replies) = match self.client.stream_raw(&service, &endpoint, &path, codec, opts).await {
             Ok(s) => s,
             Err(e) => return grpc_error(codec, &e),
         };
-        let mut body = req.into_body();
-        let max = self.policy.max_body;
         // A request message over the limit ends the call with that error, whatever the service says.
-        let refused: Arc<std::sync::Mutex<Option<Error>>> = Arc::default();
-        let refusal = refused.clone();
-        tokio::spawn(async move {
-            let mut decoder = FrameDecoder::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else { continue };
-                decoder.push(data);
-                loop {
-                    match decoder.next_message(max) {
-                        Ok(Some(m)) => {
-                            if tx.send_bytes(&m).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+        let refused: Refusal = Arc::default();
+        tokio::spawn(requests(req.into_body(), tx, self.policy.max_body, refused.clone()));
         let (out, rx) = tokio::sync::mpsc::channel::<Frame<Bytes>>(16);
-        tokio::spawn(async move {
-            let mut trailers = HeaderMap::new();
-            loop {
-                let reply = replies.next().await;
-                if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    status_headers(Err(&e), &mut trailers);
-                    break;
-                }
-                match reply {
-                    Some(Ok(m)) => {
-                        if out.send(Frame::data(micro::transport::grpc::frame(&m.0))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        status_headers(Err(&e), &mut trailers);
-                        break;
-                    }
-                    None => {
-                        status_headers(Ok(()), &mut trailers);
-                        break;
-                    }
-                }
-            }
-            let _ = out.send(Frame::trailers(trailers)).await;
-        });
+        tokio::spawn(replies_to(replies, refused, out));
         let mut resp = Response::new(Body::channel(rx));
         *resp.status_mut() = StatusCode::OK;
         resp.headers_mut()
             .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(Protocol::Grpc)));
         resp
     }
+}
+
+/// Where the request pump leaves the error that ended it (a message over the limit).
+type Refusal = Arc<std::sync::Mutex<Option<Error>>>;
+
+/// Passes the caller's request messages on to the service, up to `max` bytes each.
+async fn requests(mut body: Incoming, tx: ClientSender<RawMessage>, max: usize, refusal: Refusal) {
+    let mut decoder = FrameDecoder::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(data) = frame.into_data() else { continue };
+        decoder.push(data);
+        loop {
+            match decoder.next_message(max) {
+                Ok(Some(m)) => {
+                    if tx.send_bytes(&m).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Passes the service's replies back to the caller, then the call's status as trailers.
+async fn replies_to(
+    mut replies: Streaming<RawMessage>,
+    refused: Refusal,
+    out: tokio::sync::mpsc::Sender<Frame<Bytes>>,
+) {
+    let mut trailers = HeaderMap::new();
+    loop {
+        let reply = replies.next().await;
+        if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            status_headers(Err(&e), &mut trailers);
+            break;
+        }
+        match reply {
+            Some(Ok(m)) => {
+                if out.send(Frame::data(micro::transport::grpc::frame(&m.0))).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(e)) => {
+                status_headers(Err(&e), &mut trailers);
+                break;
+            }
+            None => {
+                status_headers(Ok(()), &mut trailers);
+                break;
+            }
+        }
+    }
+    let _ = out.send(Frame::trailers(trailers)).await;
 }
 
 impl Dispatch for Proxy {

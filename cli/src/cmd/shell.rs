@@ -43,7 +43,7 @@ impl Completion {
         let mut cached = self.services.lock().unwrap_or_else(|e| e.into_inner());
         if cached.is_none() {
             let names = self.rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(2), super::list::names(&self.global)).await
+                tokio::time::timeout(Duration::from_secs(2), crate::ops::list::names(&self.global)).await
             });
             *cached = names.ok().and_then(Result::ok);
         }
@@ -96,41 +96,12 @@ impl Completer for Completion {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_runs_to_the_end_of_the_line() {
-        assert_eq!(
-            super::words(r#"call svc Svc.Call {"name": "John Smith"}"#).unwrap(),
-            ["call", "svc", "Svc.Call", r#"{"name": "John Smith"}"#]
-        );
-        assert_eq!(super::words("get service 'a b'").unwrap(), ["get", "service", "a b"]);
-    }
-}
-
 impl Hinter for Completion {
     type Hint = String;
 }
 impl Highlighter for Completion {}
 impl Validator for Completion {}
 impl Helper for Completion {}
-
-/// Splits a prompt line like a shell, except that JSON (a word starting with `{` or `[`) runs to
-/// the end of the line as one argument, so requests need no quoting.
-pub(crate) fn words(line: &str) -> Result<Vec<String>, shell_words::ParseError> {
-    let json_at = line
-        .char_indices()
-        .find(|&(i, c)| (c == '{' || c == '[') && (i == 0 || line[..i].ends_with(char::is_whitespace)))
-        .map(|(i, _)| i);
-    match json_at {
-        Some(i) => {
-            let mut w = shell_words::split(&line[..i])?;
-            w.push(line[i..].trim_end().to_string());
-            Ok(w)
-        }
-        None => shell_words::split(line),
-    }
-}
 
 fn history_path() -> Option<std::path::PathBuf> {
     std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".micro_history"))
@@ -167,7 +138,7 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
                     }
                     _ => {}
                 }
-                let words = match words(line) {
+                let words = match crate::ops::words::words(line) {
                     Ok(w) => w,
                     Err(e) => {
                         eprintln!("cannot read that line: {e}");

@@ -7,9 +7,9 @@ use micro::client::Client;
 use micro::transport::Body;
 use micro::{CallOptions, Metadata};
 
-use crate::cmd::{health, list, pretty, shell};
 use crate::gateway::json_response;
 use crate::global::{within, Global};
+use crate::ops::{health, list, pretty, words};
 
 /// What `help` prints.
 pub(crate) const HELP: &str = "Commands:
@@ -34,7 +34,7 @@ pub(crate) async fn run(global: &Global, client: &Client, metadata: Metadata, bo
 }
 
 async fn execute(global: &Global, client: &Client, metadata: Metadata, line: &str) -> Result<String, String> {
-    let words = shell::words(line).map_err(|e| format!("cannot read that line: {e}"))?;
+    let words = words::words(line).map_err(|e| format!("cannot read that line: {e}"))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let failed = |e: anyhow::Error| match e.downcast_ref::<micro::Error>() {
         Some(me) => me.detail.clone(),

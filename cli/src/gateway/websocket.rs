@@ -192,20 +192,12 @@ pub(crate) async fn pump<IO, Q, R>(
             },
             reply = replies.next() => {
                 let done = match reply {
-                    Some(Ok(m)) => match String::from_utf8(m.0.to_vec()) {
-                        Ok(text) => {
-                            if sink.send(Message::Text(text.into())).await.is_err() {
-                                return;
-                            }
-                            continue;
+                    Some(Ok(m)) => {
+                        if sink.send(reply_frame(m)).await.is_err() {
+                            return;
                         }
-                        Err(_) => {
-                            if sink.send(Message::Binary(m.0)).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                    },
+                        continue;
+                    }
                     Some(Err(e)) => close(CloseCode::Error, &e.to_json()),
                     None => close(CloseCode::Normal, ""),
                 };
@@ -213,6 +205,14 @@ pub(crate) async fn pump<IO, Q, R>(
                 return;
             },
         }
+    }
+}
+
+/// The frame for a reply: text when it is UTF-8 (JSON), binary otherwise.
+fn reply_frame(m: RawMessage) -> Message {
+    match String::from_utf8(m.0.to_vec()) {
+        Ok(text) => Message::Text(text.into()),
+        Err(_) => Message::Binary(m.0),
     }
 }
 

@@ -19,7 +19,7 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame};
 use tokio::sync::{mpsc, OnceCell};
 
-use super::endpoint::{invoke_unary, Handler, RawBody, RawRequest};
+use super::endpoint::{invoke_unary, Handler, RawBody, RawRequest, StreamHandler, UnaryHandler};
 use super::grpc::{self, FrameDecoder};
 use super::Body;
 use crate::codec::{Codec, Protocol};
@@ -169,91 +169,89 @@ async fn serve_one<R: Router>(client: async_nats::Client, router: Arc<R>, msg: a
         return;
     };
     let max = router.max_message_size();
+    let req = RawRequest {
+        codec,
+        protocol: Protocol::Http,
+        metadata,
+        deadline,
+        max_message_size: max,
+        body: RawBody::Message(Bytes::new()),
+    };
     match handler {
-        Handler::Unary(h) => {
-            if msg.payload.len() > max {
-                let e = grpc::too_large(msg.payload.len(), max);
-                let _ = client.publish_with_headers(reply, status_headers(Err(&e)), Bytes::new()).await;
-                return;
-            }
-            let req = RawRequest {
-                codec,
-                protocol: Protocol::Http,
-                metadata,
-                deadline,
-                max_message_size: max,
-                body: RawBody::Message(msg.payload),
-            };
-            let result = invoke_unary(&*h, req).await;
-            let _ = match result {
-                Ok(bytes) => client.publish_with_headers(reply, status_headers(Ok(())), bytes).await,
-                Err(e) => client.publish_with_headers(reply, status_headers(Err(&e)), Bytes::new()).await,
-            };
-        }
-        Handler::Stream(h) => {
-            let inbox = client.new_inbox();
-            let Ok(mut requests) = client.subscribe(inbox.clone()).await else { return };
-            let mut hs = async_nats::HeaderMap::new();
-            hs.insert(STREAM_INBOX, inbox.as_str());
-            if client.publish_with_headers(reply.clone(), hs, Bytes::new()).await.is_err() {
-                return;
-            }
-            let (tx, rx) = mpsc::channel::<Frame<Bytes>>(16);
-            tokio::spawn(async move {
-                while let Some(m) = requests.next().await {
-                    if header(m.headers.as_ref(), END).is_some() {
-                        break;
-                    }
-                    if tx.send(Frame::data(grpc::frame(&m.payload))).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let req = RawRequest {
-                codec,
-                protocol: Protocol::Grpc,
-                metadata,
-                deadline,
-                max_message_size: max,
-                body: RawBody::Stream(grpc::stream_body(Body::channel(rx))),
-            };
-            let mut body = h.call(req);
-            let mut decoder = FrameDecoder::new();
-            loop {
-                match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => {
-                            decoder.push(data);
-                            while let Ok(Some(m)) = decoder.next_message(usize::MAX) {
-                                let _ = client.publish(reply.clone(), m).await;
-                            }
-                        }
-                        Err(frame) => {
-                            let trailers = frame.into_trailers().unwrap_or_default();
-                            let status = grpc::status_from_headers(&trailers, "").unwrap_or(Ok(()));
-                            let _ = client
-                                .publish_with_headers(
-                                    reply.clone(),
-                                    status_headers(status.as_ref().map(|_| ())),
-                                    Bytes::new(),
-                                )
-                                .await;
-                            return;
-                        }
-                    },
-                    Some(Err(e)) => {
-                        let e = Error::internal_server_error("", e);
-                        let _ = client.publish_with_headers(reply.clone(), status_headers(Err(&e)), Bytes::new()).await;
-                        return;
-                    }
-                    None => {
-                        let _ = client.publish_with_headers(reply.clone(), status_headers(Ok(())), Bytes::new()).await;
-                        return;
-                    }
-                }
-            }
-        }
+        Handler::Unary(h) => serve_unary(&client, reply, &*h, req, msg.payload).await,
+        Handler::Stream(h) => serve_stream(&client, reply, &*h, req).await,
     }
+}
+
+/// Answers a unary call with one reply message.
+async fn serve_unary(
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    h: &dyn UnaryHandler,
+    mut req: RawRequest,
+    payload: Bytes,
+) {
+    if payload.len() > req.max_message_size {
+        let e = grpc::too_large(payload.len(), req.max_message_size);
+        let _ = client.publish_with_headers(reply, status_headers(Err(&e)), Bytes::new()).await;
+        return;
+    }
+    req.body = RawBody::Message(payload);
+    let _ = match invoke_unary(h, req).await {
+        Ok(bytes) => client.publish_with_headers(reply, status_headers(Ok(())), bytes).await,
+        Err(e) => client.publish_with_headers(reply, status_headers(Err(&e)), Bytes::new()).await,
+    };
+}
+
+/// Runs a stream: tells the caller the inbox its requests go to, feeds them to the handler,
+/// and publishes each reply, then the status.
+async fn serve_stream(
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    h: &dyn StreamHandler,
+    mut req: RawRequest,
+) {
+    let inbox = client.new_inbox();
+    let Ok(mut requests) = client.subscribe(inbox.clone()).await else { return };
+    let mut hs = async_nats::HeaderMap::new();
+    hs.insert(STREAM_INBOX, inbox.as_str());
+    if client.publish_with_headers(reply.clone(), hs, Bytes::new()).await.is_err() {
+        return;
+    }
+    let (tx, rx) = mpsc::channel::<Frame<Bytes>>(16);
+    tokio::spawn(async move {
+        while let Some(m) = requests.next().await {
+            if header(m.headers.as_ref(), END).is_some() {
+                break;
+            }
+            if tx.send(Frame::data(grpc::frame(&m.payload))).await.is_err() {
+                break;
+            }
+        }
+    });
+    req.protocol = Protocol::Grpc;
+    req.body = RawBody::Stream(grpc::stream_body(Body::channel(rx)));
+    let mut body = h.call(req);
+    let mut decoder = FrameDecoder::new();
+    let status = loop {
+        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    decoder.push(data);
+                    while let Ok(Some(m)) = decoder.next_message(usize::MAX) {
+                        let _ = client.publish(reply.clone(), m).await;
+                    }
+                }
+                Err(frame) => {
+                    let trailers = frame.into_trailers().unwrap_or_default();
+                    break grpc::status_from_headers(&trailers, "").unwrap_or(Ok(()));
+                }
+            },
+            Some(Err(e)) => break Err(Error::internal_server_error("", e)),
+            None => break Ok(()),
+        }
+    };
+    let _ = client.publish_with_headers(reply, status_headers(status.as_ref().map(|_| ())), Bytes::new()).await;
 }
 
 fn request_headers(path: &str, codec: Codec, metadata: &Metadata, timeout: Option<Duration>) -> async_nats::HeaderMap {
