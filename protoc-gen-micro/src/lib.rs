@@ -17,10 +17,13 @@
 //! - **protoc**: `protoc --plugin=protoc-gen-micro --micro_out=OUT file.proto` with the binary of
 //!   this crate; options via `--micro_opt=services_only,client=false,extern_path=.pkg=::path,include_file=mod.rs`.
 //!
-//! The pipeline is descriptors → [`ir`] → `quote!` ([`service`]) → `prettyplease`; messages come
+//! The pipeline is descriptors → [`ir`] → one emitter per target and method kind (the client
+//! and server emitters behind [`service`]) → `prettyplease`; messages come
 //! from prost-build and JSON impls from pbjson-build, both driven from the same descriptors.
 
+mod client;
 pub mod ir;
+mod server;
 pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,6 +156,10 @@ impl Config {
 
     /// Generates from an encoded `FileDescriptorSet` (with imports and, for comments, source info)
     /// the files for the proto files named in `files`; returns `(file name, contents)` pairs.
+    ///
+    /// The steps, each its own function: [messages](Self::messages) (prost),
+    /// [JSON](Self::json) (pbjson), then per package the file: notes on what was left out,
+    /// messages, JSON, [descriptors](descriptors) and the [services](service::generate).
     pub fn generate(&self, encoded_set: &[u8], files: &[String]) -> Result<Vec<(String, String)>, Error> {
         let set =
             FileDescriptorSet::decode(encoded_set).map_err(|e| Error::new(format!("invalid descriptor set: {e}")))?;
@@ -167,99 +174,19 @@ impl Config {
             })
             .collect::<Result<_, _>>()?;
         let packages: BTreeSet<String> = targets.iter().map(|f| f.package().to_string()).collect();
-
-        let mut messages: BTreeMap<String, String> = BTreeMap::new();
-        let mut json: BTreeMap<String, String> = BTreeMap::new();
-        if !self.services_only {
-            let mut prost = prost_build::Config::new();
-            prost.prost_path(format!("{PRIVATE}::prost"));
-            prost.compile_well_known_types();
-            prost.enable_type_names();
-            // The domain every other implementation uses in `Any`'s type URLs.
-            prost.type_name_domain(["."], "type.googleapis.com");
-            prost.extern_path(".google.protobuf", WKT.to_string());
-            for (p, r) in &self.extern_paths {
-                prost.extern_path(p, r);
-            }
-            // prost resolves types across the whole request, so every file goes in; only the
-            // packages asked for are kept.
-            let requests = set
-                .file
-                .iter()
-                .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), f.clone()))
-                .collect();
-            let generated = prost.generate(requests).map_err(|e| Error::new(format!("prost: {e}")))?;
-            for (module, code) in generated {
-                let pkg = module.parts().collect::<Vec<_>>().join(".");
-                if packages.contains(&pkg) {
-                    messages.insert(pkg, code);
-                }
-            }
-
-            // pbjson needs a package on every file; files without one get a stand-in name.
-            let json_set = with_stand_in_package(&set).encode_to_vec();
-            let builder = || -> Result<pbjson_build::Builder, Error> {
-                let mut b = pbjson_build::Builder::new();
-                b.register_descriptors(&json_set)
-                    .map_err(|e| Error::new(format!("pbjson: {e}")))?
-                    .extern_path(".google.protobuf", WKT.to_string());
-                for (p, r) in &self.extern_paths {
-                    b.extern_path(p, r);
-                }
-                Ok(b)
-            };
-            // One pass over the descriptors for every package asked for; outputs come back per
-            // package (sub-packages apart), and packages not asked for are dropped.
-            let prefixes: Vec<String> = packages
-                .iter()
-                .map(|pkg| if pkg.is_empty() { format!(".{NO_PACKAGE}") } else { format!(".{pkg}") })
-                .collect();
-            let out = builder()?
-                .generate(&prefixes, |_| Ok(Vec::<u8>::new()))
-                .map_err(|e| Error::new(format!("pbjson: {e}")))?;
-            for (package, w) in out {
-                let name = package.to_string();
-                // pbjson prints packages as snake-case identifiers, which drops the stand-in's
-                // leading underscores.
-                let pkg = if name.trim_matches('_') == NO_PACKAGE.trim_matches('_') { String::new() } else { name };
-                if !packages.contains(&pkg) {
-                    continue;
-                }
-                // pbjson names its crates both relatively (covered by the `use` lines emitted
-                // below) and absolutely; absolute paths are pointed at the runtime's re-exports.
-                let code = String::from_utf8_lossy(&w)
-                    .replace("::pbjson::", &format!("{PRIVATE}::pbjson::"))
-                    .replace("::serde::", &format!("{PRIVATE}::serde::"));
-                let code = null_values(code, set.file.iter().filter(|f| f.package() == pkg));
-                if !code.is_empty() {
-                    json.entry(pkg).or_default().push_str(&code);
-                }
-            }
-        }
-
-        let resolver = Resolver { pool: &pool, externs: &self.extern_paths };
-        let emit = Emit { client: self.client, server: self.server };
+        let (messages, json) = if self.services_only {
+            Default::default()
+        } else {
+            (self.messages(&set, &packages)?, self.json(&set, &packages)?)
+        };
         let mut out = Vec::new();
         for pkg in &packages {
-            let services: Vec<ir::Service> =
-                targets.iter().filter(|f| f.package() == pkg).flat_map(|f| ir::services(&pool, f)).collect();
+            let files: Vec<&FileDescriptorProto> = targets.iter().filter(|f| f.package() == pkg).copied().collect();
+            let mut text = String::from(HEADER);
+            text.push_str(&extension_notes(&files));
             // prost's code comes laid out by prost (with prettyplease, as tonic-prost-build's
             // does) and pbjson's by pbjson; only the code made here goes through the printer, so
             // no text is parsed twice.
-            let mut text = String::from(HEADER);
-            // prost has no extensions; say which were left out rather than drop them silently.
-            for f in targets.iter().filter(|f| f.package() == pkg) {
-                let nested = f.message_type.iter().flat_map(|m| m.extension.iter());
-                for e in f.extension.iter().chain(nested) {
-                    text.push_str(&format!(
-                        "// Not generated: the extension `{}` (field {}) of `{}` in {} (extensions are not supported).\n",
-                        e.name(),
-                        e.number(),
-                        e.extendee().trim_start_matches('.'),
-                        f.name()
-                    ));
-                }
-            }
             if let Some(m) = messages.get(pkg) {
                 text.push_str(m);
             }
@@ -269,43 +196,7 @@ impl Config {
                 );
                 text.push_str(j);
             }
-            let has_messages = messages.contains_key(pkg);
-            if !services.is_empty() || has_messages {
-                let fds = descriptor_set_for(&set, pkg);
-                let lit = proc_macro2::Literal::byte_string(&fds);
-                let mut tokens = quote! {
-                    /// The encoded descriptors of this package and its imports (for reflection and
-                    /// endpoint field trees).
-                    pub const FILE_DESCRIPTOR_SET: &[u8] = #lit;
-                };
-                let mut registered = Vec::new();
-                if has_messages {
-                    for path in message_paths(targets.iter().filter(|f| f.package() == pkg).copied()) {
-                        tokens.extend(quote! {
-                            impl ::micro::codec::Described for #path {
-                                fn file_descriptor_set() -> &'static [u8] {
-                                    FILE_DESCRIPTOR_SET
-                                }
-                            }
-                        });
-                        registered.push(quote! { ::micro::wkt::any::register::<#path>(); });
-                    }
-                }
-                tokens.extend(quote! {
-                    /// Makes every message of this package something a `google.protobuf.Any` can
-                    /// hold in JSON. Clients and handlers of the package call it; call it for a
-                    /// package whose messages travel only inside `Any`s.
-                    pub fn register_types() {
-                        #(#registered)*
-                    }
-                });
-                for s in &services {
-                    tokens.extend(service::generate(s, &resolver, emit));
-                }
-                let file: syn::File = syn::parse2(tokens)
-                    .map_err(|e| Error::new(format!("internal: generated service code does not parse: {e}")))?;
-                text.push_str(&prettyplease::unparse(&file));
-            }
+            text.push_str(&self.services(&set, &pool, pkg, &files, messages.contains_key(pkg))?);
             out.push((file_name(pkg), text));
         }
         if let Some(include) = &self.include_file {
@@ -313,6 +204,160 @@ impl Config {
         }
         Ok(out)
     }
+
+    /// The prost messages of each package asked for.
+    fn messages(
+        &self,
+        set: &FileDescriptorSet,
+        packages: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let mut prost = prost_build::Config::new();
+        prost.prost_path(format!("{PRIVATE}::prost"));
+        prost.compile_well_known_types();
+        prost.enable_type_names();
+        // The domain every other implementation uses in `Any`'s type URLs.
+        prost.type_name_domain(["."], "type.googleapis.com");
+        prost.extern_path(".google.protobuf", WKT.to_string());
+        for (p, r) in &self.extern_paths {
+            prost.extern_path(p, r);
+        }
+        // prost resolves types across the whole request, so every file goes in; only the
+        // packages asked for are kept.
+        let requests = set
+            .file
+            .iter()
+            .map(|f| (prost_build::Module::from_protobuf_package_name(f.package()), f.clone()))
+            .collect();
+        let generated = prost.generate(requests).map_err(|e| Error::new(format!("prost: {e}")))?;
+        Ok(generated
+            .into_iter()
+            .map(|(module, code)| (module.parts().collect::<Vec<_>>().join("."), code))
+            .filter(|(pkg, _)| packages.contains(pkg))
+            .collect())
+    }
+
+    /// The proto3 JSON (serde) impls of each package asked for, from pbjson, pointed at the
+    /// runtime's re-exports.
+    fn json(&self, set: &FileDescriptorSet, packages: &BTreeSet<String>) -> Result<BTreeMap<String, String>, Error> {
+        // pbjson needs a package on every file; files without one get a stand-in name.
+        let json_set = with_stand_in_package(set).encode_to_vec();
+        let mut builder = pbjson_build::Builder::new();
+        builder
+            .register_descriptors(&json_set)
+            .map_err(|e| Error::new(format!("pbjson: {e}")))?
+            .extern_path(".google.protobuf", WKT.to_string());
+        for (p, r) in &self.extern_paths {
+            builder.extern_path(p, r);
+        }
+        // One pass over the descriptors for every package asked for; outputs come back per
+        // package (sub-packages apart), and packages not asked for are dropped.
+        let prefixes: Vec<String> = packages
+            .iter()
+            .map(|pkg| if pkg.is_empty() { format!(".{NO_PACKAGE}") } else { format!(".{pkg}") })
+            .collect();
+        let out =
+            builder.generate(&prefixes, |_| Ok(Vec::<u8>::new())).map_err(|e| Error::new(format!("pbjson: {e}")))?;
+        let mut json: BTreeMap<String, String> = BTreeMap::new();
+        for (package, w) in out {
+            let name = package.to_string();
+            // pbjson prints packages as snake-case identifiers, which drops the stand-in's
+            // leading underscores.
+            let pkg = if name.trim_matches('_') == NO_PACKAGE.trim_matches('_') { String::new() } else { name };
+            if !packages.contains(&pkg) {
+                continue;
+            }
+            // pbjson names its crates both relatively (covered by the `use` lines emitted
+            // with it) and absolutely; absolute paths are pointed at the runtime's re-exports.
+            let code = String::from_utf8_lossy(&w)
+                .replace("::pbjson::", &format!("{PRIVATE}::pbjson::"))
+                .replace("::serde::", &format!("{PRIVATE}::serde::"));
+            let code = null_values(code, set.file.iter().filter(|f| f.package() == pkg));
+            if !code.is_empty() {
+                json.entry(pkg).or_default().push_str(&code);
+            }
+        }
+        Ok(json)
+    }
+
+    /// The code made here for one package, printed: its descriptors and its services.
+    fn services(
+        &self,
+        set: &FileDescriptorSet,
+        pool: &DescriptorPool,
+        pkg: &str,
+        files: &[&FileDescriptorProto],
+        has_messages: bool,
+    ) -> Result<String, Error> {
+        let services: Vec<ir::Service> = files.iter().flat_map(|f| ir::services(pool, f)).collect();
+        if services.is_empty() && !has_messages {
+            return Ok(String::new());
+        }
+        let resolver = Resolver { pool, externs: &self.extern_paths };
+        let emit = Emit { client: self.client, server: self.server };
+        let mut tokens = descriptors(set, pkg, files, has_messages);
+        for s in &services {
+            tokens.extend(service::generate(s, &resolver, emit));
+        }
+        let file: syn::File = syn::parse2(tokens)
+            .map_err(|e| Error::new(format!("internal: generated service code does not parse: {e}")))?;
+        Ok(prettyplease::unparse(&file))
+    }
+}
+
+/// Comments naming what prost cannot generate (extensions), so nothing is dropped silently.
+fn extension_notes(files: &[&FileDescriptorProto]) -> String {
+    let mut text = String::new();
+    for f in files {
+        let nested = f.message_type.iter().flat_map(|m| m.extension.iter());
+        for e in f.extension.iter().chain(nested) {
+            text.push_str(&format!(
+                "// Not generated: the extension `{}` (field {}) of `{}` in {} (extensions are not supported).\n",
+                e.name(),
+                e.number(),
+                e.extendee().trim_start_matches('.'),
+                f.name()
+            ));
+        }
+    }
+    text
+}
+
+/// `FILE_DESCRIPTOR_SET`, `Described` for every message, and `register_types()`.
+fn descriptors(
+    set: &FileDescriptorSet,
+    pkg: &str,
+    files: &[&FileDescriptorProto],
+    has_messages: bool,
+) -> proc_macro2::TokenStream {
+    let fds = descriptor_set_for(set, pkg);
+    let lit = proc_macro2::Literal::byte_string(&fds);
+    let mut tokens = quote! {
+        /// The encoded descriptors of this package and its imports (for reflection and
+        /// endpoint field trees).
+        pub const FILE_DESCRIPTOR_SET: &[u8] = #lit;
+    };
+    let mut registered = Vec::new();
+    if has_messages {
+        for path in message_paths(files.iter().copied()) {
+            tokens.extend(quote! {
+                impl ::micro::codec::Described for #path {
+                    fn file_descriptor_set() -> &'static [u8] {
+                        FILE_DESCRIPTOR_SET
+                    }
+                }
+            });
+            registered.push(quote! { ::micro::wkt::any::register::<#path>(); });
+        }
+    }
+    tokens.extend(quote! {
+        /// Makes every message of this package something a `google.protobuf.Any` can
+        /// hold in JSON. Clients and handlers of the package call it; call it for a
+        /// package whose messages travel only inside `Any`s.
+        pub fn register_types() {
+            #(#registered)*
+        }
+    });
+    tokens
 }
 
 /// Rust paths (relative to the package module) of every message struct prost emits for `files`.
