@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use include_dir::{include_dir, Dir, DirEntry};
 
-static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
+static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// The one error type of the scaffolder: a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,12 +217,17 @@ fn features(plugins: &[(String, String)]) -> Vec<&'static str> {
     f
 }
 
-fn dep(source: &Source, crate_dir: &str) -> String {
+/// The version of `micro` a project names, and the checkout its `[patch.crates-io]` section
+/// points at, if any.
+fn source_of(source: &Source) -> (String, Option<PathBuf>) {
     match source {
-        Source::Path(root) => format!("path = {:?}", root.join(crate_dir).display().to_string()),
-        Source::Version(v) => format!("version = {v:?}"),
+        Source::Path(root) => (env!("CARGO_PKG_VERSION").to_string(), Some(root.clone())),
+        Source::Version(v) => (v.clone(), None),
     }
 }
+
+/// Suffix of templates that cargo would otherwise take for a manifest; dropped on render.
+const TEMPLATE_SUFFIX: &str = ".tera";
 
 fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
     for entry in dir.entries() {
@@ -260,8 +265,11 @@ pub fn render(opts: &Options) -> Result<(Created, Vec<(PathBuf, String)>), Error
     ctx.insert("kind", opts.kind.name());
     ctx.insert("proto_package", &fqdn.replace('-', "_"));
     ctx.insert("topic", &format!("topic.{fqdn}"));
-    ctx.insert("micro_dep", &dep(&opts.source, "runtime"));
-    ctx.insert("micro_build_dep", &dep(&opts.source, "protoc-gen-micro"));
+    let (version, checkout) = source_of(&opts.source);
+    ctx.insert("micro_version", &version);
+    let path_of = |dir: &str| checkout.as_ref().map(|root| format!("{:?}", root.join(dir).display().to_string()));
+    ctx.insert("micro_path", &path_of("runtime"));
+    ctx.insert("micro_build_path", &path_of("protoc-gen-micro"));
     ctx.insert("features", &features(&opts.plugins));
     ctx.insert("plugins", &opts.plugins);
     ctx.insert("micro_cli", &opts.micro_cli);
@@ -273,7 +281,8 @@ pub fn render(opts: &Options) -> Result<(Created, Vec<(PathBuf, String)>), Error
     let mut out = vec![];
     for f in files {
         let rel = f.path().strip_prefix(opts.kind.name()).unwrap_or(f.path());
-        let name = tera::Tera::one_off(&rel.to_string_lossy(), &ctx, false)
+        let rel_name = rel.to_string_lossy();
+        let name = tera::Tera::one_off(rel_name.strip_suffix(TEMPLATE_SUFFIX).unwrap_or(&rel_name), &ctx, false)
             .map_err(|e| err(format!("template name {}: {e}", rel.display())))?;
         let text = f.contents_utf8().ok_or_else(|| err(format!("template {} is not UTF-8", rel.display())))?;
         let body = tera::Tera::one_off(text, &ctx, false).map_err(|e| {

@@ -369,8 +369,7 @@ impl Service {
         }
         let address = match &sopts.advertise {
             Some(a) => a.clone(),
-            None if addr.ip().is_unspecified() => format!("127.0.0.1:{}", addr.port()),
-            None => addr.to_string(),
+            None => crate::transport::addr::advertised(addr),
         };
         registry::Service {
             name: sopts.name.clone(),

@@ -7,6 +7,7 @@
 //! `nats`) carries the same calls and streams as NATS messages, for nodes with no open port.
 //! [`tls`] adds TLS (and mutual TLS) to the HTTP transport.
 
+pub mod addr;
 pub mod body;
 pub mod channel;
 mod conn;
