@@ -1,4 +1,6 @@
-//! gRPC wire details: length-prefixed frames, `grpc-timeout`, and status trailers.
+//! gRPC wire details: length-prefixed frames, `grpc-timeout`, and status trailers. Public for
+//! programs that move gRPC messages themselves (a proxy, a bridge): [`frame`], [`FrameDecoder`]
+//! and the status helpers are the ones the server and the client use.
 
 use std::marker::PhantomData;
 use std::pin::Pin;

@@ -1,5 +1,9 @@
 //! HTTP serving and the client's connection pool.
 //!
+//! Both are public API beyond the server and the client: [`serve`] with a [`Dispatch`] puts any
+//! HTTP front end (the gateway, the dashboard and the proxy of the `micro` tools) on the same
+//! listener, limits and TLS as a service, and [`Pool`] reaches nodes as the client does.
+//!
 //! **Server.** Connections are served by a small set of worker threads, each running its own
 //! single-threaded tokio runtime; an acceptor hands each new connection to the next worker. A
 //! connection's streams run on the same thread as the connection, so replies finished together
