@@ -119,7 +119,7 @@ impl Global {
         Ok(micro::config::plugins::registry(&o.registry, &o.registry_address)?)
     }
 
-    /// The client options these flags describe (timeouts, retries, TLS, token).
+    /// The client options these flags describe (timeouts, retries, TLS).
     pub(crate) fn client_options(&self) -> anyhow::Result<ClientOptions> {
         let o = self.options()?;
         let tls = o.client_tls().map_err(|e| UsageError(e.detail))?;
@@ -131,7 +131,6 @@ impl Global {
             retries: o.client_retries,
             transport_address: o.transport_address.clone(),
             tls,
-            auth_token: o.auth_token.clone(),
             ..Default::default()
         })
     }
@@ -143,14 +142,17 @@ impl Global {
 
     /// A client over `registry` for the tool's own calls (it sends `--auth_token`).
     pub(crate) fn client(&self, registry: SharedRegistry) -> anyhow::Result<Client> {
-        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, self.strategy()?)), self.client_options()?))
+        let client = self.client_for_callers(registry)?;
+        Ok(match self.options()?.auth_token {
+            Some(token) => client.wrap(micro::wrapper::BearerToken::new(&token)),
+            None => client,
+        })
     }
 
     /// A client over `registry` for calls made on behalf of someone else (a gateway's caller):
     /// it never sends the tool's own token, only the caller's own `Authorization`.
     pub(crate) fn client_for_callers(&self, registry: SharedRegistry) -> anyhow::Result<Client> {
-        let opts = ClientOptions { auth_token: None, ..self.client_options()? };
-        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, self.strategy()?)), opts))
+        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, self.strategy()?)), self.client_options()?))
     }
 }
 

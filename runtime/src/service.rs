@@ -152,11 +152,14 @@ impl ServiceBuilder {
                 retries: opts.client_retries,
                 transport_address: opts.transport_address.clone(),
                 tls: client_tls,
-                auth_token: opts.auth_token.clone(),
                 ..ClientOptions::default()
             },
         )
         .with_broker(broker.clone());
+        let client = match &opts.auth_token {
+            Some(token) => client.wrap(crate::wrapper::BearerToken::new(token)),
+            None => client,
+        };
         Ok(Service {
             inner: Arc::new(Inner {
                 opts,

@@ -197,13 +197,13 @@ async fn item01_rpc_takes_no_address_and_no_tool_lends_its_token() {
     // The proxy: a client that brings no token gets the service's 401, whatever the proxy holds.
     let (_px, px) = blocking(|| tool(&["proxy", "--proxy_address", "127.0.0.1:0", "--auth_token", TOKEN])).await;
     let via = |token: Option<&str>| {
-        let opts = ClientOptions {
-            proxy: Some(px.clone()),
-            retries: 0,
-            auth_token: token.map(Secret::new),
-            ..Default::default()
+        let opts = ClientOptions { proxy: Some(px.clone()), retries: 0, ..Default::default() };
+        let client = Client::new(memory_registry(), opts);
+        let client = match token {
+            Some(t) => client.wrap(micro::wrapper::BearerToken::new(&Secret::new(t))),
+            None => client,
         };
-        TesterClient::new(&format!("{ns}.tester"), Client::new(memory_registry(), opts))
+        TesterClient::new(&format!("{ns}.tester"), client)
     };
     let echo = |m: &str| EchoRequest { message: m.into(), ..Default::default() };
     let own = via(Some(TOKEN));
@@ -852,10 +852,11 @@ async fn item08_a_function_serves_the_first_call_that_reaches_its_handler() {
     let f = function.clone();
     let running = tokio::spawn(async move { f.run().await });
     let client = |token: Option<&str>| {
-        Client::new(
-            registry.clone(),
-            ClientOptions { retries: 0, auth_token: token.map(Secret::new), ..Default::default() },
-        )
+        let client = Client::new(registry.clone(), ClientOptions { retries: 0, ..Default::default() });
+        match token {
+            Some(t) => client.wrap(micro::wrapper::BearerToken::new(&Secret::new(t))),
+            None => client,
+        }
     };
     let anonymous = client(None);
     wait_for("the function to register", Duration::from_secs(10), async || {

@@ -36,7 +36,11 @@ fn tls_options(certs: &Certs, mutual: bool) -> Options {
 }
 
 fn client(registry: SharedRegistry, tls: Option<ClientTls>, token: Option<&str>) -> Client {
-    Client::new(registry, ClientOptions { retries: 0, tls, auth_token: token.map(Secret::new), ..Default::default() })
+    let client = Client::new(registry, ClientOptions { retries: 0, tls, ..Default::default() });
+    match token {
+        Some(t) => client.wrap(micro::wrapper::BearerToken::new(&Secret::new(t))),
+        None => client,
+    }
 }
 
 fn trusting(certs: &Certs, identity: Option<(&str, &str)>) -> Option<ClientTls> {

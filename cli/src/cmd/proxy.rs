@@ -250,7 +250,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     micro::logger::init();
     let registry = global.registry()?;
     // Calls and publishes for callers: with their credentials, never the proxy's own token.
-    let client_opts = micro::client::ClientOptions { proxy: None, auth_token: None, ..global.client_options()? };
+    let client_opts = micro::client::ClientOptions { proxy: None, ..global.client_options()? };
     let o = global.options()?;
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };

@@ -25,7 +25,6 @@ pub use wrapper::{CallWrapper, Caller, RawCall};
 use crate::broker::SharedBroker;
 use crate::codec::{Codec, Decode, Message, RawMessage};
 use crate::metadata::Metadata;
-use crate::metadata::AUTHORIZATION;
 use crate::registry::{MemoryRegistry, Node, SharedRegistry};
 use crate::selector::{Filter, Outcome, RegistrySelector, Selector, Strategy};
 use crate::transport::channel::Channel;
@@ -73,8 +72,6 @@ pub struct ClientOptions {
     /// TLS for nodes registered `secure=true` (and every node when it carries a CA of its own);
     /// the process default when `None`.
     pub tls: Option<crate::transport::tls::ClientTls>,
-    /// A bearer token sent as `authorization: Bearer <token>` with every call.
-    pub auth_token: Option<crate::secret::Secret>,
 }
 
 impl Default for ClientOptions {
@@ -87,7 +84,6 @@ impl Default for ClientOptions {
             transport_address: Vec::new(),
             proxy: std::env::var("MICRO_PROXY").ok().filter(|p| !p.is_empty()),
             tls: None,
-            auth_token: None,
         }
     }
 }
@@ -156,6 +152,8 @@ fn over_nats(node: &Node) -> bool {
 pub struct Client {
     core: Arc<Core>,
     caller: Arc<dyn Caller>,
+    /// Every wrapper, in the order given, asked before each stream opens.
+    wrappers: Arc<[Arc<dyn CallWrapper>]>,
     broker: Option<SharedBroker>,
 }
 
@@ -186,7 +184,7 @@ impl Client {
             pool: Pool::with_tls(opts.tls.clone()),
             opts,
         });
-        Client { caller: core.clone(), core, broker: None }
+        Client { caller: core.clone(), core, wrappers: Arc::new([]), broker: None }
     }
 
     /// The same client publishing through `broker`.
@@ -245,9 +243,13 @@ impl Client {
         self.broker.as_ref()
     }
 
-    /// The same client with a wrapper around every unary call (outermost last).
+    /// The same client with a wrapper around every unary call (outermost last), also asked
+    /// before every stream opens ([`CallWrapper::before_stream`]).
     pub fn wrap(mut self, wrapper: impl CallWrapper) -> Self {
         self.caller = wrapper.wrap(self.caller);
+        let mut wrappers = self.wrappers.to_vec();
+        wrappers.push(Arc::new(wrapper));
+        self.wrappers = wrappers.into();
         self
     }
 
@@ -376,8 +378,11 @@ impl Client {
         service: &str,
         path: &str,
         codec: Codec,
-        opts: CallOptions,
+        mut opts: CallOptions,
     ) -> Result<(ClientSender<Req>, Streaming<Resp>), Error> {
+        for w in self.wrappers.iter().rev() {
+            w.before_stream(service, path, &mut opts)?;
+        }
         let core = &self.core;
         let connect_deadline = Instant::now() + opts.timeout.unwrap_or(core.opts.request_timeout);
         let retries = opts.retries.unwrap_or(core.opts.retries);
@@ -451,11 +456,6 @@ impl Core {
         let mut md = opts.metadata.clone();
         if opts.address.is_none() && self.opts.proxy.is_some() {
             md.insert(PROXY_SERVICE_HEADER, service);
-        }
-        if let Some(token) = &self.opts.auth_token {
-            if md.get(AUTHORIZATION).is_none() {
-                md.insert(AUTHORIZATION, &format!("Bearer {}", token.expose()));
-            }
         }
         md
     }

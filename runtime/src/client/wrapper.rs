@@ -1,4 +1,5 @@
-//! Call wrappers: middleware around every unary call a client makes.
+//! Call wrappers: middleware around every unary call a client makes, with a hook before every
+//! stream it opens.
 
 use std::sync::Arc;
 
@@ -52,7 +53,15 @@ pub trait Caller: Send + Sync + 'static {
 ///     }
 /// }
 /// ```
-pub trait CallWrapper {
+pub trait CallWrapper: Send + Sync + 'static {
     /// The caller to use in place of `inner`.
     fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller>;
+
+    /// Runs before every stream the client opens to `path` of `service` (streams do not pass
+    /// through a [`Caller`]): it may add to the stream's options (metadata) or refuse it. Does
+    /// nothing unless overridden.
+    fn before_stream(&self, service: &str, path: &str, opts: &mut CallOptions) -> Result<(), Error> {
+        let _ = (service, path, opts);
+        Ok(())
+    }
 }

@@ -1,10 +1,10 @@
 //! Bearer-token authentication, Go Micro's `wrapper/auth`: the server half is [`BearerAuth`], a
 //! handler wrapper that answers 401 (gRPC `UNAUTHENTICATED`) to calls without
-//! `authorization: Bearer <token>`; the client half is the token the client sends with every call
-//! and stream ([`ClientOptions::auth_token`], written as [`AUTHORIZATION`] metadata).
+//! `authorization: Bearer <token>`; the client half is [`BearerToken`], a call wrapper that sends
+//! the token with every call and stream that does not carry an `Authorization` of its own.
 //!
 //! A service started with `--auth_token` / `MICRO_AUTH_TOKEN` wraps every endpoint with
-//! [`BearerAuth`] and its client sends the token ([`ClientOptions::auth_token`]), also with the
+//! [`BearerAuth`] and its client with [`BearerToken`]; its broker sends the token with the
 //! messages it publishes. Every inbound path of the service is guarded, not only its endpoints:
 //! the broker inbox (`POST /_sub/<topic>`) and its web pages go through the same check
 //! ([`HandlerWrapper::admit`]). Health checks stay open (`Debug.Health` and
@@ -13,8 +13,6 @@
 //!
 //! The tools (`micro api`, `micro web`, `micro proxy`, `micro bot`) pass each caller's own
 //! `Authorization` on and never add their own token to a caller's request.
-//!
-//! [`ClientOptions::auth_token`]: crate::client::ClientOptions::auth_token
 
 use std::sync::Arc;
 
@@ -22,6 +20,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::HeaderMap;
 
+use crate::client::{CallOptions, CallWrapper, Caller, RawCall};
 use crate::metadata::Metadata;
 use crate::secret::Secret;
 use crate::server::{Endpoint, Handler, HandlerWrapper, RawRequest, StreamHandler, UnaryHandler};
@@ -62,6 +61,55 @@ impl BearerAuth {
             Some(_) => Err(Error::unauthorized(&*self.id, "the bearer token is not valid")),
             None => Err(Error::unauthorized(&*self.id, "this service needs an authorization: Bearer token")),
         }
+    }
+}
+
+/// The client half: sends `authorization: Bearer <token>` with every call and stream that has no
+/// `Authorization` of its own (a tool passing its caller's on keeps the caller's).
+#[derive(Clone)]
+pub struct BearerToken {
+    header: Arc<str>,
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerToken").field("token", &"<redacted>").finish()
+    }
+}
+
+impl BearerToken {
+    /// Sends `token`.
+    pub fn new(token: &Secret) -> BearerToken {
+        BearerToken { header: format!("Bearer {}", token.expose()).into() }
+    }
+
+    fn add_to(&self, opts: &mut CallOptions) {
+        if opts.metadata.get(AUTHORIZATION).is_none() {
+            opts.metadata.insert(AUTHORIZATION, &self.header);
+        }
+    }
+}
+
+struct WithToken {
+    token: BearerToken,
+    inner: Arc<dyn Caller>,
+}
+
+impl Caller for WithToken {
+    fn call(&self, mut call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>> {
+        self.token.add_to(&mut call.opts);
+        self.inner.call(call)
+    }
+}
+
+impl CallWrapper for BearerToken {
+    fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller> {
+        Arc::new(WithToken { token: self.clone(), inner })
+    }
+
+    fn before_stream(&self, _service: &str, _path: &str, opts: &mut CallOptions) -> Result<(), Error> {
+        self.add_to(opts);
+        Ok(())
     }
 }
 
@@ -136,5 +184,6 @@ mod tests {
     fn the_token_is_not_in_debug_output() {
         let auth = BearerAuth::new(&Secret::new("hunter2"), "svc");
         assert!(!format!("{auth:?}").contains("hunter2"));
+        assert!(!format!("{:?}", BearerToken::new(&Secret::new("hunter2"))).contains("hunter2"));
     }
 }

@@ -8,5 +8,5 @@
 pub mod auth;
 pub mod logging;
 
-pub use auth::BearerAuth;
+pub use auth::{BearerAuth, BearerToken};
 pub use logging::{TracingCallWrapper, TracingWrapper};
