@@ -372,7 +372,7 @@ impl Service {
         }
         let address = match &sopts.advertise {
             Some(a) => a.clone(),
-            None => crate::transport::addr::advertised(addr),
+            None => crate::transport::addr::advertised(addr, self.inner.registry.host_only()),
         };
         registry::Service {
             name: sopts.name.clone(),

@@ -5,7 +5,8 @@
 //! for [`Client::call_json`]), and waits up to the request timeout (5 s unless set), which also
 //! travels to the server as `grpc-timeout`. Failures that are safe to repeat (the node could not be
 //! reached, 408, 502–504) are retried on another node, with a short back-off, `retries` times (1
-//! unless set). Wrappers ([`CallWrapper`]) layer middleware around every unary call.
+//! unless set). Wrappers ([`CallWrapper`]) layer middleware around every unary call and are asked
+//! before every stream opens.
 
 mod publisher;
 mod wrapper;

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use crate::metadata::parse_duration;
 pub use crate::secret::Secret;
 use crate::Error;
 
@@ -191,6 +190,14 @@ pub fn help(program: &str) -> String {
     }
     out.push_str("  -h, --help\n          print this help\n");
     out
+}
+
+/// Parses a duration: bare seconds, or a number with `ms`, `s`, `m` or `h` (errors name options).
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    crate::metadata::parse_duration(s).map_err(|mut e| {
+        e.id = ID.to_string();
+        e
+    })
 }
 
 /// A duration that must not be zero (a zero timeout would cut every connection at once).

@@ -515,6 +515,10 @@ impl Registry for MdnsRegistry {
     fn name(&self) -> &'static str {
         "mdns"
     }
+
+    fn host_only(&self) -> bool {
+        self.inner.host_only
+    }
 }
 
 impl Drop for MdnsRegistry {

@@ -188,6 +188,11 @@ pub trait Registry: Send + Sync + 'static {
     async fn watch(&self, service: Option<&str>) -> Result<Watcher, Error>;
     /// The backend's name, as given to `--registry`.
     fn name(&self) -> &'static str;
+    /// Whether records reach this host only (mDNS in its default scope), so that nodes
+    /// advertise loopback addresses.
+    fn host_only(&self) -> bool {
+        false
+    }
 }
 
 /// A shared registry.

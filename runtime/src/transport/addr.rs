@@ -4,14 +4,20 @@
 //! as in a container) advertises this host's first private address (10/8, 172.16/12,
 //! 192.168/16, 100.64/10, IPv6 unique-local), else its first other non-loopback address, so
 //! that other machines and containers can reach it; only a host with nothing but loopback (a test's
-//! private network namespace) advertises `127.0.0.1`.
+//! private network namespace) advertises `127.0.0.1`. So does every wildcard-bound node whose
+//! registry reaches this host only (mDNS in its default scope, which believes loopback addresses
+//! only).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// The address to advertise for a listener bound to `bound`.
-pub fn advertised(bound: SocketAddr) -> String {
+/// The address to advertise for a listener bound to `bound`, found through a registry that
+/// reaches this host only (`host_only`) or further.
+pub fn advertised(bound: SocketAddr, host_only: bool) -> String {
     if !bound.ip().is_unspecified() {
         return bound.to_string();
+    }
+    if host_only {
+        return SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()).to_string();
     }
     let interfaces: Vec<IpAddr> =
         if_addrs::get_if_addrs().map(|all| all.into_iter().map(|i| i.ip()).collect()).unwrap_or_default();
@@ -56,8 +62,10 @@ mod tests {
 
     #[test]
     fn a_bound_address_is_advertised_as_bound() {
-        assert_eq!(advertised("127.0.0.1:8080".parse().unwrap()), "127.0.0.1:8080");
-        assert_eq!(advertised("10.1.2.3:9".parse().unwrap()), "10.1.2.3:9");
+        assert_eq!(advertised("127.0.0.1:8080".parse().unwrap(), false), "127.0.0.1:8080");
+        assert_eq!(advertised("10.1.2.3:9".parse().unwrap(), true), "10.1.2.3:9");
+        // Host-only discovery (default mDNS) believes loopback only.
+        assert_eq!(advertised("0.0.0.0:7".parse().unwrap(), true), "127.0.0.1:7");
     }
 
     #[test]

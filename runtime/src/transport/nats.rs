@@ -26,6 +26,9 @@ use crate::codec::{Codec, Protocol};
 use crate::metadata::Metadata;
 use crate::Error;
 
+/// The id of errors reaching the NATS servers (the transport's and the broker's connection).
+const NATS_ID: &str = "go.micro.nats";
+
 const PATH: &str = "Micro-Path";
 const STREAM: &str = "Micro-Stream";
 const STREAM_INBOX: &str = "Micro-Stream-Inbox";
@@ -75,9 +78,8 @@ impl Connection {
                         url.parse::<async_nats::ServerAddr>().map_err(|e| err(format!("address {a:?}: {e}")))
                     })
                     .collect::<Result<_, _>>()?;
-                let unreachable = |what: String| {
-                    Error::unavailable(super::ID, format!("nats at {}: {what}", self.addresses.join(",")))
-                };
+                let unreachable =
+                    |what: String| Error::unavailable(NATS_ID, format!("nats at {}: {what}", self.addresses.join(",")));
                 tokio::time::timeout(
                     Duration::from_secs(5),
                     async_nats::ConnectOptions::new()
