@@ -908,9 +908,7 @@ fn announce(daemon: &mdns_sd::ServiceDaemon, name: &str, id: &str, address: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item09_records_that_lie_are_not_believed_and_only_admins_change_the_registry() {
     let ns = ns("mdns");
-    let spoofer = mdns_sd::ServiceDaemon::new().unwrap();
-    spoofer.disable_interface(mdns_sd::IfKind::All).unwrap();
-    spoofer.enable_interface(vec![mdns_sd::IfKind::LoopbackV4]).unwrap();
+    let spoofer = micro::registry::mdns::loopback_daemon().unwrap();
     let (legit, spoof, tls) = (format!("{ns}.legit"), format!("{ns}.spoof"), format!("{ns}.tls"));
     // The liars first, the honest records last: once those are heard, so were the lies.
     announce(&spoofer, &spoof, &format!("{ns}-far-1"), "192.0.2.7:80", ("127.0.0.1", 80), false);

@@ -276,6 +276,14 @@ fn scope(daemon: &ServiceDaemon, setting: Option<&str>) -> Result<bool, Error> {
     }
 }
 
+/// An mDNS daemon on loopback only, as the registry runs in its default scope (for programs and
+/// tests that announce records of their own without leaving this host).
+pub fn loopback_daemon() -> Result<ServiceDaemon, Error> {
+    let daemon = ServiceDaemon::new().map_err(err)?;
+    scope(&daemon, None)?;
+    Ok(daemon)
+}
+
 /// Why a node heard in a record must not be believed: its address disagrees with the record's
 /// SRV port or A/AAAA addresses, or is not on loopback when mDNS stays on this host. An address
 /// that is no `host:port` (a NATS subject) is taken only from a node that says it uses NATS.
