@@ -24,10 +24,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use micro::transport::http::RemoteAddr;
+use micro::transport::origin::{OriginPolicy, Preflight};
 use micro::transport::Body;
 use micro::{Error, Metadata};
 
@@ -65,10 +66,7 @@ pub(crate) struct EdgeArgs {
 /// The edge policy of one listener.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    origins: Vec<String>,
-    any_origin: bool,
-    hosts: Vec<String>,
-    loopback_only: bool,
+    origin: OriginPolicy,
     forward: Vec<HeaderName>,
     /// The limit of bodies, messages and upstream replies.
     pub(crate) max_body: usize,
@@ -77,6 +75,13 @@ pub(crate) struct Policy {
     /// Whether the listener speaks TLS (for the default port of same-origin checks).
     tls: bool,
 }
+
+/// What the tools' preflight answers allow.
+const PREFLIGHT: Preflight = Preflight {
+    methods: "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    headers: "Accept, Authorization, Content-Type, X-CSRF-Token, X-Requested-With",
+    expose: "",
+};
 
 /// Headers that belong to one hop (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -102,13 +107,8 @@ fn lower_list(items: &[String]) -> Vec<String> {
 impl Policy {
     /// The policy for a listener bound to `bound`, from the flags.
     pub(crate) fn new(args: &EdgeArgs, bound: SocketAddr, body_timeout: Duration, tls: bool) -> Policy {
-        let origins: Vec<String> =
-            lower_list(&args.cors_allowed_origins).into_iter().map(|o| o.trim_end_matches('/').to_string()).collect();
         Policy {
-            any_origin: origins.iter().any(|o| o == "*"),
-            origins: origins.into_iter().filter(|o| o != "*").collect(),
-            hosts: lower_list(&args.allowed_hosts),
-            loopback_only: bound.ip().is_loopback(),
+            origin: OriginPolicy::new(&args.cors_allowed_origins, &args.allowed_hosts, bound, tls),
             forward: lower_list(&args.forward_headers)
                 .iter()
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
@@ -119,111 +119,29 @@ impl Policy {
         }
     }
 
-    /// The host a request is addressed to (`Host`, or the HTTP/2 `:authority`), lowercase.
-    fn authority<B>(req: &http::Request<B>) -> Option<String> {
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
-            .map(|h| h.to_ascii_lowercase())
-    }
-
     /// Refuses a request addressed to a host this listener does not serve (DNS rebinding).
     pub(crate) fn check_host<B>(&self, req: &http::Request<B>) -> Result<(), Error> {
-        let Some(authority) = Self::authority(req) else {
-            return Err(Error::bad_request(ID, "the request names no host"));
-        };
-        let host = host_of(&authority);
-        let listed = self.hosts.iter().any(|h| h == host || (h.starts_with('.') && host.ends_with(h.as_str())));
-        let ok =
-            listed || (self.hosts.is_empty() && !self.loopback_only) || (self.loopback_only && is_loopback_name(host));
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::forbidden(ID, format!("host {host:?} is not served here (see --allowed_hosts)")))
-        }
+        self.origin.check_host(ID, req)
     }
 
-    /// Whether the `Origin` of a request is its own (scheme, host and port of where it was sent).
-    fn same_origin<B>(&self, req: &http::Request<B>, origin: &str) -> bool {
-        let Some(authority) = Self::authority(req) else { return false };
-        let scheme = if self.tls { "https" } else { "http" };
-        let Some(rest) = origin.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")) else { return false };
-        with_port(rest, self.tls) == with_port(&authority, self.tls)
-    }
-
-    /// The `Origin` of a browser request, if it has one.
-    fn origin<B>(req: &http::Request<B>) -> Option<String> {
-        req.headers().get(http::header::ORIGIN).map(|o| o.to_str().unwrap_or("null").to_ascii_lowercase())
-    }
-
-    /// Refuses a browser request from an origin that is neither the tool's own nor allowed. A
-    /// request without `Origin` that a browser marks as sent by another site (`Sec-Fetch-Site`:
-    /// an `<img>`, a link, a form GET) is refused too, unless any origin is allowed.
+    /// Refuses a browser request from an origin that is neither the tool's own nor allowed.
     pub(crate) fn check_origin<B>(&self, req: &http::Request<B>) -> Result<(), Error> {
-        let Some(origin) = Self::origin(req) else {
-            let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if matches!(site, "cross-site" | "same-site") && !self.any_origin {
-                return Err(Error::forbidden(ID, format!("a request another site made ({site}) is not allowed")));
-            }
-            return Ok(());
-        };
-        if origin != "null" && (self.same_origin(req, &origin) || self.any_origin || self.origins.contains(&origin)) {
-            return Ok(());
-        }
-        Err(Error::forbidden(
-            ID,
-            format!("requests from origin {origin:?} are not allowed (see --cors_allowed_origins)"),
-        ))
+        self.origin.check_origin(ID, req)
     }
 
     /// Whether `req` is a CORS preflight.
     pub(crate) fn is_preflight<B>(req: &http::Request<B>) -> bool {
-        req.method() == Method::OPTIONS && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        OriginPolicy::is_preflight(req)
     }
 
     /// The answer to a preflight: 204 with CORS headers for an allowed origin, 403 otherwise.
     pub(crate) fn preflight<B>(&self, req: &http::Request<B>) -> Response<Body> {
-        let mut resp = Response::new(Body::empty());
-        let Some(origin) = Self::origin(req).filter(|o| o != "null" && self.cross_origin_allowed(o)) else {
-            *resp.status_mut() = StatusCode::FORBIDDEN;
-            return resp;
-        };
-        *resp.status_mut() = StatusCode::NO_CONTENT;
-        self.add_cors(&origin, resp.headers_mut());
-        let h = resp.headers_mut();
-        h.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"));
-        h.insert(
-            "access-control-allow-headers",
-            HeaderValue::from_static("Accept, Authorization, Content-Type, X-CSRF-Token, X-Requested-With"),
-        );
-        h.insert("access-control-max-age", HeaderValue::from_static("600"));
-        resp
-    }
-
-    fn cross_origin_allowed(&self, origin: &str) -> bool {
-        self.any_origin || self.origins.iter().any(|o| o == origin)
-    }
-
-    fn add_cors(&self, origin: &str, h: &mut HeaderMap) {
-        h.append(http::header::VARY, HeaderValue::from_static("Origin"));
-        if self.origins.iter().any(|o| o == origin) {
-            if let Ok(v) = HeaderValue::from_str(origin) {
-                h.insert("access-control-allow-origin", v);
-                h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
-            }
-        } else if self.any_origin {
-            h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-        }
+        self.origin.preflight(req, &PREFLIGHT)
     }
 
     /// Adds CORS headers to a response for an allowed cross-origin request.
     pub(crate) fn cors(&self, origin: Option<&HeaderValue>, resp: &mut Response<Body>) {
-        let Some(origin) = origin.and_then(|o| o.to_str().ok()).map(str::to_ascii_lowercase) else { return };
-        if self.cross_origin_allowed(&origin) {
-            self.add_cors(&origin, resp.headers_mut());
-        }
+        self.origin.cors(origin, resp.headers_mut(), "")
     }
 
     /// Whether `name` is let through although the rules strip it.
@@ -318,29 +236,8 @@ pub(crate) fn peer<B>(req: &http::Request<B>) -> Option<IpAddr> {
     req.extensions().get::<RemoteAddr>().map(|a| a.0.ip())
 }
 
-/// `host:port` → `host` (IPv6 brackets kept: `[::1]:80` → `[::1]`).
-fn host_of(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.split_inclusive(']').next().unwrap_or(authority);
-    }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-}
 
-/// `host[:port]` with the scheme's default port made explicit.
-fn with_port(authority: &str, tls: bool) -> String {
-    let host = host_of(authority);
-    if host.len() == authority.len() {
-        format!("{host}:{}", if tls { 443 } else { 80 })
-    } else {
-        authority.to_string()
-    }
-}
 
-/// Whether a host name always means this machine.
-pub(crate) fn is_loopback_name(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.ends_with(".localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
 
 /// Reads a body of at most `max` bytes within `timeout` (413 beyond, 408 when too slow, 400
 /// when it breaks off).

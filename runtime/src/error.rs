@@ -86,6 +86,69 @@ impl GrpcCode {
         }
     }
 
+    /// The code's name in Connect's spelling (`not_found`); also the key of its HTTP status in
+    /// the Connect protocol ([`GrpcCode::connect_http`]).
+    pub fn connect_name(self) -> &'static str {
+        use GrpcCode::*;
+        match self {
+            Ok => "ok",
+            Cancelled => "canceled",
+            Unknown => "unknown",
+            InvalidArgument => "invalid_argument",
+            DeadlineExceeded => "deadline_exceeded",
+            NotFound => "not_found",
+            AlreadyExists => "already_exists",
+            PermissionDenied => "permission_denied",
+            ResourceExhausted => "resource_exhausted",
+            FailedPrecondition => "failed_precondition",
+            Aborted => "aborted",
+            OutOfRange => "out_of_range",
+            Unimplemented => "unimplemented",
+            Internal => "internal",
+            Unavailable => "unavailable",
+            DataLoss => "data_loss",
+            Unauthenticated => "unauthenticated",
+        }
+    }
+
+    /// The code a Connect name stands for.
+    pub fn from_connect_name(name: &str) -> Option<Self> {
+        (0..=16).map(Self::from_i32).find(|c| c.connect_name() == name)
+    }
+
+    /// The HTTP status a Connect server answers a unary error of this code with.
+    pub fn connect_http(self) -> u16 {
+        use GrpcCode::*;
+        match self {
+            Ok => 200,
+            Cancelled => 499,
+            InvalidArgument | FailedPrecondition | OutOfRange => 400,
+            DeadlineExceeded => 504,
+            NotFound => 404,
+            AlreadyExists | Aborted => 409,
+            PermissionDenied => 403,
+            ResourceExhausted => 429,
+            Unimplemented => 501,
+            Unavailable => 503,
+            Unauthenticated => 401,
+            Unknown | Internal | DataLoss => 500,
+        }
+    }
+
+    /// The name an error carries in `status` for a code its HTTP status alone does not name
+    /// (400 is `INVALID_ARGUMENT` unless `status` says `Failed Precondition`, ...).
+    fn exact_status(self) -> Option<&'static str> {
+        use GrpcCode::*;
+        match self {
+            FailedPrecondition => Some("Failed Precondition"),
+            OutOfRange => Some("Out Of Range"),
+            Aborted => Some("Aborted"),
+            DataLoss => Some("Data Loss"),
+            Unknown => Some("Unknown"),
+            _ => None,
+        }
+    }
+
     /// The gRPC code that stands for an HTTP status (a micro error `code`).
     pub fn from_http(code: u16) -> Self {
         use GrpcCode::*;
@@ -184,14 +247,29 @@ impl Error {
     }
 
     /// The gRPC code this error maps to.
+    ///
+    /// The HTTP `code` decides, except for the gRPC codes that share one (`FAILED_PRECONDITION`
+    /// and `OUT_OF_RANGE` are 400s, `ABORTED` a 409, `DATA_LOSS` and `UNKNOWN` 500s): an error
+    /// made by [`Error::from_grpc`] keeps those in its `status`, so the exact code crosses
+    /// every protocol and hop.
     pub fn grpc_code(&self) -> GrpcCode {
+        use GrpcCode::*;
+        for exact in [FailedPrecondition, OutOfRange, Aborted, DataLoss, Unknown] {
+            if exact.to_http() == self.code && exact.exact_status() == Some(self.status.as_str()) {
+                return exact;
+            }
+        }
         GrpcCode::from_http(self.code)
     }
 
     /// An error built from a gRPC status sent by a peer that did not send micro's JSON.
     pub fn from_grpc(id: impl Into<String>, code: GrpcCode, message: &str) -> Self {
         let detail = if message.is_empty() { format!("{code:?}") } else { message.to_string() };
-        Self::new(id, code.to_http(), detail)
+        let mut err = Self::new(id, code.to_http(), detail);
+        if let Some(status) = code.exact_status() {
+            err.status = status.to_string();
+        }
+        err
     }
 
     /// The error as compact JSON.
@@ -271,6 +349,12 @@ mod tests {
             assert_eq!(grpc.to_http(), http, "{grpc:?}");
         }
         assert_eq!(GrpcCode::from_http(405), GrpcCode::Unimplemented);
+        for n in 1..=16 {
+            let code = GrpcCode::from_i32(n);
+            assert_eq!(Error::from_grpc("x", code, "m").grpc_code(), code, "{code:?}");
+            assert_eq!(GrpcCode::from_connect_name(code.connect_name()), Some(code));
+        }
+        assert_eq!(Error::new("x", 500, "m").grpc_code(), GrpcCode::Internal);
         assert_eq!(GrpcCode::from_i32(99), GrpcCode::Unknown);
     }
 }

@@ -28,6 +28,7 @@ pub struct Metadata {
 /// Headers that belong to the transport, never to metadata.
 pub(crate) fn is_transport_header(name: &str) -> bool {
     name.starts_with("grpc-")
+        || name.starts_with("connect-")
         || name.starts_with(':')
         || matches!(
             name,
@@ -38,6 +39,8 @@ pub(crate) fn is_transport_header(name: &str) -> bool {
                 | "connection"
                 | "transfer-encoding"
                 | "accept-encoding"
+                | "content-encoding"
+                | "x-grpc-web"
                 | "user-agent"
                 | "micro-error"
                 | "upgrade"

@@ -128,6 +128,8 @@ impl ServiceBuilder {
         sopts.advertise = opts.server_advertise.clone();
         sopts.metadata.extend(opts.server_metadata.clone());
         sopts.serve = opts.serve_options(sopts.serve)?;
+        sopts.cors_allowed_origins.extend(opts.server_cors_allowed_origins.iter().cloned());
+        sopts.allowed_hosts.extend(opts.server_allowed_hosts.iter().cloned());
         let server = Server::new(sopts);
         if let Some(token) = &opts.auth_token {
             server.wrap(crate::wrapper::BearerAuth::new(token, &name));

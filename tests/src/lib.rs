@@ -54,6 +54,10 @@ impl TesterHandler for Tester {
         if request.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(request.sleep_ms.into())).await;
         }
+        if request.grpc_code != 0 {
+            let code = micro::error::GrpcCode::from_i32(request.grpc_code as i32);
+            return Err(Error::from_grpc("testing", code, &format!("asked to fail: {}", request.message)));
+        }
         if request.fail_code != 0 {
             return Err(Error::new("testing", request.fail_code as u16, format!("asked to fail: {}", request.message)));
         }
@@ -67,6 +71,10 @@ impl TesterHandler for Tester {
             node: self.node.clone(),
             big: request.big,
         })
+    }
+
+    async fn peek(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        self.echo(request).await
     }
 
     async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {

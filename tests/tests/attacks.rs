@@ -88,6 +88,9 @@ impl TesterHandler for Recorder {
         self.seen.lock().unwrap().push((request.message.clone(), md));
         Tester { node: "recorder".into() }.echo(request).await
     }
+    async fn peek(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        Tester::default().peek(request).await
+    }
     async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
         Tester::default().count(request, stream).await
     }

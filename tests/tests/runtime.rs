@@ -168,6 +168,9 @@ impl TesterHandler for Entered {
         self.entered.notify_one();
         micro_tests::Tester::default().echo(request).await
     }
+    async fn peek(&self, request: micro::Request<EchoRequest>) -> Result<EchoReply, micro::Error> {
+        micro_tests::Tester::default().peek(request).await
+    }
     async fn count(&self, r: micro::Request<CountRequest>, s: micro::ServerStream<Number>) -> Result<(), micro::Error> {
         micro_tests::Tester::default().count(r, s).await
     }

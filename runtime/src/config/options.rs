@@ -74,6 +74,10 @@ pub struct Options {
     pub server_read_timeout: Option<Duration>,
     /// How long a connection with nothing in flight stays open (unset: 60 s).
     pub server_idle_timeout: Option<Duration>,
+    /// Origins whose browser pages may call the service (gRPC-Web, Connect); `*` for any.
+    pub server_cors_allowed_origins: Vec<String>,
+    /// Host names the service answers beyond the defaults (see `ServerOptions::allowed_hosts`).
+    pub server_allowed_hosts: Vec<String>,
 }
 
 impl Default for Options {
@@ -107,6 +111,8 @@ impl Default for Options {
             server_header_timeout: None,
             server_read_timeout: None,
             server_idle_timeout: None,
+            server_cors_allowed_origins: vec![],
+            server_allowed_hosts: vec![],
         }
     }
 }
@@ -137,6 +143,8 @@ pub const FLAGS: &[&str] = &[
     "server_header_timeout",
     "server_read_timeout",
     "server_idle_timeout",
+    "server_cors_allowed_origins",
+    "server_allowed_hosts",
     "client_tls_ca",
     "client_tls_cert",
     "client_tls_key",
@@ -172,6 +180,8 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("server_header_timeout", "10s", "how long a client may take to start and to send request headers"),
     ("server_read_timeout", "30s", "how long a request body may take to arrive"),
     ("server_idle_timeout", "60s", "how long a connection with nothing in flight stays open"),
+    ("server_cors_allowed_origins", "", "origins whose browser pages may call the service, comma separated (* for any)"),
+    ("server_allowed_hosts", "", "host names the service answers (default: loopback names on loopback, any otherwise)"),
     ("client_tls_ca", "", "the CA to trust for TLS services (every call uses TLS when set)"),
     ("client_tls_cert", "", "this client's certificate, for mutual TLS (PEM)"),
     ("client_tls_key", "", "the key of client_tls_cert (PEM)"),
@@ -316,6 +326,8 @@ impl Options {
             "server_header_timeout" => self.server_header_timeout = Some(positive("server_header_timeout", value)?),
             "server_read_timeout" => self.server_read_timeout = Some(positive("server_read_timeout", value)?),
             "server_idle_timeout" => self.server_idle_timeout = Some(positive("server_idle_timeout", value)?),
+            "server_cors_allowed_origins" => self.server_cors_allowed_origins = list(value),
+            "server_allowed_hosts" => self.server_allowed_hosts = list(value),
             _ => return Err(Error::bad_request(ID, format!("unknown option {name}"))),
         }
         Ok(())

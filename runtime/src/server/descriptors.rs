@@ -104,6 +104,24 @@ impl DescriptorPool {
         out
     }
 
+    /// The gRPC paths (`/package.Service/Method`) of the methods declared free of side effects
+    /// (`option idempotency_level = NO_SIDE_EFFECTS`), which Connect lets browsers call with `GET`.
+    pub fn no_side_effects(&self) -> std::collections::HashSet<String> {
+        use prost_types::method_options::IdempotencyLevel;
+        let mut out = std::collections::HashSet::new();
+        for f in &self.files {
+            let prefix = if f.package().is_empty() { String::new() } else { format!("{}.", f.package()) };
+            for s in &f.service {
+                for m in &s.method {
+                    if m.options.as_ref().is_some_and(|o| o.idempotency_level() == IdempotencyLevel::NoSideEffects) {
+                        out.insert(format!("/{prefix}{}/{}", s.name(), m.name()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// A file and everything it imports, transitively, each once, the file itself first.
     pub fn with_dependencies<'a>(&'a self, file: &'a FileDescriptorProto) -> Vec<&'a FileDescriptorProto> {
         let mut out: Vec<&FileDescriptorProto> = vec![];

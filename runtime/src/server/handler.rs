@@ -250,7 +250,7 @@ where
 
 fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, Error> {
     match std::mem::replace(&mut req.body, RawBody::Message(Bytes::new())) {
-        RawBody::Stream(body) => Ok(Streaming::server(body, req.codec, req.max_message_size)),
+        RawBody::Stream(body) => Ok(Streaming::server(body, req.codec, req.max_message_size, req.encoding)),
         RawBody::Message(_) => Err(Error::bad_request(super::ID, "streaming endpoints need gRPC")),
     }
 }

@@ -18,6 +18,7 @@ pub mod descriptors;
 pub mod handler;
 pub mod reflection;
 pub mod subscriber;
+mod wire;
 pub mod wrapper;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method};
 use hyper::body::Incoming;
 
 pub use crate::transport::endpoint::{Handler, RawBody, RawRequest, StreamHandler, UnaryHandler};
@@ -39,8 +40,10 @@ use crate::metadata::Metadata;
 use crate::registry;
 use crate::transport::grpc::{self, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::transport::http::{self as transport, Dispatch, ServeOptions, Serving};
+use crate::transport::origin::{OriginPolicy, Preflight};
 use crate::transport::Body;
 use crate::Error;
+use wire::{Call, Wire};
 
 /// The id of errors the server raises itself (replaced by the service's name on the wire).
 pub const ID: &str = crate::error::SERVER_ID;
@@ -125,6 +128,12 @@ pub struct ServerOptions {
     pub grace_period: Duration,
     /// HTTP limits and worker threads.
     pub serve: ServeOptions,
+    /// Origins whose browser pages may call the service (`scheme://host[:port]`, or `*` for any
+    /// origin without credentials); empty: none but the service's own.
+    pub cors_allowed_origins: Vec<String>,
+    /// Host names requests may be addressed to (`.example.com` matches subdomains); empty:
+    /// loopback names when listening on loopback, any host otherwise.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -139,6 +148,8 @@ impl Default for ServerOptions {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             grace_period: Duration::from_secs(10),
             serve: ServeOptions::default(),
+            cors_allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -431,8 +442,25 @@ impl Server {
             inbox,
             web,
             gates: wrappers.clone(),
+            origins: OriginPolicy::new(
+                &opts.cors_allowed_origins,
+                &opts.allowed_hosts,
+                bound_for_policy(&opts.address),
+                opts.serve.tls.is_some(),
+            ),
+            gets: self.descriptors().no_side_effects(),
         }
     }
+}
+
+/// The address a listen address binds, as far as the Host policy cares: loopback or not.
+fn bound_for_policy(address: &str) -> std::net::SocketAddr {
+    use std::net::{Ipv4Addr, SocketAddr};
+    address.parse::<SocketAddr>().unwrap_or_else(|_| {
+        let host = crate::transport::origin::host_of(address);
+        let ip = if crate::transport::origin::is_loopback_name(host) { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
+        SocketAddr::from((ip, 0))
+    })
 }
 
 struct Dispatcher {
@@ -444,6 +472,10 @@ struct Dispatcher {
     web: Option<crate::web::WebHandler>,
     /// The wrappers, asked to admit what reaches no endpoint (the inbox, web pages).
     gates: Vec<Arc<dyn HandlerWrapper>>,
+    /// Who may address the server, and which pages may call it.
+    origins: OriginPolicy,
+    /// The paths Connect `GET` calls may use.
+    gets: std::collections::HashSet<String>,
 }
 
 #[cfg(feature = "nats")]
@@ -456,34 +488,15 @@ impl crate::transport::nats::Router for Dispatcher {
     }
 }
 
+/// The caller's deadline: `grpc-timeout` (gRPC, gRPC-Web), `Connect-Timeout-Ms` or micro's
+/// `Timeout`.
 fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
-    let timeout =
-        headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc::parse_timeout).or_else(|| {
-            headers
-                .get(crate::metadata::TIMEOUT)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| crate::metadata::parse_duration(v).ok())
-        })?;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let timeout = text("grpc-timeout")
+        .and_then(grpc::parse_timeout)
+        .or_else(|| text("connect-timeout-ms").and_then(crate::transport::connect::parse_timeout))
+        .or_else(|| text(crate::metadata::TIMEOUT).and_then(|v| crate::metadata::parse_duration(v).ok()))?;
     Instant::now().checked_add(timeout)
-}
-
-/// The reply to a failed request, in the request's protocol.
-pub(crate) fn error_response(protocol: Protocol, codec: Codec, err: &Error) -> http::Response<Body> {
-    match protocol {
-        Protocol::Grpc => {
-            let mut resp = http::Response::new(Body::empty());
-            let h = resp.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
-            grpc::status_headers(Err(err), h);
-            resp
-        }
-        Protocol::Http => {
-            let mut resp = http::Response::new(Body::full(err.to_json()));
-            *resp.status_mut() = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
-        }
-    }
 }
 
 impl Dispatcher {
@@ -492,7 +505,7 @@ impl Dispatcher {
         let (parts, body) = req.into_parts();
         let body = match self.read_body(body, self.max_message_size).await {
             Ok(b) => b,
-            Err(e) => return self.error(Protocol::Http, Codec::Json, e),
+            Err(e) => return self.error(Wire::Http, Codec::Json, e),
         };
         let mut header = std::collections::BTreeMap::new();
         for (k, v) in &parts.headers {
@@ -513,7 +526,7 @@ impl Dispatcher {
         }
         match broker.deliver(&topic, broker::Message { header, body }).await {
             Ok(()) => http::Response::new(Body::empty()),
-            Err(e) => self.error(Protocol::Http, Codec::Json, e),
+            Err(e) => self.error(Wire::Http, Codec::Json, e),
         }
     }
 
@@ -538,11 +551,11 @@ impl Dispatcher {
         self.gates.iter().try_for_each(|g| g.admit(path, &metadata))
     }
 
-    fn error(&self, protocol: Protocol, codec: Codec, mut err: Error) -> http::Response<Body> {
+    fn error(&self, wire: Wire, codec: Codec, mut err: Error) -> http::Response<Body> {
         if err.id.is_empty() || err.id.starts_with("go.micro.") {
             err.id.clone_from(&self.id);
         }
-        error_response(protocol, codec, &err)
+        wire::error_reply(wire, codec, &err)
     }
 }
 
@@ -553,19 +566,56 @@ impl Dispatch for Dispatcher {
         req: http::Request<Incoming>,
     ) -> impl std::future::Future<Output = http::Response<Body>> + Send + 'static {
         async move {
-            if let Some(broker) = &self.inbox {
-                if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
-                    let topic = broker::http::decode_topic(topic);
-                    return self.inbox(broker.clone(), topic, req).await;
-                }
+            let origin = req.headers().get(http::header::ORIGIN).cloned();
+            let mut resp = self.route(req).await;
+            if origin.is_some() {
+                self.origins.cors(origin.as_ref(), resp.headers_mut(), EXPOSE);
             }
-            if let Some(web) = &self.web {
-                if req.method() != Method::POST || !self.routes.contains_key(req.uri().path()) {
-                    return self.page(web, req).await;
-                }
-            }
-            self.rpc(req).await
+            resp
         }
+    }
+}
+
+/// What the answers to browsers let their pages read.
+const EXPOSE: &str = "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Grpc-Encoding, Grpc-Accept-Encoding, \
+Connect-Content-Encoding, Connect-Accept-Encoding, Content-Encoding, Micro-Error";
+
+/// What a service's preflight answers allow.
+const PREFLIGHT: Preflight = Preflight {
+    methods: "GET, POST",
+    headers: "Accept, Accept-Encoding, Authorization, Content-Type, Content-Encoding, Connect-Protocol-Version, \
+Connect-Timeout-Ms, Connect-Content-Encoding, Connect-Accept-Encoding, Grpc-Timeout, Grpc-Encoding, \
+Grpc-Accept-Encoding, X-Grpc-Web, X-User-Agent, Micro-Timeout",
+    expose: EXPOSE,
+};
+
+impl Dispatcher {
+    /// Host and Origin checks, then the inbox, a web page or a call.
+    async fn route(&self, req: http::Request<Incoming>) -> http::Response<Body> {
+        if OriginPolicy::is_preflight(&req) {
+            return self.origins.preflight(&req, &PREFLIGHT);
+        }
+        let checked = self.origins.check_host("", &req).and_then(|()| self.origins.check_origin("", &req));
+        if let Err(e) = checked {
+            return self.error(Wire::Http, Codec::Json, e);
+        }
+        if let Some(broker) = &self.inbox {
+            if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
+                let topic = broker::http::decode_topic(topic);
+                return self.inbox(broker.clone(), topic, req).await;
+            }
+        }
+        if let Some(web) = &self.web {
+            let call = match *req.method() {
+                Method::POST => true,
+                Method::GET => req.uri().query().is_some_and(crate::transport::connect::is_get_query),
+                _ => false,
+            };
+            if !call || !self.routes.contains_key(req.uri().path()) {
+                return self.page(web, req).await;
+            }
+        }
+        self.rpc(req).await
     }
 }
 
@@ -573,7 +623,7 @@ impl Dispatcher {
     /// `POST /_sub/<topic>`: a broker message for this node, once the wrappers admit it.
     async fn inbox(&self, broker: SharedBroker, topic: String, req: http::Request<Incoming>) -> http::Response<Body> {
         if let Err(e) = self.admit(req.uri().path(), req.headers()) {
-            return self.error(Protocol::Http, Codec::Json, e);
+            return self.error(Wire::Http, Codec::Json, e);
         }
         self.deliver(broker, topic, req).await
     }
@@ -581,93 +631,77 @@ impl Dispatcher {
     /// A request for the service's web pages, once the wrappers admit it.
     async fn page(&self, web: &crate::web::WebHandler, req: http::Request<Incoming>) -> http::Response<Body> {
         if let Err(e) = self.admit(req.uri().path(), req.headers()) {
-            return self.error(Protocol::Http, Codec::Json, e);
+            return self.error(Wire::Http, Codec::Json, e);
         }
         let (parts, body) = req.into_parts();
         let body = match self.read_body(body, self.max_message_size).await {
             Ok(b) => b,
-            Err(e) => return self.error(Protocol::Http, Codec::Json, e),
+            Err(e) => return self.error(Wire::Http, Codec::Json, e),
         };
         web(crate::web::Page::new(parts.method, parts.uri, parts.headers, body)).await.into_http()
     }
 
-    /// A call: content type → codec and protocol, `POST` only, path → handler.
+    /// A call: method, query and headers → wire, codec and compression; path → handler.
     async fn rpc(&self, req: http::Request<Incoming>) -> http::Response<Body> {
-        let (codec, protocol) = match codec_of(req.headers()) {
+        let mut call = match Call::of(req.method(), req.uri(), req.headers()) {
             Ok(c) => c,
-            Err((protocol, e)) => return self.error(protocol, Codec::Json, e),
+            Err((wire, e)) => return self.error(wire, Codec::Json, e),
         };
-        if req.method() != Method::POST {
-            let e = Error::method_not_allowed("", format!("{} is not allowed; use POST", req.method()));
-            return self.error(protocol, codec, e);
+        let (wire, codec) = (call.wire, call.codec);
+        if let Err(e) = self.allowed(req.method(), req.uri().path(), &call) {
+            return self.error(wire, codec, e);
         }
         let Some(handler) = self.routes.get(req.uri().path()).cloned() else {
             let e = Error::not_found("", format!("unknown endpoint {}", req.uri().path().trim_start_matches('/')));
-            return self.error(protocol, codec, e);
+            return self.error(wire, codec, e);
         };
         let (parts, body) = req.into_parts();
         let deadline = deadline_from(&parts.headers);
         let metadata = Metadata::from_headers(parts.headers);
-        let raw =
-            |body| RawRequest { codec, protocol, metadata, deadline, max_message_size: self.max_message_size, body };
+        let max_message_size = self.max_message_size;
+        let encoding = call.request_encoding;
+        let raw = |protocol, body| RawRequest { codec, protocol, metadata, deadline, max_message_size, encoding, body };
         match handler {
-            Handler::Unary(h) => match self.unary_message(protocol, body).await {
-                Ok(message) => {
-                    match crate::transport::endpoint::invoke_unary(&*h, raw(RawBody::Message(message))).await {
-                        Ok(reply) => ok_response(protocol, codec, reply),
-                        Err(e) => self.error(protocol, codec, e),
-                    }
+            Handler::Unary(h) => {
+                let message = match self.read_body(body, call.body_limit(max_message_size)).await {
+                    Ok(bytes) => call.unary_message(bytes, max_message_size),
+                    Err(e) => Err(e),
+                };
+                let req = match message {
+                    Ok(message) => raw(call.handler_protocol(), RawBody::Message(message)),
+                    Err(e) => return self.error(wire, codec, e),
+                };
+                match crate::transport::endpoint::invoke_unary(&*h, req).await {
+                    Ok(reply) => call.unary_reply(reply),
+                    Err(e) => self.error(wire, codec, e),
                 }
-                Err(e) => self.error(protocol, codec, e),
-            },
+            }
             Handler::Stream(h) => {
-                if protocol != Protocol::Grpc {
-                    let e = Error::bad_request("", "streaming endpoints are served over gRPC (Content-Type application/grpc or application/grpc+json)");
-                    return self.error(protocol, codec, e);
+                if matches!(wire, Wire::Connect | Wire::Http) {
+                    let e = Error::bad_request("", "streaming endpoints are served over gRPC, gRPC-Web and Connect streams (Content-Type application/grpc, application/grpc-web or application/connect+proto)");
+                    return self.error(wire, codec, e);
                 }
-                let mut resp = http::Response::new(h.call(raw(RawBody::Stream(grpc::stream_body(body)))));
-                resp.headers_mut()
-                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
-                resp
+                let stream = call.stream_request(body);
+                call.stream_reply(h.call(raw(Protocol::Grpc, RawBody::Stream(stream))))
             }
         }
     }
 
-    /// A unary request's message: the whole body within the limits, unframed for gRPC.
-    async fn unary_message(&self, protocol: Protocol, body: Incoming) -> Result<Bytes, Error> {
-        let limit = self.max_message_size + if protocol == Protocol::Grpc { 5 } else { 0 };
-        let bytes = self.read_body(body, limit).await?;
-        match protocol {
-            Protocol::Grpc => grpc::unframe_one(bytes, self.max_message_size),
-            Protocol::Http => Ok(bytes),
+    /// Refuses a method the call may not use: `GET` only for Connect calls of methods declared
+    /// free of side effects, `POST` otherwise.
+    fn allowed(&self, method: &Method, path: &str, call: &Call) -> Result<(), Error> {
+        if method == Method::POST {
+            return Ok(());
         }
+        if method == Method::GET && call.wire == Wire::Connect {
+            if self.gets.contains(path) {
+                return Ok(());
+            }
+            return Err(Error::method_not_allowed(
+                "",
+                format!("{} is not declared free of side effects (idempotency_level = NO_SIDE_EFFECTS); use POST", path.trim_start_matches('/')),
+            ));
+        }
+        Err(Error::method_not_allowed("", format!("{method} is not allowed; use POST")))
     }
-}
-
-/// The codec and protocol a request's `Content-Type` names, or the 415 to answer.
-fn codec_of(headers: &HeaderMap) -> Result<(Codec, Protocol), (Protocol, Error)> {
-    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    Codec::from_content_type(ct).ok_or_else(|| {
-        let protocol = if ct.starts_with("application/grpc") { Protocol::Grpc } else { Protocol::Http };
-        let detail = if ct.is_empty() {
-            "missing Content-Type (use application/json, application/protobuf or application/grpc)".to_string()
-        } else {
-            format!("unsupported Content-Type {ct:?} (use application/json, application/protobuf or application/grpc)")
-        };
-        (protocol, Error::new("", 415, detail))
-    })
-}
-
-fn ok_response(protocol: Protocol, codec: Codec, reply: Bytes) -> http::Response<Body> {
-    let body = match protocol {
-        Protocol::Grpc => {
-            let mut trailers = HeaderMap::with_capacity(1);
-            grpc::status_headers(Ok(()), &mut trailers);
-            Body::with_trailers(Some(reply), trailers)
-        }
-        Protocol::Http => Body::full(reply),
-    };
-    let mut resp = http::Response::new(body);
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(codec.content_type(protocol)));
-    resp
 }

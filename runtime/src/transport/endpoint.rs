@@ -29,6 +29,8 @@ pub struct RawRequest {
     pub deadline: Option<Instant>,
     /// Largest message accepted.
     pub max_message_size: usize,
+    /// How the compressed messages of a streaming body are compressed.
+    pub encoding: super::compression::Encoding,
     /// The body: one whole message for unary calls, a stream of frames otherwise.
     pub body: RawBody,
 }

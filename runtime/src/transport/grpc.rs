@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body::Body as _;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
+use super::compression::Encoding;
 use crate::codec::{Codec, Decode};
 use crate::error::GrpcCode;
 use crate::Error;
@@ -23,16 +24,28 @@ const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 /// The largest message accepted unless configured otherwise: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
-/// Splits a byte stream into gRPC messages.
-#[derive(Debug, Default)]
+/// Splits a byte stream into gRPC messages, inflating the compressed ones.
+#[derive(Debug)]
 pub struct FrameDecoder {
     buf: BytesMut,
+    encoding: Encoding,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder { buf: BytesMut::new(), encoding: Encoding::Identity }
+    }
 }
 
 impl FrameDecoder {
-    /// A decoder with nothing buffered.
+    /// A decoder with nothing buffered, for a stream that names no compression.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder for a stream whose compressed messages are in `encoding`.
+    pub fn with_encoding(encoding: Encoding) -> Self {
+        FrameDecoder { buf: BytesMut::new(), encoding }
     }
 
     /// Adds bytes read from the wire.
@@ -45,38 +58,48 @@ impl FrameDecoder {
         !self.buf.is_empty()
     }
 
-    /// The next whole message, if one is buffered.
+    /// The next whole message, if one is buffered (inflated; at most `max` bytes either way).
     pub fn next_message(&mut self, max: usize) -> Result<Option<Bytes>, Error> {
         if self.buf.len() < 5 {
             return Ok(None);
         }
-        let len = check_header(&self.buf[..5], max)?;
+        let (compressed, len) = check_header(&self.buf[..5], max)?;
         if self.buf.len() < 5 + len {
             self.buf.reserve(5 + len - self.buf.len());
             return Ok(None);
         }
         self.buf.advance(5);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let message = self.buf.split_to(len).freeze();
+        if compressed {
+            return inflate(&message, self.encoding, max).map(Some);
+        }
+        Ok(Some(message))
     }
 }
 
-fn check_header(header: &[u8], max: usize) -> Result<usize, Error> {
-    match header[0] {
-        0 => {}
-        1 => {
-            return Err(Error::new(
-                super::ID,
-                501,
-                "compressed gRPC messages are not supported (send grpc-encoding identity)",
-            ))
-        }
-        f => return Err(Error::bad_request(super::ID, format!("malformed gRPC frame: flag byte {f}"))),
+/// A message that arrived compressed, inflated.
+fn inflate(message: &[u8], encoding: Encoding, max: usize) -> Result<Bytes, Error> {
+    match encoding {
+        Encoding::Gzip => super::compression::decompress(message, max),
+        Encoding::Identity => Err(Error::bad_request(
+            super::ID,
+            "a message arrived compressed, but the request names no compression (grpc-encoding)",
+        )),
     }
+}
+
+/// The frame header's flags and length: whether the message is compressed, and how long it is.
+fn check_header(header: &[u8], max: usize) -> Result<(bool, usize), Error> {
+    let compressed = match header[0] {
+        0 => false,
+        1 => true,
+        f => return Err(Error::bad_request(super::ID, format!("malformed frame: flag byte {f}"))),
+    };
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if len > max {
         return Err(too_large(len, max));
     }
-    Ok(len)
+    Ok((compressed, len))
 }
 
 /// The error for a message over the size limit.
@@ -94,14 +117,20 @@ pub fn frame(message: &[u8]) -> Bytes {
 }
 
 /// Takes exactly one gRPC message out of a whole unary body.
-pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
+pub fn unframe_one(body: Bytes, max: usize) -> Result<Bytes, Error> {
+    unframe_one_encoded(body, max, Encoding::Identity)
+}
+
+/// Takes exactly one message out of a whole unary body whose compressed messages are in
+/// `encoding`, inflated.
+pub fn unframe_one_encoded(mut body: Bytes, max: usize, encoding: Encoding) -> Result<Bytes, Error> {
     if body.len() < 5 {
         return Err(Error::bad_request(
             super::ID,
             if body.is_empty() { "missing gRPC message".to_string() } else { "truncated gRPC frame".to_string() },
         ));
     }
-    let len = check_header(&body[..5], max)?;
+    let (compressed, len) = check_header(&body[..5], max)?;
     if body.len() != 5 + len {
         return Err(Error::bad_request(
             super::ID,
@@ -109,7 +138,23 @@ pub fn unframe_one(mut body: Bytes, max: usize) -> Result<Bytes, Error> {
         ));
     }
     body.advance(5);
+    if compressed {
+        return inflate(&body, encoding, max);
+    }
     Ok(body)
+}
+
+/// One message as a frame, compressed when `encoding` compresses a message of its size.
+pub fn frame_encoded(message: &[u8], encoding: Encoding) -> Bytes {
+    if !encoding.compresses(message.len()) {
+        return frame(message);
+    }
+    let packed = super::compression::compress(message);
+    let mut b = BytesMut::with_capacity(packed.len() + 5);
+    b.extend_from_slice(&[1]);
+    b.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+    b.extend_from_slice(&packed);
+    b.freeze()
 }
 
 /// Parses a `grpc-timeout` value such as `100m` or `5S`.
@@ -159,6 +204,9 @@ pub fn status_headers(result: Result<(), &Error>, headers: &mut HeaderMap) {
             let json = utf8_percent_encode(&e.to_json(), GRPC_MESSAGE).to_string();
             if let Ok(v) = HeaderValue::from_str(&json) {
                 headers.insert("micro-error", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&super::status::details_bin(e)) {
+                headers.insert("grpc-status-details-bin", v);
             }
         }
     }
@@ -228,11 +276,11 @@ impl<M> std::fmt::Debug for Streaming<M> {
 
 impl<M: Decode> Streaming<M> {
     /// A stream of requests arriving at a server.
-    pub(crate) fn server(body: StreamBody, codec: Codec, max: usize) -> Self {
+    pub(crate) fn server(body: StreamBody, codec: Codec, max: usize, encoding: Encoding) -> Self {
         Streaming {
             pending: None,
             body: Some(body),
-            decoder: FrameDecoder::new(),
+            decoder: FrameDecoder::with_encoding(encoding),
             codec,
             max,
             peer: None,
@@ -310,6 +358,11 @@ impl<M: Decode> Streaming<M> {
                 Some(Err(e)) => {
                     self.body = None;
                     self.decoder = FrameDecoder::new();
+                    // A body that decodes a protocol (gRPC-Web text) fails with the error itself.
+                    let e = match e.downcast::<Error>() {
+                        Ok(e) => return Poll::Ready(Some(Err(*e))),
+                        Err(e) => e,
+                    };
                     let id = self.peer.clone().unwrap_or_else(|| crate::error::SERVER_ID.into());
                     return Poll::Ready(Some(Err(Error::new(id, 499, format!("stream broken: {e}")))));
                 }
@@ -360,7 +413,13 @@ mod tests {
         assert_eq!(d.next_message(10).unwrap_err().code, 413);
         assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0]), 10).unwrap_err().code, 400);
         assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10).unwrap_err().code, 400);
-        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 501);
+        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 400);
+        assert_eq!(unframe_one(Bytes::from_static(&[2, 0, 0, 0, 0]), 10).unwrap_err().code, 400);
+        let big = vec![7u8; 4000];
+        let packed = frame_encoded(&big, Encoding::Gzip);
+        assert_eq!(packed[0], 1);
+        assert_eq!(unframe_one_encoded(packed.clone(), 4000, Encoding::Gzip).unwrap(), &big[..]);
+        assert_eq!(unframe_one_encoded(packed, 3999, Encoding::Gzip).unwrap_err().code, 413);
     }
 
     #[test]

@@ -5,17 +5,25 @@
 //! handlers. [`grpc`] holds the gRPC wire details, [`body`] the body type both sides send,
 //! [`http`] the server's connection handling and the client's connection pool. `nats` (feature
 //! `nats`) carries the same calls and streams as NATS messages, for nodes with no open port.
-//! [`tls`] adds TLS (and mutual TLS) to the HTTP transport.
+//! [`tls`] adds TLS (and mutual TLS) to the HTTP transport. The same port also speaks
+//! [`grpc_web`] and [`connect`] for browsers and Connect clients, with [`compression`] for all
+//! three and [`status`] for error details every protocol carries; [`origin`] is the Host, Origin
+//! and CORS policy of every listener.
 
 pub mod addr;
 pub mod body;
 pub mod channel;
+pub mod compression;
 mod conn;
+pub mod connect;
 pub mod endpoint;
 pub mod grpc;
+pub mod grpc_web;
 pub mod http;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod origin;
+pub mod status;
 pub mod tls;
 
 pub use body::Body;

@@ -177,6 +177,7 @@ async fn serve_one<R: Router>(client: async_nats::Client, router: Arc<R>, msg: a
         metadata,
         deadline,
         max_message_size: max,
+        encoding: super::compression::Encoding::Identity,
         body: RawBody::Message(Bytes::new()),
     };
     match handler {
