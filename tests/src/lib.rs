@@ -130,6 +130,28 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// `node SCRIPT ARGS` from `tests/node` (its packages installed by the README's test command):
+/// the script's standard output parsed as JSON; a failed script fails the test with its stderr.
+pub async fn node(script: &str, args: &[&str]) -> serde_json::Value {
+    let dir = repo_root().join("tests/node");
+    assert!(
+        dir.join("node_modules").exists(),
+        "the interop tests need tests/node/node_modules: run the README's test command (it runs npm ci there)"
+    );
+    let node = std::env::var_os("MICRO_TEST_NODE").unwrap_or_else(|| "node".into());
+    let out = tokio::process::Command::new(node)
+        .arg(script)
+        .args(args)
+        .current_dir(&dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "node {script} {args:?} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("node {script} printed no JSON ({e}): {stdout}"))
+}
+
 /// The Python with grpcio that the interop tests use: `MICRO_TEST_PYTHON`, else `.venv/bin/python`.
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("MICRO_TEST_PYTHON") {

@@ -255,6 +255,29 @@ fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, 
     }
 }
 
+/// Runs a server-streaming handler while reading the request body to its end, so that an
+/// HTTP/1.1 connection, whose request is then wholly read, stays open for the next request.
+async fn until_done_reading<Req: Message>(
+    handler: impl Future<Output = Result<(), Error>>,
+    mut rest: Streaming<Req>,
+) -> Result<(), Error> {
+    let mut handler = std::pin::pin!(handler);
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            res = &mut handler => {
+                // What is left of the request is read after the reply, until the peer ends it
+                // or the connection goes.
+                if reading {
+                    tokio::spawn(async move { while let Ok(Some(_)) = rest.message().await {} });
+                }
+                return res;
+            }
+            next = rest.message(), if reading => reading = matches!(next, Ok(Some(_))),
+        }
+    }
+}
+
 struct StreamFn<F, Req, Resp> {
     f: Arc<F>,
     _m: PhantomData<fn(Req) -> Resp>,
@@ -277,9 +300,10 @@ where
         let f = self.0.f.clone();
         let incoming = request_stream::<Req>(&mut req);
         driven(req, move |req, stream| async move {
-            let msg =
-                incoming?.message().await?.ok_or_else(|| Error::bad_request(super::ID, "missing request message"))?;
-            f(Request::from_parts(msg, req.metadata, req.deadline), stream).await
+            let mut incoming = incoming?;
+            let msg = incoming.message().await?.ok_or_else(|| Error::bad_request(super::ID, "missing request message"))?;
+            let handler = f(Request::from_parts(msg, req.metadata, req.deadline), stream);
+            until_done_reading(handler, incoming).await
         })
     }
 }

@@ -583,9 +583,7 @@ Connect-Content-Encoding, Connect-Accept-Encoding, Content-Encoding, Micro-Error
 /// What a service's preflight answers allow.
 const PREFLIGHT: Preflight = Preflight {
     methods: "GET, POST",
-    headers: "Accept, Accept-Encoding, Authorization, Content-Type, Content-Encoding, Connect-Protocol-Version, \
-Connect-Timeout-Ms, Connect-Content-Encoding, Connect-Accept-Encoding, Grpc-Timeout, Grpc-Encoding, \
-Grpc-Accept-Encoding, X-Grpc-Web, X-User-Agent, Micro-Timeout",
+    headers: "",
     expose: EXPOSE,
 };
 
@@ -643,14 +641,16 @@ impl Dispatcher {
 
     /// A call: method, query and headers → wire, codec and compression; path → handler.
     async fn rpc(&self, req: http::Request<Incoming>) -> http::Response<Body> {
+        if let Err(e) = self.allowed(req.method(), req.uri()) {
+            let mut resp = self.error(Wire::Http, Codec::Json, e);
+            resp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            return resp;
+        }
         let mut call = match Call::of(req.method(), req.uri(), req.headers()) {
             Ok(c) => c,
             Err((wire, e)) => return self.error(wire, Codec::Json, e),
         };
         let (wire, codec) = (call.wire, call.codec);
-        if let Err(e) = self.allowed(req.method(), req.uri().path(), &call) {
-            return self.error(wire, codec, e);
-        }
         let Some(handler) = self.routes.get(req.uri().path()).cloned() else {
             let e = Error::not_found("", format!("unknown endpoint {}", req.uri().path().trim_start_matches('/')));
             return self.error(wire, codec, e);
@@ -687,19 +687,23 @@ impl Dispatcher {
         }
     }
 
-    /// Refuses a method the call may not use: `GET` only for Connect calls of methods declared
-    /// free of side effects, `POST` otherwise.
-    fn allowed(&self, method: &Method, path: &str, call: &Call) -> Result<(), Error> {
+    /// Refuses a method the call may not use (405): `GET` only for Connect calls of methods
+    /// declared free of side effects, `POST` otherwise.
+    fn allowed(&self, method: &Method, uri: &http::Uri) -> Result<(), Error> {
         if method == Method::POST {
             return Ok(());
         }
-        if method == Method::GET && call.wire == Wire::Connect {
+        let path = uri.path();
+        if method == Method::GET && uri.query().is_some_and(crate::transport::connect::is_get_query) {
             if self.gets.contains(path) {
                 return Ok(());
             }
             return Err(Error::method_not_allowed(
                 "",
-                format!("{} is not declared free of side effects (idempotency_level = NO_SIDE_EFFECTS); use POST", path.trim_start_matches('/')),
+                format!(
+                    "{} is not declared free of side effects (idempotency_level = NO_SIDE_EFFECTS); use POST",
+                    path.trim_start_matches('/')
+                ),
             ));
         }
         Err(Error::method_not_allowed("", format!("{method} is not allowed; use POST")))

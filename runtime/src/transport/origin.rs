@@ -34,7 +34,8 @@ pub struct OriginPolicy {
 pub struct Preflight {
     /// `Access-Control-Allow-Methods`.
     pub methods: &'static str,
-    /// `Access-Control-Allow-Headers`.
+    /// `Access-Control-Allow-Headers`; empty: the headers the preflight asks for (call
+    /// metadata is any header the page sets, and the origin is one the listener trusts).
     pub headers: &'static str,
     /// `Access-Control-Expose-Headers` of the answers (empty: none).
     pub expose: &'static str,
@@ -137,7 +138,16 @@ impl OriginPolicy {
         self.add_cors(&origin, resp.headers_mut(), "");
         let h = resp.headers_mut();
         h.insert("access-control-allow-methods", HeaderValue::from_static(allow.methods));
-        h.insert("access-control-allow-headers", HeaderValue::from_static(allow.headers));
+        let asked = req.headers().get(http::header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+        match asked {
+            Some(asked) if allow.headers.is_empty() => {
+                h.insert("access-control-allow-headers", asked);
+            }
+            _ if !allow.headers.is_empty() => {
+                h.insert("access-control-allow-headers", HeaderValue::from_static(allow.headers));
+            }
+            _ => {}
+        }
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
         resp
     }
