@@ -1,4 +1,5 @@
-//! The sections after unary gRPC: server streaming, JSON over HTTP/1.1, client efficiency,
+//! The sections after unary gRPC: server streaming, JSON over HTTP/1.1, the protocols on one
+//! port (gRPC-Web, Connect), client efficiency,
 //! instructions per request, the gateway, the broker, discovery, code generation, scaffolding.
 //!
 //! Servers run on core 0 and drivers on core 1, as for unary. Real peers only: `h2load`,
@@ -51,6 +52,9 @@ pub(crate) fn run(ctx: &Context, only: Option<&str>) {
     if on("json") {
         json_over_http1(ctx);
     }
+    if on("protocols") {
+        protocols(ctx);
+    }
     if on("client") {
         client_efficiency(ctx);
     }
@@ -82,6 +86,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "unary",
     "streaming",
     "json",
+    "protocols",
     "client",
     "instructions",
     "gateway",
@@ -219,6 +224,47 @@ fn json_over_http1(ctx: &Context) {
     println!("\n## JSON over HTTP/1.1 against gRPC, same micro server (16 connections, 1 request each in flight)\n");
     println!("| load | metric | JSON/HTTP1 | gRPC | JSON/gRPC (min / median / max) |\n|---|---|---|---|---|");
     row("c=16", "req/s", &json, &grpc);
+}
+
+/// Unary `SayHello` in each protocol the server speaks, against gRPC, on one server and load
+/// (h2c, 16 connections × 16 in flight), the protocols alternating within each round.
+fn protocols(ctx: &Context) {
+    let n = ctx.n(100_000, 2_000).to_string();
+    let frame = hello_frame("world");
+    let files = [
+        ("gRPC", frame.clone(), vec!["content-type: application/grpc", "te: trailers"]),
+        ("gRPC-Web", frame.clone(), vec!["content-type: application/grpc-web+proto", "x-grpc-web: 1"]),
+        ("Connect binary", frame[5..].to_vec(), vec!["content-type: application/proto", "connect-protocol-version: 1"]),
+        (
+            "Connect JSON",
+            br#"{"name":"world"}"#.to_vec(),
+            vec!["content-type: application/json", "connect-protocol-version: 1"],
+        ),
+    ];
+    let mut results: Vec<Vec<f64>> = vec![vec![]; files.len()];
+    for round in 0..ctx.rounds {
+        let server = start(&ctx.bin("bench-micro-server"));
+        let url = format!("http://{}/helloworld.Greeter/SayHello", server.addr);
+        let mut line = format!("round {}", round + 1);
+        for (i, (name, body, headers)) in files.iter().enumerate() {
+            let file = ctx.tmp.join(format!("protocol-{i}.bin"));
+            std::fs::write(&file, body).expect("request file");
+            let mut args = vec!["-n", &n, "-c", "16", "-m", "16", "-d", file.to_str().unwrap_or_default()];
+            for h in headers {
+                args.extend(["-H", h]);
+            }
+            args.push(&url);
+            let rps = h2load(&args);
+            line.push_str(&format!("  {name} {rps:>9.0}"));
+            results[i].push(rps);
+        }
+        eprintln!("{line} req/s");
+    }
+    println!("\n## Protocols on one port: gRPC-Web and Connect against gRPC, same micro server (h2c, c=16x16)\n");
+    println!("| load | protocol | req/s | gRPC req/s | protocol/gRPC (min / median / max) |\n|---|---|---|---|---|");
+    for (i, (name, _, _)) in files.iter().enumerate().skip(1) {
+        row("c=16x16", name, &results[i], &results[0]);
+    }
 }
 
 fn client_efficiency(ctx: &Context) {

@@ -13,7 +13,8 @@
 //!   (`*` allows any origin, without credentials). Preflights from other origins get 403.
 //! - **Headers.** A caller's headers become call metadata without the ones that belong to the
 //!   hop or to the platform: hop-by-hop headers, `Cookie`, `X-Forwarded-*`/`Forwarded`/`X-Real-IP`
-//!   (replaced by the tool's own `X-Forwarded-For` with the real peer), and every `micro-*` header
+//!   (replaced by the tool's own `X-Forwarded-For` with the real peer), the browser's `Origin`,
+//!   `Referer` and `Sec-Fetch-*` (the edge checked them), and every `micro-*` header
 //!   (the platform's own: `Micro-Topic`, `Micro-Id`, `Micro-Queue`, `micro-service`, ...).
 //!   `--forward_headers` names headers to let through anyway. `Authorization` passes: a tool
 //!   forwards its caller's credentials and never adds its own.
@@ -97,8 +98,21 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Headers stripped from what callers send unless `--forward_headers` names them.
-const STRIPPED: &[&str] =
-    &["cookie", "forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+const STRIPPED: &[&str] = &[
+    "cookie",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    // The browser's word on the page that made the request: the edge checked it, the services
+    // behind it would check it against their own (narrower) lists.
+    "origin",
+    "referer",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+];
 
 fn lower_list(items: &[String]) -> Vec<String> {
     items.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect()

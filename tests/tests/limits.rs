@@ -90,7 +90,7 @@ async fn concurrent_streams_per_connection_are_capped() {
     let call = |send: &hyper::client::conn::http2::SendRequest<http_body_util::Full<Bytes>>| {
         let mut send = send.clone();
         async move {
-            let req = http::Request::post("http://x/testing.Tester/Echo")
+            let req = http::Request::post(format!("http://{addr}/testing.Tester/Echo"))
                 .header("content-type", "application/grpc")
                 .header("te", "trailers")
                 .body(http_body_util::Full::new(echo_frame(150)))
@@ -111,7 +111,7 @@ async fn concurrent_streams_per_connection_are_capped() {
     let calls = (0..12).map(|_| {
         let mut send = send.clone();
         async move {
-            let req = http::Request::post("http://x/testing.Tester/Echo")
+            let req = http::Request::post(format!("http://{addr}/testing.Tester/Echo"))
                 .header("content-type", "application/grpc")
                 .header("te", "trailers")
                 .body(http_body_util::Full::new(echo_frame(150)))

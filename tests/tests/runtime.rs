@@ -260,7 +260,7 @@ async fn raw_grpc(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) -> (u16
     .await
     .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::post(format!("http://x{path}"))
+    let req = http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
@@ -290,7 +290,8 @@ async fn bad_input_never_stops_the_server() {
     let mut big = vec![0, 0, 0, 8, 0];
     big.extend(vec![0u8; 2048]);
     assert_eq!(raw_grpc(addr, path, big).await.1.as_deref(), Some("8"), "RESOURCE_EXHAUSTED");
-    assert_eq!(raw_grpc(addr, path, vec![1, 0, 0, 0, 0]).await.1.as_deref(), Some("12"));
+    // Compressed, but the request named no compression: INTERNAL, as the gRPC spec says.
+    assert_eq!(raw_grpc(addr, path, vec![1, 0, 0, 0, 0]).await.1.as_deref(), Some("13"));
     assert_eq!(raw_grpc(addr, "/testing.Tester/Nope", vec![0, 0, 0, 0, 0]).await.1.as_deref(), Some("5"));
     // A valid call still works, with its status in the trailers.
     assert_eq!(raw_grpc(addr, path, vec![0, 0, 0, 0, 0]).await, (200, None, Some("0".into())));
@@ -353,13 +354,13 @@ async fn builtin_health_stats_and_registry_record() {
         assert!(node.metadata.contains_key(key), "node metadata lacks {key}");
     }
     let names: Vec<&str> = record.endpoints.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["Tester.Count", "Tester.Echo", "Tester.Shout", "Tester.Sum"]);
+    assert_eq!(names, ["Tester.Count", "Tester.Echo", "Tester.Peek", "Tester.Shout", "Tester.Sum"]);
     let echo = &record.endpoints[1];
     let req = echo.request.as_ref().unwrap();
     assert_eq!(req.name, "EchoRequest");
     assert_eq!(
         req.values.iter().map(|v| (v.name.as_str(), v.r#type.as_str())).collect::<Vec<_>>(),
-        [("message", "string"), ("sleep_ms", "uint32"), ("fail_code", "uint32"), ("big", "int64")]
+        [("message", "string"), ("sleep_ms", "uint32"), ("fail_code", "uint32"), ("big", "int64"), ("grpc_code", "uint32")]
     );
     let resp = echo.response.as_ref().unwrap();
     assert_eq!(resp.values[1].r#type, "map[string]string");

@@ -109,7 +109,7 @@ impl Proxy {
     /// hosts that are not the proxy's names.
     fn admit(&self, req: &http::Request<Incoming>) -> Result<(), Error> {
         // Browsers have no business here (they always send Origin on a POST, which is all the
-        // proxy takes). Micro clients address the proxy as `micro`, so there is no host to check.
+        // proxy takes).
         if let Some(origin) = req.headers().get(http::header::ORIGIN) {
             return Err(Error::forbidden(ID, format!("the proxy takes no requests from browsers (origin {origin:?})")));
         }
@@ -117,8 +117,8 @@ impl Proxy {
         if req.method() != http::Method::POST {
             return Err(Error::method_not_allowed(ID, format!("{} is not allowed; use POST", req.method())));
         }
-        // Micro clients address the proxy as `micro`; anything else must be one of its names
-        // (a DNS-rebinding page is not).
+        // Micro clients address the proxy by the address they were given (older ones as
+        // `micro`); anything else must be one of its names (a DNS-rebinding page is not).
         let host = req.uri().authority().map(|a| a.host().to_string()).or_else(|| {
             req.headers()
                 .get(http::header::HOST)

@@ -3,8 +3,11 @@
 //! Endpoints are registered before start (generated `register_*_handler` functions do it). At
 //! start the routes are frozen into one hash map keyed by path: the gRPC path
 //! (`/helloworld.Greeter/SayHello`) and the micro endpoint name (`/Greeter.SayHello`) reach the same
-//! handler. Each request is then answered without locks: content type → codec and protocol, path →
-//! handler, headers → metadata, `grpc-timeout` → deadline.
+//! handler. Each request is then answered without locks: method, content type and query → wire
+//! protocol, codec and compression (`wire`: gRPC, gRPC-Web, Connect or micro's plain HTTP), path
+//! → handler, headers → metadata, `grpc-timeout`/`Connect-Timeout-Ms` → deadline. Before any of
+//! it, the Host and Origin of the request are checked and preflights answered
+//! ([`crate::transport::origin`], with [`ServerOptions::cors_allowed_origins`]).
 //!
 //! Every server also answers `Debug.Health`, `Debug.Stats`, `grpc.health.v1.Health/Check` and
 //! `/Watch`, and gRPC server reflection (v1 and v1alpha), none of which is advertised in the

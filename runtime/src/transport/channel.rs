@@ -47,7 +47,7 @@ impl Channel<'_> {
         timeout: Duration,
         framed: Bytes,
     ) -> Result<Bytes, Error> {
-        let req = build_request(path, codec, metadata, Some(timeout), Body::full(framed))?;
+        let req = build_request(self.address, path, codec, metadata, Some(timeout), Body::full(framed))?;
         let resp = self.pool.send(self.address, self.secure, req, timeout.min(self.connect_timeout)).await?;
         let Some(body) = check_head(self.peer, resp)? else {
             return Err(Error::internal_server_error(self.peer, "reply without a message"));
@@ -96,7 +96,7 @@ impl Channel<'_> {
     ) -> Result<(Sender<Req>, Streaming<Resp>), Error> {
         let mut sender = self.pool.get(self.address, self.secure, self.connect_timeout).await?;
         let (tx, rx) = mpsc::channel(16);
-        let req = build_request(path, codec, metadata, timeout, Body::channel(rx))?;
+        let req = build_request(self.address, path, codec, metadata, timeout, Body::channel(rx))?;
         let response = sender.send_request(req);
         let peer = self.peer.to_string();
         let what = path.trim_start_matches('/').to_string();
@@ -145,8 +145,10 @@ impl Sender<crate::codec::RawMessage> {
     }
 }
 
-/// A gRPC request to `path`: content type, `te: trailers`, `grpc-timeout` and the metadata.
+/// A gRPC request to `path` at `address`: content type, `te: trailers`, `grpc-timeout` and the
+/// metadata.
 fn build_request(
+    address: &str,
     path: &str,
     codec: Codec,
     metadata: &Metadata,
@@ -157,7 +159,7 @@ fn build_request(
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = http::Uri::builder()
         .scheme("http")
-        .authority("micro")
+        .authority(address)
         .path_and_query(path)
         .build()
         .map_err(|e| Error::bad_request(CLIENT_ID, format!("invalid endpoint path {path:?}: {e}")))?;

@@ -81,7 +81,8 @@ impl FrameDecoder {
 fn inflate(message: &[u8], encoding: Encoding, max: usize) -> Result<Bytes, Error> {
     match encoding {
         Encoding::Gzip => super::compression::decompress(message, max),
-        Encoding::Identity => Err(Error::bad_request(
+        // The gRPC spec's answer to a compressed message nobody announced: INTERNAL.
+        Encoding::Identity => Err(Error::internal_server_error(
             super::ID,
             "a message arrived compressed, but the request names no compression (grpc-encoding)",
         )),
@@ -413,7 +414,7 @@ mod tests {
         assert_eq!(d.next_message(10).unwrap_err().code, 413);
         assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0]), 10).unwrap_err().code, 400);
         assert_eq!(unframe_one(Bytes::from_static(&[0, 0, 0, 0, 3, 1]), 10).unwrap_err().code, 400);
-        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 400);
+        assert_eq!(unframe_one(Bytes::from_static(&[1, 0, 0, 0, 0]), 10).unwrap_err().code, 500);
         assert_eq!(unframe_one(Bytes::from_static(&[2, 0, 0, 0, 0]), 10).unwrap_err().code, 400);
         let big = vec![7u8; 4000];
         let packed = frame_encoded(&big, Encoding::Gzip);

@@ -391,14 +391,22 @@ impl Pool {
         }
     }
 
-    /// Sends a request on the pooled connection to `addr` (over TLS when `secure`).
+    /// Sends a request on the pooled connection to `addr` (over TLS when `secure`), addressed
+    /// to `addr` (its `:authority`, which servers on loopback check).
     pub async fn send(
         &self,
         addr: &str,
         secure: bool,
-        req: http::Request<Body>,
+        mut req: http::Request<Body>,
         connect_timeout: Duration,
     ) -> Result<http::Response<Incoming>, Error> {
+        if req.uri().authority().is_none_or(|a| a.as_str() != addr) {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let scheme = if secure { "https" } else { "http" };
+            if let Ok(uri) = http::Uri::builder().scheme(scheme).authority(addr).path_and_query(pq).build() {
+                *req.uri_mut() = uri;
+            }
+        }
         let mut sender = self.get(addr, secure, connect_timeout).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok(resp),
