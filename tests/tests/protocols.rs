@@ -268,7 +268,7 @@ fn body_file(dir: &std::path::Path, name: &str, data: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn malformed_requests_get_their_protocols_error_and_the_server_keeps_serving() {
+async fn malformed_grpc_web_gets_grpc_web_errors_and_the_server_keeps_serving() {
     let (svc, addr) = service(Options::default()).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let url = format!("http://{addr}/testing.Tester/Echo");
@@ -308,6 +308,15 @@ async fn malformed_requests_get_their_protocols_error_and_the_server_keeps_servi
     let good = base64::engine::general_purpose::STANDARD.encode(frame(0, &echo_proto("in text")));
     let (_, body) = text("text-good", good.as_bytes());
     assert!(body.contains("grpc-status: 0") && body.contains("in text"), "{body}");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_connect_and_grpc_get_their_errors_and_the_server_keeps_serving() {
+    let (svc, addr) = service(Options::default()).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let url = format!("http://{addr}/testing.Tester/Echo");
+    let bomb = gzip(&echo_proto(&"a".repeat(5 << 20)));
 
     // Connect unary: an HTTP status from the code and the error JSON.
     let connect = |name: &str, body: &[u8], extra: &[&str]| {

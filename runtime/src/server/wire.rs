@@ -70,7 +70,9 @@ fn encoding_headers(wire: Wire) -> (&'static str, &'static str) {
 
 /// The wire and codec a `Content-Type` names.
 fn from_content_type(ct: &str, headers: &HeaderMap) -> Option<(Wire, Codec)> {
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    let ct: std::borrow::Cow<'_, str> =
+        if ct.bytes().any(|b| b.is_ascii_uppercase()) { ct.to_ascii_lowercase().into() } else { ct.into() };
     let sub = ct.strip_prefix("application/")?;
     let codec_of = |s: Option<&str>| match s {
         None | Some("proto") => Some(Codec::Proto),
@@ -126,6 +128,12 @@ impl Call {
             }
         }
         let ct = header(headers, "content-type").unwrap_or("");
+        if ct == "application/grpc" && !headers.contains_key("grpc-encoding") {
+            // The common case, with nothing more to read.
+            let reply_encoding = Encoding::accepted(header(headers, "grpc-accept-encoding"));
+            let (request_encoding, get) = (Encoding::Identity, None);
+            return Ok(Call { wire: Wire::Grpc, codec: Codec::Proto, request_encoding, reply_encoding, get });
+        }
         let Some((wire, codec)) = from_content_type(ct, headers) else {
             let detail = if ct.is_empty() {
                 "missing Content-Type (use application/json, application/proto or application/grpc)".to_string()

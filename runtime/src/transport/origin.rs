@@ -68,26 +68,37 @@ impl OriginPolicy {
 
     /// The host a request is addressed to (`Host`, or the HTTP/2 `:authority`), lowercase.
     fn authority<B>(req: &http::Request<B>) -> Option<String> {
+        Self::authority_str(req).map(|h| h.to_ascii_lowercase())
+    }
+
+    /// The host a request is addressed to, as sent.
+    fn authority_str<B>(req: &http::Request<B>) -> Option<&str> {
         req.headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
-            .map(|h| h.to_ascii_lowercase())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
     }
 
     /// Refuses a request addressed to a host this listener does not serve (DNS rebinding).
     pub fn check_host<B>(&self, id: &str, req: &http::Request<B>) -> Result<(), Error> {
-        let Some(authority) = Self::authority(req) else {
+        if self.hosts.is_empty() && !self.loopback_only {
+            return Ok(());
+        }
+        let Some(authority) = Self::authority_str(req) else {
             return Err(Error::bad_request(id, "the request names no host"));
         };
-        let host = host_of(&authority);
-        let listed = self.hosts.iter().any(|h| h == host || (h.starts_with('.') && host.ends_with(h.as_str())));
-        let ok =
-            listed || (self.hosts.is_empty() && !self.loopback_only) || (self.loopback_only && is_loopback_name(host));
-        if ok {
+        let host = host_of(authority);
+        let listed = self.hosts.iter().any(|h| {
+            h.eq_ignore_ascii_case(host)
+                || (h.starts_with('.')
+                    && host.len() > h.len()
+                    && host.is_char_boundary(host.len() - h.len())
+                    && host[host.len() - h.len()..].eq_ignore_ascii_case(h))
+        });
+        if listed || (self.loopback_only && is_loopback_name(host)) {
             Ok(())
         } else {
+            let host = host.to_ascii_lowercase();
             Err(Error::forbidden(id, format!("host {host:?} is not served here (see allowed_hosts)")))
         }
     }
@@ -202,6 +213,10 @@ fn with_port(authority: &str, tls: bool) -> String {
 
 /// Whether a host name always means this machine.
 pub fn is_loopback_name(host: &str) -> bool {
+    if host == "127.0.0.1" || host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.ends_with(".localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let lower = host.to_ascii_lowercase();
+    lower.ends_with(".localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
