@@ -494,11 +494,14 @@ impl crate::transport::nats::Router for Dispatcher {
 /// The caller's deadline: `grpc-timeout` (gRPC, gRPC-Web), `Connect-Timeout-Ms` or micro's
 /// `Timeout`.
 fn deadline_from(headers: &HeaderMap) -> Option<Instant> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let timeout = text("grpc-timeout")
+    const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+    const CONNECT_TIMEOUT: http::HeaderName = http::HeaderName::from_static("connect-timeout-ms");
+    const TIMEOUT: http::HeaderName = http::HeaderName::from_static(crate::metadata::TIMEOUT);
+    let text = |name: &http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let timeout = text(&GRPC_TIMEOUT)
         .and_then(grpc::parse_timeout)
-        .or_else(|| text("connect-timeout-ms").and_then(crate::transport::connect::parse_timeout))
-        .or_else(|| text(crate::metadata::TIMEOUT).and_then(|v| crate::metadata::parse_duration(v).ok()))?;
+        .or_else(|| text(&CONNECT_TIMEOUT).and_then(crate::transport::connect::parse_timeout))
+        .or_else(|| text(&TIMEOUT).and_then(|v| crate::metadata::parse_duration(v).ok()))?;
     Instant::now().checked_add(timeout)
 }
 

@@ -59,12 +59,18 @@ pub(crate) struct Call {
     pub(crate) get: Option<GetQuery>,
 }
 
+const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+const CONNECT_CONTENT_ENCODING: HeaderName = HeaderName::from_static("connect-content-encoding");
+const CONNECT_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("connect-accept-encoding");
+const CONNECT_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("connect-protocol-version");
+
 /// The headers that name each wire's compression: what is sent, what is accepted.
-fn encoding_headers(wire: Wire) -> (&'static str, &'static str) {
+fn encoding_headers(wire: Wire) -> (HeaderName, HeaderName) {
     match wire {
-        Wire::Grpc | Wire::GrpcWeb { .. } => ("grpc-encoding", "grpc-accept-encoding"),
-        Wire::ConnectStream => ("connect-content-encoding", "connect-accept-encoding"),
-        Wire::Connect | Wire::Http => ("content-encoding", "accept-encoding"),
+        Wire::Grpc | Wire::GrpcWeb { .. } => (GRPC_ENCODING, GRPC_ACCEPT_ENCODING),
+        Wire::ConnectStream => (CONNECT_CONTENT_ENCODING, CONNECT_ACCEPT_ENCODING),
+        Wire::Connect | Wire::Http => (http::header::CONTENT_ENCODING, http::header::ACCEPT_ENCODING),
     }
 }
 
@@ -85,7 +91,7 @@ fn from_content_type(ct: &str, headers: &HeaderMap) -> Option<(Wire, Codec)> {
         "grpc-web" => (Wire::GrpcWeb { text: false }, codec_of(suffix)?),
         "grpc-web-text" => (Wire::GrpcWeb { text: true }, codec_of(suffix)?),
         "connect" => (Wire::ConnectStream, codec_of(Some(suffix?))?),
-        _ if suffix.is_none() && headers.contains_key("connect-protocol-version") => match base {
+        _ if suffix.is_none() && headers.contains_key(CONNECT_PROTOCOL_VERSION) => match base {
             "proto" => (Wire::Connect, Codec::Proto),
             "json" => (Wire::Connect, Codec::Json),
             _ => return None,
@@ -108,7 +114,7 @@ fn guess(ct: &str, headers: &HeaderMap) -> Wire {
         Wire::Grpc
     } else if ct.starts_with("application/connect+") {
         Wire::ConnectStream
-    } else if headers.contains_key("connect-protocol-version") {
+    } else if headers.contains_key(CONNECT_PROTOCOL_VERSION) {
         Wire::Connect
     } else {
         Wire::Http
@@ -122,15 +128,15 @@ impl Call {
         if method == http::Method::GET {
             if let Some(q) = uri.query().filter(|q| connect::is_get_query(q)) {
                 let get = connect::parse_get(q).map_err(|e| (Wire::Connect, e))?;
-                let reply_encoding = Encoding::accepted(header(headers, "accept-encoding"));
+                let reply_encoding = Encoding::accepted(header(headers, &http::header::ACCEPT_ENCODING));
                 let (codec, request_encoding) = (get.codec, get.compression);
                 return Ok(Call { wire: Wire::Connect, codec, request_encoding, reply_encoding, get: Some(get) });
             }
         }
-        let ct = header(headers, "content-type").unwrap_or("");
-        if ct == "application/grpc" && !headers.contains_key("grpc-encoding") {
+        let ct = header(headers, &http::header::CONTENT_TYPE).unwrap_or("");
+        if ct == "application/grpc" && !headers.contains_key(GRPC_ENCODING) {
             // The common case, with nothing more to read.
-            let reply_encoding = Encoding::accepted(header(headers, "grpc-accept-encoding"));
+            let reply_encoding = Encoding::accepted(header(headers, &GRPC_ACCEPT_ENCODING));
             let (request_encoding, get) = (Encoding::Identity, None);
             return Ok(Call { wire: Wire::Grpc, codec: Codec::Proto, request_encoding, reply_encoding, get });
         }
@@ -142,13 +148,13 @@ impl Call {
             };
             return Err((guess(ct, headers), Error::new("", 415, detail)));
         };
-        if wire == Wire::Connect && header(headers, "connect-protocol-version") != Some(connect::PROTOCOL_VERSION) {
+        if wire == Wire::Connect && header(headers, &CONNECT_PROTOCOL_VERSION) != Some(connect::PROTOCOL_VERSION) {
             return Err((wire, Error::bad_request("", "Connect-Protocol-Version must be 1")));
         }
         let (sent, accepted) = encoding_headers(wire);
-        let request_encoding = Encoding::parse(header(headers, sent))
-            .ok_or_else(|| (wire, compression::unsupported(header(headers, sent).unwrap_or(""))))?;
-        let reply_encoding = Encoding::accepted(header(headers, accepted));
+        let request_encoding = Encoding::parse(header(headers, &sent))
+            .ok_or_else(|| (wire, compression::unsupported(header(headers, &sent).unwrap_or(""))))?;
+        let reply_encoding = Encoding::accepted(header(headers, &accepted));
         Ok(Call { wire, codec, request_encoding, reply_encoding, get: None })
     }
 
@@ -208,16 +214,28 @@ impl Call {
         }
     }
 
-    /// A response with this call's content type, and the compression headers of `encoding`.
+    /// Whether the peer spoke of compression, so replies say what this side accepts.
+    fn negotiating(&self) -> bool {
+        self.request_encoding != Encoding::Identity || self.reply_encoding != Encoding::Identity
+    }
+
+    /// A response with this call's content type, and the compression headers of `encoding`
+    /// (what this side accepts too, when `advertise`).
     fn response(&self, body: Body, encoding: Encoding) -> http::Response<Body> {
+        self.response_advertising(body, encoding, self.negotiating())
+    }
+
+    fn response_advertising(&self, body: Body, encoding: Encoding, advertise: bool) -> http::Response<Body> {
         let mut resp = http::Response::new(body);
         let h = resp.headers_mut();
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(self.content_type()));
         if self.wire != Wire::Http {
             let (sent, accepted) = encoding_headers(self.wire);
-            h.insert(HeaderName::from_static(accepted), HeaderValue::from_static(compression::ACCEPT));
+            if advertise {
+                h.insert(accepted, HeaderValue::from_static(compression::ACCEPT));
+            }
             if encoding != Encoding::Identity {
-                h.insert(HeaderName::from_static(sent), HeaderValue::from_static(encoding.name()));
+                h.insert(sent, HeaderValue::from_static(encoding.name()));
             }
         } else if encoding != Encoding::Identity {
             h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
@@ -313,18 +331,20 @@ pub(crate) fn error_reply(wire: Wire, codec: Codec, err: &Error) -> http::Respon
     let call = Call { wire, codec, request_encoding: Encoding::Identity, reply_encoding: Encoding::Identity, get: None };
     match wire {
         Wire::Grpc => {
-            let mut resp = call.response(Body::empty(), Encoding::Identity);
+            let mut resp = call.response_advertising(Body::empty(), Encoding::Identity, true);
             grpc::status_headers(Err(err), resp.headers_mut());
             resp
         }
         Wire::GrpcWeb { text } => {
             let frame = grpc_web::trailer_frame(Err(err));
-            let mut resp =
-                call.response(Body::full(if text { grpc_web::encode_text(&frame) } else { frame }), Encoding::Identity);
+            let body = Body::full(if text { grpc_web::encode_text(&frame) } else { frame });
+            let mut resp = call.response_advertising(body, Encoding::Identity, true);
             grpc::status_headers(Err(err), resp.headers_mut());
             resp
         }
-        Wire::ConnectStream => call.response(Body::full(connect::end_stream(Err(err))), Encoding::Identity),
+        Wire::ConnectStream => {
+            call.response_advertising(Body::full(connect::end_stream(Err(err))), Encoding::Identity, true)
+        }
         Wire::Connect => {
             let (status, body) = connect::unary_error(err);
             let mut resp = http::Response::new(Body::full(body));
@@ -342,7 +362,7 @@ pub(crate) fn error_reply(wire: Wire, codec: Codec, err: &Error) -> http::Respon
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -189,15 +189,17 @@ pub fn format_timeout(d: Duration) -> String {
     }
 }
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// Trailers (or trailers-only headers) that report `result`.
 pub fn status_headers(result: Result<(), &Error>, headers: &mut HeaderMap) {
     match result {
         Ok(()) => {
-            headers.insert("grpc-status", HeaderValue::from_static("0"));
+            headers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
         }
         Err(e) => {
             let code = e.grpc_code() as i32;
-            headers.insert("grpc-status", HeaderValue::from(code));
+            headers.insert(GRPC_STATUS, HeaderValue::from(code));
             let msg = utf8_percent_encode(&e.detail, GRPC_MESSAGE).to_string();
             if let Ok(v) = HeaderValue::from_str(&msg) {
                 headers.insert("grpc-message", v);

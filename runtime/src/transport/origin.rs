@@ -121,7 +121,8 @@ impl OriginPolicy {
     /// an `<img>`, a link, a form GET) is refused too, unless any origin is allowed.
     pub fn check_origin<B>(&self, id: &str, req: &http::Request<B>) -> Result<(), Error> {
         let Some(origin) = Self::origin(req) else {
-            let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()).unwrap_or("");
+            const SEC_FETCH_SITE: http::HeaderName = http::HeaderName::from_static("sec-fetch-site");
+            let site = req.headers().get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok()).unwrap_or("");
             if matches!(site, "cross-site" | "same-site") && !self.any_origin {
                 return Err(Error::forbidden(id, format!("a request another site made ({site}) is not allowed")));
             }
