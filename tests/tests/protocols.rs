@@ -267,21 +267,41 @@ fn body_file(dir: &std::path::Path, name: &str, data: &[u8]) -> String {
     format!("@{}", path.display())
 }
 
+/// A Tester for the malformed-input tests, with a scratch dir for bodies and a gzip bomb (5 MiB
+/// that compresses to a few KB).
+struct Target {
+    svc: Service,
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    url: String,
+    bomb: Vec<u8>,
+}
+
+impl Target {
+    async fn start() -> Target {
+        let (svc, addr) = service(Options::default()).await;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = format!("http://{addr}/testing.Tester/Echo");
+        Target { svc, addr, dir, url, bomb: gzip(&echo_proto(&"a".repeat(5 << 20))) }
+    }
+}
+
+/// curl POSTs `body` (through a file in `dir`) to `url` with `headers` (`-H` pairs and flags).
+fn post(dir: &std::path::Path, name: &str, url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
+    let file = body_file(dir, name, body);
+    let mut args = headers.to_vec();
+    args.extend(["--data-binary", &file, url]);
+    curl(&args)
+}
+
 #[tokio::test]
 async fn malformed_grpc_web_gets_grpc_web_errors_and_the_server_keeps_serving() {
-    let (svc, addr) = service(Options::default()).await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let url = format!("http://{addr}/testing.Tester/Echo");
-    let bomb = gzip(&echo_proto(&"a".repeat(5 << 20)));
+    let Target { svc, dir, url, bomb, .. } = Target::start().await;
 
     // gRPC-Web: the status comes in the trailer frame, HTTP 200.
     let grpc_web = |name: &str, body: &[u8], extra: &[&str]| {
-        let mut args = vec!["-H", "content-type: application/grpc-web+proto", "-H", "x-grpc-web: 1"];
-        args.extend_from_slice(extra);
-        let file = body_file(dir.path(), name, body);
-        args.extend(["--data-binary", &file, &url]);
-        let (status, body) = curl(&args.iter().map(|s| &**s).collect::<Vec<_>>());
-        (status, body)
+        let headers = [&["-H", "content-type: application/grpc-web+proto", "-H", "x-grpc-web: 1"], extra].concat();
+        post(dir.path(), name, &url, &headers, body)
     };
     let (status, body) = grpc_web("bad-flag", &frame(0x07, b"x"), &[]);
     assert_eq!(status, 200);
@@ -297,8 +317,7 @@ async fn malformed_grpc_web_gets_grpc_web_errors_and_the_server_keeps_serving() 
 
     // gRPC-Web text: base64 both ways.
     let text = |name: &str, body: &[u8]| {
-        let file = body_file(dir.path(), name, body);
-        let (status, body) = curl(&["-H", "content-type: application/grpc-web-text", "--data-binary", &file, &url]);
+        let (status, body) = post(dir.path(), name, &url, &["-H", "content-type: application/grpc-web-text"], body);
         let decoded = base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap_or_default();
         (status, String::from_utf8_lossy(&decoded).into_owned())
     };
@@ -313,18 +332,12 @@ async fn malformed_grpc_web_gets_grpc_web_errors_and_the_server_keeps_serving() 
 
 #[tokio::test]
 async fn malformed_connect_and_grpc_get_their_errors_and_the_server_keeps_serving() {
-    let (svc, addr) = service(Options::default()).await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let url = format!("http://{addr}/testing.Tester/Echo");
-    let bomb = gzip(&echo_proto(&"a".repeat(5 << 20)));
+    let Target { svc, addr, dir, url, bomb } = Target::start().await;
 
     // Connect unary: an HTTP status from the code and the error JSON.
     let connect = |name: &str, body: &[u8], extra: &[&str]| {
-        let mut args = vec!["-H", "content-type: application/proto", "-H", "connect-protocol-version: 1"];
-        args.extend_from_slice(extra);
-        let file = body_file(dir.path(), name, body);
-        args.extend(["--data-binary", &file, &url]);
-        let (status, body) = curl(&args.iter().map(|s| &**s).collect::<Vec<_>>());
+        let headers = [&["-H", "content-type: application/proto", "-H", "connect-protocol-version: 1"], extra].concat();
+        let (status, body) = post(dir.path(), name, &url, &headers, body);
         (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
     };
     let (status, v) = connect("c-gzip-bad", b"not gzip at all", &["-H", "content-encoding: gzip"]);
@@ -348,11 +361,7 @@ async fn malformed_connect_and_grpc_get_their_errors_and_the_server_keeps_servin
     // Connect streams: HTTP 200, the error in the end-of-stream message.
     let count = format!("http://{addr}/testing.Tester/Count");
     let stream = |name: &str, body: &[u8], extra: &[&str]| {
-        let mut args = vec!["-H", "content-type: application/connect+proto"];
-        args.extend_from_slice(extra);
-        let file = body_file(dir.path(), name, body);
-        args.extend(["--data-binary", &file, &count]);
-        curl(&args.iter().map(|s| &**s).collect::<Vec<_>>())
+        post(dir.path(), name, &count, &[&["-H", "content-type: application/connect+proto"], extra].concat(), body)
     };
     let (status, body) = stream("s-bad", &frame(0x40, b"x"), &[]);
     assert_eq!(status, 200);
