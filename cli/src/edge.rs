@@ -250,9 +250,6 @@ pub(crate) fn peer<B>(req: &http::Request<B>) -> Option<IpAddr> {
     req.extensions().get::<RemoteAddr>().map(|a| a.0.ip())
 }
 
-
-
-
 /// Reads a body of at most `max` bytes within `timeout` (413 beyond, 408 when too slow, 400
 /// when it breaks off).
 pub(crate) async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, Error> {

@@ -133,7 +133,10 @@ async fn grpc_js_makes_every_kind_of_call() {
     let status = &v["notFound"]["status"];
     assert_eq!((status["code"].as_i64(), status["message"].as_str()), (Some(5), Some("asked to fail: no")), "{v}");
     assert_eq!(status["type"], "type.googleapis.com/google.rpc.ErrorInfo");
-    assert_eq!(status["info"], json!({ "id": "testing", "code": "404", "status": "Not Found", "detail": "asked to fail: no" }));
+    assert_eq!(
+        status["info"],
+        json!({ "id": "testing", "code": "404", "status": "Not Found", "detail": "asked to fail: no" })
+    );
     for code in 1..=16 {
         assert_eq!(v["codes"][code.to_string()], code, "code {code}");
     }
@@ -193,7 +196,11 @@ async fn connect_web_in_chromium_calls_a_service_on_another_origin() {
         assert_eq!(v["peer"], "browser", "{kind}: the page's headers pass the preflight");
         assert_eq!(v["peek"], "peek", "{kind}");
         assert_eq!(v["count"], json!([1, 2, 3, 4]), "{kind}: server streaming through fetch");
-        assert_eq!(v["failure"], json!({ "code": 7, "message": "asked to fail: no" }), "{kind}: errors readable cross-origin");
+        assert_eq!(
+            v["failure"],
+            json!({ "code": 7, "message": "asked to fail: no" }),
+            "{kind}: errors readable cross-origin"
+        );
         // A service that did not list the page's origin: the browser gets nothing.
         let call = format!("callTester('http://127.0.0.1:{}', window.descriptors, '{kind}')", closed_addr.port());
         let v = browser.eval(&call).await;
@@ -370,7 +377,9 @@ async fn malformed_connect_and_grpc_get_their_errors_and_the_server_keeps_servin
     assert!(body.contains("\"unimplemented\""), "{body}");
 
     // gRPC itself: a compressed frame the request never announced, and a bomb.
-    let (_, trailers) = h2_request(&addr.to_string(), "/testing.Tester/Echo", &[("content-type", "application/grpc")], frame(1, b"xx")).await;
+    let (_, trailers) =
+        h2_request(&addr.to_string(), "/testing.Tester/Echo", &[("content-type", "application/grpc")], frame(1, b"xx"))
+            .await;
     assert_eq!(trailers["grpc-status"], "13", "{trailers:?}");
     let (_, trailers) = h2_request(
         &addr.to_string(),
@@ -384,8 +393,13 @@ async fn malformed_connect_and_grpc_get_their_errors_and_the_server_keeps_servin
     // After all of it, the same server answers every protocol.
     let (status, v) = connect("c-fine", &echo_proto("still here"), &[]);
     assert_eq!(status, 200, "{v}");
-    let (_, trailers) =
-        h2_request(&addr.to_string(), "/testing.Tester/Echo", &[("content-type", "application/grpc")], frame(0, &echo_proto("ok"))).await;
+    let (_, trailers) = h2_request(
+        &addr.to_string(),
+        "/testing.Tester/Echo",
+        &[("content-type", "application/grpc")],
+        frame(0, &echo_proto("ok")),
+    )
+    .await;
     assert_eq!(trailers["grpc-status"], "0");
     svc.stop().await;
 }

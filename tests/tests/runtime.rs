@@ -360,7 +360,13 @@ async fn builtin_health_stats_and_registry_record() {
     assert_eq!(req.name, "EchoRequest");
     assert_eq!(
         req.values.iter().map(|v| (v.name.as_str(), v.r#type.as_str())).collect::<Vec<_>>(),
-        [("message", "string"), ("sleep_ms", "uint32"), ("fail_code", "uint32"), ("big", "int64"), ("grpc_code", "uint32")]
+        [
+            ("message", "string"),
+            ("sleep_ms", "uint32"),
+            ("fail_code", "uint32"),
+            ("big", "int64"),
+            ("grpc_code", "uint32")
+        ]
     );
     let resp = echo.response.as_ref().unwrap();
     assert_eq!(resp.values[1].r#type, "map[string]string");

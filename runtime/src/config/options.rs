@@ -180,7 +180,11 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("server_header_timeout", "10s", "how long a client may take to start and to send request headers"),
     ("server_read_timeout", "30s", "how long a request body may take to arrive"),
     ("server_idle_timeout", "60s", "how long a connection with nothing in flight stays open"),
-    ("server_cors_allowed_origins", "", "origins whose browser pages may call the service, comma separated (* for any)"),
+    (
+        "server_cors_allowed_origins",
+        "",
+        "origins whose browser pages may call the service, comma separated (* for any)",
+    ),
     ("server_allowed_hosts", "", "host names the service answers (default: loopback names on loopback, any otherwise)"),
     ("client_tls_ca", "", "the CA to trust for TLS services (every call uses TLS when set)"),
     ("client_tls_cert", "", "this client's certificate, for mutual TLS (PEM)"),

@@ -301,7 +301,8 @@ where
         let incoming = request_stream::<Req>(&mut req);
         driven(req, move |req, stream| async move {
             let mut incoming = incoming?;
-            let msg = incoming.message().await?.ok_or_else(|| Error::bad_request(super::ID, "missing request message"))?;
+            let msg =
+                incoming.message().await?.ok_or_else(|| Error::bad_request(super::ID, "missing request message"))?;
             let handler = f(Request::from_parts(msg, req.metadata, req.deadline), stream);
             until_done_reading(handler, incoming).await
         })

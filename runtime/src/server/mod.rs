@@ -461,7 +461,8 @@ fn bound_for_policy(address: &str) -> std::net::SocketAddr {
     use std::net::{Ipv4Addr, SocketAddr};
     address.parse::<SocketAddr>().unwrap_or_else(|_| {
         let host = crate::transport::origin::host_of(address);
-        let ip = if crate::transport::origin::is_loopback_name(host) { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
+        let ip =
+            if crate::transport::origin::is_loopback_name(host) { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
         SocketAddr::from((ip, 0))
     })
 }
@@ -587,11 +588,7 @@ const EXPOSE: &str = "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Grpc-E
 Connect-Content-Encoding, Connect-Accept-Encoding, Content-Encoding, Micro-Error";
 
 /// What a service's preflight answers allow.
-const PREFLIGHT: Preflight = Preflight {
-    methods: "GET, POST",
-    headers: "",
-    expose: EXPOSE,
-};
+const PREFLIGHT: Preflight = Preflight { methods: "GET, POST", headers: "", expose: EXPOSE };
 
 impl Dispatcher {
     /// Host and Origin checks, then the inbox, a web page or a call.

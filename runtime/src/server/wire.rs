@@ -313,7 +313,10 @@ impl http_body::Body for TextBody {
     type Data = Bytes;
     type Error = grpc::BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, grpc::BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, grpc::BoxError>>> {
         let this = &mut *self;
         Poll::Ready(match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => match frame.into_data() {
@@ -328,7 +331,8 @@ impl http_body::Body for TextBody {
 
 /// The answer to a failed call, in its wire.
 pub(crate) fn error_reply(wire: Wire, codec: Codec, err: &Error) -> http::Response<Body> {
-    let call = Call { wire, codec, request_encoding: Encoding::Identity, reply_encoding: Encoding::Identity, get: None };
+    let call =
+        Call { wire, codec, request_encoding: Encoding::Identity, reply_encoding: Encoding::Identity, get: None };
     match wire {
         Wire::Grpc => {
             let mut resp = call.response_advertising(Body::empty(), Encoding::Identity, true);

@@ -86,10 +86,7 @@ pub fn decompress(data: &[u8], max: usize) -> Result<Bytes, Error> {
     dec.read_to_end(&mut out)
         .map_err(|e| Error::bad_request(super::ID, format!("the message is not valid gzip: {e}")))?;
     if out.len() > max {
-        return Err(Error::too_large(
-            super::ID,
-            format!("the message inflates to more than the limit of {max} bytes"),
-        ));
+        return Err(Error::too_large(super::ID, format!("the message inflates to more than the limit of {max} bytes")));
     }
     Ok(Bytes::from(out))
 }

@@ -58,13 +58,10 @@ impl TextDecoder {
         let mut start = 0;
         // Split after each padded group: each run up to one is valid base64 on its own.
         while start < whole {
-            let end = (start..whole)
-                .step_by(4)
-                .find(|&g| self.pending[g + 3] == b'=')
-                .map_or(whole, |g| g + 4);
-            base64::engine::general_purpose::STANDARD
-                .decode_vec(&self.pending[start..end], &mut out)
-                .map_err(|e| Error::bad_request(super::ID, format!("the gRPC-Web text body is not valid base64: {e}")))?;
+            let end = (start..whole).step_by(4).find(|&g| self.pending[g + 3] == b'=').map_or(whole, |g| g + 4);
+            base64::engine::general_purpose::STANDARD.decode_vec(&self.pending[start..end], &mut out).map_err(|e| {
+                Error::bad_request(super::ID, format!("the gRPC-Web text body is not valid base64: {e}"))
+            })?;
             start = end;
         }
         self.pending.drain(..whole);
