@@ -13,8 +13,8 @@
 //!   (`*` allows any origin, without credentials). Preflights from other origins get 403.
 //! - **Headers.** A caller's headers become call metadata without the ones that belong to the
 //!   hop or to the platform: hop-by-hop headers, `Cookie`, `X-Forwarded-*`/`Forwarded`/`X-Real-IP`
-//!   (replaced by the tool's own `X-Forwarded-For` with the real peer), the browser's `Origin`,
-//!   `Referer` and `Sec-Fetch-*` (the edge checked them), and every `micro-*` header
+//!   (replaced by the tool's own `X-Forwarded-For` with the real peer), in calls the browser's
+//!   `Origin`, `Referer` and `Sec-Fetch-*` (the edge checked them), and every `micro-*` header
 //!   (the platform's own: `Micro-Topic`, `Micro-Id`, `Micro-Queue`, `micro-service`, ...).
 //!   `--forward_headers` names headers to let through anyway. `Authorization` passes: a tool
 //!   forwards its caller's credentials and never adds its own.
@@ -98,21 +98,13 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Headers stripped from what callers send unless `--forward_headers` names them.
-const STRIPPED: &[&str] = &[
-    "cookie",
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    // The browser's word on the page that made the request: the edge checked it, the services
-    // behind it would check it against their own (narrower) lists.
-    "origin",
-    "referer",
-    "sec-fetch-site",
-    "sec-fetch-mode",
-    "sec-fetch-dest",
-];
+const STRIPPED: &[&str] =
+    &["cookie", "forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+
+/// Left out of call metadata too: the browser's word on the page that made the request. The
+/// edge checked it; services would check it against their own (narrower) lists. Proxied web
+/// apps get it (their CSRF checks read `Origin` and `Referer`).
+const BROWSER: &[&str] = &["origin", "referer", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "sec-fetch-user"];
 
 fn lower_list(items: &[String]) -> Vec<String> {
     items.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect()
@@ -195,7 +187,8 @@ impl Policy {
         let listed = connection_listed(headers);
         let mut md = Metadata::new();
         for (k, v) in headers {
-            if self.keeps(k, &listed) {
+            let browsers = BROWSER.contains(&k.as_str()) && !self.forwarded(k);
+            if self.keeps(k, &listed) && !browsers {
                 if let Ok(v) = v.to_str() {
                     md.insert(k.as_str(), v);
                 }

@@ -247,6 +247,24 @@ async fn preflights_answer_listed_origins_only() {
     svc.stop().await;
 }
 
+#[tokio::test]
+async fn a_loopback_service_answers_its_names_and_refuses_others() {
+    let opts = Options { server_advertise: Some("10.1.2.3:8080".into()), ..Options::default() };
+    let (svc, addr) = service(opts).await;
+    let url = format!("http://{addr}/testing.Tester/Echo");
+    let call = |host: &str| {
+        let host = format!("host: {host}");
+        curl(&["-H", &host, "-H", "content-type: application/json", "-d", r#"{"message":"hi"}"#, &url]).0
+    };
+    for ok in [addr.to_string(), format!("localhost:{}", addr.port()), "10.1.2.3:8080".into(), "micro".into()] {
+        assert_eq!(call(&ok), 200, "{ok}: its own name");
+    }
+    for bad in ["evil.example", "10.1.2.4:8080", "127.0.0.1.evil.example"] {
+        assert_eq!(call(bad), 403, "{bad}: a rebound name");
+    }
+    svc.stop().await;
+}
+
 /// `message` as a gRPC frame of `flag`.
 fn frame(flag: u8, message: &[u8]) -> Vec<u8> {
     let mut f = vec![flag];

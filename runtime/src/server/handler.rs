@@ -255,8 +255,12 @@ fn request_stream<Req: Message>(req: &mut RawRequest) -> Result<Streaming<Req>, 
     }
 }
 
+/// How long what is left of a server stream's request is read after the reply ended.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs a server-streaming handler while reading the request body to its end, so that an
-/// HTTP/1.1 connection, whose request is then wholly read, stays open for the next request.
+/// HTTP/1.1 connection, whose request is then wholly read, stays open for the next request
+/// (for at most [`DRAIN`] after the reply: a peer that never ends its request loses the stream).
 async fn until_done_reading<Req: Message>(
     handler: impl Future<Output = Result<(), Error>>,
     mut rest: Streaming<Req>,
@@ -269,7 +273,8 @@ async fn until_done_reading<Req: Message>(
                 // What is left of the request is read after the reply, until the peer ends it
                 // or the connection goes.
                 if reading {
-                    tokio::spawn(async move { while let Ok(Some(_)) = rest.message().await {} });
+                    let drain = async move { while let Ok(Some(_)) = rest.message().await {} };
+                    tokio::spawn(tokio::time::timeout(DRAIN, drain));
                 }
                 return res;
             }

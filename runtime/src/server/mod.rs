@@ -447,13 +447,27 @@ impl Server {
             gates: wrappers.clone(),
             origins: OriginPolicy::new(
                 &opts.cors_allowed_origins,
-                &opts.allowed_hosts,
+                &served_hosts(opts),
                 bound_for_policy(&opts.address),
                 opts.serve.tls.is_some(),
             ),
             gets: self.descriptors().no_side_effects(),
         }
     }
+}
+
+/// The names a server answers beyond its defaults: the listed hosts and, where names are checked
+/// at all (on loopback, or with a list), the advertised host and `micro` (what clients before
+/// 0.1 put in `:authority`).
+fn served_hosts(opts: &ServerOptions) -> Vec<String> {
+    let mut hosts = opts.allowed_hosts.clone();
+    if !hosts.is_empty() || bound_for_policy(&opts.address).ip().is_loopback() {
+        hosts.push("micro".into());
+        if let Some(advertise) = &opts.advertise {
+            hosts.push(crate::transport::origin::host_of(advertise).to_string());
+        }
+    }
+    hosts
 }
 
 /// The address a listen address binds, as far as the Host policy cares: loopback or not.
@@ -596,12 +610,14 @@ impl Dispatcher {
         if OriginPolicy::is_preflight(&req) {
             return self.origins.preflight(&req, &PREFLIGHT);
         }
-        let checked = self.origins.check_host("", &req).and_then(|()| self.origins.check_origin("", &req));
-        if let Err(e) = checked {
+        if let Err(e) = self.origins.check_host("", &req) {
             return self.error(Wire::Http, Codec::Json, e);
         }
         if let Some(broker) = &self.inbox {
             if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
+                if let Err(e) = self.origins.check_origin("", &req) {
+                    return self.error(Wire::Http, Codec::Json, e);
+                }
                 let topic = broker::http::decode_topic(topic);
                 return self.inbox(broker.clone(), topic, req).await;
             }
@@ -613,8 +629,12 @@ impl Dispatcher {
                 _ => false,
             };
             if !call || !self.routes.contains_key(req.uri().path()) {
+                // A web site: linked to and posted to from anywhere, as the application decides.
                 return self.page(web, req).await;
             }
+        }
+        if let Err(e) = self.origins.check_origin("", &req) {
+            return self.error(wire::guess_of(req.headers()), Codec::Json, e);
         }
         self.rpc(req).await
     }
@@ -645,7 +665,7 @@ impl Dispatcher {
     /// A call: method, query and headers → wire, codec and compression; path → handler.
     async fn rpc(&self, req: http::Request<Incoming>) -> http::Response<Body> {
         if let Err(e) = self.allowed(req.method(), req.uri()) {
-            let mut resp = self.error(Wire::Http, Codec::Json, e);
+            let mut resp = self.error(wire::guess_of(req.headers()), Codec::Json, e);
             resp.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return resp;
         }

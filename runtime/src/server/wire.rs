@@ -103,6 +103,11 @@ fn from_content_type(ct: &str, headers: &HeaderMap) -> Option<(Wire, Codec)> {
     })
 }
 
+/// The wire a request most likely speaks, to refuse it in kind.
+pub(crate) fn guess_of(headers: &HeaderMap) -> Wire {
+    guess(header(headers, &http::header::CONTENT_TYPE).unwrap_or(""), headers)
+}
+
 /// The wire an unreadable request most likely speaks, to answer it in kind.
 fn guess(ct: &str, headers: &HeaderMap) -> Wire {
     let ct = ct.to_ascii_lowercase();
@@ -240,6 +245,9 @@ impl Call {
         } else if encoding != Encoding::Identity {
             h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
         }
+        if matches!(self.wire, Wire::Connect | Wire::Http) && self.reply_encoding != Encoding::Identity {
+            h.insert(http::header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
         resp
     }
 
@@ -350,7 +358,11 @@ pub(crate) fn error_reply(wire: Wire, codec: Codec, err: &Error) -> http::Respon
             call.response_advertising(Body::full(connect::end_stream(Err(err))), Encoding::Identity, true)
         }
         Wire::Connect => {
-            let (status, body) = connect::unary_error(err);
+            let (mut status, body) = connect::unary_error(err);
+            if err.code == 415 {
+                // Connect answers an unsupported codec with the HTTP status itself.
+                status = 415;
+            }
             let mut resp = http::Response::new(Body::full(body));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -372,6 +384,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
 
 fn inflate(body: Bytes, encoding: Encoding, max: usize) -> Result<Bytes, Error> {
     match encoding {
+        Encoding::Identity if body.len() > max => Err(grpc::too_large(body.len(), max)),
         Encoding::Identity => Ok(body),
         Encoding::Gzip => compression::decompress(&body, max),
     }

@@ -42,7 +42,15 @@ impl Encoding {
     /// The encoding to reply with, from the peer's accept list (`gzip, br;q=1`).
     pub fn accepted(list: Option<&str>) -> Encoding {
         let gzip = list.is_some_and(|l| {
-            l.split(',').any(|e| e.split(';').next().is_some_and(|n| n.trim().eq_ignore_ascii_case("gzip")))
+            l.split(',').any(|e| {
+                let mut parts = e.split(';');
+                let named = parts.next().is_some_and(|n| n.trim().eq_ignore_ascii_case("gzip"));
+                // `gzip;q=0` refuses it (RFC 9110 §12.4.2).
+                let refused = parts.any(|p| {
+                    p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+                });
+                named && !refused
+            })
         });
         if gzip {
             Encoding::Gzip
@@ -107,5 +115,6 @@ mod tests {
         assert_eq!(Encoding::parse(Some("GZIP")), Some(Encoding::Gzip));
         assert_eq!(Encoding::accepted(Some("br, gzip;q=0.5")), Encoding::Gzip);
         assert_eq!(Encoding::accepted(Some("br")), Encoding::Identity);
+        assert_eq!(Encoding::accepted(Some("gzip;q=0, br")), Encoding::Identity);
     }
 }
