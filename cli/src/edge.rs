@@ -81,7 +81,6 @@ pub(crate) struct Policy {
 const PREFLIGHT: Preflight = Preflight {
     methods: "GET, POST, PUT, PATCH, DELETE, OPTIONS",
     headers: "Accept, Authorization, Content-Type, X-CSRF-Token, X-Requested-With",
-    expose: "",
 };
 
 /// Headers that belong to one hop (RFC 9110 §7.6.1), never forwarded.

@@ -602,7 +602,7 @@ const EXPOSE: &str = "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Grpc-E
 Connect-Content-Encoding, Connect-Accept-Encoding, Content-Encoding, Micro-Error";
 
 /// What a service's preflight answers allow.
-const PREFLIGHT: Preflight = Preflight { methods: "GET, POST", headers: "", expose: EXPOSE };
+const PREFLIGHT: Preflight = Preflight { methods: "GET, POST", headers: "" };
 
 impl Dispatcher {
     /// Host and Origin checks, then the inbox, a web page or a call.

@@ -22,7 +22,7 @@ use http_body::Frame;
 
 use crate::codec::{Codec, Protocol};
 use crate::transport::compression::{self, Encoding};
-use crate::transport::connect::{self, GetQuery};
+use crate::transport::connect;
 use crate::transport::grpc::{self, FrameDecoder};
 use crate::transport::grpc_web::{self, TextDecoder};
 use crate::transport::Body;
@@ -55,8 +55,8 @@ pub(crate) struct Call {
     pub(crate) request_encoding: Encoding,
     /// How replies may be compressed.
     pub(crate) reply_encoding: Encoding,
-    /// A Connect `GET` call's query.
-    pub(crate) get: Option<GetQuery>,
+    /// A Connect `GET` call's message (from its query).
+    pub(crate) get: Option<Bytes>,
 }
 
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
@@ -135,7 +135,13 @@ impl Call {
                 let get = connect::parse_get(q).map_err(|e| (Wire::Connect, e))?;
                 let reply_encoding = Encoding::accepted(header(headers, &http::header::ACCEPT_ENCODING));
                 let (codec, request_encoding) = (get.codec, get.compression);
-                return Ok(Call { wire: Wire::Connect, codec, request_encoding, reply_encoding, get: Some(get) });
+                return Ok(Call {
+                    wire: Wire::Connect,
+                    codec,
+                    request_encoding,
+                    reply_encoding,
+                    get: Some(get.message),
+                });
             }
         }
         let ct = header(headers, &http::header::CONTENT_TYPE).unwrap_or("");
@@ -184,8 +190,8 @@ impl Call {
 
     /// A whole unary body as the one message it holds, decoded and inflated.
     pub(crate) fn unary_message(&mut self, body: Bytes, max: usize) -> Result<Bytes, Error> {
-        if let Some(get) = self.get.take() {
-            return inflate(get.message, self.request_encoding, max);
+        if let Some(message) = self.get.take() {
+            return inflate(message, self.request_encoding, max);
         }
         match self.wire {
             Wire::GrpcWeb { text: true } => {
@@ -265,16 +271,22 @@ impl Call {
                 grpc::status_headers(Ok(()), &mut trailers);
                 self.response(Body::with_trailers(Some(framed), trailers), encoding)
             }
-            Wire::GrpcWeb { text } => {
-                let mut body = BytesMut::from(&grpc::frame_encoded(&reply, encoding)[..]);
-                body.extend_from_slice(&grpc_web::trailer_frame(Ok(())));
-                let body = if text { grpc_web::encode_text(&body) } else { body.freeze() };
+            Wire::GrpcWeb { .. } | Wire::ConnectStream => {
+                // One message and the wire's last frame, in one buffer.
+                let last = if self.wire == Wire::ConnectStream {
+                    connect::end_stream(Ok(()))
+                } else {
+                    grpc_web::trailer_frame(Ok(()))
+                };
+                let mut body = BytesMut::with_capacity(5 + reply.len() + last.len());
+                grpc::frame_encoded_into(&reply, encoding, &mut body);
+                body.extend_from_slice(&last);
+                let body = if self.wire == (Wire::GrpcWeb { text: true }) {
+                    grpc_web::encode_text(&body)
+                } else {
+                    body.freeze()
+                };
                 self.response(Body::full(body), encoding)
-            }
-            Wire::ConnectStream => {
-                let mut body = BytesMut::from(&grpc::frame_encoded(&reply, encoding)[..]);
-                body.extend_from_slice(&connect::end_stream(Ok(())));
-                self.response(Body::full(body.freeze()), encoding)
             }
             Wire::Connect | Wire::Http => {
                 let body = if compress { compression::compress(&reply) } else { reply };
@@ -358,15 +370,11 @@ pub(crate) fn error_reply(wire: Wire, codec: Codec, err: &Error) -> http::Respon
             call.response_advertising(Body::full(connect::end_stream(Err(err))), Encoding::Identity, true)
         }
         Wire::Connect => {
-            let (mut status, body) = connect::unary_error(err);
-            if err.code == 415 {
-                // Connect answers an unsupported codec with the HTTP status itself.
-                status = 415;
-            }
+            let (status, body) = connect::unary_error(err);
             let mut resp = http::Response::new(Body::full(body));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp.headers_mut().insert("accept-encoding", HeaderValue::from_static(compression::ACCEPT));
+            resp.headers_mut().insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static(compression::ACCEPT));
             resp
         }
         Wire::Http => {
@@ -421,7 +429,7 @@ impl Translated {
                 decoder.push(data);
                 let mut out = BytesMut::new();
                 while let Ok(Some(message)) = decoder.next_message(usize::MAX >> 1) {
-                    out.extend_from_slice(&grpc::frame_encoded(&message, self.encoding));
+                    grpc::frame_encoded_into(&message, self.encoding, &mut out);
                 }
                 out.freeze()
             }
@@ -433,12 +441,12 @@ impl Translated {
         }
     }
 
-    fn last(&mut self, trailers: &HeaderMap) -> Frame<Bytes> {
+    fn last(&mut self, trailers: HeaderMap) -> Frame<Bytes> {
         let frame = match self.end {
-            End::Trailers => return Frame::trailers(trailers.clone()),
-            End::GrpcWeb => grpc_web::trailers_frame(trailers),
+            End::Trailers => return Frame::trailers(trailers),
+            End::GrpcWeb => grpc_web::trailers_frame(&trailers),
             End::Connect => {
-                let status = grpc::status_from_headers(trailers, "").unwrap_or(Ok(()));
+                let status = grpc::status_from_headers(&trailers, "").unwrap_or(Ok(()));
                 connect::end_stream(status.as_ref().map(|_| ()))
             }
         };
@@ -461,7 +469,7 @@ impl http_body::Body for Translated {
                 Err(frame) => {
                     this.done = true;
                     let trailers = frame.into_trailers().unwrap_or_default();
-                    Poll::Ready(Some(Ok(this.last(&trailers))))
+                    Poll::Ready(Some(Ok(this.last(trailers))))
                 }
             },
             Poll::Ready(None) => {
@@ -470,7 +478,7 @@ impl http_body::Body for Translated {
                 let mut trailers = HeaderMap::new();
                 let err = Error::internal_server_error("", "the stream ended without a status");
                 grpc::status_headers(Err(&err), &mut trailers);
-                Poll::Ready(Some(Ok(this.last(&trailers))))
+                Poll::Ready(Some(Ok(this.last(trailers))))
             }
             other => other,
         }

@@ -23,9 +23,6 @@ use crate::Error;
 /// The version this side speaks, in `Connect-Protocol-Version`.
 pub const PROTOCOL_VERSION: &str = "1";
 
-/// The envelope flag of a compressed message.
-pub const FLAG_COMPRESSED: u8 = 0x01;
-
 /// The envelope flag of the end-of-stream message.
 pub const FLAG_END_STREAM: u8 = 0x02;
 
@@ -48,10 +45,11 @@ pub fn error_value(err: &Error) -> Value {
     })
 }
 
-/// The body and HTTP status of a failed unary call.
+/// The body and HTTP status of a failed unary call: the status the code maps to, except for a
+/// media type the server does not speak, which the spec answers with 415 itself.
 pub fn unary_error(err: &Error) -> (u16, Bytes) {
-    let code = err.grpc_code();
-    (code.connect_http(), Bytes::from(error_value(err).to_string()))
+    let status = if err.code == 415 { 415 } else { err.grpc_code().connect_http() };
+    (status, Bytes::from(error_value(err).to_string()))
 }
 
 /// The end-of-stream envelope for a stream's outcome.

@@ -147,15 +147,25 @@ pub fn unframe_one_encoded(mut body: Bytes, max: usize, encoding: Encoding) -> R
 
 /// One message as a frame, compressed when `encoding` compresses a message of its size.
 pub fn frame_encoded(message: &[u8], encoding: Encoding) -> Bytes {
-    if !encoding.compresses(message.len()) {
-        return frame(message);
-    }
-    let packed = super::compression::compress(message);
-    let mut b = BytesMut::with_capacity(packed.len() + 5);
-    b.extend_from_slice(&[1]);
-    b.extend_from_slice(&(packed.len() as u32).to_be_bytes());
-    b.extend_from_slice(&packed);
+    let mut b = BytesMut::with_capacity(message.len() + 5);
+    frame_encoded_into(message, encoding, &mut b);
     b.freeze()
+}
+
+/// Appends one message as a frame to `out`, compressed when `encoding` compresses a message of
+/// its size.
+pub fn frame_encoded_into(message: &[u8], encoding: Encoding, out: &mut BytesMut) {
+    let packed;
+    let (flag, message) = if encoding.compresses(message.len()) {
+        packed = super::compression::compress(message);
+        (1u8, &packed[..])
+    } else {
+        (0u8, message)
+    };
+    out.reserve(message.len() + 5);
+    out.extend_from_slice(&[flag]);
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
 }
 
 /// Parses a `grpc-timeout` value such as `100m` or `5S`.

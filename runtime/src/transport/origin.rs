@@ -37,8 +37,6 @@ pub struct Preflight {
     /// `Access-Control-Allow-Headers`; empty: the headers the preflight asks for (call
     /// metadata is any header the page sets, and the origin is one the listener trusts).
     pub headers: &'static str,
-    /// `Access-Control-Expose-Headers` of the answers (empty: none).
-    pub expose: &'static str,
 }
 
 fn lower_list(items: &[String]) -> Vec<String> {
@@ -59,11 +57,6 @@ impl OriginPolicy {
             loopback_only: bound.ip().is_loopback(),
             tls,
         }
-    }
-
-    /// Whether the listener speaks TLS.
-    pub fn tls(&self) -> bool {
-        self.tls
     }
 
     /// The host a request is addressed to (`Host`, or the HTTP/2 `:authority`), lowercase.
