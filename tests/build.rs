@@ -2,6 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     micro_build::compile_protos(&["proto/testing.proto"], &["proto"])?;
+    // Every form of google.api.http, and the OpenAPI document written at build time.
+    micro_build::configure()
+        .openapi("library.openapi.json", "go.micro.api.library")
+        .compile_protos(&["proto/library.proto"], &["proto", "../protoc-gen-micro/tests/protos"])?;
     micro_build::configure()
         .build_client(false)
         .build_server(false)

@@ -119,8 +119,11 @@ async fn rpc_and_meta_handlers() {
 
         // A declared route: GET /v1/items/{id} (google.api.http), the variable merged in.
         assert_eq!(until_ok(&[&url("/v1/items/42")]).2, r#"{"id":"42","title":"item for nobody"}"#);
-        // A declared GET route takes its query; undeclared paths take no GET, and no form.
-        assert_eq!(until_ok(&[&url("/v1/items/42?id=other")]).2, r#"{"id":"42","title":"item for nobody"}"#);
+        // A declared GET route takes its query, but not for a field the path binds; undeclared
+        // paths take no GET, and no form.
+        let (code, _, body) = curl(&[&url("/v1/items/42?id=other")]);
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("query parameter id is bound by the path"), "{body}");
         assert_eq!(curl(&[&url("/shop/get-item?id=q1")]).0, 405);
         assert_eq!(curl(&["-d", "id=f1", &url("/shop/get-item")]).0, 415);
         // A declared POST route with a body.

@@ -17,15 +17,18 @@ pub enum Kind {
     Bidi,
 }
 
-/// An HTTP route from a `google.api.http` option.
+/// One HTTP binding of a `google.api.http` rule (the rule itself or one of its
+/// `additional_bindings`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
-    /// `GET`, `POST`, ...
+    /// `GET`, `POST`, ..., or a `custom` kind.
     pub method: String,
     /// `/v1/items/{id}`.
     pub path: String,
     /// `*`, a field name, or empty.
     pub body: String,
+    /// The reply field that is the HTTP body, or empty for the whole reply.
+    pub response_body: String,
 }
 
 /// One rpc.
@@ -43,8 +46,8 @@ pub struct Method {
     pub comment: String,
     /// `option deprecated = true`.
     pub deprecated: bool,
-    /// `google.api.http` route, if any.
-    pub http: Option<HttpRoute>,
+    /// `google.api.http` bindings, the rule's own first, then its `additional_bindings`.
+    pub http: Vec<HttpRoute>,
 }
 
 /// One service.
@@ -96,27 +99,48 @@ fn taken(pool: &DescriptorPool, package: &str) -> std::collections::BTreeSet<Str
     messages.chain(enums).collect()
 }
 
-fn http_route(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) -> Option<HttpRoute> {
-    let ext = pool.get_extension_by_name("google.api.http")?;
+fn http_routes(pool: &DescriptorPool, options: &prost_reflect::DynamicMessage) -> Vec<HttpRoute> {
+    let Some(ext) = pool.get_extension_by_name("google.api.http") else {
+        return vec![];
+    };
     if !options.has_extension(&ext) {
-        return None;
+        return vec![];
     }
     let rule = options.get_extension(&ext);
     let ReflectValue::Message(rule) = rule.as_ref() else {
-        return None;
+        return vec![];
     };
-    for verb in ["get", "put", "post", "delete", "patch"] {
-        if let Some(ReflectValue::String(path)) = rule.get_field_by_name(verb).as_deref() {
-            if !path.is_empty() {
-                let body = match rule.get_field_by_name("body").as_deref() {
-                    Some(ReflectValue::String(b)) => b.clone(),
-                    _ => String::new(),
-                };
-                return Some(HttpRoute { method: verb.to_ascii_uppercase(), path: path.clone(), body });
+    let mut out = vec![];
+    binding(rule, &mut out);
+    if let Some(ReflectValue::List(more)) = rule.get_field_by_name("additional_bindings").as_deref() {
+        for extra in more {
+            if let ReflectValue::Message(extra) = extra {
+                binding(extra, &mut out);
             }
         }
     }
-    None
+    out
+}
+
+/// The binding of one `HttpRule` (its verb or `custom` pattern), if it has one.
+fn binding(rule: &prost_reflect::DynamicMessage, out: &mut Vec<HttpRoute>) {
+    let text = |m: &prost_reflect::DynamicMessage, name: &str| match m.get_field_by_name(name).as_deref() {
+        Some(ReflectValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let mut pattern = ["get", "put", "post", "delete", "patch"]
+        .into_iter()
+        .map(|verb| (verb.to_ascii_uppercase(), text(rule, verb)))
+        .find(|(_, path)| !path.is_empty());
+    if pattern.is_none() {
+        if let Some(ReflectValue::Message(custom)) = rule.get_field_by_name("custom").as_deref() {
+            pattern =
+                Some((text(custom, "kind"), text(custom, "path"))).filter(|(k, p)| !k.is_empty() && !p.is_empty());
+        }
+    }
+    if let Some((method, path)) = pattern {
+        out.push(HttpRoute { method, path, body: text(rule, "body"), response_body: text(rule, "response_body") });
+    }
 }
 
 /// The services of `file`, read through `pool` (which keeps options' extensions).
@@ -153,7 +177,7 @@ pub fn services(pool: &DescriptorPool, file: &FileDescriptorProto) -> Vec<Servic
                             kind,
                             comment: comment(file, &[6, si as i32, 2, mi as i32]),
                             deprecated: mproto.options.as_ref().is_some_and(|o| o.deprecated()),
-                            http: http_route(pool, &m.options()),
+                            http: http_routes(pool, &m.options()),
                         }
                     })
                     .collect(),

@@ -23,6 +23,14 @@
 
 mod client;
 pub mod ir;
+#[cfg(feature = "openapi")]
+mod openapi;
+#[cfg(not(feature = "openapi"))]
+mod openapi {
+    pub(crate) fn document(_: &[u8], _: &[String], _: &str) -> Result<String, crate::Error> {
+        Err(crate::Error::new("writing an OpenAPI document needs micro-build's openapi feature"))
+    }
+}
 mod server;
 pub mod service;
 
@@ -65,6 +73,8 @@ pub struct Config {
     extern_paths: Vec<(String, String)>,
     include_file: Option<String>,
     out_dir: Option<PathBuf>,
+    /// Where to write the OpenAPI document, and the service name it is registered under.
+    openapi: Option<(PathBuf, String)>,
 }
 
 impl Default for Config {
@@ -76,6 +86,7 @@ impl Default for Config {
             extern_paths: vec![],
             include_file: None,
             out_dir: None,
+            openapi: None,
         }
     }
 }
@@ -132,6 +143,17 @@ impl Config {
         self
     }
 
+    /// Also writes, to `path` (relative to the out dir), the OpenAPI 3.1 document `micro api`
+    /// serves for these services when they register as `service` (`go.micro.api.library`: the
+    /// gateway's namespace is what comes before the last dot). The same document, built by the
+    /// same code (`micro::api::openapi`) from the same registry records. Needs the `openapi`
+    /// feature.
+    #[cfg(feature = "openapi")]
+    pub fn openapi(mut self, path: impl Into<PathBuf>, service: impl Into<String>) -> Self {
+        self.openapi = Some((path.into(), service.into()));
+        self
+    }
+
     /// Parses `protos` with protox and writes the generated files; prints `cargo:rerun-if-changed`
     /// for each input when run from a build script.
     pub fn compile_protos(&self, protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Result<(), Error> {
@@ -145,6 +167,9 @@ impl Config {
         for (name, contents) in self.generate(&bytes, &names)? {
             let path = out_dir.join(&name);
             write_if_changed(&path, &contents)?;
+        }
+        if let Some((path, service)) = &self.openapi {
+            write_if_changed(&out_dir.join(path), &openapi::document(&bytes, &names, service)?)?;
         }
         if std::env::var_os("CARGO").is_some() && std::env::var_os("OUT_DIR").is_some() {
             for p in protos {

@@ -112,17 +112,7 @@ fn registration(svc: &Service, m: &Method, handler: TokenStream) -> TokenStream 
     let endpoint = format!("{}.{}", svc.name, m.name);
     let path = grpc_path(svc, m);
     let (input, output) = (&m.input, &m.output);
-    let mut meta = Vec::new();
-    if m.kind != Kind::Unary {
-        meta.push(quote! { .metadata("stream", "true") });
-    }
-    if let Some(route) = &m.http {
-        let (method, p, body) = (&route.method, &route.path, &route.body);
-        meta.push(quote! { .metadata("method", #method).metadata("path", #p) });
-        if !body.is_empty() {
-            meta.push(quote! { .metadata("body", #body) });
-        }
-    }
+    let meta = metadata(m).into_iter().map(|(k, v)| quote! { .metadata(#k, #v) });
     quote! {
         {
             let handler = handler.clone();
@@ -134,4 +124,35 @@ fn registration(svc: &Service, m: &Method, handler: TokenStream) -> TokenStream 
             );
         }
     }
+}
+
+/// The registry metadata of one rpc's endpoint: `stream=true` for streams; Go Micro's `method`,
+/// `path` and `body` for the first HTTP binding (so its gateways route it too) and every binding
+/// as the JSON list `micro api` reads (`http`:
+/// `[{"method":"GET","path":"/v1/{name=shelves/*}","body":"","response_body":""}]`); the proto
+/// comment as `description`.
+pub(crate) fn metadata(m: &Method) -> Vec<(String, String)> {
+    let mut meta = Vec::new();
+    if m.kind != Kind::Unary {
+        meta.push(("stream".to_string(), "true".to_string()));
+    }
+    if let Some(route) = m.http.first() {
+        meta.push(("method".into(), route.method.clone()));
+        meta.push(("path".into(), route.path.clone()));
+        if !route.body.is_empty() {
+            meta.push(("body".into(), route.body.clone()));
+        }
+        let all: Vec<serde_json::Value> = m
+            .http
+            .iter()
+            .map(|r| {
+                serde_json::json!({"method": r.method, "path": r.path, "body": r.body, "response_body": r.response_body})
+            })
+            .collect();
+        meta.push(("http".into(), serde_json::Value::Array(all).to_string()));
+    }
+    if !m.comment.is_empty() {
+        meta.push(("description".into(), m.comment.clone()));
+    }
+    meta
 }

@@ -158,7 +158,12 @@ const ROUTE_SEEDS: &[(&str, bool)] = &[
     ("GET\n/v1/items/{id}\n/v1/items", false),
     ("GET\n/v1/items/{id}\n/v1/items/1/2", false),
     ("PUT\n/v1\n/v2", false),
-    ("", true),
+    ("GET\n/v1/{name=shelves/*}\n/v1/shelves/s1", true),
+    ("POST\n/v1/{book.id}:publish\n/v1/b1:publish", true),
+    ("POST\n/v1/{book.id}:publish\n/v1/b1", false),
+    ("GET\n/v1/{path=**}\n/v1/a/b", true),
+    ("GET\nv1/{\n/v1/x", false),
+    ("", false),
 ];
 
 fn record(name: &str, endpoints: usize, node: &str) -> Service {

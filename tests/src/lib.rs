@@ -12,6 +12,11 @@ pub mod testing {
     micro::include_proto!("testing");
 }
 
+pub mod library;
+
+/// The OpenAPI document `micro-build` wrote for `library.proto` (as `go.micro.api.library`).
+pub const LIBRARY_OPENAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/library.openapi.json"));
+
 /// The codegen corpus (`protoc-gen-micro/tests/protos/corpus`), compiled.
 #[allow(deprecated, clippy::all)]
 pub mod corpus {

@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
-use micro::api::{pairs_to_json, resolve};
+use micro::api::{pairs_to_json, resolve, transcode};
 use micro::client::Client;
 use micro::codec::{Codec, Protocol};
 use micro::transport::http::Dispatch;
@@ -39,6 +39,7 @@ use micro::transport::Body;
 use micro::{CallOptions, Error, Metadata, Publisher};
 
 use crate::edge::Policy;
+use routes::Found;
 
 /// The id of the gateway's own errors.
 pub(crate) const ID: &str = "go.micro.api";
@@ -111,6 +112,9 @@ impl Gateway {
         if req.method() == Method::GET && path == "/" {
             return json_response(StatusCode::OK, format!(r#"{{"version":"{}"}}"#, env!("CARGO_PKG_VERSION")));
         }
+        if req.method() == Method::GET && path == "/openapi.json" {
+            return json_response(StatusCode::OK, self.routes.openapi().to_string());
+        }
         if req.method() == Method::POST && path == "/rpc" {
             return self.rpc_endpoint(req).await;
         }
@@ -129,15 +133,17 @@ impl Gateway {
             );
         }
         if matches!(self.handler, Handler::Meta) {
-            if let Some((declared, vars)) = self.routes.find(req.method().as_str(), &path) {
-                return self.rpc(req, &declared.service, &declared.endpoint, Some(vars)).await;
+            match self.routes.find(req.method().as_str(), &path) {
+                Found::Route(declared, vars) => return self.transcoded(req, &declared, &vars).await,
+                Found::OtherMethods(allow) => return not_allowed(&path, &allow),
+                Found::Nothing => {}
             }
         }
         let Some(route) = resolve(&self.namespace, &path) else {
             return error_response(&Error::not_found(ID, format!("no service at {path}")));
         };
         match self.handler {
-            Handler::Meta | Handler::Rpc => self.rpc(req, &route.service, &route.method, None).await,
+            Handler::Meta | Handler::Rpc => self.rpc(req, &route.service, &route.method).await,
             Handler::Api => self.api(req, &route.service, &route.method).await,
             Handler::Http | Handler::Web => self.proxy(req, &route.service).await,
             Handler::Event => self.event(req).await,
@@ -156,82 +162,76 @@ impl Gateway {
         }
     }
 
-    /// Calls `endpoint` with the request's body (JSON or protobuf), merged with the variables of
-    /// a declared route (`declared`), or with its query for a declared `GET` route.
-    async fn rpc(
-        &self,
-        req: http::Request<Incoming>,
-        service: &str,
-        endpoint: &str,
-        declared: Option<BTreeMap<String, String>>,
-    ) -> Response<Body> {
+    /// Calls `endpoint` with the request's body, JSON or protobuf, as it is (the service decodes
+    /// it), and answers in the same content type.
+    async fn rpc(&self, req: http::Request<Incoming>, service: &str, endpoint: &str) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let method = req.method().clone();
-        let bodiless = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
-        if matches!(method, Method::GET | Method::HEAD) && declared.is_none() {
+        if *req.method() != Method::POST {
             let e = Error::method_not_allowed(
                 ID,
-                format!("GET reaches only routes declared for GET (google.api.http); call {path} with POST and Content-Type: application/json"),
+                format!("{} reaches only routes declared for it (google.api.http); call {path} with POST and Content-Type: application/json", req.method()),
             );
-            return error_response(&e);
+            let mut resp = error_response(&e);
+            resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            return resp;
         }
         let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let codec = match Codec::from_content_type(&ct) {
-            Some((codec, Protocol::Http)) => Some(codec),
-            _ if bodiless && ct.is_empty() => None,
-            _ => {
-                return error_response(&unsupported(
-                    "calls take Content-Type: application/json or application/protobuf",
-                ))
-            }
+        let Some((codec, Protocol::Http)) = Codec::from_content_type(&ct) else {
+            return error_response(&unsupported("calls take Content-Type: application/json or application/protobuf"));
         };
+        let md = self.policy.metadata(&req);
+        let mut body = match self.policy.read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(e) => return error_response(&e),
+        };
+        if codec == Codec::Json && body.iter().all(u8::is_ascii_whitespace) {
+            body = Bytes::from_static(b"{}");
+        }
+        let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
+        match self.client.call_raw(service, endpoint, &format!("/{endpoint}"), codec, &body, opts).await {
+            Ok(reply) => {
+                let mut resp = Response::new(Body::full(reply));
+                let ct = HeaderValue::from_str(&ct).unwrap_or(HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+                resp
+            }
+            Err(e) => self.call_error(e, service, &path),
+        }
+    }
+
+    /// A call through a declared route: the path variables, query and body mapped onto the
+    /// request as its binding says ([`micro::api::transcode`]), JSON in and out.
+    async fn transcoded(
+        &self,
+        req: http::Request<Incoming>,
+        d: &routes::Declared,
+        vars: &BTreeMap<String, String>,
+    ) -> Response<Body> {
+        let ct = req.headers().get(http::header::CONTENT_TYPE);
+        if (ct.is_some() || !d.binding.body.is_empty()) && !crate::edge::is_media(ct, &["application/json"]) {
+            return error_response(&unsupported(&format!(
+                "{} {} takes Content-Type: application/json",
+                d.binding.method, d.binding.path
+            )));
+        }
+        let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let md = self.policy.metadata(&req);
         let body = match self.policy.read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
-        let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
-        if codec == Some(Codec::Proto) {
-            return match self
-                .client
-                .call_raw(service, endpoint, &format!("/{endpoint}"), Codec::Proto, &body, opts)
-                .await
-            {
-                Ok(reply) => {
-                    let mut resp = Response::new(Body::full(reply));
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        HeaderValue::from_str(&ct).unwrap_or(HeaderValue::from_static("application/protobuf")),
-                    );
-                    resp
-                }
-                Err(e) => self.call_error(e, service, &path),
-            };
-        }
-        let mut object = if body.iter().all(u8::is_ascii_whitespace) {
-            serde_json::Map::new()
-        } else {
-            match serde_json::from_slice::<serde_json::Value>(&body) {
-                Ok(serde_json::Value::Object(m)) => m,
-                Ok(_) => return error_response(&Error::bad_request(ID, "the request body must be a JSON object")),
-                Err(e) => return error_response(&Error::bad_request(ID, format!("invalid JSON: {e}"))),
-            }
+        let request = match transcode::request(&d.binding, d.request.as_ref(), vars, &query, &body) {
+            Ok(object) => serde_json::Value::Object(object).to_string(),
+            Err(e) => return error_response(&e),
         };
-        if let Some(vars) = declared {
-            if bodiless {
-                for (k, v) in pairs_to_json(&query) {
-                    object.entry(k).or_insert(v);
-                }
-            }
-            for (k, v) in vars {
-                object.insert(k, serde_json::Value::String(v));
-            }
-        }
-        let request = serde_json::Value::Object(object).to_string();
-        match self.client.call_json(service, endpoint, request.as_bytes(), opts).await {
-            Ok(reply) => json_response(StatusCode::OK, reply),
-            Err(e) => self.call_error(e, service, &path),
+        let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
+        match self.client.call_json(&d.service, &d.endpoint, request.as_bytes(), opts).await {
+            Ok(reply) => match transcode::response(&d.binding, d.response.as_ref(), &reply) {
+                Ok(body) => json_response(StatusCode::OK, body),
+                Err(e) => error_response(&e),
+            },
+            Err(e) => self.call_error(e, &d.service, &path),
         }
     }
 
@@ -362,6 +362,16 @@ impl Gateway {
             Err(e) => error_response(&e),
         }
     }
+}
+
+/// 405 for a path that routes declare for other methods, with `Allow`.
+fn not_allowed(path: &str, allow: &[String]) -> Response<Body> {
+    let e = Error::method_not_allowed(ID, format!("{path} takes {}", allow.join(", ")));
+    let mut resp = error_response(&e);
+    if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+        resp.headers_mut().insert(http::header::ALLOW, v);
+    }
+    resp
 }
 
 /// 415 with a sentence saying what to send.
@@ -503,7 +513,7 @@ impl Dispatch for Gateway {
             if let Err(e) = self.policy.check_host(&req) {
                 return error_response(&e);
             }
-            let own = req.uri().path() == "/rpc" || req.uri().path() == "/";
+            let own = matches!(req.uri().path(), "/rpc" | "/" | "/openapi.json");
             let proxying = matches!(self.handler, Handler::Http | Handler::Web) && !websocket::is_upgrade(&req) && !own;
             if self.cors && !proxying && Policy::is_preflight(&req) {
                 return self.policy.preflight(&req);

@@ -1,26 +1,43 @@
-//! Routes that endpoints declare in their metadata (`method`, `path`, `body`, from
-//! `google.api.http` options): `GET /v1/items/{id}` reaches `Shop.GetItem` with `id` merged into
-//! the request. The table follows the registry through a watch, so requests never read it; the
-//! templates themselves are [`micro::api::Template`].
+//! Routes that endpoints declare in their metadata (every `google.api.http` binding, see
+//! [`micro::api::transcode::Binding`]): `GET /v1/items/{id}` reaches `Shop.GetItem` with `id`
+//! merged into the request. The table follows the registry through a watch, so requests never
+//! read it; the templates themselves are [`micro::api::Template`]. A template that is not well
+//! formed is left out with a warning.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use micro::api::transcode::Binding;
 use micro::api::Template;
-use micro::registry::SharedRegistry;
+use micro::registry::{SharedRegistry, Value};
 
 /// One declared route.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Declared {
     pub(crate) service: String,
     pub(crate) endpoint: String,
     pub(crate) template: Template,
+    pub(crate) binding: Binding,
+    /// The request's and the reply's field trees, if the service registered them.
+    pub(crate) request: Option<Value>,
+    pub(crate) response: Option<Value>,
+}
+
+/// What the table knows of a request's method and path.
+pub(crate) enum Found {
+    /// A route, and the fields its path binds.
+    Route(Arc<Declared>, BTreeMap<String, String>),
+    /// Routes for the path, none for the method: the methods they take.
+    OtherMethods(Vec<String>),
+    Nothing,
 }
 
 /// Declared routes of every service in the namespace.
 pub(crate) struct Table {
-    routes: RwLock<Vec<Declared>>,
+    routes: RwLock<Vec<Arc<Declared>>>,
+    /// The records of each service, for the API's description.
+    records: RwLock<BTreeMap<String, Vec<micro::registry::Service>>>,
     namespace: String,
     registry: SharedRegistry,
 }
@@ -28,7 +45,12 @@ pub(crate) struct Table {
 impl Table {
     /// A table filled from `registry` and kept current by a watch.
     pub(crate) fn start(registry: SharedRegistry, namespace: &str) -> Arc<Table> {
-        let table = Arc::new(Table { routes: RwLock::new(vec![]), namespace: namespace.to_string(), registry });
+        let table = Arc::new(Table {
+            routes: RwLock::new(vec![]),
+            records: RwLock::new(BTreeMap::new()),
+            namespace: namespace.to_string(),
+            registry,
+        });
         let t = table.clone();
         tokio::spawn(async move {
             loop {
@@ -43,7 +65,7 @@ impl Table {
                             t.refresh(&ev.service.name).await;
                         }
                     }
-                    Err(e) => tracing_free_warn(&e.detail),
+                    Err(e) => tracing_free_warn(&format!("registry watch failed: {}", e.detail)),
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -59,34 +81,79 @@ impl Table {
         if !self.in_namespace(service) {
             return;
         }
-        let declared: Vec<Declared> = match self.registry.get_service(service).await {
-            Ok(versions) => versions
-                .iter()
-                .flat_map(|v| v.endpoints.iter())
-                .filter_map(|e| {
-                    let path = e.metadata.get("path")?;
-                    let method = e.metadata.get("method").map_or("POST", String::as_str);
-                    Some(Declared {
-                        service: service.to_string(),
-                        endpoint: e.name.clone(),
-                        template: Template::parse(method, path),
-                    })
-                })
-                .collect(),
-            Err(_) => vec![],
-        };
+        let versions = self.registry.get_service(service).await.unwrap_or_default();
+        let declared: Vec<Arc<Declared>> =
+            versions.iter().flat_map(|v| v.endpoints.iter()).flat_map(|e| declared(service, e)).collect();
+        let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
+        if versions.is_empty() {
+            records.remove(service);
+        } else {
+            records.insert(service.to_string(), versions);
+        }
+        drop(records);
         let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
         routes.retain(|r| r.service != service);
         routes.extend(declared);
     }
 
     /// The declared route for `method path`, with its path variables.
-    pub(crate) fn find(&self, method: &str, path: &str) -> Option<(Declared, BTreeMap<String, String>)> {
+    pub(crate) fn find(&self, method: &str, path: &str) -> Found {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        routes.iter().find_map(|r| r.template.matches(method, path).map(|vars| (r.clone(), vars)))
+        let mut others = vec![];
+        for r in routes.iter() {
+            if r.template.method().eq_ignore_ascii_case(method) {
+                if let Some(vars) = r.template.matches_path(path) {
+                    return Found::Route(r.clone(), vars);
+                }
+            } else if !others.iter().any(|m: &String| m.eq_ignore_ascii_case(r.template.method()))
+                && r.template.matches_path(path).is_some()
+            {
+                others.push(r.template.method().to_ascii_uppercase());
+            }
+        }
+        if others.is_empty() {
+            drop(routes);
+            // A client that escaped the slashes of a multi-segment variable (`shelves%2Fs1`).
+            if path.contains("%2F") || path.contains("%2f") {
+                return self.find(method, &path.replace("%2F", "/").replace("%2f", "/"));
+            }
+            Found::Nothing
+        } else {
+            Found::OtherMethods(others)
+        }
+    }
+
+    /// The OpenAPI document of every service in the namespace, as the registry shows them now.
+    pub(crate) fn openapi(&self) -> serde_json::Value {
+        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+        let all: Vec<micro::registry::Service> = records.values().flatten().cloned().collect();
+        let title =
+            if self.namespace.is_empty() { "micro api".to_string() } else { format!("micro api: {}", self.namespace) };
+        micro::api::openapi::document(&title, env!("CARGO_PKG_VERSION"), &self.namespace, &all)
     }
 }
 
+/// The routes one endpoint declares.
+fn declared(service: &str, e: &micro::registry::Endpoint) -> Vec<Arc<Declared>> {
+    Binding::of(&e.metadata)
+        .into_iter()
+        .filter_map(|binding| match Template::parse(&binding.method, &binding.path) {
+            Ok(template) => Some(Arc::new(Declared {
+                service: service.to_string(),
+                endpoint: e.name.clone(),
+                template,
+                binding,
+                request: e.request.clone(),
+                response: e.response.clone(),
+            })),
+            Err(why) => {
+                tracing_free_warn(&format!("{service} {}: {why}", e.name));
+                None
+            }
+        })
+        .collect()
+}
+
 fn tracing_free_warn(detail: &str) {
-    eprintln!("api: registry watch failed: {detail}");
+    eprintln!("api: {detail}");
 }

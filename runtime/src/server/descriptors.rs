@@ -20,6 +20,8 @@ pub struct DescriptorPool {
     by_name: HashMap<String, usize>,
     symbols: HashMap<String, usize>,
     messages: HashMap<String, (usize, Vec<usize>)>,
+    /// Enum full name → its value names.
+    enums: HashMap<String, Vec<String>>,
 }
 
 impl DescriptorPool {
@@ -45,7 +47,7 @@ impl DescriptorPool {
             self.index_message(idx, &prefix, m, vec![i]);
         }
         for e in &file.enum_type {
-            self.symbols.insert(format!("{prefix}{}", e.name()), idx);
+            self.index_enum(idx, &prefix, e);
         }
         for s in &file.service {
             let svc = format!("{prefix}{}", s.name());
@@ -61,7 +63,7 @@ impl DescriptorPool {
     fn index_message(&mut self, file: usize, prefix: &str, m: &DescriptorProto, path: Vec<usize>) {
         let full = format!("{prefix}{}", m.name());
         for e in &m.enum_type {
-            self.symbols.insert(format!("{full}.{}", e.name()), file);
+            self.index_enum(file, &format!("{full}."), e);
         }
         for (i, nested) in m.nested_type.iter().enumerate() {
             let mut p = path.clone();
@@ -70,6 +72,12 @@ impl DescriptorPool {
         }
         self.symbols.insert(full.clone(), file);
         self.messages.insert(full, (file, path));
+    }
+
+    fn index_enum(&mut self, file: usize, prefix: &str, e: &prost_types::EnumDescriptorProto) {
+        let full = format!("{prefix}{}", e.name());
+        self.symbols.insert(full.clone(), file);
+        self.enums.insert(full, e.value.iter().map(|v| v.name().to_string()).collect());
     }
 
     /// A file by name.
@@ -149,7 +157,11 @@ impl DescriptorPool {
         Some(m)
     }
 
-    /// The field tree of a message type, as the registry shows it.
+    /// The field tree of a message type, as the registry shows it: scalars by their proto name
+    /// (`int64`), repeated fields as `[]T`, maps as `map[K]V`, messages by their short name with
+    /// their fields, enums by their short name with their values listed as `{name, type: "enum"}`,
+    /// and the well-known types (`google.protobuf.*`, whose JSON forms are their own) by their
+    /// full name, without fields.
     pub fn value_of(&self, type_name: &str) -> Value {
         let short = type_name.rsplit('.').next().unwrap_or(type_name).to_string();
         Value { name: short.clone(), r#type: short, values: self.fields(type_name, 0) }
@@ -181,9 +193,18 @@ impl DescriptorPool {
                     let (v, vals) = entry.field.get(1).map(|v| self.field_type(v, depth + 1)).unwrap_or_default();
                     return (format!("map[{k}]{v}"), vals);
                 }
-                (tn.rsplit('.').next().unwrap_or(tn).to_string(), self.fields(tn, depth + 1))
+                if tn.starts_with(".google.protobuf.") {
+                    (tn[1..].to_string(), vec![])
+                } else {
+                    (tn.rsplit('.').next().unwrap_or(tn).to_string(), self.fields(tn, depth + 1))
+                }
             }
-            Type::Enum => (f.type_name().rsplit('.').next().unwrap_or_default().to_string(), vec![]),
+            Type::Enum => {
+                let tn = f.type_name();
+                let values = self.enums.get(tn.trim_start_matches('.')).into_iter().flatten();
+                let values = values.map(|v| Value { name: v.clone(), r#type: "enum".into(), values: vec![] }).collect();
+                (tn.rsplit('.').next().unwrap_or_default().to_string(), values)
+            }
             other => (scalar_name(other).to_string(), vec![]),
         };
         (if repeated { format!("[]{base}") } else { base }, values)

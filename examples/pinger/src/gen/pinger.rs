@@ -334,7 +334,11 @@ pub fn register_pinger_handler<H: PingerHandler>(server: &::micro::Server, handl
                         }),
                     )
                     .path("/pinger.Pinger/Ping")
-                    .types(".pinger.PingRequest", ".pinger.Pong"),
+                    .types(".pinger.PingRequest", ".pinger.Pong")
+                    .metadata(
+                        "description",
+                        "Replies with the same payload and a sequence number.",
+                    ),
             );
     }
 }

@@ -479,7 +479,11 @@ pub fn register_clash_handler<H: ClashRpcHandler>(server: &::micro::Server, hand
                         }),
                     )
                     .path("/corpus.collide.Clash/New")
-                    .types(".corpus.collide.ClashClient", ".corpus.collide.ClashHandler"),
+                    .types(".corpus.collide.ClashClient", ".corpus.collide.ClashHandler")
+                    .metadata(
+                        "description",
+                        "Named like the client's constructor.\n\nand a trailing comment",
+                    ),
             );
     }
     {
@@ -513,7 +517,11 @@ pub fn register_clash_handler<H: ClashRpcHandler>(server: &::micro::Server, hand
                         }),
                     )
                     .path("/corpus.collide.Clash/GetWith")
-                    .types(".corpus.collide.ClashClient", ".corpus.collide.ClashClient"),
+                    .types(".corpus.collide.ClashClient", ".corpus.collide.ClashClient")
+                    .metadata(
+                        "description",
+                        "Named like Get's variant with call options.",
+                    ),
             );
     }
     {
@@ -547,7 +555,8 @@ pub fn register_clash_handler<H: ClashRpcHandler>(server: &::micro::Server, hand
                         }),
                     )
                     .path("/corpus.collide.Clash/Ping")
-                    .types(".google.protobuf.Empty", ".google.protobuf.Empty"),
+                    .types(".google.protobuf.Empty", ".google.protobuf.Empty")
+                    .metadata("description", "Well-known types in and out."),
             );
     }
     {

@@ -881,7 +881,12 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                     .path("/corpus.shop.v1.Shop/GetItem")
                     .types(".corpus.shop.v1.GetItemRequest", ".corpus.shop.v1.Item")
                     .metadata("method", "GET")
-                    .metadata("path", "/v1/items/{id}"),
+                    .metadata("path", "/v1/items/{id}")
+                    .metadata(
+                        "http",
+                        "[{\"body\":\"\",\"method\":\"GET\",\"path\":\"/v1/items/{id}\",\"response_body\":\"\"}]",
+                    )
+                    .metadata("description", "Looks an item up."),
             );
     }
     {
@@ -899,7 +904,12 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                     .types(".corpus.shop.v1.Item", ".corpus.shop.v1.Item")
                     .metadata("method", "POST")
                     .metadata("path", "/v1/items")
-                    .metadata("body", "*"),
+                    .metadata("body", "*")
+                    .metadata(
+                        "http",
+                        "[{\"body\":\"*\",\"method\":\"POST\",\"path\":\"/v1/items\",\"response_body\":\"\"}]",
+                    )
+                    .metadata("description", "Adds an item."),
             );
     }
     {
@@ -918,7 +928,8 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                     )
                     .path("/corpus.shop.v1.Shop/ListItems")
                     .types(".corpus.shop.v1.ListItemsRequest", ".corpus.shop.v1.Item")
-                    .metadata("stream", "true"),
+                    .metadata("stream", "true")
+                    .metadata("description", "Streams every item."),
             );
     }
     {
@@ -936,7 +947,8 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                     )
                     .path("/corpus.shop.v1.Shop/Upload")
                     .types(".corpus.shop.v1.Item", ".corpus.shop.v1.UploadSummary")
-                    .metadata("stream", "true"),
+                    .metadata("stream", "true")
+                    .metadata("description", "Uploads many items, answers with a count."),
             );
     }
     {
@@ -955,7 +967,8 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                     )
                     .path("/corpus.shop.v1.Shop/Haggle")
                     .types(".corpus.shop.v1.Offer", ".corpus.shop.v1.Offer")
-                    .metadata("stream", "true"),
+                    .metadata("stream", "true")
+                    .metadata("description", "Chats about items."),
             );
     }
     {
@@ -972,7 +985,8 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                         }),
                     )
                     .path("/corpus.shop.v1.Shop/getHTTPStatus")
-                    .types(".corpus.shop.v1.GetItemRequest", ".corpus.types.Nothing"),
+                    .types(".corpus.shop.v1.GetItemRequest", ".corpus.types.Nothing")
+                    .metadata("description", "Odd casing survives."),
             );
     }
     {
@@ -989,7 +1003,8 @@ pub fn register_shop_handler<H: ShopHandler>(server: &::micro::Server, handler: 
                         }),
                     )
                     .path("/corpus.shop.v1.Shop/OldGet")
-                    .types(".corpus.shop.v1.GetItemRequest", ".corpus.shop.v1.Item"),
+                    .types(".corpus.shop.v1.GetItemRequest", ".corpus.shop.v1.Item")
+                    .metadata("description", "Kept for old clients."),
             );
     }
 }

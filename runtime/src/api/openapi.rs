@@ -1,0 +1,420 @@
+//! The OpenAPI 3.1 description of what a gateway serves: every unary endpoint of the services
+//! given, at each of its declared routes (`google.api.http`, see [`super::transcode`]) or, for an
+//! endpoint that declares none, at the path the `rpc` handler resolves to it (`POST
+//! /shop/get-item`). Built from registry records alone (field trees, HTTP bindings and the
+//! `description` metadata the code generator writes from proto comments), so `micro api` can
+//! serve it as services come and go and `micro-build` can write it at build time from the same
+//! records.
+//!
+//! Schemas are the JSON forms of proto3's JSON mapping, as services print and parse them: JSON
+//! names, 64-bit integers as strings or numbers, enums by name, well-known types in their own
+//! forms; objects take no other properties. Errors are Go Micro's `{id, code, detail, status}`.
+//! Streaming endpoints (reached over websocket) and custom HTTP methods (which OpenAPI 3.1 cannot
+//! name) are left out.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value as Json};
+
+use super::route::Template;
+use super::transcode::{field, json_name, kind, Binding, Kind};
+use crate::registry::{Endpoint, Service, Value as Schema};
+
+/// The methods OpenAPI 3.1 has a place for.
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// How deep nested messages become dotted query parameters.
+const QUERY_DEPTH: usize = 3;
+
+/// The document for `services` (each name's records; the first record of an endpoint wins),
+/// reached through a gateway of `namespace`, titled `title`.
+pub fn document(title: &str, version: &str, namespace: &str, services: &[Service]) -> Json {
+    let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
+    // OpenAPI holds `/v1/{name}` and `/v1/{book.name}` to be one path: operations of a path
+    // already there under other variable names take its names.
+    let mut shapes: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for service in services {
+        for e in &service.endpoints {
+            let streams = e.metadata.get("stream").is_some_and(|s| s == "true");
+            let subscriber = e.metadata.contains_key("subscriber");
+            if streams || subscriber || !seen.insert((service.name.clone(), e.name.clone())) {
+                continue;
+            }
+            for (path, method, mut op) in operations(namespace, &service.name, e) {
+                let first = shapes.entry(shape(&path)).or_insert_with(|| path.clone()).clone();
+                if first != path {
+                    rename_path_params(&mut op, &variables(&first));
+                }
+                paths.entry(first).or_default().entry(method).or_insert(op);
+            }
+        }
+    }
+    let paths: Map<String, Json> = paths.into_iter().map(|(p, ops)| (p, Json::Object(ops))).collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": {"Error": error_schema()}},
+    })
+}
+
+/// A path with its variables' names left out: `/v1/{}`.
+fn shape(path: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                inside = true;
+                out.push_str("{}");
+            }
+            '}' => inside = false,
+            _ if inside => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The variables of an OpenAPI path, in order.
+fn variables(path: &str) -> Vec<String> {
+    path.split('{').skip(1).filter_map(|p| p.split_once('}').map(|(v, _)| v.to_string())).collect()
+}
+
+/// Gives an operation's path parameters, in order, the names of another path's variables.
+fn rename_path_params(op: &mut Json, names: &[String]) {
+    let Some(params) = op.get_mut("parameters").and_then(Json::as_array_mut) else { return };
+    for (p, name) in params.iter_mut().filter(|p| p["in"] == "path").zip(names) {
+        p["name"] = json!(name);
+    }
+}
+
+/// Go Micro's error, as every error response carries it.
+fn error_schema() -> Json {
+    json!({
+        "type": "object",
+        "description": "An error: who raised it, its HTTP status, what happened, and its status text.",
+        "properties": {
+            "id": {"type": "string"},
+            "code": {"type": "integer"},
+            "detail": {"type": "string"},
+            "status": {"type": "string"},
+        },
+    })
+}
+
+/// The operations of one endpoint: `(path, method, operation)`.
+fn operations(namespace: &str, service: &str, e: &Endpoint) -> Vec<(String, String, Json)> {
+    let bindings = Binding::of(&e.metadata);
+    let alias = alias(namespace, service);
+    if bindings.is_empty() {
+        let Some(path) = rpc_path(namespace, service, &e.name) else { return vec![] };
+        let binding =
+            Binding { method: "POST".into(), path: path.clone(), body: "*".into(), response_body: String::new() };
+        let op = operation(alias, e, &binding, &Template::parse("POST", &path).ok(), 0);
+        return vec![(path, "post".into(), op)];
+    }
+    let mut out = vec![];
+    for (i, b) in bindings.iter().enumerate() {
+        let method = b.method.to_ascii_lowercase();
+        let Ok(template) = Template::parse(&b.method, &b.path) else { continue };
+        if !METHODS.contains(&method.as_str()) {
+            continue;
+        }
+        out.push((template.openapi_path().0, method, operation(alias, e, b, &Some(template), i)));
+    }
+    out
+}
+
+/// A service's name without the namespace (`ns.shop` → `shop`).
+fn alias<'a>(namespace: &str, service: &'a str) -> &'a str {
+    match service.strip_prefix(namespace).and_then(|r| r.strip_prefix('.')) {
+        Some(rest) if !namespace.is_empty() => rest,
+        _ => service,
+    }
+}
+
+/// The path the `rpc` handler resolves to `service`'s `endpoint`, if there is one.
+fn rpc_path(namespace: &str, service: &str, endpoint: &str) -> Option<String> {
+    let alias = alias(namespace, service);
+    let (svc, method) = endpoint.split_once('.')?;
+    let base = alias.replace('.', "/");
+    let candidates = [
+        format!("/{base}/{}", kebab(method)),
+        format!("/{base}/{}/{}", kebab(svc), kebab(method)),
+        format!("/{base}/{svc}/{method}"),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| super::resolve(namespace, p).is_some_and(|r| r.service == service && r.method == endpoint))
+}
+
+/// `GetItem` → `get-item`.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('-');
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// One operation: parameters from the path and query, the body, the replies.
+fn operation(alias: &str, e: &Endpoint, b: &Binding, template: &Option<Template>, index: usize) -> Json {
+    let fields: &[Schema] = e.request.as_ref().map_or(&[], |r| r.values.as_slice());
+    let mut params = vec![];
+    let mut bound = vec![];
+    if let Some(t) = template {
+        let patterns = t.openapi_path().1;
+        for name in t.fields() {
+            let mut schema = path_schema(fields, name);
+            if let Some(p) = patterns.get(name) {
+                schema = json!({"type": "string", "pattern": pattern_regex(p)});
+            }
+            params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
+            bound.push(name.to_string());
+        }
+    }
+    if b.body != "*" && !b.path.is_empty() {
+        let skip: Vec<String> = bound.iter().cloned().chain((!b.body.is_empty()).then(|| b.body.clone())).collect();
+        query_params(fields, "", &skip, 0, &mut params);
+    }
+    let mut op = Map::new();
+    op.insert("operationId".into(), json!(if index == 0 { e.name.clone() } else { format!("{}.{index}", e.name) }));
+    op.insert("tags".into(), json!([alias]));
+    if let Some(d) = e.metadata.get("description") {
+        op.insert("summary".into(), json!(d.lines().next().unwrap_or_default()));
+        op.insert("description".into(), json!(d));
+    }
+    if !params.is_empty() {
+        op.insert("parameters".into(), Json::Array(params));
+    }
+    let body = match b.body.as_str() {
+        "" => None,
+        "*" => Some(message_schema(fields, e.request.as_ref().is_some_and(|r| !r.values.is_empty()))),
+        name => field(fields, name).map(schema_of),
+    };
+    if let Some(schema) = body {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": false, "content": {"application/json": {"schema": schema}}}),
+        );
+    }
+    let reply: &[Schema] = e.response.as_ref().map_or(&[], |r| r.values.as_slice());
+    let reply_schema = if b.response_body.is_empty() {
+        message_schema(reply, e.response.as_ref().is_some_and(|r| !r.values.is_empty()))
+    } else {
+        field(reply, &b.response_body).map_or(json!({}), schema_of)
+    };
+    op.insert(
+        "responses".into(),
+        json!({
+            "200": {"description": "The reply.", "content": {"application/json": {"schema": reply_schema}}},
+            "default": {
+                "description": "An error.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        }),
+    );
+    Json::Object(op)
+}
+
+/// The schema of the field a path variable binds (`book.id`).
+fn path_schema(fields: &[Schema], path: &str) -> Json {
+    let mut fields = fields;
+    let names: Vec<&str> = path.split('.').collect();
+    for (i, name) in names.iter().enumerate() {
+        let Some(f) = field(fields, name) else { return json!({"type": "string"}) };
+        if i + 1 == names.len() {
+            return schema_of(f);
+        }
+        match kind(f) {
+            (Kind::Message(sub), false) => fields = sub,
+            _ => return json!({"type": "string"}),
+        }
+    }
+    json!({"type": "string"})
+}
+
+/// `shelves/*/books/*` → `^shelves/[^/]+/books/[^/]+$`.
+fn pattern_regex(pattern: &str) -> String {
+    let parts: Vec<String> = pattern
+        .split('/')
+        .map(|s| match s {
+            "*" => "[^/]+".to_string(),
+            "**" => ".*".to_string(),
+            lit => {
+                lit.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\{c}") }).collect()
+            }
+        })
+        .collect();
+    format!("^{}$", parts.join("/"))
+}
+
+/// The query parameters of the fields not bound elsewhere: scalars, enums, repeated ones and
+/// the well-known types written as strings, nested messages' fields with dots.
+fn query_params(fields: &[Schema], prefix: &str, skip: &[String], depth: usize, out: &mut Vec<Json>) {
+    for f in fields {
+        let name = format!("{prefix}{}", json_name(&f.name));
+        let proto = format!("{prefix}{}", f.name);
+        if skip.iter().any(|s| *s == name || *s == proto || s.starts_with(&format!("{proto}."))) {
+            continue;
+        }
+        match kind(f) {
+            (Kind::Message(sub), false) if depth < QUERY_DEPTH && !sub.is_empty() => {
+                let nested: Vec<String> =
+                    skip.iter().filter_map(|s| s.strip_prefix(&format!("{proto}.")).map(str::to_string)).collect();
+                query_params(sub, &format!("{name}."), &nested, depth + 1, out);
+            }
+            (Kind::Message(_) | Kind::Map, _) => {}
+            (Kind::WellKnown(w), _) if !query_wkt(w) => {}
+            (_, repeated) => {
+                let mut schema = schema_of(f);
+                if repeated {
+                    out.push(json!({"name": name, "in": "query", "schema": schema, "style": "form", "explode": true}));
+                } else {
+                    if let Json::Object(m) = &mut schema {
+                        m.remove("description");
+                    }
+                    out.push(json!({"name": name, "in": "query", "schema": schema}));
+                }
+            }
+        }
+    }
+}
+
+fn query_wkt(w: &str) -> bool {
+    !matches!(w, "google.protobuf.Struct" | "google.protobuf.Value" | "google.protobuf.ListValue")
+        && !matches!(w, "google.protobuf.Any" | "google.protobuf.Empty")
+}
+
+/// A message's fields as a JSON object that takes no other properties (any object when its
+/// fields are not known).
+fn message_schema(fields: &[Schema], known: bool) -> Json {
+    if !known && fields.is_empty() {
+        return json!({"type": "object"});
+    }
+    let props: Map<String, Json> = fields.iter().map(|f| (json_name(&f.name), schema_of(f))).collect();
+    json!({"type": "object", "properties": props, "additionalProperties": false})
+}
+
+/// A field's schema in proto3's JSON mapping.
+pub fn schema_of(f: &Schema) -> Json {
+    let (k, repeated) = kind(f);
+    let one = match k {
+        Kind::Scalar(s) => scalar_schema(s),
+        Kind::Enum(values) => {
+            json!({"type": "string", "enum": values.iter().map(|v| v.name.as_str()).collect::<Vec<_>>()})
+        }
+        Kind::Message(fields) => message_schema(fields, !fields.is_empty()),
+        Kind::WellKnown(w) => wkt_schema(w),
+        Kind::Map => {
+            let value = f.r#type.split_once(']').map_or("string", |(_, v)| v);
+            let inner = Schema { name: f.name.clone(), r#type: value.to_string(), values: f.values.clone() };
+            json!({"type": "object", "additionalProperties": schema_of(&inner)})
+        }
+    };
+    if repeated {
+        json!({"type": "array", "items": one})
+    } else {
+        one
+    }
+}
+
+fn scalar_schema(s: &str) -> Json {
+    let int =
+        |min: i64, max: u64, format: &str| json!({"type": "integer", "format": format, "minimum": min, "maximum": max});
+    match s {
+        "string" => json!({"type": "string"}),
+        "bytes" => {
+            json!({"type": "string", "format": "byte", "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"})
+        }
+        "bool" => json!({"type": "boolean"}),
+        "int32" | "sint32" | "sfixed32" => int(i32::MIN.into(), i32::MAX as u64, "int32"),
+        "uint32" | "fixed32" => int(0, u32::MAX.into(), "uint32"),
+        "int64" | "sint64" | "sfixed64" => json!({
+            "type": ["string", "integer"], "format": "int64", "pattern": "^-?[0-9]{1,18}$",
+            "minimum": -999_999_999_999_999_999i64, "maximum": 999_999_999_999_999_999u64,
+        }),
+        "uint64" | "fixed64" => json!({
+            "type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]{1,19}$",
+            "minimum": 0, "maximum": 9_999_999_999_999_999_999u64,
+        }),
+        "float" => json!({"type": "number", "format": "float", "minimum": -3.4e38, "maximum": 3.4e38}),
+        _ => json!({"type": "number", "format": "double"}),
+    }
+}
+
+fn wkt_schema(w: &str) -> Json {
+    match w.trim_start_matches("google.protobuf.") {
+        "Timestamp" => {
+            json!({"type": "string", "format": "date-time", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"})
+        }
+        "Duration" => json!({"type": "string", "pattern": "^-?[0-9]{1,12}(\\.[0-9]{1,9})?s$"}),
+        "FieldMask" => json!({"type": "string"}),
+        "Empty" => json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        "Struct" => json!({"type": "object"}),
+        "ListValue" => json!({"type": "array"}),
+        "Value" => json!({}),
+        "Any" => json!({"type": "object", "properties": {"@type": {"type": "string"}}, "required": ["@type"]}),
+        "BoolValue" => scalar_schema("bool"),
+        "StringValue" => scalar_schema("string"),
+        "BytesValue" => scalar_schema("bytes"),
+        "Int32Value" => scalar_schema("int32"),
+        "UInt32Value" => scalar_schema("uint32"),
+        "Int64Value" => scalar_schema("int64"),
+        "UInt64Value" => scalar_schema("uint64"),
+        "FloatValue" => scalar_schema("float"),
+        _ => scalar_schema("double"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, ty: &str, values: Vec<Schema>) -> Schema {
+        Schema { name: name.into(), r#type: ty.into(), values }
+    }
+
+    fn endpoint(name: &str, md: &[(&str, &str)]) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            request: Some(f("Req", "Req", vec![f("name", "string", vec![]), f("page_size", "int32", vec![])])),
+            response: Some(f("Reply", "Reply", vec![f("items", "[]string", vec![])])),
+            metadata: md.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn routes_and_rpc_paths() {
+        let svc = Service {
+            name: "ns.shop".into(),
+            endpoints: vec![
+                endpoint("Shop.GetItem", &[("description", "Reads an item.\n\nMore.")]),
+                endpoint("Admin.Reset", &[]),
+                endpoint(
+                    "Shop.List",
+                    &[("http", r#"[{"method":"GET","path":"/v1/{name=shelves/*}/items","response_body":"items"}]"#)],
+                ),
+                endpoint("Shop.Watch", &[("stream", "true")]),
+            ],
+            ..Default::default()
+        };
+        let doc = document("api", "1", "ns", &[svc]);
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.keys().collect::<Vec<_>>(), ["/shop/admin/reset", "/shop/get-item", "/v1/{name}/items"]);
+        let get = &doc["paths"]["/shop/get-item"]["post"];
+        assert_eq!(get["summary"], "Reads an item.");
+        let list = &doc["paths"]["/v1/{name}/items"]["get"];
+        assert_eq!(list["parameters"][0]["schema"]["pattern"], "^shelves/[^/]+$");
+        assert_eq!(list["parameters"][1]["name"], "pageSize");
+        assert_eq!(list["responses"]["200"]["content"]["application/json"]["schema"]["type"], "array");
+        assert_eq!(kebab("getHTTPStatus"), "get-httpstatus");
+    }
+}

@@ -1,0 +1,458 @@
+//! HTTP ↔ RPC transcoding with the rules of `google.api.http` (the HttpRule reference, as
+//! Envoy's transcoder and grpc-gateway apply them): which binding an endpoint declares, how a
+//! request's path variables, query and body become the JSON request, and which part of the
+//! reply is the HTTP body.
+//!
+//! - `body: "*"`: the body is the request; path variables are set on it; no query parameters.
+//! - `body: "field"`: the body is that field; the other fields come from the path and query.
+//! - no body: every field comes from the path and the query.
+//! - Query keys name fields, nested with dots (`page.size=3`); repeated fields take the key
+//!   more than once; values are converted by the field's type (numbers, bools, enums by name or
+//!   number, the well-known types written as strings, wrappers as their value).
+//! - `response_body: "field"`: the HTTP body is that field of the reply.
+//!
+//! Types come from the endpoint's field tree in the registry ([`crate::registry::Value`]); without
+//! one (a service that registered none), values pass as strings and the service decides. A
+//! request that cannot be mapped (an unknown field, a value of the wrong type, a message or map
+//! in the query) is refused with a 400 that names the field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use crate::registry::Value as Schema;
+use crate::Error;
+
+/// The id of transcoding errors (the gateway's).
+pub const ID: &str = "go.micro.api";
+
+/// One HTTP binding of an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// `GET`, `POST`, ... or a custom method.
+    pub method: String,
+    /// The path template (`/v1/{name=shelves/*}`).
+    pub path: String,
+    /// `*`, a field name, or empty (no body).
+    #[serde(default)]
+    pub body: String,
+    /// The reply field that is the HTTP body, or empty for the whole reply.
+    #[serde(default)]
+    pub response_body: String,
+}
+
+impl Binding {
+    /// The bindings an endpoint's metadata declares: the `http` list the code generator writes,
+    /// else Go Micro's `method`/`path`/`body` keys (comma-separated lists, every pair).
+    pub fn of(metadata: &BTreeMap<String, String>) -> Vec<Binding> {
+        if let Some(list) = metadata.get("http").and_then(|j| serde_json::from_str::<Vec<Binding>>(j).ok()) {
+            return list;
+        }
+        let Some(paths) = metadata.get("path") else { return vec![] };
+        let methods = metadata.get("method").map_or("POST", String::as_str);
+        let body = metadata.get("body").cloned().unwrap_or_default();
+        let mut out = vec![];
+        for m in methods.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            for p in paths.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (method, path, body) = (m.to_ascii_uppercase(), p.to_string(), body.clone());
+                out.push(Binding { method, path, body, response_body: String::new() });
+            }
+        }
+        out
+    }
+}
+
+/// The JSON name protoc gives a field (`page_size` → `pageSize`).
+pub fn json_name(proto: &str) -> String {
+    let mut out = String::with_capacity(proto.len());
+    let mut upper = false;
+    for c in proto.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a field holds, read from its field tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind<'a> {
+    /// `string`, `int64`, `bool`, ...
+    Scalar(&'a str),
+    /// An enum and its value names.
+    Enum(&'a [Schema]),
+    /// A message and its fields (empty when the tree was cut off or the message is empty).
+    Message(&'a [Schema]),
+    /// A well-known type (`google.protobuf.Timestamp`).
+    WellKnown(&'a str),
+    /// `map[K]V`.
+    Map,
+}
+
+/// A field's kind and whether it is repeated.
+pub fn kind(field: &Schema) -> (Kind<'_>, bool) {
+    let (ty, repeated) = match field.r#type.strip_prefix("[]") {
+        Some(t) => (t, true),
+        None => (field.r#type.as_str(), false),
+    };
+    let kind = if ty.starts_with("map[") {
+        Kind::Map
+    } else if ty.starts_with("google.protobuf.") {
+        Kind::WellKnown(ty)
+    } else if is_scalar(ty) {
+        Kind::Scalar(ty)
+    } else if !field.values.is_empty() && field.values.iter().all(|v| v.r#type == "enum") {
+        Kind::Enum(&field.values)
+    } else {
+        Kind::Message(&field.values)
+    };
+    (kind, repeated)
+}
+
+fn is_scalar(ty: &str) -> bool {
+    matches!(
+        ty,
+        "double"
+            | "float"
+            | "int64"
+            | "uint64"
+            | "int32"
+            | "fixed64"
+            | "fixed32"
+            | "bool"
+            | "string"
+            | "bytes"
+            | "uint32"
+            | "sfixed32"
+            | "sfixed64"
+            | "sint32"
+            | "sint64"
+    )
+}
+
+/// The field called `name` (its proto or JSON name) among `fields`.
+pub fn field<'a>(fields: &'a [Schema], name: &str) -> Option<&'a Schema> {
+    fields.iter().find(|f| f.name == name).or_else(|| fields.iter().find(|f| json_name(&f.name) == name))
+}
+
+fn bad(detail: String) -> Error {
+    Error::bad_request(ID, detail)
+}
+
+/// The JSON request for a call through `binding`: its body, query and path variables mapped
+/// onto the fields of `schema` (the request's field tree, if the service registered one).
+pub fn request(
+    binding: &Binding,
+    schema: Option<&Schema>,
+    vars: &BTreeMap<String, String>,
+    query: &str,
+    body: &[u8],
+) -> Result<Map<String, Json>, Error> {
+    let fields = schema.map(|s| s.values.as_slice()).filter(|f| !f.is_empty());
+    let blank = body.iter().all(u8::is_ascii_whitespace);
+    let mut object = match binding.body.as_str() {
+        "*" if blank => Map::new(),
+        "*" => match serde_json::from_slice::<Json>(body) {
+            Ok(Json::Object(m)) => m,
+            Ok(_) => return Err(bad("the request body must be a JSON object".into())),
+            Err(e) => return Err(bad(format!("invalid JSON: {e}"))),
+        },
+        "" if blank => Map::new(),
+        "" => return Err(bad(format!("{} {} takes no body", binding.method, binding.path))),
+        name => {
+            if fields.is_some_and(|f| field(f, name).is_none()) {
+                return Err(bad(format!("the route's body field {name} is not a field of the request")));
+            }
+            let mut m = Map::new();
+            if !blank {
+                let v =
+                    serde_json::from_slice::<Json>(body).map_err(|e| bad(format!("invalid JSON in {name}: {e}")))?;
+                m.insert(name.to_string(), v);
+            }
+            m
+        }
+    };
+    if !query.is_empty() {
+        if binding.body == "*" {
+            return Err(bad(format!(
+                "{} {} takes no query parameters: its body is the request",
+                binding.method, binding.path
+            )));
+        }
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (super::query::decode_component(k), super::query::decode_component(v));
+            let top = k.split('.').next().unwrap_or_default();
+            if vars.keys().any(|p| p == &k || p.starts_with(&format!("{k}.")))
+                || (!binding.body.is_empty() && top == binding.body)
+            {
+                return Err(bad(format!("query parameter {k} is bound by the path or the body")));
+            }
+            set(&mut object, fields, &k, &v, "query parameter", true)?;
+        }
+    }
+    for (path, value) in vars {
+        set(&mut object, fields, path, value, "path variable", false)?;
+    }
+    Ok(object)
+}
+
+/// Sets the field at the dotted `path` of `object` to `raw`, converted by the field's type; a
+/// repeated field given again (`append`) takes one more element.
+fn set(
+    object: &mut Map<String, Json>,
+    fields: Option<&[Schema]>,
+    path: &str,
+    raw: &str,
+    what: &str,
+    append: bool,
+) -> Result<(), Error> {
+    let names: Vec<&str> = path.split('.').collect();
+    let (last, parents) = names.split_last().ok_or_else(|| bad(format!("an empty {what}")))?;
+    let mut fields = fields;
+    let mut target = object;
+    for name in parents {
+        let next = match fields {
+            Some(f) => {
+                let s = field(f, name).ok_or_else(|| bad(format!("{what} {path}: {name} is not a field")))?;
+                match kind(s) {
+                    (Kind::Message(sub), false) => Some(sub).filter(|s| !s.is_empty()),
+                    _ => return Err(bad(format!("{what} {path}: {name} is not a message"))),
+                }
+            }
+            None => None,
+        };
+        let entry = target.entry(name.to_string()).or_insert_with(|| Json::Object(Map::new()));
+        let Json::Object(inner) = entry else {
+            return Err(bad(format!("{what} {path}: {name} is set twice")));
+        };
+        target = inner;
+        fields = next;
+    }
+    let Some(fields) = fields else {
+        target.insert(last.to_string(), Json::String(raw.to_string()));
+        return Ok(());
+    };
+    let f = field(fields, last).ok_or_else(|| bad(format!("{what} {path} is not a field of the request")))?;
+    let (k, repeated) = kind(f);
+    let value = scalar(k, raw).map_err(|why| bad(format!("{what} {path}: {why}")))?;
+    match target.get_mut(*last) {
+        Some(Json::Array(items)) if repeated && append => items.push(value),
+        Some(_) if append => return Err(bad(format!("{what} {path} is given more than once"))),
+        _ if repeated => {
+            target.insert(last.to_string(), Json::Array(vec![value]));
+        }
+        _ => {
+            target.insert(last.to_string(), value);
+        }
+    }
+    Ok(())
+}
+
+/// A value from a path or a query as the JSON of a field of kind `k`.
+fn scalar(k: Kind<'_>, raw: &str) -> Result<Json, String> {
+    let number = |ok: bool| if ok { Ok(()) } else { Err(format!("{raw:?} is not a number of that type")) };
+    Ok(match k {
+        Kind::Scalar("string" | "bytes") => Json::String(raw.into()),
+        Kind::Scalar("bool") => match raw {
+            "true" | "1" => Json::Bool(true),
+            "false" | "0" => Json::Bool(false),
+            _ => return Err(format!("{raw:?} is not true or false")),
+        },
+        Kind::Scalar("int32" | "sint32" | "sfixed32") => {
+            number(raw.parse::<i32>().is_ok())?;
+            Json::Number(raw.parse::<i32>().unwrap_or_default().into())
+        }
+        Kind::Scalar("uint32" | "fixed32") => {
+            number(raw.parse::<u32>().is_ok())?;
+            Json::Number(raw.parse::<u32>().unwrap_or_default().into())
+        }
+        Kind::Scalar("int64" | "sint64" | "sfixed64") => {
+            number(raw.parse::<i64>().is_ok())?;
+            Json::String(raw.into())
+        }
+        Kind::Scalar("uint64" | "fixed64") => {
+            number(raw.parse::<u64>().is_ok())?;
+            Json::String(raw.into())
+        }
+        Kind::Scalar(_) => match raw {
+            "NaN" | "Infinity" | "-Infinity" => Json::String(raw.into()),
+            _ => {
+                let v = raw.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+                Json::Number(v.ok_or_else(|| format!("{raw:?} is not a number"))?)
+            }
+        },
+        Kind::Enum(values) => {
+            if values.iter().any(|v| v.name == raw) {
+                Json::String(raw.into())
+            } else if let Ok(n) = raw.parse::<i32>() {
+                Json::Number(n.into())
+            } else {
+                let names: Vec<&str> = values.iter().map(|v| v.name.as_str()).collect();
+                return Err(format!("{raw:?} is not one of {}", names.join(", ")));
+            }
+        }
+        Kind::WellKnown(wkt) => match wkt.trim_start_matches("google.protobuf.") {
+            "Timestamp" | "Duration" | "FieldMask" | "StringValue" | "BytesValue" => Json::String(raw.into()),
+            "BoolValue" => scalar(Kind::Scalar("bool"), raw)?,
+            "Int32Value" => scalar(Kind::Scalar("int32"), raw)?,
+            "UInt32Value" => scalar(Kind::Scalar("uint32"), raw)?,
+            "Int64Value" => scalar(Kind::Scalar("int64"), raw)?,
+            "UInt64Value" => scalar(Kind::Scalar("uint64"), raw)?,
+            "DoubleValue" | "FloatValue" => scalar(Kind::Scalar("double"), raw)?,
+            other => return Err(format!("a google.protobuf.{other} is sent in the body")),
+        },
+        Kind::Message(_) => return Err("it is a message: name one of its fields (a.b=...)".into()),
+        Kind::Map => return Err("it is a map: send it in the body".into()),
+    })
+}
+
+/// The HTTP body of a reply: the whole reply, or its `response_body` field (the field's default
+/// when the reply leaves it out, as proto JSON does for defaults).
+pub fn response(binding: &Binding, schema: Option<&Schema>, reply: &[u8]) -> Result<Vec<u8>, Error> {
+    let name = binding.response_body.as_str();
+    if name.is_empty() {
+        return Ok(reply.to_vec());
+    }
+    let object: Map<String, Json> = serde_json::from_slice(reply)
+        .map_err(|e| Error::internal_server_error(ID, format!("the reply is not a JSON object: {e}")))?;
+    let value = object.get(&json_name(name)).or_else(|| object.get(name)).cloned();
+    let value = value.unwrap_or_else(|| {
+        let f = schema.and_then(|s| field(&s.values, name));
+        f.map_or(Json::Null, default_json)
+    });
+    Ok(value.to_string().into_bytes())
+}
+
+/// The JSON of a field left at its default.
+fn default_json(f: &Schema) -> Json {
+    match kind(f) {
+        (_, true) => Json::Array(vec![]),
+        (Kind::Map | Kind::Message(_), _) => Json::Object(Map::new()),
+        (Kind::Scalar("bool"), _) => Json::Bool(false),
+        (Kind::Scalar("string" | "bytes"), _) => Json::String(String::new()),
+        (Kind::Scalar("int64" | "uint64" | "sint64" | "fixed64" | "sfixed64"), _) => Json::String("0".into()),
+        (Kind::Scalar(_), _) => Json::Number(0.into()),
+        (Kind::Enum(values), _) => values.first().map_or(Json::Number(0.into()), |v| Json::String(v.name.clone())),
+        (Kind::WellKnown(_), _) => Json::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, ty: &str, values: Vec<Schema>) -> Schema {
+        Schema { name: name.into(), r#type: ty.into(), values }
+    }
+
+    fn book() -> Schema {
+        let colour = vec![f("COLOR_UNSPECIFIED", "enum", vec![]), f("COLOR_RED", "enum", vec![])];
+        f(
+            "Req",
+            "Req",
+            vec![
+                f("shelf", "string", vec![]),
+                f("page_size", "int32", vec![]),
+                f("big", "int64", vec![]),
+                f("tags", "[]string", vec![]),
+                f("on", "bool", vec![]),
+                f("color", "Color", colour),
+                f("at", "google.protobuf.Timestamp", vec![]),
+                f("limit", "google.protobuf.Int32Value", vec![]),
+                f("book", "Book", vec![f("id", "string", vec![]), f("title", "string", vec![])]),
+                f("labels", "map[string]string", vec![]),
+            ],
+        )
+    }
+
+    fn binding(method: &str, path: &str, body: &str) -> Binding {
+        Binding { method: method.into(), path: path.into(), body: body.into(), response_body: String::new() }
+    }
+
+    #[test]
+    fn query_and_path_are_typed() {
+        let vars = BTreeMap::from([("book.id".to_string(), "b1".to_string())]);
+        let q = "pageSize=3&big=9007199254740993&tags=a&tags=b&on=true&color=COLOR_RED&at=2020-01-01T00:00:00Z&limit=5&book.title=T%20x";
+        let got = request(&binding("GET", "/v1/{book.id}", ""), Some(&book()), &vars, q, b"").unwrap();
+        assert_eq!(
+            Json::Object(got),
+            serde_json::json!({"pageSize": 3, "big": "9007199254740993", "tags": ["a", "b"], "on": true,
+                "color": "COLOR_RED", "at": "2020-01-01T00:00:00Z", "limit": 5, "book": {"id": "b1", "title": "T x"}})
+        );
+    }
+
+    #[test]
+    fn bodies_follow_the_binding() {
+        let vars = BTreeMap::from([("shelf".to_string(), "s1".to_string())]);
+        let star = request(&binding("POST", "/{shelf}", "*"), Some(&book()), &vars, "", br#"{"shelf":"x","on":true}"#);
+        assert_eq!(Json::Object(star.unwrap()), serde_json::json!({"shelf": "s1", "on": true}));
+        let field = request(&binding("POST", "/{shelf}", "book"), Some(&book()), &vars, "on=1", br#"{"id":"b"}"#);
+        assert_eq!(Json::Object(field.unwrap()), serde_json::json!({"shelf": "s1", "on": true, "book": {"id": "b"}}));
+    }
+
+    #[test]
+    fn what_cannot_be_mapped_is_named() {
+        let none = BTreeMap::new();
+        let get = binding("GET", "/v1", "");
+        for (q, word) in [
+            ("nope=1", "nope"),
+            ("pageSize=x", "pageSize"),
+            ("page_size=99999999999", "page_size"),
+            ("on=yes", "on"),
+            ("color=BLUE", "COLOR_RED"),
+            ("book=1", "book"),
+            ("labels=1", "labels"),
+            ("shelf=a&shelf=b", "shelf"),
+            ("book.nope=1", "book.nope"),
+            ("shelf.x=1", "shelf"),
+        ] {
+            let e = request(&get, Some(&book()), &none, q, b"").unwrap_err();
+            assert_eq!(e.code, 400, "{q}");
+            assert!(e.detail.contains(word), "{q}: {}", e.detail);
+        }
+        let e = request(&get, Some(&book()), &none, "", b"{}").unwrap_err();
+        assert!(e.detail.contains("takes no body"), "{}", e.detail);
+        let e = request(&binding("POST", "/v1", "*"), Some(&book()), &none, "on=1", b"{}").unwrap_err();
+        assert!(e.detail.contains("no query parameters"), "{}", e.detail);
+        let e = request(&binding("POST", "/v1", "*"), Some(&book()), &none, "", b"[1]").unwrap_err();
+        assert!(e.detail.contains("JSON object"), "{}", e.detail);
+    }
+
+    #[test]
+    fn without_a_schema_values_pass_as_strings() {
+        let vars = BTreeMap::from([("a.b".to_string(), "1".to_string())]);
+        let got = request(&binding("GET", "/{a.b}", ""), None, &vars, "c=2", b"").unwrap();
+        assert_eq!(Json::Object(got), serde_json::json!({"a": {"b": "1"}, "c": "2"}));
+    }
+
+    #[test]
+    fn response_bodies() {
+        let mut b = binding("GET", "/v1", "");
+        assert_eq!(response(&b, None, br#"{"a":1}"#).unwrap(), br#"{"a":1}"#);
+        b.response_body = "tags".into();
+        assert_eq!(response(&b, Some(&book()), br#"{"tags":["x"]}"#).unwrap(), br#"["x"]"#);
+        assert_eq!(response(&b, Some(&book()), b"{}").unwrap(), b"[]");
+        b.response_body = "page_size".into();
+        assert_eq!(response(&b, Some(&book()), br#"{"pageSize":4}"#).unwrap(), b"4");
+    }
+
+    #[test]
+    fn bindings_from_metadata() {
+        let md =
+            BTreeMap::from([("method".to_string(), "GET,put".to_string()), ("path".to_string(), "/a,/b".to_string())]);
+        assert_eq!(Binding::of(&md).len(), 4);
+        let md = BTreeMap::from([
+            ("path".to_string(), "/a".to_string()),
+            ("http".to_string(), r#"[{"method":"GET","path":"/x","body":"","response_body":"r"}]"#.to_string()),
+        ]);
+        assert_eq!(Binding::of(&md)[0].response_body, "r");
+        assert_eq!(json_name("page_size_2x"), "pageSize2x");
+    }
+}
