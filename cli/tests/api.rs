@@ -164,7 +164,7 @@ async fn rpc_and_meta_handlers() {
             micro::Error::not_found("shop", "no item missing")
         );
         let (code, _, body) = curl(&["-d", "{}", "-H", "Content-Type: application/json", &url("/nosuch/call")]);
-        assert_eq!(code, 500);
+        assert_eq!(code, 404);
         let e: micro::Error = serde_json::from_str(&body).unwrap();
         assert_eq!(e.id, "go.micro.api");
         assert!(

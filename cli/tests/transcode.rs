@@ -132,11 +132,84 @@ async fn every_http_rule_form() {
         let built = json(micro_tests::LIBRARY_OPENAPI);
         assert_eq!(served["openapi"], "3.1.0");
         assert_eq!(served["paths"], built["paths"], "the served and the built documents differ");
-        let get = &served["paths"]["/v1/{name}"]["get"];
+        let get = &served["paths"]["/v1/shelves/{shelf}/books/{book}"]["get"];
         assert_eq!(get["summary"], "Reads one book, by its full name or by its id alone.");
-        assert!(served["paths"]["/v1/{name}"]["patch"].is_object(), "PATCH /v1/{{book.name}} shares the path");
+        assert!(
+            served["paths"]["/v1/shelves/{shelf}/books/{book}"]["patch"].is_object(),
+            "PATCH /v1/{{book.name}} shares the path"
+        );
     })
     .await
     .unwrap();
     svc.stop().await;
+}
+
+/// The document of the example services (the helloworld Greeter through the `rpc` handler's
+/// paths, the library through its routes) validates with `openapi-spec-validator`, and
+/// schemathesis, with all of its checks, finds nothing against the gateway (bounded examples,
+/// loopback only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing() {
+    let ns = format!("go.micro.st{}", std::process::id());
+    let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
+    let mut options = micro::options::Options::default();
+    options.register_interval = Duration::ZERO;
+    let build = |name: &str| {
+        micro::Service::builder()
+            .name(format!("{ns}.{name}"))
+            .options(options.clone())
+            .registry(registry.clone())
+            .build()
+            .unwrap()
+    };
+    let (library, greeter) = (build("library"), build("helloworld"));
+    register_library_handler(library.server(), Library::default());
+    helloworld::helloworld::register_greeter_handler(greeter.server(), helloworld::Greeter);
+    library.start().await.unwrap();
+    greeter.start().await.unwrap();
+
+    let ns2 = ns.clone();
+    tokio::task::spawn_blocking(move || {
+        let (_gw, addr) = common::listening(&["api", "--api_address", "127.0.0.1:0", "--namespace", &ns2], "api");
+        let url = format!("http://{addr}/openapi.json");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let doc = json(&curl(&[&url]).2);
+            let paths = doc["paths"].as_object().map(|p| p.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+            if paths.iter().any(|p| p.starts_with("/helloworld/")) && paths.iter().any(|p| p.starts_with("/v1/")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the document never listed both services: {paths:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("openapi.json");
+        std::fs::write(&file, curl(&[&url]).2).unwrap();
+        let python = micro_tests::python();
+        let out = std::process::Command::new(&python)
+            .args(["-m", "openapi_spec_validator"])
+            .arg(&file)
+            .output()
+            .expect("openapi-spec-validator runs");
+        assert!(out.status.success(), "openapi-spec-validator: {}", String::from_utf8_lossy(&out.stdout));
+
+        let st = python.with_file_name("st");
+        let out = std::process::Command::new(&st)
+            .args(["run", &url, "--checks", "all", "--max-examples", "25", "--seed", "1", "--workers", "1"])
+            .args(["--request-timeout", "10", "--no-color", "--generation-deterministic"])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .current_dir(dir.path())
+            .output()
+            .expect("schemathesis runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis found something:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    library.stop().await;
+    greeter.stop().await;
 }

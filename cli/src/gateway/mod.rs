@@ -97,8 +97,9 @@ pub(crate) fn error_response(e: &Error) -> Response<Body> {
 }
 
 impl Gateway {
+    /// 404: no service answers at the path (Go Micro says 500; nothing failed here).
     fn not_found(&self, service: &str, path: &str) -> Error {
-        Error::internal_server_error(
+        Error::not_found(
             ID,
             format!(
                 "service {service} not found (path {path} in namespace {})",
@@ -176,26 +177,54 @@ impl Gateway {
             return resp;
         }
         let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let Some((codec, Protocol::Http)) = Codec::from_content_type(&ct) else {
-            return error_response(&unsupported("calls take Content-Type: application/json or application/protobuf"));
+        let codec = match Codec::from_content_type(&ct) {
+            Some((codec, Protocol::Http)) => codec,
+            // No type: only an empty body, which is the empty request.
+            _ if ct.is_empty() => Codec::Json,
+            _ => {
+                return error_response(&unsupported(
+                    "calls take Content-Type: application/json or application/protobuf",
+                ))
+            }
         };
         let md = self.policy.metadata(&req);
         let mut body = match self.policy.read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
+        if ct.is_empty() && !body.is_empty() {
+            return error_response(&unsupported("calls take Content-Type: application/json or application/protobuf"));
+        }
         if codec == Codec::Json && body.iter().all(u8::is_ascii_whitespace) {
             body = Bytes::from_static(b"{}");
+        } else if codec == Codec::Json && body.windows(4).any(|w| w == b"null") {
+            body = self.without_nulls(service, endpoint, body);
         }
         let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
         match self.client.call_raw(service, endpoint, &format!("/{endpoint}"), codec, &body, opts).await {
             Ok(reply) => {
                 let mut resp = Response::new(Body::full(reply));
-                let ct = HeaderValue::from_str(&ct).unwrap_or(HeaderValue::from_static("application/json"));
+                let ct = match HeaderValue::from_str(&ct) {
+                    Ok(v) if !ct.is_empty() => v,
+                    _ => HeaderValue::from_static("application/json"),
+                };
                 resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
                 resp
             }
             Err(e) => self.call_error(e, service, &path),
+        }
+    }
+
+    /// A JSON request without the fields it sets to `null` (their defaults), by the endpoint's
+    /// field tree; as it was when it is not an object or the tree is not known.
+    fn without_nulls(&self, service: &str, endpoint: &str, body: Bytes) -> Bytes {
+        let Some(schema) = self.routes.request_of(service, endpoint) else { return body };
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(mut m)) => {
+                transcode::drop_nulls(&mut m, &schema.values);
+                Bytes::from(serde_json::Value::Object(m).to_string())
+            }
+            _ => body,
         }
     }
 
@@ -207,13 +236,7 @@ impl Gateway {
         d: &routes::Declared,
         vars: &BTreeMap<String, String>,
     ) -> Response<Body> {
-        let ct = req.headers().get(http::header::CONTENT_TYPE);
-        if (ct.is_some() || !d.binding.body.is_empty()) && !crate::edge::is_media(ct, &["application/json"]) {
-            return error_response(&unsupported(&format!(
-                "{} {} takes Content-Type: application/json",
-                d.binding.method, d.binding.path
-            )));
-        }
+        let ct = req.headers().get(http::header::CONTENT_TYPE).cloned();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let md = self.policy.metadata(&req);
@@ -221,6 +244,11 @@ impl Gateway {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
+        // No type: only an empty body.
+        if (ct.is_some() || !body.is_empty()) && !crate::edge::is_media(ct.as_ref(), &["application/json"]) {
+            let (m, p) = (&d.binding.method, &d.binding.path);
+            return error_response(&unsupported(&format!("{m} {p} takes Content-Type: application/json")));
+        }
         let request = match transcode::request(&d.binding, d.request.as_ref(), vars, &query, &body) {
             Ok(object) => serde_json::Value::Object(object).to_string(),
             Err(e) => return error_response(&e),

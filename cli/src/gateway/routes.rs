@@ -100,7 +100,10 @@ impl Table {
     pub(crate) fn find(&self, method: &str, path: &str) -> Found {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut others = vec![];
-        for r in routes.iter() {
+        // A path whose last segment ends in a verb a template declares is that template's
+        // (`/v1/{name=books/*}:publish`), not a match of `*` for `b1:publish`.
+        let verbs = routes.iter().any(|r| r.template.has_verb() && r.template.matches_path(path).is_some());
+        for r in routes.iter().filter(|r| r.template.has_verb() || !verbs) {
             if r.template.method().eq_ignore_ascii_case(method) {
                 if let Some(vars) = r.template.matches_path(path) {
                     return Found::Route(r.clone(), vars);
@@ -121,6 +124,13 @@ impl Table {
         } else {
             Found::OtherMethods(others)
         }
+    }
+
+    /// The request's field tree of `service`'s `endpoint`, as registered.
+    pub(crate) fn request_of(&self, service: &str, endpoint: &str) -> Option<Value> {
+        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+        let versions = records.get(service)?;
+        versions.iter().flat_map(|v| &v.endpoints).find(|e| e.name == endpoint).and_then(|e| e.request.clone())
     }
 
     /// The OpenAPI document of every service in the namespace, as the registry shows them now.

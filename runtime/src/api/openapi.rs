@@ -8,7 +8,8 @@
 //!
 //! Schemas are the JSON forms of proto3's JSON mapping, as services print and parse them: JSON
 //! names, 64-bit integers as strings or numbers, enums by name, well-known types in their own
-//! forms; objects take no other properties. Errors are Go Micro's `{id, code, detail, status}`.
+//! forms, `null` for a field left at its default; objects take no other properties. Errors are
+//! Go Micro's `{id, code, detail, status}`.
 //! Streaming endpoints (reached over websocket) and custom HTTP methods (which OpenAPI 3.1 cannot
 //! name) are left out.
 
@@ -170,14 +171,25 @@ fn operation(alias: &str, e: &Endpoint, b: &Binding, template: &Option<Template>
     let mut params = vec![];
     let mut bound = vec![];
     if let Some(t) = template {
-        let patterns = t.openapi_path().1;
-        for name in t.fields() {
-            let mut schema = path_schema(fields, name);
-            if let Some(p) = patterns.get(name) {
-                schema = json!({"type": "string", "pattern": pattern_regex(p)});
+        for p in t.openapi_path().1 {
+            let mut schema =
+                if p.whole { path_schema(fields, &p.field) } else { json!({"type": "string", "minLength": 1}) };
+            if schema["type"] == "string" && !p.rest {
+                // One segment: a value with a slash is another path.
+                schema["minLength"] = json!(1);
+                schema["pattern"] = json!("^[^/]+$");
             }
-            params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
-            bound.push(name.to_string());
+            let description = if p.whole {
+                format!("The request's {}.", p.field)
+            } else {
+                format!("One segment of the request's {} ({}).", p.field, t.openapi_path().0)
+            };
+            params.push(
+                json!({"name": p.name, "in": "path", "required": true, "schema": schema, "description": description}),
+            );
+            if !bound.contains(&p.field) {
+                bound.push(p.field);
+            }
         }
     }
     if b.body != "*" && !b.path.is_empty() {
@@ -241,21 +253,6 @@ fn path_schema(fields: &[Schema], path: &str) -> Json {
     json!({"type": "string"})
 }
 
-/// `shelves/*/books/*` → `^shelves/[^/]+/books/[^/]+$`.
-fn pattern_regex(pattern: &str) -> String {
-    let parts: Vec<String> = pattern
-        .split('/')
-        .map(|s| match s {
-            "*" => "[^/]+".to_string(),
-            "**" => ".*".to_string(),
-            lit => {
-                lit.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\{c}") }).collect()
-            }
-        })
-        .collect();
-    format!("^{}$", parts.join("/"))
-}
-
 /// The query parameters of the fields not bound elsewhere: scalars, enums, repeated ones and
 /// the well-known types written as strings, nested messages' fields with dots.
 fn query_params(fields: &[Schema], prefix: &str, skip: &[String], depth: usize, out: &mut Vec<Json>) {
@@ -299,8 +296,21 @@ fn message_schema(fields: &[Schema], known: bool) -> Json {
     if !known && fields.is_empty() {
         return json!({"type": "object"});
     }
-    let props: Map<String, Json> = fields.iter().map(|f| (json_name(&f.name), schema_of(f))).collect();
+    let props: Map<String, Json> = fields.iter().map(|f| (json_name(&f.name), nullable(schema_of(f)))).collect();
     json!({"type": "object", "properties": props, "additionalProperties": false})
+}
+
+/// A field's schema that also takes `null`, which proto3's JSON mapping reads as the default.
+fn nullable(mut schema: Json) -> Json {
+    if let Some(list) = schema.get_mut("enum").and_then(Json::as_array_mut) {
+        list.push(Json::Null);
+    }
+    match schema.get_mut("type") {
+        Some(Json::Array(types)) => types.push(json!("null")),
+        Some(t @ Json::String(_)) => *t = json!([t.clone(), "null"]),
+        _ => {}
+    }
+    schema
 }
 
 /// A field's schema in proto3's JSON mapping.
@@ -338,23 +348,46 @@ fn scalar_schema(s: &str) -> Json {
         "int32" | "sint32" | "sfixed32" => int(i32::MIN.into(), i32::MAX as u64, "int32"),
         "uint32" | "fixed32" => int(0, u32::MAX.into(), "uint32"),
         "int64" | "sint64" | "sfixed64" => json!({
-            "type": ["string", "integer"], "format": "int64", "pattern": "^-?[0-9]{1,18}$",
-            "minimum": -999_999_999_999_999_999i64, "maximum": 999_999_999_999_999_999u64,
+            "type": ["string", "integer"], "format": "int64",
+            "pattern": format!("^(0|{}|-({}))$", up_to("9223372036854775807"), up_to("9223372036854775808")),
+            "minimum": i64::MIN, "maximum": i64::MAX,
         }),
         "uint64" | "fixed64" => json!({
-            "type": ["string", "integer"], "format": "uint64", "pattern": "^[0-9]{1,19}$",
-            "minimum": 0, "maximum": 9_999_999_999_999_999_999u64,
+            "type": ["string", "integer"], "format": "uint64",
+            "pattern": format!("^(0|{})$", up_to("18446744073709551615")),
+            "minimum": 0, "maximum": u64::MAX,
         }),
         "float" => json!({"type": "number", "format": "float", "minimum": -3.4e38, "maximum": 3.4e38}),
         _ => json!({"type": "number", "format": "double"}),
     }
 }
 
+/// A regular expression of the decimal numbers from 1 to `max`, without leading zeros.
+fn up_to(max: &str) -> String {
+    let digits: Vec<u8> = max.bytes().map(|b| b - b'0').collect();
+    let n = digits.len();
+    let mut alts = vec![];
+    match n {
+        0 | 1 => {}
+        2 => alts.push("[1-9]".to_string()),
+        _ => alts.push(format!("[1-9][0-9]{{0,{}}}", n - 2)),
+    }
+    for (i, &d) in digits.iter().enumerate() {
+        let low = u8::from(i == 0);
+        if d > low {
+            let range = if d - 1 == low { low.to_string() } else { format!("[{low}-{}]", d - 1) };
+            let rest = n - i - 1;
+            let tail = if rest > 0 { format!("[0-9]{{{rest}}}") } else { String::new() };
+            alts.push(format!("{}{range}{tail}", &max[..i]));
+        }
+    }
+    alts.push(max.to_string());
+    alts.join("|")
+}
+
 fn wkt_schema(w: &str) -> Json {
     match w.trim_start_matches("google.protobuf.") {
-        "Timestamp" => {
-            json!({"type": "string", "format": "date-time", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"})
-        }
+        "Timestamp" => json!({"type": "string", "format": "date-time"}),
         "Duration" => json!({"type": "string", "pattern": "^-?[0-9]{1,12}(\\.[0-9]{1,9})?s$"}),
         "FieldMask" => json!({"type": "string"}),
         "Empty" => json!({"type": "object", "properties": {}, "additionalProperties": false}),
@@ -408,13 +441,18 @@ mod tests {
         };
         let doc = document("api", "1", "ns", &[svc]);
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.keys().collect::<Vec<_>>(), ["/shop/admin/reset", "/shop/get-item", "/v1/{name}/items"]);
+        assert_eq!(
+            paths.keys().collect::<Vec<_>>(),
+            ["/shop/admin/reset", "/shop/get-item", "/v1/shelves/{shelf}/items"]
+        );
         let get = &doc["paths"]["/shop/get-item"]["post"];
         assert_eq!(get["summary"], "Reads an item.");
-        let list = &doc["paths"]["/v1/{name}/items"]["get"];
-        assert_eq!(list["parameters"][0]["schema"]["pattern"], "^shelves/[^/]+$");
+        let list = &doc["paths"]["/v1/shelves/{shelf}/items"]["get"];
+        assert_eq!(list["parameters"][0]["name"], "shelf");
         assert_eq!(list["parameters"][1]["name"], "pageSize");
         assert_eq!(list["responses"]["200"]["content"]["application/json"]["schema"]["type"], "array");
         assert_eq!(kebab("getHTTPStatus"), "get-httpstatus");
+        assert_eq!(up_to("250"), "[1-9][0-9]{0,1}|1[0-9]{2}|2[0-4][0-9]{1}|250");
+        assert_eq!(up_to("7"), "[1-6]|7");
     }
 }

@@ -80,6 +80,11 @@ impl Template {
         &self.method
     }
 
+    /// Whether the template ends in a `:verb`.
+    pub fn has_verb(&self) -> bool {
+        self.verb.is_some()
+    }
+
     /// The fields its variables bind, in order (`book.id`).
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.variables.iter().map(|v| v.field.as_str())
@@ -139,25 +144,41 @@ impl Template {
         Some(vars)
     }
 
-    /// The template as OpenAPI writes paths: `/v1/{name}/books/{book.id}:publish`, with the
-    /// pattern each variable must match (`shelves/*`) when it is not one plain segment.
-    pub fn openapi_path(&self) -> (String, BTreeMap<String, String>) {
+    /// The template as OpenAPI writes paths, one parameter per segment a request chooses:
+    /// `/v1/{book.id}:publish`, and a multi-segment variable spelled out (as grpc-gateway's
+    /// `expand_slashed_path_patterns` does): `{name=shelves/*/books/*}` becomes
+    /// `shelves/{shelf}/books/{book}`. Unbound `*` and `**` stay as they are.
+    pub fn openapi_path(&self) -> (String, Vec<PathParam>) {
         let mut out = String::new();
-        let mut patterns = BTreeMap::new();
+        let mut params: Vec<PathParam> = vec![];
         let mut i = 0;
         while i < self.segments.len() {
-            out.push('/');
-            if let Some(v) = self.variables.iter().find(|v| v.start == i && v.end > v.start) {
-                out.push_str(&format!("{{{}}}", v.field));
-                if v.end - v.start > 1 || self.segments[i] != Segment::One {
-                    let p: Vec<&str> = self.segments[v.start..v.end].iter().map(Segment::text).collect();
-                    patterns.insert(v.field.clone(), p.join("/"));
-                }
-                i = v.end;
-            } else {
+            let Some(v) = self.variables.iter().find(|v| v.start == i && v.end > v.start) else {
+                out.push('/');
                 out.push_str(self.segments[i].text());
                 i += 1;
+                continue;
+            };
+            let whole = v.end - v.start == 1;
+            for j in v.start..v.end {
+                out.push('/');
+                match &self.segments[j] {
+                    Segment::Literal(l) => out.push_str(l),
+                    _ => {
+                        let mut name = match (whole, j.checked_sub(1).map(|k| &self.segments[k])) {
+                            (false, Some(Segment::Literal(prev))) if j > v.start => singular(prev),
+                            _ => v.field.clone(),
+                        };
+                        while params.iter().any(|p| p.name == name) {
+                            name.push('_');
+                        }
+                        out.push_str(&format!("{{{name}}}"));
+                        let rest = self.segments[j] == Segment::Rest;
+                        params.push(PathParam { name, field: v.field.clone(), whole, rest });
+                    }
+                }
             }
+            i = v.end;
         }
         if out.is_empty() {
             out.push('/');
@@ -166,7 +187,36 @@ impl Template {
             out.push(':');
             out.push_str(verb);
         }
-        (out, patterns)
+        (out, params)
+    }
+}
+
+/// One parameter of an OpenAPI path: its name, the field it fills, and whether it is the
+/// whole field (else one segment of a multi-segment variable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathParam {
+    /// The parameter's name in the path (`shelf`).
+    pub name: String,
+    /// The field it fills (`name`).
+    pub field: String,
+    /// It is the field's whole value.
+    pub whole: bool,
+    /// It stands for `**` (any number of segments).
+    pub rest: bool,
+}
+
+/// `shelves` → `shelf`, `books` → `book`, `libraries` → `library`.
+fn singular(word: &str) -> String {
+    if let Some(stem) = word.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if let Some(stem) = word.strip_suffix("ves") {
+        format!("{stem}f")
+    } else if let Some(stem) = word.strip_suffix("ses") {
+        format!("{stem}s")
+    } else if let Some(stem) = word.strip_suffix('s').filter(|s| !s.is_empty()) {
+        stem.to_string()
+    } else {
+        format!("{word}_id")
     }
 }
 
@@ -277,9 +327,12 @@ mod tests {
     #[test]
     fn openapi_paths() {
         assert_eq!(t("GET", "/v1/items/{id}").openapi_path().0, "/v1/items/{id}");
-        let (p, patterns) = t("GET", "/v1/{name=shelves/*}/books/{book.id}:publish").openapi_path();
-        assert_eq!(p, "/v1/{name}/books/{book.id}:publish");
-        assert_eq!(patterns["name"], "shelves/*");
+        let (p, params) = t("GET", "/v1/{name=shelves/*/books/*}/x/{book.id}:publish").openapi_path();
+        assert_eq!(p, "/v1/shelves/{shelf}/books/{book}/x/{book.id}:publish");
+        assert_eq!(params[0], PathParam { name: "shelf".into(), field: "name".into(), whole: false, rest: false });
+        assert!(params[2].whole);
+        assert_eq!(t("GET", "/files/{path=**}").openapi_path().0, "/files/{path}");
+        assert_eq!(t("GET", "/c/*/**").openapi_path().0, "/c/*/**");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! - `body: "field"`: the body is that field; the other fields come from the path and query.
 //! - no body: every field comes from the path and the query.
 //! - Query keys name fields, nested with dots (`page.size=3`); repeated fields take the key
-//!   more than once; values are converted by the field's type (numbers, bools, enums by name or
-//!   number, the well-known types written as strings, wrappers as their value).
+//!   more than once; values are converted by the field's type (numbers, bools, enums by name,
+//!   the well-known types written as strings, wrappers as their value).
 //! - `response_body: "field"`: the HTTP body is that field of the reply.
 //!
 //! Types come from the endpoint's field tree in the registry ([`crate::registry::Value`]); without
@@ -173,11 +173,21 @@ pub fn request(
             if !blank {
                 let v =
                     serde_json::from_slice::<Json>(body).map_err(|e| bad(format!("invalid JSON in {name}: {e}")))?;
+                if v.is_null() {
+                    return Err(bad(format!("the body is the request's {name}: null is not one")));
+                }
                 m.insert(name.to_string(), v);
             }
             m
         }
     };
+    for v in object.values_mut() {
+        integral(v);
+    }
+    if let Some(fields) = fields {
+        drop_nulls(&mut object, fields);
+        check(&object, fields, "")?;
+    }
     if !query.is_empty() {
         if binding.body == "*" {
             return Err(bad(format!(
@@ -201,6 +211,156 @@ pub fn request(
         set(&mut object, fields, path, value, "path variable", false)?;
     }
     Ok(object)
+}
+
+/// Checks a request's JSON against its fields as the OpenAPI document describes them
+/// ([`super::openapi`]): known fields only, each of its type and range, 64-bit integers as
+/// numbers or canonical decimal strings, enums by name; the first problem, named.
+pub fn check(object: &Map<String, Json>, fields: &[Schema], prefix: &str) -> Result<(), Error> {
+    for (name, v) in object {
+        let path = format!("{prefix}{name}");
+        let f = field(fields, name).ok_or_else(|| bad(format!("{path} is not a field of the request")))?;
+        let (k, repeated) = kind(f);
+        let problem = match (v, repeated, k) {
+            (Json::Null, _, _) => None,
+            (Json::Array(items), true, _) => {
+                items.iter().enumerate().find_map(|(i, item)| value(item, k, &format!("{path}[{i}]")).err())
+            }
+            (_, true, _) => Some(bad(format!("{path} is a list"))),
+            (Json::Object(m), false, Kind::Map) => {
+                let (_, v) = f.r#type.split_once(']').unwrap_or(("", "string"));
+                let inner = Schema { name: f.name.clone(), r#type: v.to_string(), values: f.values.clone() };
+                let vk = kind(&inner).0;
+                m.iter().find_map(|(key, item)| value(item, vk, &format!("{path}.{key}")).err())
+            }
+            (_, false, _) => value(v, k, &path).err(),
+        };
+        if let Some(e) = problem {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// One value of kind `k`.
+fn value(v: &Json, k: Kind<'_>, path: &str) -> Result<(), Error> {
+    let wrong = |what: &str| Err(bad(format!("{path} must be {what}")));
+    match (k, v) {
+        (Kind::Message(sub), Json::Object(m)) if !sub.is_empty() => check(m, sub, &format!("{path}.")),
+        (Kind::Message(_) | Kind::Map, Json::Object(_)) => Ok(()),
+        (Kind::Message(_) | Kind::Map, _) => wrong("an object"),
+        (Kind::Enum(values), Json::String(s)) if values.iter().any(|e| &e.name == s) => Ok(()),
+        (Kind::Enum(values), _) => {
+            let names: Vec<&str> = values.iter().map(|e| e.name.as_str()).collect();
+            wrong(&format!("one of {}", names.join(", ")))
+        }
+        (Kind::Scalar(s), v) => scalar_value(s, v).or_else(|what| wrong(what)),
+        (Kind::WellKnown(w), v) => match (w.trim_start_matches("google.protobuf."), v) {
+            ("Timestamp" | "Duration" | "FieldMask", Json::String(_)) => Ok(()),
+            ("Timestamp" | "Duration" | "FieldMask", _) => wrong("a string"),
+            ("BoolValue", v) => scalar_value("bool", v).or_else(|what| wrong(what)),
+            ("StringValue", v) => scalar_value("string", v).or_else(|what| wrong(what)),
+            ("BytesValue", v) => scalar_value("bytes", v).or_else(|what| wrong(what)),
+            ("Int32Value", v) => scalar_value("int32", v).or_else(|what| wrong(what)),
+            ("UInt32Value", v) => scalar_value("uint32", v).or_else(|what| wrong(what)),
+            ("Int64Value", v) => scalar_value("int64", v).or_else(|what| wrong(what)),
+            ("UInt64Value", v) => scalar_value("uint64", v).or_else(|what| wrong(what)),
+            ("FloatValue", v) => scalar_value("float", v).or_else(|what| wrong(what)),
+            ("DoubleValue", v) => scalar_value("double", v).or_else(|what| wrong(what)),
+            ("Struct" | "Empty", Json::Object(_)) | ("ListValue", Json::Array(_)) => Ok(()),
+            ("Struct" | "Empty", _) => wrong("an object"),
+            ("ListValue", _) => wrong("a list"),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// A scalar's JSON, or what it must be.
+fn scalar_value(s: &str, v: &Json) -> Result<(), &'static str> {
+    let int = |min: i64, max: u64| match v.as_i64().map(|n| n >= min).or(v.as_u64().map(|n| n <= max)) {
+        Some(true) if v.as_i64().is_none_or(|n| n >= min) && v.as_u64().is_none_or(|n| n <= max) => Ok(()),
+        _ => Err("an integer in range"),
+    };
+    match s {
+        "string" if v.is_string() => Ok(()),
+        "string" => Err("a string"),
+        "bytes" => match v.as_str() {
+            Some(b) if is_base64(b) => Ok(()),
+            _ => Err("base64 text"),
+        },
+        "bool" if v.is_boolean() => Ok(()),
+        "bool" => Err("true or false"),
+        "int32" | "sint32" | "sfixed32" => int(i32::MIN.into(), i32::MAX as u64),
+        "uint32" | "fixed32" => int(0, u32::MAX.into()),
+        "int64" | "sint64" | "sfixed64" => match v {
+            Json::String(t) if t.parse::<i64>().is_ok_and(|n| n.to_string() == *t) => Ok(()),
+            Json::String(_) => Err("an integer, or one written as a string without leading zeros"),
+            _ => int(i64::MIN, i64::MAX as u64),
+        },
+        "uint64" | "fixed64" => match v {
+            Json::String(t) if t.parse::<u64>().is_ok_and(|n| n.to_string() == *t) => Ok(()),
+            Json::String(_) => Err("an integer, or one written as a string without leading zeros"),
+            _ => int(0, u64::MAX),
+        },
+        "float" => match v.as_f64() {
+            Some(f) if f.abs() <= 3.4e38 => Ok(()),
+            _ => Err("a number in a float's range"),
+        },
+        _ if v.is_number() => Ok(()),
+        _ => Err("a number"),
+    }
+}
+
+fn is_base64(s: &str) -> bool {
+    s.len() % 4 == 0
+        && s.trim_end_matches('=').bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && s.len() - s.trim_end_matches('=').len() <= 2
+}
+
+/// Leaves out the fields set to `null`, which proto3's JSON mapping reads as their defaults (not
+/// every parser does), except where `null` is a value (`google.protobuf.Value`, `Struct`).
+pub fn drop_nulls(object: &mut Map<String, Json>, fields: &[Schema]) {
+    object.retain(|name, v| {
+        let Some(f) = field(fields, name) else { return true };
+        let (k, repeated) = kind(f);
+        if matches!(
+            k,
+            Kind::WellKnown("google.protobuf.Value" | "google.protobuf.Struct" | "google.protobuf.ListValue")
+        ) {
+            return true;
+        }
+        match (v, k) {
+            (Json::Null, _) => false,
+            (Json::Object(inner), Kind::Message(sub)) if !repeated && !sub.is_empty() => {
+                drop_nulls(inner, sub);
+                true
+            }
+            (Json::Array(items), Kind::Message(sub)) if repeated && !sub.is_empty() => {
+                for item in items.iter_mut() {
+                    if let Json::Object(inner) = item {
+                        drop_nulls(inner, sub);
+                    }
+                }
+                true
+            }
+            _ => true,
+        }
+    });
+}
+
+/// Writes numbers such as `3.0` as the integers they are (JSON Schema counts them as integers;
+/// proto JSON parsers of integer fields may not).
+fn integral(v: &mut Json) {
+    match v {
+        Json::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0) {
+                *v = Json::Number((f as i64).into());
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(integral),
+        Json::Object(m) => m.values_mut().for_each(integral),
+        _ => {}
+    }
 }
 
 /// Sets the field at the dotted `path` of `object` to `raw`, converted by the field's type; a
@@ -291,8 +451,6 @@ fn scalar(k: Kind<'_>, raw: &str) -> Result<Json, String> {
         Kind::Enum(values) => {
             if values.iter().any(|v| v.name == raw) {
                 Json::String(raw.into())
-            } else if let Ok(n) = raw.parse::<i32>() {
-                Json::Number(n.into())
             } else {
                 let names: Vec<&str> = values.iter().map(|v| v.name.as_str()).collect();
                 return Err(format!("{raw:?} is not one of {}", names.join(", ")));
@@ -407,6 +565,7 @@ mod tests {
             ("page_size=99999999999", "page_size"),
             ("on=yes", "on"),
             ("color=BLUE", "COLOR_RED"),
+            ("color=1", "COLOR_RED"),
             ("book=1", "book"),
             ("labels=1", "labels"),
             ("shelf=a&shelf=b", "shelf"),
@@ -417,12 +576,48 @@ mod tests {
             assert_eq!(e.code, 400, "{q}");
             assert!(e.detail.contains(word), "{q}: {}", e.detail);
         }
+        let e = request(&binding("POST", "/v1", "book"), Some(&book()), &none, "", b"null").unwrap_err();
+        assert!(e.detail.contains("null"), "{}", e.detail);
         let e = request(&get, Some(&book()), &none, "", b"{}").unwrap_err();
         assert!(e.detail.contains("takes no body"), "{}", e.detail);
         let e = request(&binding("POST", "/v1", "*"), Some(&book()), &none, "on=1", b"{}").unwrap_err();
         assert!(e.detail.contains("no query parameters"), "{}", e.detail);
         let e = request(&binding("POST", "/v1", "*"), Some(&book()), &none, "", b"[1]").unwrap_err();
         assert!(e.detail.contains("JSON object"), "{}", e.detail);
+    }
+
+    #[test]
+    fn bodies_are_checked_against_the_fields() {
+        let star = binding("POST", "/v1", "*");
+        let none = BTreeMap::new();
+        for (body, word) in [
+            (r#"{"nope":1}"#, "nope"),
+            (r#"{"pageSize":"3"}"#, "pageSize"),
+            (r#"{"page_size":3000000000}"#, "page_size"),
+            (r#"{"big":"0012"}"#, "big"),
+            (r#"{"big":"9223372036854775808"}"#, "big"),
+            (r#"{"tags":"a"}"#, "tags"),
+            (r#"{"tags":[1]}"#, "tags[0]"),
+            (r#"{"color":1}"#, "color"),
+            (r#"{"book":{"id":3}}"#, "book.id"),
+            (r#"{"labels":{"a":1}}"#, "labels.a"),
+            (r#"{"at":5}"#, "at"),
+            (r#"{"limit":"x"}"#, "limit"),
+        ] {
+            let e = request(&star, Some(&book()), &none, "", body.as_bytes()).unwrap_err();
+            assert!(e.detail.contains(word), "{body}: {}", e.detail);
+        }
+        let ok = r#"{"big":"-9223372036854775808","page_size":3.0,"tags":["a"],"color":"COLOR_RED","limit":null}"#;
+        assert!(request(&star, Some(&book()), &none, "", ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn nulls_are_defaults() {
+        let mut schema = book();
+        schema.values.push(f("any", "google.protobuf.Value", vec![]));
+        let body = br#"{"shelf":null,"book":{"id":null,"title":"t"},"any":null}"#;
+        let got = request(&binding("POST", "/v1", "*"), Some(&schema), &BTreeMap::new(), "", body).unwrap();
+        assert_eq!(Json::Object(got), serde_json::json!({"book": {"title": "t"}, "any": null}));
     }
 
     #[test]
