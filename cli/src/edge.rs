@@ -210,6 +210,19 @@ impl Policy {
                 out.append(k.clone(), v.clone());
             }
         }
+        // An upgrade the caller asks for goes on, with its handshake (the proxy relays it, see
+        // gateway::upstream).
+        if let Some(up) = headers.get(http::header::UPGRADE).filter(|_| listed.iter().any(|t| t == "upgrade")) {
+            out.insert(http::header::UPGRADE, up.clone());
+            let handshake = |k: &HeaderName| k.as_str().starts_with("sec-websocket-");
+            let kept: Vec<HeaderName> = out.keys().filter(|k| handshake(k)).cloned().collect();
+            for k in kept {
+                out.remove(k);
+            }
+            for (k, v) in headers.iter().filter(|(k, _)| handshake(k)) {
+                out.append(k.clone(), v.clone());
+            }
+        }
         if let Some(xff) = self.forwarded_for(headers, peer) {
             out.insert("x-forwarded-for", xff);
         }

@@ -65,8 +65,8 @@ async fn list_get_call_stream_health_over_mdns() {
         "{text}"
     );
     assert!(text.starts_with(&format!("service  {name}\n\nversion latest\n\nID\tAddress\tMetadata\n")), "{text}");
-    assert!(text.contains("\nEndpoint: Tester.Count\nMetadata: stream=true\n\nRequest: {\n\tto uint32\n\tfail_at uint32\n}\n\nResponse: {\n\tvalue int64\n}\n"), "{text}");
-    assert!(text.contains("\nEndpoint: Tester.Echo\n\nRequest: {\n\tmessage string\n"), "{text}");
+    assert!(text.contains("\nEndpoint: Tester.Count\nMetadata: description=Counts from 1 to `to`.,stream=true\n\nRequest: {\n\tto uint32\n\tfail_at uint32\n}\n\nResponse: {\n\tvalue int64\n}\n"), "{text}");
+    assert!(text.contains("\nEndpoint: Tester.Echo\nMetadata: description=Echoes the message, the caller's metadata and deadline; fails or sleeps on request.\n\nRequest: {\n\tmessage string\n"), "{text}");
 
     let n = name.clone();
     let json = blocking(move || micro(&["get", "service", &n, "--output", "json"], env)).await;

@@ -327,7 +327,7 @@ impl Dashboard {
         }
         let node = match self.nodes.get(&service).await {
             Ok(entry) => match entry.nodes.get(gateway::uuid_index(entry.nodes.len())) {
-                Some(c) => c.node.address.clone(),
+                Some(c) => c.node.clone(),
                 None => return not_found(),
             },
             Err(_) => return not_found(),
@@ -344,10 +344,6 @@ impl Dashboard {
         }
         let peer = crate::edge::peer(&req);
         let (mut parts, body) = req.into_parts();
-        let body = match self.policy.read_body(body).await {
-            Ok(b) => b,
-            Err(e) => return error_response(&e),
-        };
         let rest = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")[base.len()..].to_string();
         parts.headers = self.policy.proxied_headers(&parts.headers, peer);
         without_dashboard_cookie(&mut parts.headers);
@@ -357,8 +353,10 @@ impl Dashboard {
         let upstream = gateway::Upstream {
             http: &self.http,
             service: &service,
-            address: &node,
+            address: &node.address,
+            secure: micro::transport::tls::node_is_secure(&node.metadata, None),
             timeout: self.global.timeout(),
+            body_timeout: self.policy.body_timeout,
             max: self.policy.max_body,
         };
         sandboxed(upstream.forward(parts, body, &rest).await, &base)

@@ -22,7 +22,10 @@
 //! threads); routing reads the watch-fed caches, never the registry per request.
 
 pub(crate) mod routes;
+pub(crate) mod upstream;
 pub(crate) mod websocket;
+
+pub(crate) use upstream::{http_client, HttpClient, Upstream};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,7 +122,10 @@ impl Gateway {
         if req.method() == Method::POST && path == "/rpc" {
             return self.rpc_endpoint(req).await;
         }
-        if websocket::is_upgrade(&req) && !matches!(self.handler, Handler::Http | Handler::Web) {
+        if matches!(self.handler, Handler::Http | Handler::Web) {
+            return self.proxy(req).await;
+        }
+        if websocket::is_upgrade(&req) {
             let Some(route) = resolve(&self.namespace, &path) else {
                 return error_response(&Error::not_found(ID, format!("no service at {path}")));
             };
@@ -146,7 +152,7 @@ impl Gateway {
         match self.handler {
             Handler::Meta | Handler::Rpc => self.rpc(req, &route.service, &route.method).await,
             Handler::Api => self.api(req, &route.service, &route.method).await,
-            Handler::Http | Handler::Web => self.proxy(req, &route.service).await,
+            Handler::Http | Handler::Web => self.proxy(req).await,
             Handler::Event => self.event(req).await,
         }
     }
@@ -320,29 +326,34 @@ impl Gateway {
         api_response(&reply)
     }
 
-    /// The `http` handler: the request goes to a node of the service, its reply comes back as it
-    /// arrives.
-    async fn proxy(&self, req: http::Request<Incoming>, service: &str) -> Response<Body> {
-        let entry = match self.nodes.get(service).await {
+    /// The `http` and `web` handlers: the request goes to a node of the service its first path
+    /// segment names (`/site/static/a.css` → `<namespace>.site`, Go Micro's proxy rule), its
+    /// body and its reply stream through ([`upstream`]), an upgrade is relayed.
+    async fn proxy(&self, req: http::Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if first.is_empty() || first == "." || first == ".." {
+            return error_response(&Error::not_found(ID, format!("no service at {path}")));
+        }
+        let service = if self.namespace.is_empty() { first.to_string() } else { format!("{}.{first}", self.namespace) };
+        let entry = match self.nodes.get(&service).await {
             Ok(e) => e,
-            Err(_) => return error_response(&self.not_found(service, req.uri().path())),
+            Err(_) => return error_response(&self.not_found(&service, &path)),
         };
-        let Some(node) = entry.nodes.get(uuid_index(entry.nodes.len())).map(|c| &c.node) else {
-            return error_response(&self.not_found(service, req.uri().path()));
+        let Some(node) = entry.nodes.get(uuid_index(entry.nodes.len())).map(|c| c.node.clone()) else {
+            return error_response(&self.not_found(&service, &path));
         };
         let peer = crate::edge::peer(&req);
         let (mut parts, body) = req.into_parts();
-        let body = match self.policy.read_body(body).await {
-            Ok(b) => b,
-            Err(e) => return error_response(&e),
-        };
         parts.headers = self.policy.proxied_headers(&parts.headers, peer);
         let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         let to = Upstream {
             http: &self.proxy,
-            service,
+            service: &service,
             address: &node.address,
+            secure: micro::transport::tls::node_is_secure(&node.metadata, None),
             timeout: self.timeout,
+            body_timeout: self.policy.body_timeout,
             max: self.policy.max_body,
         };
         to.forward(parts, body, &pq).await
@@ -426,17 +437,6 @@ fn api_response(reply: &[u8]) -> Response<Body> {
     resp
 }
 
-/// The HTTP client requests are forwarded with (by the gateway and the dashboard).
-pub(crate) type HttpClient =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
-
-/// A pooled HTTP/1.1 client for forwarding.
-pub(crate) fn http_client() -> HttpClient {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build_http()
-}
-
 /// The body of `POST /rpc`, `{service, endpoint, request}`: calls the endpoint with the JSON
 /// request and `md`, and answers with its JSON reply or its error. With a `namespace`, only
 /// services in it may be called. There is no address to give: services are called by name.
@@ -471,55 +471,6 @@ pub(crate) async fn rpc_call(
     match client.call_json(service, endpoint, request.as_bytes(), opts).await {
         Ok(reply) => json_response(StatusCode::OK, reply),
         Err(e) => error_response(&e),
-    }
-}
-
-/// Where a request is forwarded: a node of an HTTP service, and the limits of the trip.
-pub(crate) struct Upstream<'a> {
-    pub(crate) http: &'a HttpClient,
-    pub(crate) service: &'a str,
-    pub(crate) address: &'a str,
-    pub(crate) timeout: Duration,
-    /// The largest reply passed on.
-    pub(crate) max: usize,
-}
-
-impl Upstream<'_> {
-    /// Sends a request (its body already read, its headers already rewritten) at
-    /// `path_and_query` over HTTP/1.1 and answers with the reply as it arrives: 502 when the
-    /// node cannot be reached or says its reply is over the limit (a reply that turns out longer
-    /// is cut off there), 504 when it does not answer within the timeout.
-    pub(crate) async fn forward(
-        &self,
-        mut parts: http::request::Parts,
-        body: Bytes,
-        path_and_query: &str,
-    ) -> Response<Body> {
-        let (service, address, timeout) = (self.service, self.address, self.timeout);
-        parts.uri = match format!("http://{address}{path_and_query}").parse() {
-            Ok(u) => u,
-            Err(e) => return error_response(&Error::internal_server_error(ID, e)),
-        };
-        parts.headers.remove(http::header::HOST);
-        parts.version = http::Version::HTTP_11;
-        let out = http::Request::from_parts(parts, Body::full(body));
-        match tokio::time::timeout(timeout, self.http.request(out)).await {
-            Ok(Ok(resp)) => {
-                let (mut parts, body) = resp.into_parts();
-                let declared =
-                    parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                if declared.is_some_and(|n| n > self.max as u64) {
-                    let e = Error::new(ID, 502, format!("the reply of {service} is larger than {} bytes", self.max));
-                    return error_response(&e);
-                }
-                for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
-                    parts.headers.remove(hop);
-                }
-                Response::from_parts(parts, crate::edge::limit_reply(body, self.max, service))
-            }
-            Ok(Err(e)) => error_response(&Error::new(ID, 502, format!("{service} at {address}: {e}"))),
-            Err(_) => error_response(&Error::new(ID, 504, format!("{service} did not answer within {timeout:?}"))),
-        }
     }
 }
 

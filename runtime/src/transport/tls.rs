@@ -162,6 +162,11 @@ impl ClientTls {
         self.explicit
     }
 
+    /// The rustls configuration (ALPN `h2`), for clients of other protocols to copy.
+    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
+
     pub(crate) fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.clone())
     }
