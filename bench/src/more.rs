@@ -410,8 +410,111 @@ fn micro_call(ctx: &Context, name: &str, registry: &str, address: &str) -> bool 
         .is_ok_and(|s| s.success())
 }
 
+/// A port nothing listens on now, on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(0, |a| a.port())
+}
+
+/// Debian's nginx (from PATH, or the copy `scripts/setup` unpacked into `.tools/nginx`).
+fn nginx_binary(ctx: &Context) -> Option<PathBuf> {
+    let unpacked = ctx.workspace().join(".tools/nginx/usr/sbin/nginx");
+    if unpacked.exists() {
+        return Some(unpacked);
+    }
+    have("nginx").then(|| PathBuf::from("nginx"))
+}
+
+/// nginx on core 0 as a reverse proxy with keep-alive upstreams in front of `upstream`, one
+/// worker, no logs; returns it and its address.
+fn nginx(ctx: &Context, upstream: &str) -> Option<(Child, String)> {
+    let bin = nginx_binary(ctx)?;
+    let dir = ctx.tmp.join("nginx");
+    std::fs::create_dir_all(dir.join("temp")).ok()?;
+    let port = free_port();
+    let t = dir.join("temp").display().to_string();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n\
+         fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
+         upstream svc {{ server {upstream}; keepalive 64; }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://svc;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+        d = dir.display()
+    );
+    let file = dir.join("nginx.conf");
+    std::fs::write(&file, conf).ok()?;
+    let child = pinned("0", &bin)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&file)
+        .args(["-e", "stderr", "-g", "daemon off; master_process off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((Child(child), addr))
+}
+
+/// `micro api --handler rpc` on the registry at `etcd`, under `wrapper` (e.g. valgrind) if
+/// given; returns it and its URL.
+fn micro_api(ctx: &Context, etcd: &Etcd, wrapper: &[&str]) -> (Child, String) {
+    let micro = ctx.bin("micro");
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = pinned("0", Path::new(first));
+            c.args(rest).arg(&micro);
+            c
+        }
+        None => pinned("0", &micro),
+    };
+    let mut api = cmd
+        .args(["api", "--api_address", "127.0.0.1:0", "--handler", "rpc", "--namespace", ""])
+        .env("MICRO_REGISTRY", "etcd")
+        .env("MICRO_REGISTRY_ADDRESS", etcd.address())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("micro api starts");
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(api.stderr.take().expect("stderr")), &mut line);
+    let url = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_string();
+    (Child(api), url)
+}
+
+/// Requests per second of JSON `Greeter.SayHello` posted to `url` (HTTP/1.1, c=16), and the CPU
+/// seconds the processes `pids` spent meanwhile.
+fn json_load(ctx: &Context, url: &str, n: &str, pids: &[u32]) -> (f64, Vec<f64>) {
+    let json = ctx.tmp.join("unary.json");
+    let before: Vec<f64> = pids.iter().map(|p| crate::cpu_seconds(*p)).collect();
+    let r = h2load(&[
+        "--h1",
+        "-n",
+        n,
+        "-c",
+        "16",
+        "-d",
+        json.to_str().unwrap_or_default(),
+        "-H",
+        "content-type: application/json",
+        url,
+    ]);
+    let cpu = pids.iter().zip(before).map(|(p, b)| crate::cpu_seconds(*p) - b).collect();
+    (r, cpu)
+}
+
 fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
-    println!("\n## Gateway: JSON through `micro api` against JSON posted straight to the service (HTTP/1.1, c=16)\n");
+    println!(
+        "\n## Gateway: JSON through `micro api` and through nginx against JSON posted straight to the service \
+         (HTTP/1.1, c=16; the service and the proxy share core 0, the load runs on core 1)\n"
+    );
     let Some(etcd) = etcd else {
         println!("skipped: etcd is not installed");
         return;
@@ -427,7 +530,7 @@ fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
     let out = Command::new(ctx.bin("micro"))
         .args(["get", "service", "helloworld", "-o", "json"])
         .env("MICRO_REGISTRY", "etcd")
-        .env("MICRO_REGISTRY_ADDRESS", &etcd.address())
+        .env("MICRO_REGISTRY_ADDRESS", etcd.address())
         .output()
         .expect("micro get");
     let record: String = String::from_utf8_lossy(&out.stdout).to_string();
@@ -436,44 +539,123 @@ fn gateway(ctx: &Context, etcd: Option<&Etcd>) {
         println!("skipped: no node address in {record}");
         return;
     };
-    let mut api = pinned("0", &ctx.bin("micro"))
-        .args(["api", "--api_address", "127.0.0.1:0", "--handler", "rpc", "--namespace", ""])
-        .env("MICRO_REGISTRY", "etcd")
-        .env("MICRO_REGISTRY_ADDRESS", &etcd.address())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("micro api starts");
-    let mut line = String::new();
-    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(api.stderr.take().expect("stderr")), &mut line);
-    let _api = Child(api);
-    let gw = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_string();
-    let n = ctx.n(50_000, 1_000).to_string();
-    let json = ctx.tmp.join("unary.json");
-    let (mut through, mut straight) = (vec![], vec![]);
+    std::fs::write(ctx.tmp.join("unary.json"), br#"{"name":"world"}"#).expect("request file");
+    let (api, gw) = micro_api(ctx, etcd, &[]);
+    let proxy = nginx(ctx, &direct);
+    if proxy.is_none() {
+        println!("(nginx is not installed: its column is left empty)\n");
+    }
+    let n = ctx.n(50_000, 1_000);
+    let ns = n.to_string();
+    let (svc_pid, api_pid) = (svc.0.id(), api.0.id());
+    let (mut through, mut via_nginx, mut straight) = (vec![], vec![], vec![]);
+    let (mut api_cpu, mut svc_cpu, mut nginx_cpu, mut svc_nginx_cpu) = (vec![], vec![], vec![], vec![]);
+    let per_req = |s: f64| s * 1e6 / n as f64;
     for round in 0..ctx.rounds {
-        let args = |url: &str| -> f64 {
-            h2load(&[
-                "--h1",
-                "-n",
-                &n,
-                "-c",
-                "16",
-                "-d",
-                json.to_str().unwrap_or_default(),
-                "-H",
-                "content-type: application/json",
-                url,
-            ])
+        let (g, cpu) = json_load(ctx, &format!("{gw}/helloworld/greeter/sayHello"), &ns, &[api_pid, svc_pid]);
+        api_cpu.push(per_req(cpu[0]));
+        svc_cpu.push(per_req(cpu[1]));
+        let x = match &proxy {
+            Some((child, addr)) => {
+                let url = format!("http://{addr}/helloworld.Greeter/SayHello");
+                let (x, cpu) = json_load(ctx, &url, &ns, &[child.0.id(), svc_pid]);
+                nginx_cpu.push(per_req(cpu[0]));
+                svc_nginx_cpu.push(per_req(cpu[1]));
+                x
+            }
+            None => 0.0,
         };
-        let g = args(&format!("{gw}/helloworld/greeter/sayHello"));
-        let d = args(&format!("http://{direct}/helloworld.Greeter/SayHello"));
-        eprintln!("round {} gateway {g:>9.0} req/s direct {d:>9.0} req/s", round + 1);
+        let (d, _) = json_load(ctx, &format!("http://{direct}/helloworld.Greeter/SayHello"), &ns, &[]);
+        eprintln!("round {} gateway {g:>9.0} req/s nginx {x:>9.0} req/s direct {d:>9.0} req/s", round + 1);
         through.push(g);
+        via_nginx.push(x);
         straight.push(d);
     }
-    println!("| load | metric | via micro api | direct | api/direct (min / median / max) |\n|---|---|---|---|---|");
-    row("c=16", "req/s", &through, &straight);
+    let med = |v: &[f64]| stats(v).1;
+    let ratios = |a: &[f64], b: &[f64]| -> String {
+        let r: Vec<f64> = a.iter().zip(b).map(|(a, b)| ratio(*a, *b)).collect();
+        let (lo, mid, hi) = stats(&r);
+        format!("{lo:.2} / {mid:.2} / {hi:.2}")
+    };
+    println!(
+        "| load | metric | via micro api | via nginx | direct | api/nginx (min / median / max) | api/direct |\n|---|---|---|---|---|---|---|"
+    );
+    println!(
+        "| c=16 | req/s | {:.0} | {:.0} | {:.0} | {} | {} |",
+        med(&through),
+        med(&via_nginx),
+        med(&straight),
+        ratios(&through, &via_nginx),
+        ratios(&through, &straight)
+    );
+    println!("\n| CPU per request (median) | the proxy | the service behind it | proxy/service |\n|---|---|---|---|");
+    println!(
+        "| micro api | {:.1} µs | {:.1} µs | {:.2} |",
+        med(&api_cpu),
+        med(&svc_cpu),
+        ratio(med(&api_cpu), med(&svc_cpu))
+    );
+    if !nginx_cpu.is_empty() {
+        println!(
+            "| nginx | {:.1} µs | {:.1} µs | {:.2} |",
+            med(&nginx_cpu),
+            med(&svc_nginx_cpu),
+            ratio(med(&nginx_cpu), med(&svc_nginx_cpu))
+        );
+    }
+    drop(api);
+    drop(proxy);
+    gateway_instructions(ctx, etcd);
     stop(svc);
+}
+
+/// Instructions per request spent in `micro api` itself (callgrind), for finding where its time
+/// goes: `callgrind_annotate` on the file it names shows the functions.
+fn gateway_instructions(ctx: &Context, etcd: &Etcd) {
+    if !have("valgrind") || !have("callgrind_control") {
+        return;
+    }
+    let out = ctx.tmp.join("callgrind.gateway");
+    let file = format!("--callgrind-out-file={}", out.display());
+    let (api, gw) = micro_api(ctx, etcd, &["valgrind", "--tool=callgrind", "--quiet", &file]);
+    let json = ctx.tmp.join("unary.json");
+    let url = format!("{gw}/helloworld/greeter/sayHello");
+    let load = |n: u64| {
+        h2load(&[
+            "--h1",
+            "-n",
+            &n.to_string(),
+            "-c",
+            "1",
+            "-d",
+            json.to_str().unwrap_or_default(),
+            "-H",
+            "content-type: application/json",
+            &url,
+        ])
+    };
+    let n = ctx.n(2_000, 100);
+    load(n / 10 + 10);
+    let pid = api.0.id().to_string();
+    let _ = Command::new("callgrind_control").args(["-z", &pid]).output();
+    load(n);
+    let _ = Command::new("callgrind_control").args(["-d", &pid]).output();
+    drop(api);
+    let total = std::fs::read_dir(&ctx.tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("callgrind.gateway"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            t.lines()
+                .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let ir = if total.is_finite() { total / n as f64 } else { 0.0 };
+    println!("\n`micro api` instructions per request (callgrind, {n} sequential calls after a warm-up): {ir:.0}");
 }
 
 fn broker(ctx: &Context) {

@@ -1,22 +1,24 @@
 //! The HTTP API gateway (`micro api`): one HTTP entry point that routes to services found in the
 //! registry.
 //!
-//! Handlers: `meta` (the default: a route declared by an endpoint's metadata wins, else `rpc`),
-//! `rpc` (JSON or protobuf body → call → reply in the request's content type), `api` (the whole
-//! HTTP request as a message, the reply written as the HTTP response), `http`/`proxy` (reverse
-//! proxy to HTTP services), `event` (publish Go Micro's event envelope of the body to
-//! `<namespace>.<first segment>`, named by the rest of the path), `web`
-//! (proxy). Streaming endpoints are reached over websocket ([`websocket`]). `POST /rpc` takes
-//! `{service, endpoint, request}` for a service of the namespace; `GET /` the version.
+//! Handlers: `meta` (the default: a route declared by an endpoint's `google.api.http` bindings
+//! wins, transcoded by [`micro::api::transcode`], else `rpc`), `rpc` (`POST` with a JSON or
+//! protobuf body → call → reply in the request's content type), `api` (the whole HTTP request as
+//! a message, the reply written as the HTTP response), `http`/`proxy` and `web` (reverse proxy to
+//! the HTTP service the first path segment names, see [`upstream`]), `event` (publish Go Micro's
+//! event envelope of the body to `<namespace>.<first segment>`, named by the rest of the path).
+//! Streaming endpoints are reached over websocket ([`websocket`]). `POST /rpc` takes
+//! `{service, endpoint, request}` for a service of the namespace; `GET /` the version;
+//! `GET /openapi.json` the OpenAPI document of the namespace ([`micro::api::openapi`]).
 //!
 //! **Safe by default** (see [`crate::edge`] and SECURITY.md): the host and origin of every request
 //! are checked, callers' headers reach services without cookies, forwarding headers or the
 //! platform's own `micro-*` headers, and the gateway forwards each caller's `Authorization`,
 //! never a token of its own. Calls take a body typed `application/json` or `application/protobuf`
-//! (browsers cannot send those across origins without a preflight); `GET` reaches only routes an
-//! endpoint declared for `GET`. Bodies, websocket messages and upstream replies share one limit.
-//! The `http` and `web` handlers proxy HTTP apps, which own their cookies and their own
-//! cross-site policy: there only the host is checked.
+//! (browsers cannot send those across origins without a preflight), or none; `GET` reaches only
+//! routes an endpoint declared for `GET`. Bodies, websocket messages and upstream replies share
+//! one limit. The `http` and `web` handlers proxy HTTP apps, which own their cookies and their own
+//! cross-site policy: there only the host is checked (and the origin of upgrades).
 //!
 //! Served by the runtime's HTTP server (HTTP/1.1 and HTTP/2, timeouts on every phase, worker
 //! threads); routing reads the watch-fed caches, never the registry per request.
