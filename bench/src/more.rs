@@ -438,7 +438,7 @@ fn nginx(ctx: &Context, upstream: &str) -> Option<(Child, String)> {
          fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
          upstream svc {{ server {upstream}; keepalive 64; }}\n\
          server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://svc;\n\
-         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host {upstream};\n    }}\n  }}\n}}\n",
         d = dir.display()
     );
     let file = dir.join("nginx.conf");
@@ -641,12 +641,18 @@ fn gateway_instructions(ctx: &Context, etcd: &Etcd) {
     load(n);
     let _ = Command::new("callgrind_control").args(["-d", &pid]).output();
     drop(api);
+    let kept = ctx.dir.join("callgrind.gateway.out");
     let total = std::fs::read_dir(&ctx.tmp)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("callgrind.gateway"))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .inspect(|t| {
+            if t.contains("totals:") || t.contains("summary:") {
+                let _ = std::fs::write(&kept, t);
+            }
+        })
         .filter_map(|t| {
             t.lines()
                 .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))
@@ -656,6 +662,7 @@ fn gateway_instructions(ctx: &Context, etcd: &Etcd) {
         .fold(f64::INFINITY, f64::min);
     let ir = if total.is_finite() { total / n as f64 } else { 0.0 };
     println!("\n`micro api` instructions per request (callgrind, {n} sequential calls after a warm-up): {ir:.0}");
+    eprintln!("callgrind profile of micro api: {} (callgrind_annotate it)", kept.display());
 }
 
 fn broker(ctx: &Context) {

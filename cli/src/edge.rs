@@ -187,10 +187,8 @@ impl Policy {
         let mut md = Metadata::new();
         for (k, v) in headers {
             let browsers = BROWSER.contains(&k.as_str()) && !self.forwarded(k);
-            if self.keeps(k, &listed) && !browsers {
-                if let Ok(v) = v.to_str() {
-                    md.insert(k.as_str(), v);
-                }
+            if self.keeps(k, &listed) && !browsers && v.to_str().is_ok() {
+                md.insert_header(k, v);
             }
         }
         if let Some(xff) = self.forwarded_for(headers, peer(req)).and_then(|v| v.to_str().ok().map(str::to_string)) {

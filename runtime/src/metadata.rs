@@ -87,6 +87,15 @@ impl Metadata {
         }
     }
 
+    /// Inserts a header as it is (no parsing again), unless it is a transport header.
+    pub fn insert_header(&mut self, key: &HeaderName, value: &HeaderValue) -> bool {
+        if is_transport_header(key.as_str()) {
+            return false;
+        }
+        self.headers.insert(key.clone(), value.clone());
+        true
+    }
+
     /// Removes a key and returns its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         self.headers.remove(key).and_then(|v| v.to_str().ok().map(str::to_string))

@@ -113,6 +113,8 @@ impl Gateway {
         )
     }
 
+    /// Every handler's future is boxed: the future the connection holds stays small, so moving
+    /// it (once per request) is cheap.
     async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         if req.method() == Method::GET && path == "/" {
@@ -122,10 +124,10 @@ impl Gateway {
             return json_response(StatusCode::OK, self.routes.openapi().to_string());
         }
         if req.method() == Method::POST && path == "/rpc" {
-            return self.rpc_endpoint(req).await;
+            return Box::pin(self.rpc_endpoint(req)).await;
         }
         if matches!(self.handler, Handler::Http | Handler::Web) {
-            return self.proxy(req).await;
+            return Box::pin(self.proxy(req)).await;
         }
         if websocket::is_upgrade(&req) {
             let Some(route) = resolve(&self.namespace, &path) else {
@@ -143,7 +145,7 @@ impl Gateway {
         }
         if matches!(self.handler, Handler::Meta) {
             match self.routes.find(req.method().as_str(), &path) {
-                Found::Route(declared, vars) => return self.transcoded(req, &declared, &vars).await,
+                Found::Route(declared, vars) => return Box::pin(self.transcoded(req, &declared, &vars)).await,
                 Found::OtherMethods(allow) => return not_allowed(&path, &allow),
                 Found::Nothing => {}
             }
@@ -152,10 +154,10 @@ impl Gateway {
             return error_response(&Error::not_found(ID, format!("no service at {path}")));
         };
         match self.handler {
-            Handler::Meta | Handler::Rpc => self.rpc(req, &route.service, &route.method).await,
-            Handler::Api => self.api(req, &route.service, &route.method).await,
-            Handler::Http | Handler::Web => self.proxy(req).await,
-            Handler::Event => self.event(req).await,
+            Handler::Meta | Handler::Rpc => Box::pin(self.rpc(req, &route.service, &route.method)).await,
+            Handler::Api => Box::pin(self.api(req, &route.service, &route.method)).await,
+            Handler::Http | Handler::Web => Box::pin(self.proxy(req)).await,
+            Handler::Event => Box::pin(self.event(req)).await,
         }
     }
 

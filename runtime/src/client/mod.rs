@@ -468,8 +468,9 @@ impl Core {
 
     async fn attempt(&self, call: &RawCall, node: &Node, timeout: Duration) -> Result<Bytes, Error> {
         if over_nats(node) {
+            // Boxed: the NATS request's future is large, and every call would carry its size.
             #[cfg(feature = "nats")]
-            return crate::transport::nats::unary(
+            return Box::pin(crate::transport::nats::unary(
                 &self.nats,
                 &node.address,
                 &call.path,
@@ -477,7 +478,7 @@ impl Core {
                 call.body.slice(5.min(call.body.len())..),
                 &call.opts.metadata,
                 timeout,
-            )
+            ))
             .await;
             #[cfg(not(feature = "nats"))]
             return Err(Error::unavailable(CLIENT_ID, "node uses the nats transport; rebuild with --features nats"));

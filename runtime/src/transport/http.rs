@@ -370,6 +370,13 @@ impl Pool {
         if let Some(c) = self.cached(addr, secure) {
             return Ok(c);
         }
+        // Boxed: connecting (TLS included) takes a large future, which every call that finds a
+        // connection would otherwise carry.
+        Box::pin(self.open(addr, secure, timeout)).await
+    }
+
+    /// Opens the connection to `addr`, once however many callers ask at the same time.
+    async fn open(&self, addr: &str, secure: bool, timeout: Duration) -> Result<SendRequest<Body>, Error> {
         let lock = self.connecting.lock().await.entry(addr.to_string()).or_default().clone();
         let _held = lock.lock().await;
         if let Some(c) = self.cached(addr, secure) {
