@@ -339,26 +339,36 @@ fn instructions(ctx: &Context) {
         load(n);
         let _ = Command::new("callgrind_control").args(["-d", &pid]).output();
         drop(server);
-        let total = std::fs::read_dir(&ctx.tmp)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("callgrind.{name}")))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .filter_map(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))
-                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-            })
-            .filter(|v| *v > 0.0)
-            .fold(f64::INFINITY, f64::min);
-        let ir = if total.is_finite() { total / n as f64 } else { 0.0 };
+        let ir = callgrind_total(&ctx.tmp, &format!("callgrind.{name}"), None) / n as f64;
         eprintln!("callgrind {name:5} {ir:>9.0} instructions / request");
         per.push(ir);
     }
     println!("\n## Instructions per request (callgrind, {n} sequential unary calls after a warm-up)\n");
     println!("| metric | micro | tonic | micro/tonic |\n|---|---|---|---|");
     println!("| instructions / req | {:.0} | {:.0} | {:.2} |", per[0], per[1], ratio(per[0], per[1]));
+}
+
+/// The instructions counted in the callgrind dumps in `dir` whose names start with `prefix`
+/// (the smallest total, 0 when there is none); the dump is copied to `keep` when given.
+fn callgrind_total(dir: &Path, prefix: &str, keep: Option<&Path>) -> f64 {
+    let dumps = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            let total = t
+                .lines()
+                .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))?;
+            (total > 0.0).then_some((total, t))
+        });
+    let Some((total, text)) = dumps.min_by(|a, b| a.0.total_cmp(&b.0)) else { return 0.0 };
+    if let Some(path) = keep {
+        let _ = std::fs::write(path, text);
+    }
+    total
 }
 
 /// Moves a running server to core 0, where the servers run.
@@ -642,25 +652,7 @@ fn gateway_instructions(ctx: &Context, etcd: &Etcd) {
     let _ = Command::new("callgrind_control").args(["-d", &pid]).output();
     drop(api);
     let kept = ctx.dir.join("callgrind.gateway.out");
-    let total = std::fs::read_dir(&ctx.tmp)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("callgrind.gateway"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .inspect(|t| {
-            if t.contains("totals:") || t.contains("summary:") {
-                let _ = std::fs::write(&kept, t);
-            }
-        })
-        .filter_map(|t| {
-            t.lines()
-                .find(|l| l.starts_with("summary:") || l.starts_with("totals:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-        })
-        .filter(|v| *v > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let ir = if total.is_finite() { total / n as f64 } else { 0.0 };
+    let ir = callgrind_total(&ctx.tmp, "callgrind.gateway", Some(&kept)) / n as f64;
     println!("\n`micro api` instructions per request (callgrind, {n} sequential calls after a warm-up): {ir:.0}");
     eprintln!("callgrind profile of micro api: {} (callgrind_annotate it)", kept.display());
 }

@@ -208,9 +208,11 @@ impl Policy {
                 out.append(k.clone(), v.clone());
             }
         }
-        // An upgrade the caller asks for goes on, with its handshake (the proxy relays it, see
-        // gateway::upstream).
-        if let Some(up) = headers.get(http::header::UPGRADE).filter(|_| listed.iter().any(|t| t == "upgrade")) {
+        // A websocket upgrade goes on, with its handshake (the proxy relays it, see
+        // gateway::upstream); no other protocol (an h2c tunnel would bypass these rules).
+        let websocket = |v: &&HeaderValue| v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let upgrade = headers.get(http::header::UPGRADE).filter(websocket);
+        if let Some(up) = upgrade.filter(|_| listed.iter().any(|t| t == "upgrade")) {
             out.insert(http::header::UPGRADE, up.clone());
             let handshake = |k: &HeaderName| k.as_str().starts_with("sec-websocket-");
             let kept: Vec<HeaderName> = out.keys().filter(|k| handshake(k)).cloned().collect();

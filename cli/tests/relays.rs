@@ -249,4 +249,26 @@ async fn streams_events_and_websockets_through_both_proxies() {
         events_one_by_one(addr, &format!("{prefix}/events"), &next).await;
         websocket_echo(&format!("ws://{addr}{prefix}/ws")).await;
     }
+
+    // Only websockets are relayed: an upgrade to another protocol (an h2c tunnel would escape
+    // the proxy's header rules) is not passed on, so the app's 101 is refused.
+    let (gw2, web2) = (gw.clone(), web.clone());
+    let refused = tokio::task::spawn_blocking(move || {
+        let h2c = ["-H", "Connection: Upgrade", "-H", "Upgrade: h2c"];
+        [gw2, web2].map(|a| micro_tests::curl(&[&h2c[..], &[&format!("http://{a}/site/ws")]].concat()).0)
+    });
+    assert_eq!(refused.await.unwrap(), [502, 502]);
+
+    // One body limit: a request that says it is larger gets 413 before the app sees it.
+    let (_small, small) = tokio::task::block_in_place(|| {
+        common::listening(
+            &["api", "--api_address", "127.0.0.1:0", "--namespace", &ns, "--handler", "http", "--max_body", "64"],
+            "api",
+        )
+    });
+    until_up(&small, "/site/x").await;
+    let big = tokio::task::spawn_blocking(move || {
+        micro_tests::curl(&["-d", &"x".repeat(100), &format!("http://{small}/site/echo")]).0
+    });
+    assert_eq!(big.await.unwrap(), 413);
 }

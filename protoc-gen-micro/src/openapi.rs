@@ -31,6 +31,6 @@ pub(crate) fn document(encoded: &[u8], files: &[String], service: &str) -> Resul
     let record = Service { name: service.to_string(), endpoints, ..Default::default() };
     let namespace = service.rsplit_once('.').map_or("", |(ns, _)| ns);
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_else(|_| "0.0.0".into());
-    let doc = micro::api::openapi::document(service, &version, namespace, &[record]);
+    let doc = micro::api::openapi::document(service, &version, namespace, &[record], true);
     serde_json::to_string_pretty(&doc).map_err(|e| Error::new(format!("cannot write the OpenAPI document: {e}")))
 }

@@ -36,10 +36,10 @@
 //! 1. `error`
 //! 2. `metadata`, `secret`, `logger`
 //! 3. `codec`
-//! 4. `wkt`, `api`
+//! 4. `wkt`
 //! 5. `transport`
 //! 6. `registry`
-//! 7. `selector`
+//! 7. `selector`, `api`
 //! 8. `broker`
 //! 9. `web`
 //! 10. `client`, `server`

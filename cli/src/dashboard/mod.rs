@@ -155,6 +155,8 @@ impl Dashboard {
         // A web service's pages (and what they load: sandboxed, with an opaque origin, so every
         // subresource is "cross-site") may be fetched from anywhere; a request that would change
         // something must come from the dashboard itself.
+        // That includes a web service's websockets: its sandboxed pages open them with
+        // `Origin: null`; the service gets the Origin and owns that policy.
         let safe = matches!(*req.method(), Method::GET | Method::HEAD);
         if own || !safe {
             self.policy.check_origin(req)?;

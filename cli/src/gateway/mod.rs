@@ -16,9 +16,10 @@
 //! platform's own `micro-*` headers, and the gateway forwards each caller's `Authorization`,
 //! never a token of its own. Calls take a body typed `application/json` or `application/protobuf`
 //! (browsers cannot send those across origins without a preflight), or none; `GET` reaches only
-//! routes an endpoint declared for `GET`. Bodies, websocket messages and upstream replies share
-//! one limit. The `http` and `web` handlers proxy HTTP apps, which own their cookies and their own
-//! cross-site policy: there only the host is checked (and the origin of upgrades).
+//! routes an endpoint declared for `GET`. Bodies, bridged websocket messages and upstream replies
+//! share one limit (a relayed websocket is bounded by its idle timeout instead). The `http` and
+//! `web` handlers proxy HTTP apps, which own their cookies and their own cross-site policy: there
+//! only the host is checked (and the origin of websocket upgrades).
 //!
 //! Served by the runtime's HTTP server (HTTP/1.1 and HTTP/2, timeouts on every phase, worker
 //! threads); routing reads the watch-fed caches, never the registry per request.
@@ -120,8 +121,12 @@ impl Gateway {
         if req.method() == Method::GET && path == "/" {
             return json_response(StatusCode::OK, format!(r#"{{"version":"{}"}}"#, env!("CARGO_PKG_VERSION")));
         }
-        if req.method() == Method::GET && path == "/openapi.json" {
-            return json_response(StatusCode::OK, self.routes.openapi().to_string());
+        if req.method() == Method::GET
+            && path == "/openapi.json"
+            && matches!(self.handler, Handler::Meta | Handler::Rpc)
+        {
+            let doc = self.routes.openapi(self.handler == Handler::Meta);
+            return json_response(StatusCode::OK, doc);
         }
         if req.method() == Method::POST && path == "/rpc" {
             return Box::pin(self.rpc_endpoint(req)).await;
@@ -146,7 +151,14 @@ impl Gateway {
         if matches!(self.handler, Handler::Meta) {
             match self.routes.find(req.method().as_str(), &path) {
                 Found::Route(declared, vars) => return Box::pin(self.transcoded(req, &declared, &vars)).await,
-                Found::OtherMethods(allow) => return not_allowed(&path, &allow),
+                Found::OtherMethods(allow) => {
+                    // A POST that the rpc rule leads to a service still reaches it.
+                    let rpc = *req.method() == Method::POST
+                        && resolve(&self.namespace, &path).is_some_and(|r| self.routes.knows(&r.service));
+                    if !rpc {
+                        return not_allowed(&path, &allow);
+                    }
+                }
                 Found::Nothing => {}
             }
         }
@@ -331,15 +343,14 @@ impl Gateway {
     }
 
     /// The `http` and `web` handlers: the request goes to a node of the service its first path
-    /// segment names (`/site/static/a.css` → `<namespace>.site`, Go Micro's proxy rule), its
-    /// body and its reply stream through ([`upstream`]), an upgrade is relayed.
+    /// segment names (Go Micro's proxy rule, [`micro::api::proxy_service`]: `/site/static/a.css`
+    /// → `<namespace>.site`, `/v1/site/x` → `<namespace>.v1.site`), its body and its reply stream
+    /// through ([`upstream`]), a websocket is relayed.
     async fn proxy(&self, req: http::Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        if first.is_empty() || first == "." || first == ".." {
+        let Some(service) = micro::api::proxy_service(&self.namespace, &path) else {
             return error_response(&Error::not_found(ID, format!("no service at {path}")));
-        }
-        let service = if self.namespace.is_empty() { first.to_string() } else { format!("{}.{first}", self.namespace) };
+        };
         let entry = match self.nodes.get(&service).await {
             Ok(e) => e,
             Err(_) => return error_response(&self.not_found(&service, &path)),
@@ -496,7 +507,8 @@ impl Dispatch for Gateway {
             if let Err(e) = self.policy.check_host(&req) {
                 return error_response(&e);
             }
-            let own = matches!(req.uri().path(), "/rpc" | "/" | "/openapi.json");
+            let own = matches!(req.uri().path(), "/rpc" | "/")
+                || (req.uri().path() == "/openapi.json" && matches!(self.handler, Handler::Meta | Handler::Rpc));
             let proxying = matches!(self.handler, Handler::Http | Handler::Web) && !websocket::is_upgrade(&req) && !own;
             if self.cors && !proxying && Policy::is_preflight(&req) {
                 return self.policy.preflight(&req);

@@ -38,6 +38,10 @@ pub(crate) struct Table {
     routes: RwLock<Vec<Arc<Declared>>>,
     /// The records of each service, for the API's description.
     records: RwLock<BTreeMap<String, Vec<micro::registry::Service>>>,
+    /// Bumped at every change of `records`.
+    generation: std::sync::atomic::AtomicU64,
+    /// The last document built: the generation and the routes flag it was built for.
+    doc: std::sync::Mutex<Option<(u64, bool, bytes::Bytes)>>,
     namespace: String,
     registry: SharedRegistry,
 }
@@ -48,6 +52,8 @@ impl Table {
         let table = Arc::new(Table {
             routes: RwLock::new(vec![]),
             records: RwLock::new(BTreeMap::new()),
+            generation: Default::default(),
+            doc: Default::default(),
             namespace: namespace.to_string(),
             registry,
         });
@@ -90,6 +96,7 @@ impl Table {
         } else {
             records.insert(service.to_string(), versions);
         }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         drop(records);
         let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
         routes.retain(|r| r.service != service);
@@ -104,7 +111,7 @@ impl Table {
         // (`/v1/{name=books/*}:publish`), not a match of `*` for `b1:publish`.
         let verbs = routes.iter().any(|r| r.template.has_verb() && r.template.matches_path(path).is_some());
         for r in routes.iter().filter(|r| r.template.has_verb() || !verbs) {
-            if r.template.method().eq_ignore_ascii_case(method) {
+            if r.template.answers(method) {
                 if let Some(vars) = r.template.matches_path(path) {
                     return Found::Route(r.clone(), vars);
                 }
@@ -133,13 +140,30 @@ impl Table {
         versions.iter().flat_map(|v| &v.endpoints).find(|e| e.name == endpoint).and_then(|e| e.request.clone())
     }
 
-    /// The OpenAPI document of every service in the namespace, as the registry shows them now.
-    pub(crate) fn openapi(&self) -> serde_json::Value {
+    /// Whether the registry showed records of `service`.
+    pub(crate) fn knows(&self, service: &str) -> bool {
+        self.records.read().unwrap_or_else(|e| e.into_inner()).contains_key(service)
+    }
+
+    /// The OpenAPI document of every service in the namespace, with the declared routes when
+    /// `routes` (the `meta` handler serves them): built again only after the registry changed.
+    pub(crate) fn openapi(&self, routes: bool) -> bytes::Bytes {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let mut cache = self.doc.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, r, doc)) = &*cache {
+            if *g == generation && *r == routes {
+                return doc.clone();
+            }
+        }
         let records = self.records.read().unwrap_or_else(|e| e.into_inner());
         let all: Vec<micro::registry::Service> = records.values().flatten().cloned().collect();
+        drop(records);
         let title =
             if self.namespace.is_empty() { "micro api".to_string() } else { format!("micro api: {}", self.namespace) };
-        micro::api::openapi::document(&title, env!("CARGO_PKG_VERSION"), &self.namespace, &all)
+        let doc = micro::api::openapi::document(&title, env!("CARGO_PKG_VERSION"), &self.namespace, &all, routes);
+        let doc = bytes::Bytes::from(doc.to_string());
+        *cache = Some((generation, routes, doc.clone()));
+        doc
     }
 }
 

@@ -1,10 +1,11 @@
 //! Forwarding a request to a node of an HTTP service (the gateway's `http`/`web` handlers and
 //! the dashboard's `/<alias>/`): bodies stream both ways, never buffered whole; upgrades
-//! (websockets) are relayed byte for byte; nodes that registered `secure=true` are reached over
+//! (websockets, and no other protocol) are relayed byte for byte; nodes that registered `secure=true` are reached over
 //! TLS with the process's client TLS (`--client_tls_ca`, else the Mozilla roots).
 //!
-//! Limits: a request body larger than the limit gets 413 when it says so up front and is cut off
-//! past it otherwise, and must arrive within the body timeout; a reply that says it is larger
+//! Limits: a request body larger than the limit gets 413 when it says so up front, and otherwise
+//! is cut off past it (the node sees the request break off; the caller gets its answer or 502),
+//! and must arrive within the body timeout; a reply that says it is larger
 //! gets 502, one that turns out larger is cut off there; no reply head within the call timeout
 //! gets 504; a relayed upgrade ends after [`RELAY_IDLE`] without a byte either way and counts
 //! against the gateway's open sockets ([`super::websocket::MAX_BRIDGES`]).
@@ -123,10 +124,15 @@ impl Upstream<'_> {
     }
 }
 
-/// The client's side of an upgrade it asked for, keeping the `Connection` and `Upgrade` headers
-/// for the node (other hop-by-hop headers are already gone).
+/// The client's side of a websocket upgrade it asked for, keeping the `Connection` and
+/// `Upgrade` headers for the node (other hop-by-hop headers are already gone); other upgrades
+/// are not passed on.
 fn upgrade_of(parts: &mut http::request::Parts) -> Option<hyper::upgrade::OnUpgrade> {
     let asked = parts.headers.get(http::header::UPGRADE).cloned()?;
+    if !asked.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        parts.headers.remove(http::header::UPGRADE);
+        return None;
+    }
     let on = parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?;
     parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
     parts.headers.insert(http::header::UPGRADE, asked);
@@ -180,8 +186,9 @@ where
             }
         });
         if !matches!(step.await, Ok(true)) {
-            let _ = aw.shutdown().await;
-            let _ = bw.shutdown().await;
+            // A peer that stopped reading must not hold the relay open.
+            let close = async { tokio::join!(aw.shutdown(), bw.shutdown()) };
+            let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
             return;
         }
     }

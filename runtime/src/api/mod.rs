@@ -14,5 +14,5 @@ pub mod route;
 pub mod transcode;
 
 pub use query::pairs_to_json;
-pub use resolve::{resolve, Route};
+pub use resolve::{proxy_service, resolve, Route};
 pub use route::Template;

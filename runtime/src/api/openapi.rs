@@ -28,8 +28,9 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "
 const QUERY_DEPTH: usize = 3;
 
 /// The document for `services` (each name's records; the first record of an endpoint wins),
-/// reached through a gateway of `namespace`, titled `title`.
-pub fn document(title: &str, version: &str, namespace: &str, services: &[Service]) -> Json {
+/// reached through a gateway of `namespace`, titled `title`; with their declared routes when
+/// `routes` (the `meta` handler), else at the `rpc` handler's paths only.
+pub fn document(title: &str, version: &str, namespace: &str, services: &[Service], routes: bool) -> Json {
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     // OpenAPI holds `/v1/{name}` and `/v1/{book.name}` to be one path: operations of a path
     // already there under other variable names take its names.
@@ -42,7 +43,7 @@ pub fn document(title: &str, version: &str, namespace: &str, services: &[Service
             if streams || subscriber || !seen.insert((service.name.clone(), e.name.clone())) {
                 continue;
             }
-            for (path, method, mut op) in operations(namespace, &service.name, e) {
+            for (path, method, mut op) in operations(namespace, &service.name, e, routes) {
                 let first = shapes.entry(shape(&path)).or_insert_with(|| path.clone()).clone();
                 if first != path {
                     rename_path_params(&mut op, &variables(&first));
@@ -106,8 +107,8 @@ fn error_schema() -> Json {
 }
 
 /// The operations of one endpoint: `(path, method, operation)`.
-fn operations(namespace: &str, service: &str, e: &Endpoint) -> Vec<(String, String, Json)> {
-    let bindings = Binding::of(&e.metadata);
+fn operations(namespace: &str, service: &str, e: &Endpoint, routes: bool) -> Vec<(String, String, Json)> {
+    let bindings = if routes { Binding::of(&e.metadata) } else { vec![] };
     let alias = alias(namespace, service);
     if bindings.is_empty() {
         let Some(path) = rpc_path(namespace, service, &e.name) else { return vec![] };
@@ -197,7 +198,8 @@ fn operation(alias: &str, e: &Endpoint, b: &Binding, template: &Option<Template>
         query_params(fields, "", &skip, 0, &mut params);
     }
     let mut op = Map::new();
-    op.insert("operationId".into(), json!(if index == 0 { e.name.clone() } else { format!("{}.{index}", e.name) }));
+    let id = format!("{alias}.{}", e.name);
+    op.insert("operationId".into(), json!(if index == 0 { id } else { format!("{id}.{index}") }));
     op.insert("tags".into(), json!([alias]));
     if let Some(d) = e.metadata.get("description") {
         op.insert("summary".into(), json!(d.lines().next().unwrap_or_default()));
@@ -310,6 +312,9 @@ fn nullable(mut schema: Json) -> Json {
         Some(t @ Json::String(_)) => *t = json!([t.clone(), "null"]),
         _ => {}
     }
+    if let Some(any) = schema.get_mut("anyOf").and_then(Json::as_array_mut) {
+        any.push(json!({"type": "null"}));
+    }
     schema
 }
 
@@ -337,8 +342,16 @@ pub fn schema_of(f: &Schema) -> Json {
 }
 
 fn scalar_schema(s: &str) -> Json {
-    let int =
-        |min: i64, max: u64, format: &str| json!({"type": "integer", "format": format, "minimum": min, "maximum": max});
+    // Integers as numbers or canonical decimal strings (proto3 JSON takes both).
+    let int = |min: i64, max: u64, format: &str| {
+        let pattern = if min < 0 {
+            format!("^(0|{}|-({}))$", up_to(&max.to_string()), up_to(&min.unsigned_abs().to_string()))
+        } else {
+            format!("^(0|{})$", up_to(&max.to_string()))
+        };
+        json!({"type": ["integer", "string"], "format": format, "pattern": pattern, "minimum": min, "maximum": max})
+    };
+    let special = json!({"enum": ["NaN", "Infinity", "-Infinity"]});
     match s {
         "string" => json!({"type": "string"}),
         "bytes" => {
@@ -347,18 +360,13 @@ fn scalar_schema(s: &str) -> Json {
         "bool" => json!({"type": "boolean"}),
         "int32" | "sint32" | "sfixed32" => int(i32::MIN.into(), i32::MAX as u64, "int32"),
         "uint32" | "fixed32" => int(0, u32::MAX.into(), "uint32"),
-        "int64" | "sint64" | "sfixed64" => json!({
-            "type": ["string", "integer"], "format": "int64",
-            "pattern": format!("^(0|{}|-({}))$", up_to("9223372036854775807"), up_to("9223372036854775808")),
-            "minimum": i64::MIN, "maximum": i64::MAX,
-        }),
-        "uint64" | "fixed64" => json!({
-            "type": ["string", "integer"], "format": "uint64",
-            "pattern": format!("^(0|{})$", up_to("18446744073709551615")),
-            "minimum": 0, "maximum": u64::MAX,
-        }),
-        "float" => json!({"type": "number", "format": "float", "minimum": -3.4e38, "maximum": 3.4e38}),
-        _ => json!({"type": "number", "format": "double"}),
+        "int64" | "sint64" | "sfixed64" => int(i64::MIN, i64::MAX as u64, "int64"),
+        "uint64" | "fixed64" => int(0, u64::MAX, "uint64"),
+        "float" => json!({"anyOf": [
+            {"type": "number", "format": "float", "minimum": -3.4e38, "maximum": 3.4e38},
+            special,
+        ]}),
+        _ => json!({"anyOf": [{"type": "number", "format": "double"}, special]}),
     }
 }
 
@@ -439,7 +447,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let doc = document("api", "1", "ns", &[svc]);
+        let doc = document("api", "1", "ns", &[svc.clone()], true);
+        assert_eq!(document("api", "1", "ns", &[svc], false)["paths"].as_object().unwrap().len(), 3, "rpc paths only");
         let paths = doc["paths"].as_object().unwrap();
         assert_eq!(
             paths.keys().collect::<Vec<_>>(),
@@ -447,6 +456,7 @@ mod tests {
         );
         let get = &doc["paths"]["/shop/get-item"]["post"];
         assert_eq!(get["summary"], "Reads an item.");
+        assert_eq!(get["operationId"], "shop.Shop.GetItem");
         let list = &doc["paths"]["/v1/shelves/{shelf}/items"]["get"];
         assert_eq!(list["parameters"][0]["name"], "shelf");
         assert_eq!(list["parameters"][1]["name"], "pageSize");

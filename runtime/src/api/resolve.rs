@@ -54,6 +54,25 @@ pub fn resolve(namespace: &str, path: &str) -> Option<Route> {
     Some(Route { service, method })
 }
 
+/// The service an HTTP proxy (the `http` and `web` handlers) sends `path` to, by Go Micro's
+/// proxy rule: the first segment (`/site/static/a.css` → `site`), or a version and the next one
+/// (`/v1/site/x` → `v1.site`), under `namespace`; `None` unless the alias is letters, digits
+/// and inner dashes.
+pub fn proxy_service(namespace: &str, path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (service, alias) = match parts.as_slice() {
+        [v, svc, _, ..] if is_version(v) => (format!("{v}.{svc}"), *svc),
+        [first, ..] => (first.to_string(), *first),
+        [] => return None,
+    };
+    let valid =
+        !alias.is_empty() && alias.split('-').all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !valid {
+        return None;
+    }
+    Some(if namespace.is_empty() { service } else { format!("{namespace}.{service}") })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +93,18 @@ mod tests {
         assert_eq!(resolve(ns, "/"), None);
         assert_eq!(resolve(ns, "/a//b"), None);
         assert_eq!(resolve(ns, "/../x"), None);
+    }
+
+    #[test]
+    fn the_proxy_rule() {
+        let p = |path: &str| proxy_service("ns", path);
+        assert_eq!(p("/site/static/css/a.css").as_deref(), Some("ns.site"));
+        assert_eq!(p("/site").as_deref(), Some("ns.site"));
+        assert_eq!(p("/v1/site/x").as_deref(), Some("ns.v1.site"));
+        assert_eq!(p("/v1/x").as_deref(), Some("ns.v1"));
+        assert_eq!(p("/my-site/x").as_deref(), Some("ns.my-site"));
+        for bad in ["/", "/../x", "/a.b/x", "/-a/x", "/a-/x", "/a_b/x", "/%2e%2e/x"] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
     }
 }

@@ -97,10 +97,15 @@ impl Template {
 
     /// The path variables if `method path` matches.
     pub fn matches(&self, method: &str, path: &str) -> Option<BTreeMap<String, String>> {
-        if !self.method.eq_ignore_ascii_case(method) {
+        if !self.answers(method) {
             return None;
         }
         self.matches_path(path)
+    }
+
+    /// Whether the template takes `method` (`custom { kind: "*" }` takes every method).
+    pub fn answers(&self, method: &str) -> bool {
+        self.method == "*" || self.method.eq_ignore_ascii_case(method)
     }
 
     /// The path variables if `path` matches, whatever the method.
@@ -305,6 +310,7 @@ mod tests {
         assert!(r.matches("GET", "/v1/items/42/x").is_none());
         assert!(t("GET", "/files/**").matches("GET", "/files/a/b/c").is_some());
         assert!(t("GET", "/files/**").matches("GET", "/files").is_some(), "** matches zero segments");
+        assert!(t("*", "/any").matches("PURGE", "/any").is_some(), "custom kind * takes every method");
     }
 
     #[test]

@@ -27,6 +27,9 @@ use crate::Error;
 /// The id of transcoding errors (the gateway's).
 pub const ID: &str = "go.micro.api";
 
+/// The most fields a dotted name may nest (`a.b.c`): a stranger's query cannot build deeper JSON.
+pub const MAX_NESTING: usize = 16;
+
 /// One HTTP binding of an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -101,10 +104,17 @@ pub fn kind(field: &Schema) -> (Kind<'_>, bool) {
         Some(t) => (t, true),
         None => (field.r#type.as_str(), false),
     };
+    let legacy = matches!(ty, "Timestamp" | "Duration")
+        && field.values.len() == 2
+        && field.values[0].name == "seconds"
+        && field.values[1].name == "nanos";
     let kind = if ty.starts_with("map[") {
         Kind::Map
     } else if ty.starts_with("google.protobuf.") {
         Kind::WellKnown(ty)
+    } else if legacy {
+        // What older runtimes registered for the well-known types.
+        Kind::WellKnown(if ty == "Timestamp" { "google.protobuf.Timestamp" } else { "google.protobuf.Duration" })
     } else if is_scalar(ty) {
         Kind::Scalar(ty)
     } else if !field.values.is_empty() && field.values.iter().all(|v| v.r#type == "enum") {
@@ -176,7 +186,8 @@ pub fn request(
                 if v.is_null() {
                     return Err(bad(format!("the body is the request's {name}: null is not one")));
                 }
-                m.insert(name.to_string(), v);
+                let key = fields.and_then(|f| field(f, name)).map_or(name, |f| f.name.as_str());
+                m.insert(key.to_string(), v);
             }
             m
         }
@@ -186,6 +197,7 @@ pub fn request(
     }
     if let Some(fields) = fields {
         drop_nulls(&mut object, fields);
+        canonicalize(&mut object, fields, "")?;
         check(&object, fields, "")?;
     }
     if !query.is_empty() {
@@ -198,10 +210,13 @@ pub fn request(
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let (k, v) = (super::query::decode_component(k), super::query::decode_component(v));
-            let top = k.split('.').next().unwrap_or_default();
-            if vars.keys().any(|p| p == &k || p.starts_with(&format!("{k}.")))
-                || (!binding.body.is_empty() && top == binding.body)
-            {
+            let key = canonical(fields, &k);
+            let top = key.split('.').next().unwrap_or_default();
+            let bound = |p: &String| {
+                let p = canonical(fields, p);
+                p == key || p.starts_with(&format!("{key}.")) || key.starts_with(&format!("{p}."))
+            };
+            if vars.keys().any(bound) || (!binding.body.is_empty() && top == canonical(fields, &binding.body)) {
                 return Err(bad(format!("query parameter {k} is bound by the path or the body")));
             }
             set(&mut object, fields, &k, &v, "query parameter", true)?;
@@ -247,6 +262,9 @@ fn value(v: &Json, k: Kind<'_>, path: &str) -> Result<(), Error> {
     let wrong = |what: &str| Err(bad(format!("{path} must be {what}")));
     match (k, v) {
         (Kind::Message(sub), Json::Object(m)) if !sub.is_empty() => check(m, sub, &format!("{path}.")),
+        // A type whose fields are not known (an enum or message of an older runtime's tree, or
+        // one cut off for depth): the service decides.
+        (Kind::Message(sub), _) if sub.is_empty() => Ok(()),
         (Kind::Message(_) | Kind::Map, Json::Object(_)) => Ok(()),
         (Kind::Message(_) | Kind::Map, _) => wrong("an object"),
         (Kind::Enum(values), Json::String(s)) if values.iter().any(|e| &e.name == s) => Ok(()),
@@ -290,8 +308,16 @@ fn scalar_value(s: &str, v: &Json) -> Result<(), &'static str> {
         },
         "bool" if v.is_boolean() => Ok(()),
         "bool" => Err("true or false"),
-        "int32" | "sint32" | "sfixed32" => int(i32::MIN.into(), i32::MAX as u64),
-        "uint32" | "fixed32" => int(0, u32::MAX.into()),
+        "int32" | "sint32" | "sfixed32" => match v {
+            Json::String(t) if t.parse::<i32>().is_ok_and(|n| n.to_string() == *t) => Ok(()),
+            Json::String(_) => Err("an integer, or one written as a string without leading zeros"),
+            _ => int(i32::MIN.into(), i32::MAX as u64),
+        },
+        "uint32" | "fixed32" => match v {
+            Json::String(t) if t.parse::<u32>().is_ok_and(|n| n.to_string() == *t) => Ok(()),
+            Json::String(_) => Err("an integer, or one written as a string without leading zeros"),
+            _ => int(0, u32::MAX.into()),
+        },
         "int64" | "sint64" | "sfixed64" => match v {
             Json::String(t) if t.parse::<i64>().is_ok_and(|n| n.to_string() == *t) => Ok(()),
             Json::String(_) => Err("an integer, or one written as a string without leading zeros"),
@@ -302,12 +328,13 @@ fn scalar_value(s: &str, v: &Json) -> Result<(), &'static str> {
             Json::String(_) => Err("an integer, or one written as a string without leading zeros"),
             _ => int(0, u64::MAX),
         },
+        _ if matches!(v.as_str(), Some("NaN" | "Infinity" | "-Infinity")) => Ok(()),
         "float" => match v.as_f64() {
             Some(f) if f.abs() <= 3.4e38 => Ok(()),
-            _ => Err("a number in a float's range"),
+            _ => Err("a number in a float's range, NaN, Infinity or -Infinity"),
         },
         _ if v.is_number() => Ok(()),
-        _ => Err("a number"),
+        _ => Err("a number, NaN, Infinity or -Infinity"),
     }
 }
 
@@ -374,6 +401,9 @@ fn set(
     append: bool,
 ) -> Result<(), Error> {
     let names: Vec<&str> = path.split('.').collect();
+    if names.len() > MAX_NESTING {
+        return Err(bad(format!("{what} {path}: more than {MAX_NESTING} nested fields")));
+    }
     let (last, parents) = names.split_last().ok_or_else(|| bad(format!("an empty {what}")))?;
     let mut fields = fields;
     let mut target = object;
@@ -388,7 +418,8 @@ fn set(
             }
             None => None,
         };
-        let entry = target.entry(name.to_string()).or_insert_with(|| Json::Object(Map::new()));
+        let key = fields.and_then(|f| field(f, name)).map_or(*name, |f| f.name.as_str());
+        let entry = target.entry(key.to_string()).or_insert_with(|| Json::Object(Map::new()));
         let Json::Object(inner) = entry else {
             return Err(bad(format!("{what} {path}: {name} is set twice")));
         };
@@ -402,14 +433,72 @@ fn set(
     let f = field(fields, last).ok_or_else(|| bad(format!("{what} {path} is not a field of the request")))?;
     let (k, repeated) = kind(f);
     let value = scalar(k, raw).map_err(|why| bad(format!("{what} {path}: {why}")))?;
-    match target.get_mut(*last) {
+    match target.get_mut(&f.name) {
         Some(Json::Array(items)) if repeated && append => items.push(value),
         Some(_) if append => return Err(bad(format!("{what} {path} is given more than once"))),
         _ if repeated => {
-            target.insert(last.to_string(), Json::Array(vec![value]));
+            target.insert(f.name.clone(), Json::Array(vec![value]));
         }
         _ => {
-            target.insert(last.to_string(), value);
+            target.insert(f.name.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+/// A dotted field path with each known field under its proto name (`book.pageSize` →
+/// `book.page_size`).
+fn canonical(fields: Option<&[Schema]>, path: &str) -> String {
+    let mut fields = fields;
+    let mut out = vec![];
+    for name in path.split('.') {
+        match fields.and_then(|f| field(f, name)) {
+            Some(f) => {
+                out.push(f.name.clone());
+                fields = match kind(f) {
+                    (Kind::Message(sub), false) if !sub.is_empty() => Some(sub),
+                    _ => None,
+                };
+            }
+            None => {
+                out.push(name.to_string());
+                fields = None;
+            }
+        }
+    }
+    out.join(".")
+}
+
+/// Renames the fields of a JSON request given by their JSON names to their proto names, so one
+/// field never reaches the service under two names; both names at once is an error.
+fn canonicalize(object: &mut Map<String, Json>, fields: &[Schema], prefix: &str) -> Result<(), Error> {
+    let keys: Vec<String> = object.keys().cloned().collect();
+    for key in keys {
+        let Some(f) = field(fields, &key) else { continue };
+        if f.name != key {
+            if object.contains_key(&f.name) {
+                return Err(bad(format!("{prefix}{} is given twice (as {key} too)", f.name)));
+            }
+            if let Some(v) = object.remove(&key) {
+                object.insert(f.name.clone(), v);
+            }
+        }
+        let (k, repeated) = kind(f);
+        let Kind::Message(sub) = k else { continue };
+        if sub.is_empty() {
+            continue;
+        }
+        let inner = format!("{prefix}{}.", f.name);
+        match object.get_mut(&f.name) {
+            Some(Json::Object(m)) if !repeated => canonicalize(m, sub, &inner)?,
+            Some(Json::Array(items)) if repeated => {
+                for item in items.iter_mut() {
+                    if let Json::Object(m) = item {
+                        canonicalize(m, sub, &inner)?;
+                    }
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -466,6 +555,7 @@ fn scalar(k: Kind<'_>, raw: &str) -> Result<Json, String> {
             "DoubleValue" | "FloatValue" => scalar(Kind::Scalar("double"), raw)?,
             other => return Err(format!("a google.protobuf.{other} is sent in the body")),
         },
+        Kind::Message(sub) if sub.is_empty() => Json::String(raw.into()),
         Kind::Message(_) => return Err("it is a message: name one of its fields (a.b=...)".into()),
         Kind::Map => return Err("it is a map: send it in the body".into()),
     })
@@ -519,6 +609,7 @@ mod tests {
                 f("shelf", "string", vec![]),
                 f("page_size", "int32", vec![]),
                 f("big", "int64", vec![]),
+                f("ratio", "double", vec![]),
                 f("tags", "[]string", vec![]),
                 f("on", "bool", vec![]),
                 f("color", "Color", colour),
@@ -541,7 +632,7 @@ mod tests {
         let got = request(&binding("GET", "/v1/{book.id}", ""), Some(&book()), &vars, q, b"").unwrap();
         assert_eq!(
             Json::Object(got),
-            serde_json::json!({"pageSize": 3, "big": "9007199254740993", "tags": ["a", "b"], "on": true,
+            serde_json::json!({"page_size": 3, "big": "9007199254740993", "tags": ["a", "b"], "on": true,
                 "color": "COLOR_RED", "at": "2020-01-01T00:00:00Z", "limit": 5, "book": {"id": "b1", "title": "T x"}})
         );
     }
@@ -592,8 +683,10 @@ mod tests {
         let none = BTreeMap::new();
         for (body, word) in [
             (r#"{"nope":1}"#, "nope"),
-            (r#"{"pageSize":"3"}"#, "pageSize"),
+            (r#"{"pageSize":"03"}"#, "page_size"),
+            (r#"{"pageSize":3,"page_size":4}"#, "given twice"),
             (r#"{"page_size":3000000000}"#, "page_size"),
+            (r#"{"ratio":"1.5"}"#, "ratio"),
             (r#"{"big":"0012"}"#, "big"),
             (r#"{"big":"9223372036854775808"}"#, "big"),
             (r#"{"tags":"a"}"#, "tags"),
@@ -607,8 +700,42 @@ mod tests {
             let e = request(&star, Some(&book()), &none, "", body.as_bytes()).unwrap_err();
             assert!(e.detail.contains(word), "{body}: {}", e.detail);
         }
-        let ok = r#"{"big":"-9223372036854775808","page_size":3.0,"tags":["a"],"color":"COLOR_RED","limit":null}"#;
+        let ok = r#"{"big":"-9223372036854775808","pageSize":"3","tags":["a"],"color":"COLOR_RED","limit":null,"ratio":"NaN"}"#;
         assert!(request(&star, Some(&book()), &none, "", ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn older_trees_are_taken_as_they_come() {
+        let tree = f(
+            "Req",
+            "Req",
+            vec![
+                f("color", "Color", vec![]),
+                f("at", "Timestamp", vec![f("seconds", "int64", vec![]), f("nanos", "int32", vec![])]),
+            ],
+        );
+        let got = request(
+            &binding("GET", "/v1", ""),
+            Some(&tree),
+            &BTreeMap::new(),
+            "color=RED&at=2020-01-01T00:00:00Z",
+            b"",
+        );
+        assert_eq!(Json::Object(got.unwrap()), serde_json::json!({"color": "RED", "at": "2020-01-01T00:00:00Z"}));
+        let body = br#"{"color":"RED","at":"2020-01-01T00:00:00Z"}"#;
+        assert!(request(&binding("POST", "/v1", "*"), Some(&tree), &BTreeMap::new(), "", body).is_ok());
+    }
+
+    #[test]
+    fn names_are_canonical_and_nesting_is_bounded() {
+        let vars = BTreeMap::from([("page_size".to_string(), "3".to_string())]);
+        let e = request(&binding("GET", "/{page_size}", ""), Some(&book()), &vars, "pageSize=4", b"").unwrap_err();
+        assert!(e.detail.contains("bound by the path"), "{}", e.detail);
+        let deep = format!("{}=1", vec!["a"; 40].join("."));
+        for schema in [None, Some(book())] {
+            let e = request(&binding("GET", "/v1", ""), schema.as_ref(), &BTreeMap::new(), &deep, b"").unwrap_err();
+            assert!(e.detail.contains("nested"), "{}", e.detail);
+        }
     }
 
     #[test]
