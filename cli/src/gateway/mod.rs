@@ -222,19 +222,78 @@ impl Gateway {
         } else if codec == Codec::Json && body.windows(4).any(|w| w == b"null") {
             body = self.without_nulls(service, endpoint, body);
         }
+        let content_type = match HeaderValue::from_str(&ct) {
+            Ok(v) if !ct.is_empty() => v,
+            _ => HeaderValue::from_static("application/json"),
+        };
+        if let Some(resp) = self.direct(service, endpoint, &content_type, &md, &body).await {
+            return resp;
+        }
         let opts = CallOptions { metadata: md, timeout: Some(self.timeout), ..Default::default() };
-        match self.client.call_raw(service, endpoint, &format!("/{endpoint}"), codec, &body, opts).await {
+        // Boxed: the fallback's future is large and rarely needed.
+        let call_path = format!("/{endpoint}");
+        match Box::pin(self.client.call_raw(service, endpoint, &call_path, codec, &body, opts)).await {
             Ok(reply) => {
                 let mut resp = Response::new(Body::full(reply));
-                let ct = match HeaderValue::from_str(&ct) {
-                    Ok(v) if !ct.is_empty() => v,
-                    _ => HeaderValue::from_static("application/json"),
-                };
-                resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+                resp.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
                 resp
             }
             Err(e) => self.call_error(e, service, &path),
         }
+    }
+
+    /// The `rpc` handler's fast path: the call as one plain HTTP/1.1 request (micro's JSON and
+    /// protobuf protocol on the service's own port, no gRPC framing) on a pooled keep-alive
+    /// connection to a node, the reply passed on as it comes (within the body limit). `None`,
+    /// and the client takes the call with its retries, when calls go through a `micro proxy`,
+    /// the node is not a micro server on the HTTP transport, the service is not known, or no
+    /// connection could be made.
+    async fn direct(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: &HeaderValue,
+        md: &Metadata,
+        body: &Bytes,
+    ) -> Option<Response<Body>> {
+        if self.client.options().proxy.is_some() {
+            return None;
+        }
+        let entry = self.nodes.get(service).await.ok()?;
+        let node = &entry.nodes.get(next_index(entry.nodes.len()))?.node;
+        // Only our own servers answer the plain protocol at `/{endpoint}` (a Go Micro node may not).
+        let ours = node.metadata.get("server").is_some_and(|s| s == "micro");
+        if !ours || node.metadata.get("transport").is_some_and(|t| t != "http") {
+            return None;
+        }
+        let tls = micro::transport::tls::default_client();
+        let scheme = if micro::transport::tls::node_is_secure(&node.metadata, Some(&tls)) { "https" } else { "http" };
+        let uri: http::Uri = format!("{scheme}://{}/{endpoint}", node.address).parse().ok()?;
+        let mut req = http::Request::new(Body::full(body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        for (k, v) in md.headers() {
+            h.append(k.clone(), v.clone());
+        }
+        h.insert(http::header::CONTENT_TYPE, content_type.clone());
+        if let Ok(t) = HeaderValue::from_str(&format!("{}ms", self.timeout.as_millis())) {
+            h.insert(micro::metadata::TIMEOUT, t);
+        }
+        let resp = match tokio::time::timeout(self.timeout, self.proxy.request(req)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if e.is_connect() => return None,
+            Ok(Err(e)) => return Some(error_response(&Error::new(ID, 502, format!("{service}: {e}")))),
+            Err(_) => {
+                let t = self.timeout;
+                return Some(error_response(&Error::timeout(ID, format!("{service} did not answer within {t:?}"))));
+            }
+        };
+        let (mut parts, body) = resp.into_parts();
+        for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
+            parts.headers.remove(hop);
+        }
+        Some(Response::from_parts(parts, crate::edge::limit_reply(body, self.policy.max_body, service)))
     }
 
     /// A JSON request without the fields it sets to `null` (their defaults), by the endpoint's
@@ -355,7 +414,7 @@ impl Gateway {
             Ok(e) => e,
             Err(_) => return error_response(&self.not_found(&service, &path)),
         };
-        let Some(node) = entry.nodes.get(uuid_index(entry.nodes.len())).map(|c| c.node.clone()) else {
+        let Some(node) = entry.nodes.get(next_index(entry.nodes.len())).map(|c| c.node.clone()) else {
             return error_response(&self.not_found(&service, &path));
         };
         let peer = crate::edge::peer(&req);
@@ -489,12 +548,14 @@ pub(crate) async fn rpc_call(
     }
 }
 
-/// A random index below `n` (for choosing a node).
-pub(crate) fn uuid_index(n: usize) -> usize {
+/// The next index below `n`, turn by turn across calls (for choosing a node: spread evenly, with
+/// no system call per request, as drawing random bytes would be).
+pub(crate) fn next_index(n: usize) -> usize {
+    static TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     if n == 0 {
         return 0;
     }
-    (uuid::Uuid::new_v4().as_u128() % n as u128) as usize
+    TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n
 }
 
 impl Dispatch for Gateway {
