@@ -154,7 +154,7 @@ impl Gateway {
                 Found::OtherMethods(allow) => {
                     // A POST that the rpc rule leads to a service still reaches it.
                     let rpc = *req.method() == Method::POST
-                        && resolve(&self.namespace, &path).is_some_and(|r| self.routes.knows(&r.service));
+                        && resolve(&self.namespace, &path).is_some_and(|r| self.routes.knows(&r.service, &r.method));
                     if !rpc {
                         return not_allowed(&path, &allow);
                     }
@@ -256,10 +256,15 @@ impl Gateway {
         md: &Metadata,
         body: &Bytes,
     ) -> Option<Response<Body>> {
-        if self.client.options().proxy.is_some() {
+        // Streams and endpoints the registry does not show (yet) go through the client.
+        if self.client.options().proxy.is_some() || !self.routes.is_unary(service, endpoint) {
             return None;
         }
-        let entry = self.nodes.get(service).await.ok()?;
+        let entry = match self.nodes.get(service).await {
+            Ok(e) => e,
+            Err(e) if e.code == 404 => return Some(error_response(&self.not_found(service, &format!("/{endpoint}")))),
+            Err(_) => return None,
+        };
         let node = &entry.nodes.get(next_index(entry.nodes.len()))?.node;
         // Only our own servers answer the plain protocol at `/{endpoint}` (a Go Micro node may not).
         let ours = node.metadata.get("server").is_some_and(|s| s == "micro");
@@ -277,8 +282,9 @@ impl Gateway {
             h.append(k.clone(), v.clone());
         }
         h.insert(http::header::CONTENT_TYPE, content_type.clone());
-        if let Ok(t) = HeaderValue::from_str(&format!("{}ms", self.timeout.as_millis())) {
-            h.insert(micro::metadata::TIMEOUT, t);
+        // A transport header, so handlers do not see it among their metadata.
+        if let Ok(t) = HeaderValue::from_str(&micro::transport::grpc::format_timeout(self.timeout)) {
+            h.insert("grpc-timeout", t);
         }
         let resp = match tokio::time::timeout(self.timeout, self.proxy.request(req)).await {
             Ok(Ok(resp)) => resp,
@@ -290,10 +296,21 @@ impl Gateway {
             }
         };
         let (mut parts, body) = resp.into_parts();
+        let max = self.policy.max_body;
+        let declared =
+            parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Some(error_response(&Error::new(
+                ID,
+                502,
+                format!("the reply of {service} is larger than {max} bytes"),
+            )));
+        }
         for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
             parts.headers.remove(hop);
         }
-        Some(Response::from_parts(parts, crate::edge::limit_reply(body, self.policy.max_body, service)))
+        let body = upstream::deadline(crate::edge::limit_reply(body, max, service), self.timeout, "the reply");
+        Some(Response::from_parts(parts, body))
     }
 
     /// A JSON request without the fields it sets to `null` (their defaults), by the endpoint's
@@ -548,14 +565,23 @@ pub(crate) async fn rpc_call(
     }
 }
 
-/// The next index below `n`, turn by turn across calls (for choosing a node: spread evenly, with
-/// no system call per request, as drawing random bytes would be).
+/// A random index below `n` (for choosing a node), from a per-thread xorshift generator seeded
+/// once from the system: no system call per request, as drawing fresh random bytes would be.
 pub(crate) fn next_index(n: usize) -> usize {
-    static TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1);
+    }
     if n == 0 {
         return 0;
     }
-    TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x % n as u64) as usize
+    })
 }
 
 impl Dispatch for Gateway {

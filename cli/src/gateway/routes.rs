@@ -135,14 +135,23 @@ impl Table {
 
     /// The request's field tree of `service`'s `endpoint`, as registered.
     pub(crate) fn request_of(&self, service: &str, endpoint: &str) -> Option<Value> {
-        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
-        let versions = records.get(service)?;
-        versions.iter().flat_map(|v| &v.endpoints).find(|e| e.name == endpoint).and_then(|e| e.request.clone())
+        self.endpoint(service, endpoint, |e| e.request.clone()).flatten()
     }
 
-    /// Whether the registry showed records of `service`.
-    pub(crate) fn knows(&self, service: &str) -> bool {
-        self.records.read().unwrap_or_else(|e| e.into_inner()).contains_key(service)
+    /// The registry's record of `service`'s `endpoint`, if it showed one.
+    fn endpoint<T>(&self, service: &str, endpoint: &str, f: impl FnOnce(&micro::registry::Endpoint) -> T) -> Option<T> {
+        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+        records.get(service)?.iter().flat_map(|v| &v.endpoints).find(|e| e.name == endpoint).map(f)
+    }
+
+    /// Whether the registry shows `service` with `endpoint`.
+    pub(crate) fn knows(&self, service: &str, endpoint: &str) -> bool {
+        self.endpoint(service, endpoint, |_| ()).is_some()
+    }
+
+    /// Whether the registry shows `service`'s `endpoint` as unary (not a stream).
+    pub(crate) fn is_unary(&self, service: &str, endpoint: &str) -> bool {
+        self.endpoint(service, endpoint, |e| e.metadata.get("stream").is_none_or(|s| s != "true")).unwrap_or(false)
     }
 
     /// The OpenAPI document of every service in the namespace, with the declared routes when

@@ -26,6 +26,9 @@ use micro::Error;
 
 use super::{error_response, ID};
 
+/// How long connecting to a node may take (the client's default too).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a relayed upgrade may stay silent both ways.
 pub(crate) const RELAY_IDLE: Duration = Duration::from_secs(300);
 
@@ -44,13 +47,17 @@ pub(crate) fn http_client() -> HttpClient {
     tls.alpn_protocols.clear();
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below the 10 s servers give an idle connection, so the pool never sends on one a
+        // server is closing.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build(connector)
 }
 
@@ -204,7 +211,12 @@ pub(crate) fn limit_request(body: Incoming, max: usize, timeout: Duration) -> Bo
             Error::bad_request(ID, format!("reading the request failed: {e}"))
         }
     });
-    Body::boxed(Deadline { inner: limited, sleep: Box::pin(tokio::time::sleep(timeout)), timeout })
+    deadline(Body::boxed(limited), timeout, "the request body")
+}
+
+/// `body`, failing once `timeout` has passed before its end (`what` names it in the error).
+pub(crate) fn deadline(body: Body, timeout: Duration, what: &'static str) -> Body {
+    Body::boxed(Deadline { inner: body, sleep: Box::pin(tokio::time::sleep(timeout)), timeout, what })
 }
 
 /// A body that fails once its deadline passes.
@@ -212,6 +224,7 @@ struct Deadline<B> {
     inner: B,
     sleep: Pin<Box<tokio::time::Sleep>>,
     timeout: Duration,
+    what: &'static str,
 }
 
 impl<B> http_body::Body for Deadline<B>
@@ -226,8 +239,8 @@ where
             return Poll::Ready(frame);
         }
         if self.sleep.as_mut().poll(cx).is_ready() {
-            let t = self.timeout;
-            return Poll::Ready(Some(Err(Error::timeout(ID, format!("the request body did not arrive within {t:?}")))));
+            let (t, what) = (self.timeout, self.what);
+            return Poll::Ready(Some(Err(Error::timeout(ID, format!("{what} did not arrive within {t:?}")))));
         }
         Poll::Pending
     }

@@ -61,7 +61,7 @@ pub fn resolve(namespace: &str, path: &str) -> Option<Route> {
 pub fn proxy_service(namespace: &str, path: &str) -> Option<String> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (service, alias) = match parts.as_slice() {
-        [v, svc, _, ..] if is_version(v) => (format!("{v}.{svc}"), *svc),
+        [v, svc, ..] if is_version(v) && !svc.is_empty() => (format!("{v}.{svc}"), *svc),
         [first, ..] => (first.to_string(), *first),
         [] => return None,
     };
@@ -101,7 +101,8 @@ mod tests {
         assert_eq!(p("/site/static/css/a.css").as_deref(), Some("ns.site"));
         assert_eq!(p("/site").as_deref(), Some("ns.site"));
         assert_eq!(p("/v1/site/x").as_deref(), Some("ns.v1.site"));
-        assert_eq!(p("/v1/x").as_deref(), Some("ns.v1"));
+        assert_eq!(p("/v1/site").as_deref(), Some("ns.v1.site"));
+        assert_eq!(p("/v1/").as_deref(), Some("ns.v1"));
         assert_eq!(p("/my-site/x").as_deref(), Some("ns.my-site"));
         for bad in ["/", "/../x", "/a.b/x", "/-a/x", "/a-/x", "/a_b/x", "/%2e%2e/x"] {
             assert_eq!(p(bad), None, "{bad}");

@@ -275,6 +275,8 @@ fn value(v: &Json, k: Kind<'_>, path: &str) -> Result<(), Error> {
         (Kind::Scalar(s), v) => scalar_value(s, v).or_else(|what| wrong(what)),
         (Kind::WellKnown(w), v) => match (w.trim_start_matches("google.protobuf."), v) {
             ("Timestamp" | "Duration" | "FieldMask", Json::String(_)) => Ok(()),
+            // A message of an older runtime's tree that looks like one: the service decides.
+            ("Timestamp" | "Duration", Json::Object(_)) => Ok(()),
             ("Timestamp" | "Duration" | "FieldMask", _) => wrong("a string"),
             ("BoolValue", v) => scalar_value("bool", v).or_else(|what| wrong(what)),
             ("StringValue", v) => scalar_value("string", v).or_else(|what| wrong(what)),
