@@ -328,7 +328,7 @@ impl Dashboard {
             return not_found();
         }
         let node = match self.nodes.get(&service).await {
-            Ok(entry) => match entry.nodes.get(gateway::next_index(entry.nodes.len())) {
+            Ok(entry) => match entry.nodes.get(micro::selector::random_index(entry.nodes.len())) {
                 Some(c) => c.node.clone(),
                 None => return not_found(),
             },

@@ -265,7 +265,7 @@ impl Gateway {
             Err(e) if e.code == 404 => return Some(error_response(&self.not_found(service, &format!("/{endpoint}")))),
             Err(_) => return None,
         };
-        let node = &entry.nodes.get(next_index(entry.nodes.len()))?.node;
+        let node = &entry.nodes.get(micro::selector::random_index(entry.nodes.len()))?.node;
         // Only our own servers answer the plain protocol at `/{endpoint}` (a Go Micro node may not).
         let ours = node.metadata.get("server").is_some_and(|s| s == "micro");
         if !ours || node.metadata.get("transport").is_some_and(|t| t != "http") {
@@ -431,7 +431,8 @@ impl Gateway {
             Ok(e) => e,
             Err(_) => return error_response(&self.not_found(&service, &path)),
         };
-        let Some(node) = entry.nodes.get(next_index(entry.nodes.len())).map(|c| c.node.clone()) else {
+        let Some(node) = entry.nodes.get(micro::selector::random_index(entry.nodes.len())).map(|c| c.node.clone())
+        else {
             return error_response(&self.not_found(&service, &path));
         };
         let peer = crate::edge::peer(&req);
@@ -563,25 +564,6 @@ pub(crate) async fn rpc_call(
         Ok(reply) => json_response(StatusCode::OK, reply),
         Err(e) => error_response(&e),
     }
-}
-
-/// A random index below `n` (for choosing a node), from a per-thread xorshift generator seeded
-/// once from the system: no system call per request, as drawing fresh random bytes would be.
-pub(crate) fn next_index(n: usize) -> usize {
-    thread_local! {
-        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1);
-    }
-    if n == 0 {
-        return 0;
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x % n as u64) as usize
-    })
 }
 
 impl Dispatch for Gateway {

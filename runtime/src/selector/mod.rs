@@ -131,11 +131,11 @@ impl RegistrySelector {
     }
 
     fn least_loaded<'a>(&self, candidates: &[&'a Node]) -> &'a Node {
-        let a = candidates[fastrand(candidates.len())];
+        let a = candidates[random_index(candidates.len())];
         if candidates.len() == 1 {
             return a;
         }
-        let mut b = candidates[fastrand(candidates.len())];
+        let mut b = candidates[random_index(candidates.len())];
         if std::ptr::eq(a, b) {
             b = candidates[(candidates.iter().position(|n| std::ptr::eq(*n, a)).unwrap_or(0) + 1) % candidates.len()];
         }
@@ -169,7 +169,7 @@ impl Selector for RegistrySelector {
             return Err(Error::unavailable(crate::error::CLIENT_ID, format!("service {service}: no node available")));
         }
         let node = match self.strategy {
-            Strategy::Random => candidates[fastrand(candidates.len())],
+            Strategy::Random => candidates[random_index(candidates.len())],
             Strategy::RoundRobin => candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()],
             Strategy::LeastLoaded => {
                 let n = self.least_loaded(&candidates);
@@ -213,8 +213,12 @@ impl Selector for RegistrySelector {
     }
 }
 
-/// A cheap random index below `n` (xorshift seeded per thread).
-fn fastrand(n: usize) -> usize {
+/// A cheap random index below `n` (xorshift seeded once per thread; no system call per draw);
+/// 0 when `n` is 0.
+pub fn random_index(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(
