@@ -210,8 +210,7 @@ impl Policy {
         }
         // A websocket upgrade goes on, with its handshake (the proxy relays it, see
         // gateway::upstream); no other protocol (an h2c tunnel would bypass these rules).
-        let websocket = |v: &&HeaderValue| v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("websocket"));
-        let upgrade = headers.get(http::header::UPGRADE).filter(websocket);
+        let upgrade = headers.get(http::header::UPGRADE).filter(|v| is_websocket(v));
         if let Some(up) = upgrade.filter(|_| listed.iter().any(|t| t == "upgrade")) {
             out.insert(http::header::UPGRADE, up.clone());
             let handshake = |k: &HeaderName| k.as_str().starts_with("sec-websocket-");
@@ -276,6 +275,11 @@ pub(crate) fn limit_reply(body: Incoming, max: usize, upstream: &str) -> Body {
             Error::new(ID, 502, format!("the reply of {upstream} broke off: {e}"))
         }
     }))
+}
+
+/// Whether an `Upgrade` header asks for a websocket.
+pub(crate) fn is_websocket(upgrade: &HeaderValue) -> bool {
+    upgrade.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Whether a content type is one of the given media types (parameters ignored).

@@ -17,7 +17,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use micro::registry::{MdnsRegistry, Node, Registry, Service, SharedRegistry};
+use micro::registry::{MdnsRegistry, Node, Service, SharedRegistry};
 use micro::transport::Body;
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;

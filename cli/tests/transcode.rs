@@ -33,14 +33,17 @@ fn names(r: (u16, String, String), word: &str) {
     assert!(detail.contains(word), "the error names {word}: {detail}");
 }
 
+/// A service named `name` on `registry`, registered once (no re-registration ticks).
+fn service(registry: &SharedRegistry, name: &str) -> micro::Service {
+    let options = micro::options::Options { register_interval: Duration::ZERO, ..Default::default() };
+    micro::Service::builder().name(name).options(options).registry(registry.clone()).build().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_http_rule_form() {
     let ns = format!("go.micro.tc{}", std::process::id());
     let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
-    let mut options = micro::options::Options::default();
-    options.register_interval = Duration::ZERO;
-    let svc =
-        micro::Service::builder().name(format!("{ns}.library")).options(options).registry(registry).build().unwrap();
+    let svc = service(&registry, &format!("{ns}.library"));
     register_library_handler(svc.server(), Library::default());
     svc.start().await.unwrap();
 
@@ -152,17 +155,8 @@ async fn every_http_rule_form() {
 async fn schemathesis_finds_nothing() {
     let ns = format!("go.micro.st{}", std::process::id());
     let registry: SharedRegistry = Arc::new(MdnsRegistry::new().unwrap());
-    let mut options = micro::options::Options::default();
-    options.register_interval = Duration::ZERO;
-    let build = |name: &str| {
-        micro::Service::builder()
-            .name(format!("{ns}.{name}"))
-            .options(options.clone())
-            .registry(registry.clone())
-            .build()
-            .unwrap()
-    };
-    let (library, greeter) = (build("library"), build("helloworld"));
+    let (library, greeter) =
+        (service(&registry, &format!("{ns}.library")), service(&registry, &format!("{ns}.helloworld")));
     register_library_handler(library.server(), Library::default());
     helloworld::helloworld::register_greeter_handler(greeter.server(), helloworld::Greeter);
     library.start().await.unwrap();

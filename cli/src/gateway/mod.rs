@@ -295,21 +295,11 @@ impl Gateway {
                 return Some(error_response(&Error::timeout(ID, format!("{service} did not answer within {t:?}"))));
             }
         };
-        let (mut parts, body) = resp.into_parts();
-        let max = self.policy.max_body;
-        let declared =
-            parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) {
-            return Some(error_response(&Error::new(
-                ID,
-                502,
-                format!("the reply of {service} is larger than {max} bytes"),
-            )));
-        }
-        for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
-            parts.headers.remove(hop);
-        }
-        let body = upstream::deadline(crate::edge::limit_reply(body, max, service), self.timeout, "the reply");
+        let (parts, body) = match upstream::pass_reply(resp, service, self.policy.max_body) {
+            Ok(reply) => reply,
+            Err(e) => return Some(error_response(&e)),
+        };
+        let body = upstream::deadline(body, self.timeout, "the reply");
         Some(Response::from_parts(parts, body))
     }
 

@@ -117,18 +117,27 @@ impl Upstream<'_> {
                 None => error_response(&Error::new(ID, 502, format!("{service} switched protocols unasked"))),
             };
         }
-        let (mut parts, body) = resp.into_parts();
-        let declared =
-            parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max as u64) {
-            let e = Error::new(ID, 502, format!("the reply of {service} is larger than {} bytes", self.max));
-            return error_response(&e);
-        }
-        for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
-            parts.headers.remove(hop);
-        }
-        Response::from_parts(parts, crate::edge::limit_reply(body, self.max, service))
+        pass_reply(resp, service, self.max)
+            .map_or_else(|e| error_response(&e), |(parts, body)| Response::from_parts(parts, body))
     }
+}
+
+/// A node's reply as it is passed on: 502 when it says it is larger than `max`, its hop-by-hop
+/// headers left out, its body cut off past `max`.
+pub(crate) fn pass_reply(
+    resp: Response<Incoming>,
+    service: &str,
+    max: usize,
+) -> Result<(http::response::Parts, Body), Error> {
+    let (mut parts, body) = resp.into_parts();
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Error::new(ID, 502, format!("the reply of {service} is larger than {max} bytes")));
+    }
+    for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "trailer"] {
+        parts.headers.remove(hop);
+    }
+    Ok((parts, crate::edge::limit_reply(body, max, service)))
 }
 
 /// The client's side of a websocket upgrade it asked for, keeping the `Connection` and
@@ -136,7 +145,7 @@ impl Upstream<'_> {
 /// are not passed on.
 fn upgrade_of(parts: &mut http::request::Parts) -> Option<hyper::upgrade::OnUpgrade> {
     let asked = parts.headers.get(http::header::UPGRADE).cloned()?;
-    if !asked.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("websocket")) {
+    if !crate::edge::is_websocket(&asked) {
         parts.headers.remove(http::header::UPGRADE);
         return None;
     }

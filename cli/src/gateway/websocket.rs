@@ -53,10 +53,7 @@ pub(crate) fn bridges() -> std::sync::Arc<tokio::sync::Semaphore> {
 
 /// Whether the request asks to become a websocket.
 pub(crate) fn is_upgrade<B>(req: &http::Request<B>) -> bool {
-    req.headers()
-        .get(http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    req.headers().get(http::header::UPGRADE).is_some_and(crate::edge::is_websocket)
 }
 
 /// The socket settings for a bridge whose messages may be at most `max` bytes.

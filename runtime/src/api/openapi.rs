@@ -403,15 +403,7 @@ fn wkt_schema(w: &str) -> Json {
         "ListValue" => json!({"type": "array"}),
         "Value" => json!({}),
         "Any" => json!({"type": "object", "properties": {"@type": {"type": "string"}}, "required": ["@type"]}),
-        "BoolValue" => scalar_schema("bool"),
-        "StringValue" => scalar_schema("string"),
-        "BytesValue" => scalar_schema("bytes"),
-        "Int32Value" => scalar_schema("int32"),
-        "UInt32Value" => scalar_schema("uint32"),
-        "Int64Value" => scalar_schema("int64"),
-        "UInt64Value" => scalar_schema("uint64"),
-        "FloatValue" => scalar_schema("float"),
-        _ => scalar_schema("double"),
+        name => scalar_schema(super::transcode::wrapped(name).unwrap_or("double")),
     }
 }
 
@@ -447,7 +439,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let doc = document("api", "1", "ns", &[svc.clone()], true);
+        let doc = document("api", "1", "ns", std::slice::from_ref(&svc), true);
         assert_eq!(document("api", "1", "ns", &[svc], false)["paths"].as_object().unwrap().len(), 3, "rpc paths only");
         let paths = doc["paths"].as_object().unwrap();
         assert_eq!(

@@ -146,6 +146,22 @@ fn is_scalar(ty: &str) -> bool {
     )
 }
 
+/// The scalar a wrapper type (`Int32Value`, short name) holds, as its JSON form is that scalar's.
+pub fn wrapped(wkt: &str) -> Option<&'static str> {
+    Some(match wkt {
+        "BoolValue" => "bool",
+        "StringValue" => "string",
+        "BytesValue" => "bytes",
+        "Int32Value" => "int32",
+        "UInt32Value" => "uint32",
+        "Int64Value" => "int64",
+        "UInt64Value" => "uint64",
+        "FloatValue" => "float",
+        "DoubleValue" => "double",
+        _ => return None,
+    })
+}
+
 /// The field called `name` (its proto or JSON name) among `fields`.
 pub fn field<'a>(fields: &'a [Schema], name: &str) -> Option<&'a Schema> {
     fields.iter().find(|f| f.name == name).or_else(|| fields.iter().find(|f| json_name(&f.name) == name))
@@ -264,7 +280,7 @@ fn value(v: &Json, k: Kind<'_>, path: &str) -> Result<(), Error> {
         (Kind::Message(sub), Json::Object(m)) if !sub.is_empty() => check(m, sub, &format!("{path}.")),
         // A type whose fields are not known (an enum or message of an older runtime's tree, or
         // one cut off for depth): the service decides.
-        (Kind::Message(sub), _) if sub.is_empty() => Ok(()),
+        (Kind::Message([]), _) => Ok(()),
         (Kind::Message(_) | Kind::Map, Json::Object(_)) => Ok(()),
         (Kind::Message(_) | Kind::Map, _) => wrong("an object"),
         (Kind::Enum(values), Json::String(s)) if values.iter().any(|e| &e.name == s) => Ok(()),
@@ -272,25 +288,19 @@ fn value(v: &Json, k: Kind<'_>, path: &str) -> Result<(), Error> {
             let names: Vec<&str> = values.iter().map(|e| e.name.as_str()).collect();
             wrong(&format!("one of {}", names.join(", ")))
         }
-        (Kind::Scalar(s), v) => scalar_value(s, v).or_else(|what| wrong(what)),
+        (Kind::Scalar(s), v) => scalar_value(s, v).or_else(wrong),
         (Kind::WellKnown(w), v) => match (w.trim_start_matches("google.protobuf."), v) {
             ("Timestamp" | "Duration" | "FieldMask", Json::String(_)) => Ok(()),
             // A message of an older runtime's tree that looks like one: the service decides.
             ("Timestamp" | "Duration", Json::Object(_)) => Ok(()),
             ("Timestamp" | "Duration" | "FieldMask", _) => wrong("a string"),
-            ("BoolValue", v) => scalar_value("bool", v).or_else(|what| wrong(what)),
-            ("StringValue", v) => scalar_value("string", v).or_else(|what| wrong(what)),
-            ("BytesValue", v) => scalar_value("bytes", v).or_else(|what| wrong(what)),
-            ("Int32Value", v) => scalar_value("int32", v).or_else(|what| wrong(what)),
-            ("UInt32Value", v) => scalar_value("uint32", v).or_else(|what| wrong(what)),
-            ("Int64Value", v) => scalar_value("int64", v).or_else(|what| wrong(what)),
-            ("UInt64Value", v) => scalar_value("uint64", v).or_else(|what| wrong(what)),
-            ("FloatValue", v) => scalar_value("float", v).or_else(|what| wrong(what)),
-            ("DoubleValue", v) => scalar_value("double", v).or_else(|what| wrong(what)),
             ("Struct" | "Empty", Json::Object(_)) | ("ListValue", Json::Array(_)) => Ok(()),
             ("Struct" | "Empty", _) => wrong("an object"),
             ("ListValue", _) => wrong("a list"),
-            _ => Ok(()),
+            (name, v) => match wrapped(name) {
+                Some(scalar) => scalar_value(scalar, v).or_else(wrong),
+                None => Ok(()),
+            },
         },
     }
 }
@@ -341,7 +351,7 @@ fn scalar_value(s: &str, v: &Json) -> Result<(), &'static str> {
 }
 
 fn is_base64(s: &str) -> bool {
-    s.len() % 4 == 0
+    s.len().is_multiple_of(4)
         && s.trim_end_matches('=').bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
         && s.len() - s.trim_end_matches('=').len() <= 2
 }
@@ -548,16 +558,13 @@ fn scalar(k: Kind<'_>, raw: &str) -> Result<Json, String> {
             }
         }
         Kind::WellKnown(wkt) => match wkt.trim_start_matches("google.protobuf.") {
-            "Timestamp" | "Duration" | "FieldMask" | "StringValue" | "BytesValue" => Json::String(raw.into()),
-            "BoolValue" => scalar(Kind::Scalar("bool"), raw)?,
-            "Int32Value" => scalar(Kind::Scalar("int32"), raw)?,
-            "UInt32Value" => scalar(Kind::Scalar("uint32"), raw)?,
-            "Int64Value" => scalar(Kind::Scalar("int64"), raw)?,
-            "UInt64Value" => scalar(Kind::Scalar("uint64"), raw)?,
-            "DoubleValue" | "FloatValue" => scalar(Kind::Scalar("double"), raw)?,
-            other => return Err(format!("a google.protobuf.{other} is sent in the body")),
+            "Timestamp" | "Duration" | "FieldMask" => Json::String(raw.into()),
+            name => match wrapped(name) {
+                Some(s) => scalar(Kind::Scalar(s), raw)?,
+                None => return Err(format!("a google.protobuf.{name} is sent in the body")),
+            },
         },
-        Kind::Message(sub) if sub.is_empty() => Json::String(raw.into()),
+        Kind::Message([]) => Json::String(raw.into()),
         Kind::Message(_) => return Err("it is a message: name one of its fields (a.b=...)".into()),
         Kind::Map => return Err("it is a map: send it in the body".into()),
     })
