@@ -67,6 +67,30 @@ impl GrpcCode {
         }
     }
 
+    /// The code's name as gRPC spells it (`OK`, `UNAVAILABLE`), as metrics and traces label it.
+    pub fn name(self) -> &'static str {
+        use GrpcCode::*;
+        match self {
+            Ok => "OK",
+            Cancelled => "CANCELLED",
+            Unknown => "UNKNOWN",
+            InvalidArgument => "INVALID_ARGUMENT",
+            DeadlineExceeded => "DEADLINE_EXCEEDED",
+            NotFound => "NOT_FOUND",
+            AlreadyExists => "ALREADY_EXISTS",
+            PermissionDenied => "PERMISSION_DENIED",
+            ResourceExhausted => "RESOURCE_EXHAUSTED",
+            FailedPrecondition => "FAILED_PRECONDITION",
+            Aborted => "ABORTED",
+            OutOfRange => "OUT_OF_RANGE",
+            Unimplemented => "UNIMPLEMENTED",
+            Internal => "INTERNAL",
+            Unavailable => "UNAVAILABLE",
+            DataLoss => "DATA_LOSS",
+            Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+
     /// The HTTP status (the micro error `code`) that stands for this gRPC code.
     pub fn to_http(self) -> u16 {
         use GrpcCode::*;

@@ -1,10 +1,16 @@
 //! A service: a server, a client and a registry, started, registered and stopped together.
 //!
 //! `run()` starts the server, registers the node (and renews the registration every interval with
-//! a TTL), serves until SIGINT or SIGTERM, then shuts down gracefully: health checks say
-//! NOT_SERVING and the node is deregistered first, so callers stop choosing it, then the server
-//! stops accepting and lets in-flight requests finish (grace period). Until the node is
-//! registered, health checks say NOT_SERVING too.
+//! a TTL), serves until SIGINT or SIGTERM, then shuts down gracefully, in this order: readiness
+//! goes down (`/health/ready` 503, gRPC health NOT_SERVING), the node waits the shutdown delay
+//! (0 unless set, for load balancers that poll readiness), deregisters, so callers stop choosing
+//! it, then the server stops accepting and lets in-flight requests finish (grace period), and
+//! the last spans are sent. Until the node is registered, it is not ready either.
+//!
+//! **Observability.** Every service records [`Metrics`] (calls answered and made, messages,
+//! registry and broker health, the process) and answers them on `GET /metrics` unless
+//! `--metrics=false`; with the `otel` feature and an OTLP endpoint in the standard variables it
+//! traces every call and message ([`crate::wrapper::trace`]).
 //!
 //! **When the registry is down.** A node serves first and registers second: `start()` tries to
 //! register once, and if the registry cannot be reached it returns anyway (the node answers whoever
@@ -24,6 +30,7 @@ use crate::options::Options;
 use crate::registry::{self, Node, RegisterOptions, SharedRegistry};
 use crate::selector::RegistrySelector;
 use crate::server::{Server, ServerOptions};
+use crate::wrapper::Metrics;
 use crate::Error;
 
 /// The id of errors about a service as a whole.
@@ -158,10 +165,23 @@ impl ServiceBuilder {
             },
         )
         .with_broker(broker.clone());
-        let client = match &opts.auth_token {
+        let mut client = match &opts.auth_token {
             Some(token) => client.wrap(crate::wrapper::BearerToken::new(token)),
             None => client,
         };
+        let metrics = opts.metrics.then(Metrics::new);
+        if let Some(metrics) = &metrics {
+            server.wrap(metrics.clone());
+            client = client.wrap(metrics.clone());
+            expose_metrics(&server, metrics.clone(), broker.clone());
+        }
+        #[cfg(feature = "otel")]
+        let tracing = tracing_of(&name)?;
+        #[cfg(feature = "otel")]
+        if let Some(tracing) = &tracing {
+            server.wrap(tracing.clone());
+            client = client.wrap(tracing.clone());
+        }
         Ok(Service {
             inner: Arc::new(Inner {
                 opts,
@@ -170,10 +190,38 @@ impl ServiceBuilder {
                 client,
                 registry,
                 broker,
+                metrics,
+                #[cfg(feature = "otel")]
+                tracing,
                 running: Mutex::new(None),
             }),
         })
     }
+}
+
+/// Answers `GET /metrics` with `metrics`, the broker's state read at each scrape.
+fn expose_metrics(server: &Server, metrics: Metrics, broker: SharedBroker) {
+    server.expose(
+        crate::wrapper::metrics::PATH,
+        Arc::new(move || {
+            metrics.set_broker_connected(broker.check().is_ok());
+            crate::web::Response::text(metrics.encode()).header("content-type", crate::wrapper::metrics::CONTENT_TYPE)
+        }),
+    );
+}
+
+/// Tracing as the standard variables ask for it, if they do and a Tokio runtime is there to
+/// export with.
+#[cfg(feature = "otel")]
+fn tracing_of(name: &str) -> Result<Option<crate::wrapper::Tracing>, Error> {
+    if !crate::wrapper::trace::wanted(|k| std::env::var(k).ok()) {
+        return Ok(None);
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        tracing::warn!("tracing is asked for, but the service is built outside a Tokio runtime: no traces");
+        return Ok(None);
+    }
+    crate::wrapper::Tracing::from_env(name)
 }
 
 /// Applies this process's command line to `opts`, as a Go Micro service does: `--help` prints the
@@ -211,6 +259,7 @@ const REGISTER_RETRY_MAX: Duration = Duration::from_secs(5);
 /// What keeps a node registered: its record, where it goes, and how often.
 struct Registration {
     server: Server,
+    metrics: Option<Metrics>,
     registry: SharedRegistry,
     broker: SharedBroker,
     record: registry::Service,
@@ -228,6 +277,9 @@ impl Registration {
     /// Logs that the node is registered, and says it is serving.
     fn registered(&self) {
         self.server.set_serving(true);
+        if let Some(m) = &self.metrics {
+            m.set_registered(true);
+        }
         tracing::info!(
             service = %self.record.name,
             node = %self.record.nodes[0].id,
@@ -238,6 +290,10 @@ impl Registration {
 
     /// Logs a failed attempt in one line.
     fn failed(&self, e: &Error, retry_in: Duration) {
+        self.server.set_not_ready(format!("registering with the {} registry failed: {}", self.registry.name(), e.detail));
+        if let Some(m) = &self.metrics {
+            m.set_registered(false);
+        }
         tracing::warn!(
             service = %self.record.name,
             "registering with the {} registry failed ({}); serving anyway and retrying in {retry_in:?}",
@@ -302,6 +358,9 @@ struct Inner {
     client: Client,
     registry: SharedRegistry,
     broker: SharedBroker,
+    metrics: Option<Metrics>,
+    #[cfg(feature = "otel")]
+    tracing: Option<crate::wrapper::Tracing>,
     running: Mutex<Option<Running>>,
 }
 
@@ -358,6 +417,11 @@ impl Service {
         &self.inner.broker
     }
 
+    /// The service's metrics (`None` with `--metrics=false`).
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.inner.metrics.as_ref()
+    }
+
     /// The record this node registers.
     pub fn record(&self, addr: SocketAddr) -> registry::Service {
         let sopts = self.inner.server.options();
@@ -391,14 +455,15 @@ impl Service {
         let broker = self.inner.broker.clone();
         broker.connect().await?;
         let mut subscriptions = Vec::new();
-        for sub in self.inner.server.subscribers() {
+        for sub in self.inner.server.wrapped_subscribers() {
             subscriptions.push(broker.subscribe(&sub.topic, sub.handler.clone(), sub.options.clone()).await?);
         }
         // Not serving until registered: health checks say so from the first connection.
-        self.inner.server.set_serving(false);
+        self.inner.server.set_not_ready(format!("not registered with the {} registry yet", self.inner.registry.name()));
         let (addr, record) = self.listen().await?;
         let registration = Registration {
             server: self.inner.server.clone(),
+            metrics: self.inner.metrics.clone(),
             registry: self.inner.registry.clone(),
             broker,
             record: record.clone(),
@@ -446,11 +511,17 @@ impl Service {
         }
     }
 
-    /// Says it is not serving, deregisters, then stops the server gracefully.
+    /// Says it is not ready, waits the shutdown delay, deregisters, then stops the server
+    /// gracefully (in-flight requests finish) and sends the last spans.
     pub async fn stop(&self) {
         let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let name = self.name();
         if let Some(running) = running {
-            self.inner.server.set_serving(false);
+            self.inner.server.set_not_ready("shutting down");
+            tracing::info!(service = %name, "not ready: shutting down");
+            if !self.inner.opts.shutdown_delay.is_zero() {
+                tokio::time::sleep(self.inner.opts.shutdown_delay).await;
+            }
             // A renewal in flight must not put the node back after it is deregistered.
             if let Some(task) = running.renewal {
                 task.abort();
@@ -464,8 +535,16 @@ impl Service {
                 Ok(()) => tracing::info!(service = %running.record.name, "deregistered"),
                 Err(e) => tracing::warn!(error = %e.detail, "deregistration failed"),
             }
+            if let Some(m) = &self.inner.metrics {
+                m.set_registered(false);
+            }
         }
         self.inner.server.stop().await;
+        tracing::info!(service = %name, "drained");
+        #[cfg(feature = "otel")]
+        if let Some(t) = &self.inner.tracing {
+            t.shutdown();
+        }
     }
 
     /// Starts, serves until `signal` completes, then stops gracefully.

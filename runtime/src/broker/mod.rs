@@ -64,6 +64,9 @@ impl Message {
 /// A received message and its topic.
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// The broker that carried it (`http`, `nats`, `memory`): `messaging.system` in metrics and
+    /// traces.
+    pub system: &'static str,
     /// The topic it was published to.
     pub topic: String,
     /// The message.
@@ -134,6 +137,12 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error>;
     /// The backend's name, as given to `--broker`.
     fn name(&self) -> &'static str;
+
+    /// Whether the broker can carry messages now (readiness asks): an error says why not, in one
+    /// sentence. Brokers with no connection of their own (memory, HTTP) are always able.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Called once the service's server is up (and again at every re-registration): a broker
     /// that receives through that server announces its subscriptions as `node`.

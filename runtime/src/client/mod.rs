@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 
 pub use crate::transport::channel::Sender as ClientSender;
 pub use publisher::Publisher;
-pub use wrapper::{CallWrapper, Caller, RawCall};
+pub use wrapper::{CallWrapper, Caller, Publish, RawCall};
 
 use crate::broker::SharedBroker;
 use crate::codec::{Codec, Decode, Message, RawMessage};

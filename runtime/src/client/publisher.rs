@@ -1,8 +1,11 @@
 //! Publishing: typed messages to a topic through the client's broker.
 
-use bytes::Bytes;
+use std::sync::Arc;
 
-use super::Client;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use super::{Client, Publish};
 use crate::broker::{Message, CONTENT_TYPE_HEADER, ID_HEADER, RESERVED_HEADERS, TOPIC_HEADER};
 use crate::codec::{Codec, Message as Msg, Protocol};
 use crate::metadata::Metadata;
@@ -60,13 +63,36 @@ impl Publisher {
         header.insert(ID_HEADER.into(), uuid::Uuid::new_v4().to_string());
         header.insert(CONTENT_TYPE_HEADER.into(), content_type.into());
         let message = Message { header, body };
-        if let Some(proxy) = self.client.options().proxy.clone() {
-            return self.client.publish_via_proxy(&proxy, &self.topic, &message).await;
+        let mut chain: Arc<dyn Publish> = Arc::new(Direct(self.client.clone()));
+        for w in self.client.wrappers.iter() {
+            chain = w.wrap_publish(chain);
         }
-        let broker = self
-            .client
-            .broker()
-            .ok_or_else(|| Error::internal_server_error(super::ID, "this client has no broker to publish with"))?;
-        broker.publish(&self.topic, message).await
+        chain.publish(&self.topic, message).await
+    }
+}
+
+/// The end of the publishing chain: the proxy the options name, else the client's broker.
+struct Direct(Client);
+
+impl Publish for Direct {
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            if let Some(proxy) = self.0.options().proxy.clone() {
+                return self.0.publish_via_proxy(&proxy, topic, &message).await;
+            }
+            let broker = self
+                .0
+                .broker()
+                .ok_or_else(|| Error::internal_server_error(super::ID, "this client has no broker to publish with"))?;
+            broker.publish(topic, message).await
+        })
+    }
+
+    fn system(&self) -> &'static str {
+        match (&self.0.options().proxy, self.0.broker()) {
+            (Some(_), _) => "proxy",
+            (None, Some(broker)) => broker.name(),
+            (None, None) => "none",
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Call wrappers: middleware around every unary call a client makes, with a hook before every
-//! stream it opens.
+//! Call wrappers: middleware around every unary call a client makes and every message it
+//! publishes, with a hook before every stream it opens.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::CallOptions;
+use crate::broker::Message;
 use crate::codec::Codec;
 use crate::Error;
 
@@ -33,6 +34,16 @@ pub trait Caller: Send + Sync + 'static {
     fn call(&self, call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>>;
 }
 
+/// Something that publishes messages: the client's broker (or proxy), or a wrapper around it.
+pub trait Publish: Send + Sync + 'static {
+    /// Publishes `message` (its headers complete: topic, id, content type) to `topic`.
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// What carries the messages (`http`, `nats`, `memory`, `proxy`): `messaging.system` in
+    /// metrics and traces. Wrappers answer their inner publisher's.
+    fn system(&self) -> &'static str;
+}
+
 /// Builds a [`Caller`] around another.
 ///
 /// ```
@@ -56,6 +67,12 @@ pub trait Caller: Send + Sync + 'static {
 pub trait CallWrapper: Send + Sync + 'static {
     /// The caller to use in place of `inner`.
     fn wrap(&self, inner: Arc<dyn Caller>) -> Arc<dyn Caller>;
+
+    /// The publisher to use in place of `inner` for every message the client publishes. The
+    /// default leaves it as it is.
+    fn wrap_publish(&self, inner: Arc<dyn Publish>) -> Arc<dyn Publish> {
+        inner
+    }
 
     /// Runs before every stream the client opens to `path` of `service` (streams do not pass
     /// through a [`Caller`]): it may add to the stream's options (metadata) or refuse it. Does

@@ -78,6 +78,11 @@ pub struct Options {
     pub server_cors_allowed_origins: Vec<String>,
     /// Host names the service answers beyond the defaults (see `ServerOptions::allowed_hosts`).
     pub server_allowed_hosts: Vec<String>,
+    /// Whether the service records metrics and answers `GET /metrics` (on unless turned off).
+    pub metrics: bool,
+    /// How long a stopping node stays up, not ready, before it deregisters and drains (for load
+    /// balancers that poll `/health/ready`).
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Options {
@@ -113,6 +118,8 @@ impl Default for Options {
             server_idle_timeout: None,
             server_cors_allowed_origins: vec![],
             server_allowed_hosts: vec![],
+            metrics: true,
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -149,6 +156,8 @@ pub const FLAGS: &[&str] = &[
     "client_tls_cert",
     "client_tls_key",
     "auth_token",
+    "metrics",
+    "shutdown_delay",
 ];
 
 /// Valid transports.
@@ -190,6 +199,8 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("client_tls_cert", "", "this client's certificate, for mutual TLS (PEM)"),
     ("client_tls_key", "", "the key of client_tls_cert (PEM)"),
     ("auth_token", "", "a bearer token the service requires and its client sends"),
+    ("metrics", "true", "record metrics and answer GET /metrics: true or false"),
+    ("shutdown_delay", "0s", "how long a stopping node stays up, not ready, before it deregisters"),
 ];
 
 /// The `--help` text of a program that takes the micro options.
@@ -322,6 +333,14 @@ impl Options {
             "client_tls_cert" => self.client_tls_cert = Some(value.to_string()),
             "client_tls_key" => self.client_tls_key = Some(value.to_string()),
             "auth_token" => self.auth_token = Some(Secret::new(value)),
+            "metrics" => {
+                self.metrics = match value {
+                    "true" | "1" | "on" => true,
+                    "false" | "0" | "off" => false,
+                    _ => return Err(Error::bad_request(ID, format!("metrics {value:?} is not true or false"))),
+                }
+            }
+            "shutdown_delay" => self.shutdown_delay = parse_duration(value)?,
             "server_max_connections" => {
                 self.server_max_connections = Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     Error::bad_request(ID, format!("server_max_connections {value:?} is not a positive number"))

@@ -63,14 +63,10 @@ pub const NOT_SERVING: i32 = 2;
 /// `SERVICE_UNKNOWN`.
 pub const SERVICE_UNKNOWN: i32 = 3;
 
-fn status_of(health: Health) -> i32 {
-    match health {
-        Health::Serving | Health::Unset => SERVING,
-        Health::NotServing | Health::Stopped => NOT_SERVING,
-    }
-}
+/// How often a health watch looks at the broker's connection.
+const BROKER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn proc_status_field(name: &str) -> Option<u64> {
+pub(crate) fn proc_status_field(name: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -82,12 +78,11 @@ pub(super) fn register(server: &Server) {
         Endpoint::new(
             "Debug.Health",
             unary(move |_: Request<Empty>| {
-                let serving = status_of(health.health()) == SERVING;
+                let ready = health.readiness();
                 async move {
-                    if serving {
-                        Ok(HealthResponse { status: "ok".into() })
-                    } else {
-                        Err(Error::unavailable("", "not serving (not registered yet, or shutting down)"))
+                    match ready {
+                        Ok(()) => Ok(HealthResponse { status: "ok".into() }),
+                        Err(why) => Err(Error::unavailable("", format!("not ready: {why}"))),
                     }
                 }
             }),
@@ -118,7 +113,7 @@ pub(super) fn register(server: &Server) {
             "grpc.health.v1.Health.Check",
             unary(move |req: Request<HealthCheckRequest>| {
                 let known = knows(&names, &req.service);
-                let status = status_of(names.health());
+                let status = if names.readiness().is_ok() { SERVING } else { NOT_SERVING };
                 async move {
                     if known {
                         Ok(HealthCheckResponse { status })
@@ -138,7 +133,7 @@ pub(super) fn register(server: &Server) {
             server_stream(move |req: Request<HealthCheckRequest>, stream: ServerStream<HealthCheckResponse>| {
                 let known = knows(&watched, &req.service);
                 let health = watched.watch_health();
-                watch(known, health, stream)
+                watch(known, watched.clone(), health, stream)
             }),
         )
         .path("/grpc.health.v1.Health/Watch")
@@ -158,6 +153,7 @@ fn knows(server: &Server, service: &str) -> bool {
 /// an unknown service is told SERVICE_UNKNOWN once and then kept waiting, as the spec says.
 async fn watch(
     known: bool,
+    server: Server,
     mut health: tokio::sync::watch::Receiver<Health>,
     stream: ServerStream<HealthCheckResponse>,
 ) -> Result<(), Error> {
@@ -169,7 +165,7 @@ async fn watch(
     let mut last = None;
     loop {
         let now = *health.borrow_and_update();
-        let status = status_of(now);
+        let status = if now == Health::Stopped || server.readiness().is_err() { NOT_SERVING } else { SERVING };
         if last != Some(status) {
             stream.send(HealthCheckResponse { status }).await?;
             last = Some(status);
@@ -177,9 +173,11 @@ async fn watch(
         if now == Health::Stopped {
             return Ok(());
         }
+        // The server's own changes wake the watch at once; the broker's are looked at each second.
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return Ok(()) },
             _ = stream.closed() => return Ok(()),
+            _ = tokio::time::sleep(BROKER_POLL) => {}
         }
     }
 }

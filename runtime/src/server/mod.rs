@@ -11,8 +11,12 @@
 //!
 //! Every server also answers `Debug.Health`, `Debug.Stats`, `grpc.health.v1.Health/Check` and
 //! `/Watch`, and gRPC server reflection (v1 and v1alpha), none of which is advertised in the
-//! registry. Health is the server's real state ([`Server::set_serving`]): a [`Service`] is
-//! NOT_SERVING until its node is registered and again from the moment it begins to shut down.
+//! registry, and two plain `GET`s for orchestrators: `/health/live` (200 while the process
+//! serves) and `/health/ready` (200, or 503 with the reason in one line). Health is the server's
+//! real state ([`Server::set_serving`], [`Server::set_not_ready`], and the broker's
+//! [`check`](crate::broker::Broker::check)): a [`Service`] is not ready until its node is
+//! registered and again from the moment it begins to shut down. Pages a service adds with
+//! [`Server::expose`] (its `/metrics`) are answered to `GET` beside them.
 //!
 //! [`Service`]: crate::Service
 
@@ -170,7 +174,18 @@ struct Shared {
     listening: Mutex<Option<crate::transport::nats::Listening>>,
     started: Instant,
     health: tokio::sync::watch::Sender<Health>,
+    /// Why the server is not ready, while it is not.
+    reason: RwLock<Arc<str>>,
+    pages: RwLock<Vec<(String, StatusPage)>>,
 }
+
+/// A page the server answers to `GET` beside its endpoints ([`Server::expose`]).
+pub type StatusPage = Arc<dyn Fn() -> crate::web::Response + Send + Sync>;
+
+/// `GET` this: 200 while the process serves.
+pub const LIVE_PATH: &str = "/health/live";
+/// `GET` this: 200 when ready for calls, 503 with the reason otherwise.
+pub const READY_PATH: &str = "/health/ready";
 
 /// What a server says of its health (`Debug.Health`, `grpc.health.v1.Health`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +238,8 @@ impl Server {
                 listening: Mutex::new(None),
                 started: Instant::now(),
                 health: tokio::sync::watch::channel(Health::Unset).0,
+                reason: RwLock::new("not started".into()),
+                pages: RwLock::new(Vec::new()),
             }),
         };
         builtin::register(&server);
@@ -286,6 +303,28 @@ impl Server {
         *self.shared.web.write().unwrap_or_else(|e| e.into_inner()) = Some(crate::web::handler(f));
     }
 
+    /// Answers `GET path` with `page` (for instance `/metrics`), once the wrappers admit the
+    /// request ([`HandlerWrapper::admit`]). Takes effect at the next start.
+    pub fn expose(&self, path: impl Into<String>, page: StatusPage) {
+        let path = path.into();
+        let mut pages = self.shared.pages.write().unwrap_or_else(|e| e.into_inner());
+        pages.retain(|(p, _)| *p != path);
+        pages.push((path, page));
+    }
+
+    /// The subscribers, each handler inside every wrapper ([`HandlerWrapper::wrap_subscriber`]),
+    /// as the service subscribes them.
+    pub fn wrapped_subscribers(&self) -> Vec<Subscriber> {
+        let wrappers = self.shared.wrappers.read().unwrap_or_else(|e| e.into_inner());
+        let mut subs = self.subscribers();
+        for sub in &mut subs {
+            for w in wrappers.iter() {
+                sub.handler = w.wrap_subscriber(sub, sub.handler.clone());
+            }
+        }
+        subs
+    }
+
     /// Wraps every handler (applied at start, innermost first).
     pub fn wrap(&self, wrapper: impl HandlerWrapper) {
         self.shared.wrappers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(wrapper));
@@ -344,6 +383,25 @@ impl Server {
     /// Says whether the server is ready for calls; health checks report it, and health watches
     /// are told of the change.
     pub fn set_serving(&self, serving: bool) {
+        if !serving {
+            return self.set_not_ready("not serving");
+        }
+        self.set_health(true);
+    }
+
+    /// Says the server is not ready for calls, and why (one sentence, shown by `/health/ready`,
+    /// `Debug.Health` and `micro health check`).
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.shared.reason.write().unwrap_or_else(|e| e.into_inner()) = reason.into().into();
+        self.set_health(false);
+    }
+
+    /// Whether the server is ready for calls now; the reason when it is not.
+    pub fn readiness(&self) -> Result<(), String> {
+        ready(&self.shared)
+    }
+
+    fn set_health(&self, serving: bool) {
         self.shared.health.send_if_modified(|h| {
             let next = if serving { Health::Serving } else { Health::NotServing };
             let changed = *h != next;
@@ -437,7 +495,10 @@ impl Server {
         }
         let inbox = self.shared.inbox.read().unwrap_or_else(|e| e.into_inner()).clone();
         let web = self.shared.web.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let pages = self.shared.pages.read().unwrap_or_else(|e| e.into_inner());
         Dispatcher {
+            shared: Arc::downgrade(&self.shared),
+            pages: pages.iter().map(|(p, f)| (p.as_str().into(), f.clone())).collect(),
             routes,
             id: opts.name.clone(),
             max_message_size: opts.max_message_size,
@@ -481,7 +542,24 @@ fn bound_for_policy(address: &str) -> std::net::SocketAddr {
     })
 }
 
+/// Whether the server is ready: its own state, then its broker's.
+fn ready(shared: &Shared) -> Result<(), String> {
+    match *shared.health.borrow() {
+        Health::Serving | Health::Unset => {}
+        Health::NotServing => return Err(shared.reason.read().unwrap_or_else(|e| e.into_inner()).to_string()),
+        Health::Stopped => return Err("stopped".into()),
+    }
+    match &*shared.inbox.read().unwrap_or_else(|e| e.into_inner()) {
+        Some(broker) => broker.check().map_err(|why| format!("the {} broker is down: {why}", broker.name())),
+        None => Ok(()),
+    }
+}
+
 struct Dispatcher {
+    /// The server's state, for health (weak: the server owns what runs the dispatcher).
+    shared: std::sync::Weak<Shared>,
+    /// Pages answered to `GET` ([`Server::expose`]).
+    pages: HashMap<Box<str>, StatusPage>,
     routes: HashMap<Box<str>, Handler>,
     id: String,
     max_message_size: usize,
@@ -613,6 +691,11 @@ impl Dispatcher {
         if let Err(e) = self.origins.check_host("", &req) {
             return self.error(Wire::Http, Codec::Json, e);
         }
+        if req.method() == Method::GET {
+            if let Some(resp) = self.status_page(&req) {
+                return resp;
+            }
+        }
         if let Some(broker) = &self.inbox {
             if let Some(topic) = req.uri().path().strip_prefix(broker::http::SUB_PATH) {
                 if let Err(e) = self.origins.check_origin("", &req) {
@@ -641,6 +724,32 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// `GET /health/live`, `/health/ready` (open to all: orchestrators probe without tokens) and
+    /// the exposed pages (once admitted); `None` for any other path.
+    fn status_page(&self, req: &http::Request<Incoming>) -> Option<http::Response<Body>> {
+        let path = req.uri().path();
+        let text = |status: u16, line: String| {
+            crate::web::Response::text(line + "\n").with_status(status).header("cache-control", "no-store").into_http()
+        };
+        if path == LIVE_PATH {
+            return Some(text(200, "ok".into()));
+        }
+        if path == READY_PATH {
+            let Some(shared) = self.shared.upgrade() else {
+                return Some(text(503, "not ready: stopped".into()));
+            };
+            return Some(match ready(&shared) {
+                Ok(()) => text(200, "ready".into()),
+                Err(why) => text(503, format!("not ready: {why}")),
+            });
+        }
+        let page = self.pages.get(path)?;
+        if let Err(e) = self.admit(path, req.headers()) {
+            return Some(self.error(Wire::Http, Codec::Json, e));
+        }
+        Some(page().into_http())
+    }
+
     /// `POST /_sub/<topic>`: a broker message for this node, once the wrappers admit it.
     async fn inbox(&self, broker: SharedBroker, topic: String, req: http::Request<Incoming>) -> http::Response<Body> {
         if let Err(e) = self.admit(req.uri().path(), req.headers()) {

@@ -3,7 +3,8 @@
 //! A wrapper is applied once per endpoint when the server starts, so a server without wrappers pays
 //! nothing per request, and a wrapper pays only for what it does. Wrappers that ship live in [`crate::wrapper`].
 
-use super::{Endpoint, Handler};
+use super::{Endpoint, Handler, Subscriber};
+use crate::broker;
 use crate::metadata::Metadata;
 use crate::Error;
 
@@ -24,6 +25,13 @@ use crate::Error;
 pub trait HandlerWrapper: Send + Sync + 'static {
     /// The handler that answers `endpoint` in place of `inner`.
     fn wrap(&self, endpoint: &Endpoint, inner: Handler) -> Handler;
+
+    /// The handler that runs `subscriber`'s messages in place of `inner` (applied when the
+    /// service subscribes). The default leaves it as it is.
+    fn wrap_subscriber(&self, subscriber: &Subscriber, inner: broker::Handler) -> broker::Handler {
+        let _ = subscriber;
+        inner
+    }
 
     /// Checks a request that reaches no endpoint before it is served: a broker message posted to
     /// the node's inbox (`POST /_sub/<topic>`) or a web page ([`Server::serve_web`]). `path` is

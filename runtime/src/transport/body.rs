@@ -91,6 +91,67 @@ impl Body {
     }
 }
 
+/// What [`Body::on_end`] is told when a body ends: its trailers, if any came, and whether it
+/// ended (`false`: dropped before the end, or broken).
+pub struct Ending<'a> {
+    /// The trailers, if the body sent some.
+    pub trailers: Option<&'a HeaderMap>,
+    /// Whether the body reached its end.
+    pub complete: bool,
+}
+
+impl Body {
+    /// The same body, running `f` once when it ends, fails or is dropped (metrics and traces of
+    /// streams use it).
+    pub fn on_end(self, f: impl FnOnce(Ending<'_>) + Send + 'static) -> Body {
+        Body::boxed(Watched { inner: self, trailers: None, complete: false, f: Some(Box::new(f)) })
+    }
+}
+
+type EndFn = Box<dyn FnOnce(Ending<'_>) + Send>;
+
+struct Watched {
+    inner: Body,
+    trailers: Option<HeaderMap>,
+    complete: bool,
+    f: Option<EndFn>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = frame.trailers_ref() {
+                    self.trailers = Some(t.clone());
+                }
+            }
+            Poll::Ready(None) => self.complete = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(f) = self.f.take() {
+            f(Ending { trailers: self.trailers.as_ref(), complete: self.complete || http_body::Body::is_end_stream(&self.inner) });
+        }
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Error;

@@ -66,6 +66,15 @@ impl Connection {
         Connection { addresses, client: OnceCell::new() }
     }
 
+    /// Whether the connection is up now: an error says why not (never made, or reconnecting).
+    pub fn check(&self) -> Result<(), String> {
+        match self.client.get().map(async_nats::Client::connection_state) {
+            Some(async_nats::connection::State::Connected) => Ok(()),
+            Some(_) => Err(format!("reconnecting to nats at {}", self.addresses.join(","))),
+            None => Err(format!("not connected to nats at {} yet", self.addresses.join(","))),
+        }
+    }
+
     /// The connection, made on first use.
     pub async fn get(&self) -> Result<&async_nats::Client, Error> {
         self.client

@@ -7,6 +7,12 @@
 
 pub mod auth;
 pub mod logging;
+pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod trace;
 
 pub use auth::{BearerAuth, BearerToken};
 pub use logging::{TracingCallWrapper, TracingWrapper};
+pub use metrics::Metrics;
+#[cfg(feature = "otel")]
+pub use trace::Tracing;
