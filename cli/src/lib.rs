@@ -11,7 +11,7 @@
 //! Each module imports only from the lines above its own (`scripts/layers` checks it): the edge
 //! policy and formats, then the global flags, the operations every front end shares, the
 //! gateway, the front ends that reuse it, and last the command line that starts them all.
-//! 1. `edge`, `format`, `reflect`
+//! 1. `edge`, `format`, `reflect`, `telemetry`
 //! 2. `global`
 //! 3. `ops`
 //! 4. `gateway`
@@ -28,6 +28,7 @@ mod gateway;
 mod global;
 mod ops;
 mod reflect;
+mod telemetry;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -43,7 +43,8 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
     let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
-    let client = global.client_for_callers(registry.clone())?.with_broker(broker);
+    let telemetry = crate::telemetry::Telemetry::start("micro.api")?;
+    let client = telemetry.wrap(global.client_for_callers(registry.clone())?.with_broker(broker));
     let address = listen_address(&args.address);
     let serve = args.server.serve(&address)?;
     let scheme = serve.scheme;
@@ -57,6 +58,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         policy: serve.policy,
         timeout: global.timeout(),
         proxy: crate::gateway::http_client(),
+        telemetry,
     });
     let serving = micro::transport::http::serve(&address, gateway, &serve.options)?;
     eprintln!(

@@ -49,6 +49,7 @@ pub(crate) struct Args {
 }
 
 struct Proxy {
+    telemetry: crate::telemetry::Telemetry,
     client: Client,
     service: Option<String>,
     policy: crate::edge::Policy,
@@ -134,6 +135,9 @@ impl Proxy {
     async fn forward(self: Arc<Self>, req: http::Request<Incoming>) -> Response<Body> {
         if let Err(e) = self.admit(&req) {
             return json_error(&e);
+        }
+        if let Some(page) = self.telemetry.page(&req) {
+            return page;
         }
         if let Some(topic) = req.uri().path().strip_prefix(micro::client::PROXY_PUBLISH_PATH) {
             let topic = topic.to_string();
@@ -242,7 +246,10 @@ impl Dispatch for Proxy {
         self: Arc<Self>,
         req: http::Request<Incoming>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
-        self.forward(req)
+        async move {
+            let proxy = self.clone();
+            self.telemetry.serve("proxy", req, |req| proxy.forward(req)).await
+        }
     }
 }
 
@@ -255,15 +262,15 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
     let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
-    let client = Client::with_selector(
-        Arc::new(micro::selector::RegistrySelector::new(registry, global.strategy()?)),
-        client_opts,
-    )
-    .with_broker(broker);
+    let telemetry = crate::telemetry::Telemetry::start("micro.proxy")?;
+    let client = telemetry.wrap(
+        Client::with_selector(Arc::new(micro::selector::RegistrySelector::new(registry, global.strategy()?)), client_opts)
+            .with_broker(broker),
+    );
     let address = super::api::listen_address(&args.address);
     let serve = args.server.serve(&address)?;
     let scheme = serve.scheme;
-    let proxy = Arc::new(Proxy { client, service: args.service.clone(), policy: serve.policy });
+    let proxy = Arc::new(Proxy { telemetry, client, service: args.service.clone(), policy: serve.policy });
     let serving = micro::transport::http::serve(&address, proxy, &serve.options)?;
     eprintln!(
         "proxy listening on {scheme}://{}{}",

@@ -57,6 +57,7 @@ pub(crate) struct Dashboard {
     closing: watch::Sender<bool>,
     policy: Policy,
     sessions: Sessions,
+    telemetry: crate::telemetry::Telemetry,
 }
 
 impl Dashboard {
@@ -69,9 +70,11 @@ impl Dashboard {
         sessions: Sessions,
     ) -> anyhow::Result<Arc<Dashboard>> {
         let (events, _) = broadcast::channel(256);
+        let telemetry = crate::telemetry::Telemetry::start("micro.web")?;
         let dashboard = Arc::new(Dashboard {
             nodes: micro::registry::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
-            client: global.client_for_callers(registry.clone())?,
+            client: telemetry.wrap(global.client_for_callers(registry.clone())?),
+            telemetry,
             global,
             registry: registry.clone(),
             namespace: namespace.trim_end_matches('.').to_string(),
@@ -135,6 +138,9 @@ impl Dashboard {
         let mut resp = match self.admit(&req, &session) {
             Err(e) => self.failure(json, &e),
             Ok(()) => {
+                if let Some(page) = self.telemetry.page(&req) {
+                    return page;
+                }
                 let (resp, session) = self.route(req, session.clone()).await;
                 return self.with_cookie(resp, &session);
             }
@@ -477,7 +483,10 @@ impl Dispatch for Dashboard {
         self: Arc<Self>,
         req: http::Request<Incoming>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
-        self.handle(req)
+        async move {
+            let dashboard = self.clone();
+            self.telemetry.serve("web", req, |req| dashboard.handle(req)).await
+        }
     }
 }
 

@@ -61,6 +61,20 @@ pub(crate) enum Handler {
     Web,
 }
 
+impl Handler {
+    /// The handler's name, as `--handler` takes it and metrics label it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Handler::Meta => "meta",
+            Handler::Rpc => "rpc",
+            Handler::Api => "api",
+            Handler::Http => "http",
+            Handler::Event => "event",
+            Handler::Web => "web",
+        }
+    }
+}
+
 impl std::str::FromStr for Handler {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -89,6 +103,7 @@ pub(crate) struct Gateway {
     pub(crate) policy: Policy,
     pub(crate) timeout: Duration,
     pub(crate) proxy: HttpClient,
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -286,15 +301,18 @@ impl Gateway {
         if let Ok(t) = HeaderValue::from_str(&micro::transport::grpc::format_timeout(self.timeout)) {
             h.insert("grpc-timeout", t);
         }
+        let call = crate::telemetry::Call::start(&self.telemetry, service, endpoint, req.headers_mut());
         let resp = match tokio::time::timeout(self.timeout, self.proxy.request(req)).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) if e.is_connect() => return None,
-            Ok(Err(e)) => return Some(error_response(&Error::new(ID, 502, format!("{service}: {e}")))),
+            Ok(Err(e)) => return Some(call.ended(error_response(&Error::new(ID, 502, format!("{service}: {e}"))))),
             Err(_) => {
                 let t = self.timeout;
-                return Some(error_response(&Error::timeout(ID, format!("{service} did not answer within {t:?}"))));
+                let e = Error::timeout(ID, format!("{service} did not answer within {t:?}"));
+                return Some(call.ended(error_response(&e)));
             }
         };
+        let resp = call.ended(resp);
         let (parts, body) = match upstream::pass_reply(resp, service, self.policy.max_body) {
             Ok(reply) => reply,
             Err(e) => return Some(error_response(&e)),
@@ -566,6 +584,9 @@ impl Dispatch for Gateway {
             if let Err(e) = self.policy.check_host(&req) {
                 return error_response(&e);
             }
+            if let Some(page) = self.telemetry.page(&req) {
+                return page;
+            }
             let own = matches!(req.uri().path(), "/rpc" | "/")
                 || (req.uri().path() == "/openapi.json" && matches!(self.handler, Handler::Meta | Handler::Rpc));
             let proxying = matches!(self.handler, Handler::Http | Handler::Web) && !websocket::is_upgrade(&req) && !own;
@@ -578,7 +599,8 @@ impl Dispatch for Gateway {
                 }
             }
             let origin = req.headers().get(http::header::ORIGIN).cloned();
-            let mut resp = self.clone().handle(req).await;
+            let gateway = self.clone();
+            let mut resp = self.telemetry.serve(self.handler.name(), req, |req| gateway.handle(req)).await;
             if self.cors && !proxying {
                 self.policy.cors(origin.as_ref(), &mut resp);
             }

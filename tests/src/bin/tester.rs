@@ -1,5 +1,47 @@
 //! A `testing.Tester` node as its own process, for tests that kill, restart and signal nodes.
 //! `TESTER_NODE` names the node in replies; everything else comes from `MICRO_*`.
+//!
+//! For tests of a chain of services: with `TESTER_FORWARD=SERVICE`, `Echo` calls `SERVICE`'s
+//! `Echo` with the same request and answers its reply, after publishing the request to
+//! `TESTER_PUBLISH` (a topic) if set; with `TESTER_SUBSCRIBE=TOPIC`, the node subscribes to
+//! `TOPIC` and logs `heard` with the message's `text` for each message.
+
+use micro::{Error, Publisher, Request, ServerStream, Streaming};
+use micro_tests::testing::{self, CountRequest, EchoReply, EchoRequest, Line, Number, TesterClient, TesterHandler};
+use micro_tests::Tester;
+
+/// `Tester`, with `Echo` passed on down the chain.
+struct Forwarder {
+    tester: Tester,
+    next: TesterClient,
+    publish: Option<Publisher>,
+}
+
+impl TesterHandler for Forwarder {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        let message = request.into_inner();
+        if let Some(publisher) = &self.publish {
+            publisher.publish(&message).await?;
+        }
+        self.next.echo(message).await
+    }
+
+    async fn peek(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        self.tester.peek(request).await
+    }
+
+    async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
+        self.tester.count(request, stream).await
+    }
+
+    async fn sum(&self, request: Request<Streaming<Number>>) -> Result<Number, Error> {
+        self.tester.sum(request).await
+    }
+
+    async fn shout(&self, request: Request<Streaming<Line>>, stream: ServerStream<Line>) -> Result<(), Error> {
+        self.tester.shout(request, stream).await
+    }
+}
 
 #[tokio::main]
 async fn main() {
@@ -11,7 +53,22 @@ async fn main() {
         }
     };
     let node = std::env::var("TESTER_NODE").unwrap_or_else(|_| "tester".into());
-    micro_tests::testing::register_tester_handler(service.server(), micro_tests::Tester { node });
+    let tester = Tester { node };
+    match std::env::var("TESTER_FORWARD") {
+        Ok(next) => {
+            let publish =
+                std::env::var("TESTER_PUBLISH").ok().map(|topic| Publisher::new(topic, service.client().clone()));
+            let next = TesterClient::new(next, service.client().clone());
+            testing::register_tester_handler(service.server(), Forwarder { tester, next, publish });
+        }
+        Err(_) => testing::register_tester_handler(service.server(), tester),
+    }
+    if let Ok(topic) = std::env::var("TESTER_SUBSCRIBE") {
+        micro::server::register_subscriber(service.server(), &topic, |req: Request<EchoRequest>| async move {
+            tracing::info!(text = %req.message, "heard");
+            Ok(())
+        });
+    }
     if let Err(e) = service.run().await {
         eprintln!("{}", e.detail);
         std::process::exit(1);
