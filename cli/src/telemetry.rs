@@ -43,10 +43,8 @@ impl Telemetry {
             return None;
         }
         let mut resp = Response::new(Body::full(self.metrics.encode()));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(micro::wrapper::metrics::CONTENT_TYPE),
-        );
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(micro::wrapper::metrics::CONTENT_TYPE));
         Some(resp)
     }
 
@@ -113,7 +111,8 @@ impl<'a> Call<'a> {
                 KeyValue::new("rpc.method", method.clone()),
                 KeyValue::new("server.address", service.to_string()),
             ];
-            let cx = t.start(format!("{svc}/{method}"), SpanKind::Client, attributes, &opentelemetry::Context::current());
+            let cx =
+                t.start(format!("{svc}/{method}"), SpanKind::Client, attributes, &opentelemetry::Context::current());
             t.inject_headers(&cx, headers);
             cx
         });
@@ -123,7 +122,8 @@ impl<'a> Call<'a> {
     /// Records the call as answered with `resp` (its status), and passes `resp` on.
     pub(crate) fn ended<B>(self, resp: Response<B>) -> Response<B> {
         let status = resp.status().as_u16();
-        let code = if status < 400 { micro::error::GrpcCode::Ok } else { micro::Error::new("", status, "").grpc_code() };
+        let code =
+            if status < 400 { micro::error::GrpcCode::Ok } else { micro::Error::new("", status, "").grpc_code() };
         self.telemetry.metrics.observe_call(self.service, self.endpoint, "", code, self.started);
         if let Some(cx) = &self.cx {
             micro::wrapper::trace::end(cx, code, None);

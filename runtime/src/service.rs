@@ -290,7 +290,11 @@ impl Registration {
 
     /// Logs a failed attempt in one line.
     fn failed(&self, e: &Error, retry_in: Duration) {
-        self.server.set_not_ready(format!("registering with the {} registry failed: {}", self.registry.name(), e.detail));
+        self.server.set_not_ready(format!(
+            "registering with the {} registry failed: {}",
+            self.registry.name(),
+            e.detail
+        ));
         if let Some(m) = &self.metrics {
             m.set_registered(false);
         }

@@ -264,8 +264,11 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
     let telemetry = crate::telemetry::Telemetry::start("micro.proxy")?;
     let client = telemetry.wrap(
-        Client::with_selector(Arc::new(micro::selector::RegistrySelector::new(registry, global.strategy()?)), client_opts)
-            .with_broker(broker),
+        Client::with_selector(
+            Arc::new(micro::selector::RegistrySelector::new(registry, global.strategy()?)),
+            client_opts,
+        )
+        .with_broker(broker),
     );
     let address = super::api::listen_address(&args.address);
     let serve = args.server.serve(&address)?;

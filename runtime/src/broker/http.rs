@@ -299,7 +299,9 @@ impl Broker for HttpBroker {
         }
         let mut first_err = None;
         for (h, auto_ack) in handlers {
-            if let Err(e) = run_handler(&h, Event { system: "http", topic: topic.to_string(), message: message.clone() }).await {
+            if let Err(e) =
+                run_handler(&h, Event { system: "http", topic: topic.to_string(), message: message.clone() }).await
+            {
                 if !auto_ack && first_err.is_none() {
                     first_err = Some(e);
                 }

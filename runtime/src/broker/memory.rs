@@ -62,7 +62,8 @@ impl Broker for MemoryBroker {
             out
         };
         for h in targets {
-            let _ = run_handler(&h, Event { system: "memory", topic: topic.to_string(), message: message.clone() }).await;
+            let _ =
+                run_handler(&h, Event { system: "memory", topic: topic.to_string(), message: message.clone() }).await;
         }
         Ok(())
     }

@@ -120,7 +120,8 @@ impl Broker for NatsBroker {
                     .as_ref()
                     .map(|h| h.iter().filter_map(|(k, v)| Some((k.to_string(), v.first()?.to_string()))).collect())
                     .unwrap_or_default();
-                let event = Event { system: "nats", topic: topic.clone(), message: Message { header, body: m.payload } };
+                let event =
+                    Event { system: "nats", topic: topic.clone(), message: Message { header, body: m.payload } };
                 let _ = run_handler(&handler, event).await;
             }
         });

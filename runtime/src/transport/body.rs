@@ -147,7 +147,10 @@ impl http_body::Body for Watched {
 impl Drop for Watched {
     fn drop(&mut self) {
         if let Some(f) = self.f.take() {
-            f(Ending { trailers: self.trailers.as_ref(), complete: self.complete || http_body::Body::is_end_stream(&self.inner) });
+            f(Ending {
+                trailers: self.trailers.as_ref(),
+                complete: self.complete || http_body::Body::is_end_stream(&self.inner),
+            });
         }
     }
 }

@@ -150,13 +150,33 @@ impl Metrics {
         let sent = Family::<MessageLabels, Counter>::default();
         let consumed = Family::<MessageLabels, Counter>::default();
         let (registered, broker_connected) = (Gauge::default(), Gauge::default());
-        registry.register_with_unit("rpc_server_call_duration", "Duration of calls the server answered.", Unit::Seconds, server_duration.clone());
+        registry.register_with_unit(
+            "rpc_server_call_duration",
+            "Duration of calls the server answered.",
+            Unit::Seconds,
+            server_duration.clone(),
+        );
         registry.register("rpc_server_active_requests", "Calls the server is answering now.", server_active.clone());
-        registry.register_with_unit("rpc_client_call_duration", "Duration of calls the client made.", Unit::Seconds, client_duration.clone());
+        registry.register_with_unit(
+            "rpc_client_call_duration",
+            "Duration of calls the client made.",
+            Unit::Seconds,
+            client_duration.clone(),
+        );
         registry.register("messaging_client_sent_messages", "Messages published.", sent.clone());
         registry.register("messaging_client_consumed_messages", "Messages handed to subscribers.", consumed.clone());
-        registry.register_with_unit("messaging_process_duration", "Duration of subscriber handlers.", Unit::Seconds, process_duration.clone());
-        registry.register_with_unit("http_server_request_duration", "Duration of HTTP requests a tool answered.", Unit::Seconds, http_duration.clone());
+        registry.register_with_unit(
+            "messaging_process_duration",
+            "Duration of subscriber handlers.",
+            Unit::Seconds,
+            process_duration.clone(),
+        );
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP requests a tool answered.",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
         registry.register("micro_registry_registered", "1 while the node is registered.", registered.clone());
         registry.register("micro_broker_connected", "1 while the broker can carry messages.", broker_connected.clone());
         registry.register_collector(Box::new(Process { started: wall_clock() }));
@@ -199,14 +219,23 @@ impl Metrics {
     /// Records one HTTP request a tool answered: its method, status, which of the tool's handlers
     /// answered (`rpc`, `http`, `web`, `meta`, ...), and since when.
     pub fn observe_http(&self, method: &http::Method, status: u16, handler: &'static str, started: Instant) {
-        let labels = HttpLabels { http_request_method: method_label(method), http_response_status_code: status, micro_handler: handler };
+        let labels = HttpLabels {
+            http_request_method: method_label(method),
+            http_response_status_code: status,
+            micro_handler: handler,
+        };
         self.inner.http_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     }
 
     /// Records one message published to `topic` through the broker `system`.
     pub fn observe_sent(&self, system: &str, topic: &str, result: &Result<(), Error>) {
-        let key = self.inner.topics.key((system.to_string(), topic.to_string()), || (system.to_string(), OTHER.to_string()));
-        let labels = MessageLabels { messaging_system: key.0, messaging_destination_name: key.1, error_type: error_type(result) };
+        let key =
+            self.inner.topics.key((system.to_string(), topic.to_string()), || (system.to_string(), OTHER.to_string()));
+        let labels = MessageLabels {
+            messaging_system: key.0,
+            messaging_destination_name: key.1,
+            error_type: error_type(result),
+        };
         self.inner.sent.get_or_create(&labels).inc();
     }
 
@@ -216,8 +245,12 @@ impl Metrics {
         let (svc, method) = rpc_names(endpoint, Some(path));
         let key = self.inner.client_methods.key((svc, method), || (OTHER.to_string(), OTHER.to_string()));
         let _ = service;
-        let labels =
-            CallLabels { rpc_system: RPC_SYSTEM, rpc_service: key.0, rpc_method: key.1, rpc_response_status_code: code.name() };
+        let labels = CallLabels {
+            rpc_system: RPC_SYSTEM,
+            rpc_service: key.0,
+            rpc_method: key.1,
+            rpc_response_status_code: code.name(),
+        };
         self.inner.client_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     }
 }
@@ -305,10 +338,11 @@ struct EndpointSeries {
 impl EndpointSeries {
     fn of(metrics: &Metrics, endpoint: &Endpoint) -> Arc<Self> {
         let (service, method) = rpc_names(&endpoint.name, endpoint.path.as_deref());
-        let active = metrics
-            .inner
-            .server_active
-            .get_or_create_owned(&MethodLabels { rpc_system: RPC_SYSTEM, rpc_service: service.clone(), rpc_method: method.clone() });
+        let active = metrics.inner.server_active.get_or_create_owned(&MethodLabels {
+            rpc_system: RPC_SYSTEM,
+            rpc_service: service.clone(),
+            rpc_method: method.clone(),
+        });
         let ok = metrics.inner.server_duration.get_or_create_owned(&CallLabels {
             rpc_system: RPC_SYSTEM,
             rpc_service: service.clone(),
@@ -418,7 +452,11 @@ impl HandlerWrapper for Metrics {
                 let system = event.system.to_string();
                 let started = Instant::now();
                 let res = inner(event).await;
-                let labels = MessageLabels { messaging_system: system, messaging_destination_name: topic, error_type: error_type(&res) };
+                let labels = MessageLabels {
+                    messaging_system: system,
+                    messaging_destination_name: topic,
+                    error_type: error_type(&res),
+                };
                 metrics.inner.consumed.get_or_create(&labels).inc();
                 metrics.inner.process_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
                 res
@@ -511,14 +549,27 @@ impl Process {
 impl Collector for Process {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         if let Some(cpu) = Process::cpu_seconds() {
-            let e = encoder.encode_descriptor("process_cpu_seconds", "CPU time used, user and system.", None, MetricType::Counter)?;
+            let e = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "CPU time used, user and system.",
+                None,
+                MetricType::Counter,
+            )?;
             ConstCounter::new(cpu).encode(e)?;
         }
         let gauges = [
-            ("process_resident_memory_bytes", "Resident memory.", crate::server::builtin::proc_status_field("VmRSS:").map(|kb| (kb * 1024) as i64)),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory.",
+                crate::server::builtin::proc_status_field("VmRSS:").map(|kb| (kb * 1024) as i64),
+            ),
             ("process_open_fds", "Open file descriptors.", Process::open_fds()),
             ("process_max_fds", "The most file descriptors the process may open.", Process::max_fds()),
-            ("process_threads", "Threads of the process.", crate::server::builtin::proc_status_field("Threads:").map(|n| n as i64)),
+            (
+                "process_threads",
+                "Threads of the process.",
+                crate::server::builtin::proc_status_field("Threads:").map(|n| n as i64),
+            ),
         ];
         for (name, help, value) in gauges {
             if let Some(v) = value {
@@ -526,7 +577,12 @@ impl Collector for Process {
                 ConstGauge::new(v).encode(e)?;
             }
         }
-        let e = encoder.encode_descriptor("process_start_time_seconds", "When the process started, in Unix time.", None, MetricType::Gauge)?;
+        let e = encoder.encode_descriptor(
+            "process_start_time_seconds",
+            "When the process started, in Unix time.",
+            None,
+            MetricType::Gauge,
+        )?;
         ConstGauge::new(self.started).encode(e)
     }
 }
@@ -537,7 +593,10 @@ mod tests {
 
     #[test]
     fn names_come_from_the_path_then_the_endpoint() {
-        assert_eq!(rpc_names("Greeter.SayHello", Some("/helloworld.Greeter/SayHello")), ("helloworld.Greeter".into(), "SayHello".into()));
+        assert_eq!(
+            rpc_names("Greeter.SayHello", Some("/helloworld.Greeter/SayHello")),
+            ("helloworld.Greeter".into(), "SayHello".into())
+        );
         assert_eq!(rpc_names("Greeter.SayHello", None), ("Greeter".into(), "SayHello".into()));
         assert_eq!(rpc_names("Greeter.SayHello", Some("/Greeter.SayHello")), ("Greeter".into(), "SayHello".into()));
     }
@@ -557,7 +616,12 @@ mod tests {
     #[test]
     fn the_process_is_described() {
         let text = Metrics::new().encode();
-        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
             assert!(text.lines().any(|l| l.starts_with(name)), "{name} in\n{text}");
         }
     }

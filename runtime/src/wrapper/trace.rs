@@ -89,7 +89,9 @@ impl Tracing {
             other => {
                 return Err(Error::bad_request(
                     ID,
-                    format!("OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not one this build exports with (grpc, http/protobuf)"),
+                    format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not one this build exports with (grpc, http/protobuf)"
+                ),
                 ))
             }
         }
@@ -159,7 +161,13 @@ impl Tracing {
         attributes: Vec<KeyValue>,
         parent: &Context,
     ) -> Context {
-        let span = self.inner.tracer.span_builder(name).with_kind(kind).with_attributes(attributes).start_with_context(&self.inner.tracer, parent);
+        let span = self
+            .inner
+            .tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .with_attributes(attributes)
+            .start_with_context(&self.inner.tracer, parent);
         parent.with_span(span)
     }
 }
