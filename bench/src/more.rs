@@ -61,6 +61,9 @@ pub(crate) fn run(ctx: &Context, only: Option<&str>) {
     if on("instructions") {
         instructions(ctx);
     }
+    if on("observability") {
+        observability(ctx);
+    }
     if on("gateway") || on("discovery") {
         let etcd = etcd();
         if on("gateway") {
@@ -90,6 +93,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "client",
     "instructions",
     "gateway",
+    "observability",
     "discovery",
     "broker",
     "codegen",
@@ -874,4 +878,102 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, text) in files {
         let _ = std::fs::write(dir.join(name), text);
     }
+}
+
+/// A stand-in OTLP/HTTP collector for the tracing runs: answers every `POST` with 200 at once,
+/// counting the bytes it was sent (HTTP/1.1 keep-alive, one thread per connection).
+fn otlp_sink() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the OTLP sink");
+    let addr = listener.local_addr().expect("its address").to_string();
+    let received = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("a clone"));
+                let mut conn = conn;
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(length as u64, Ordering::Relaxed);
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// Unary gRPC req/s of the micro server bare, with metrics, and with tracing sampled at 100 %
+/// to a local OTLP/HTTP sink, round by round (c=16x16, the server on core 0, h2load on core 1).
+fn observability(ctx: &Context) {
+    println!(
+        "\n## Observability: unary gRPC with metrics and with tracing (100 % sampled, OTLP/HTTP to a local sink), \
+         against the same server bare (c=16x16)\n"
+    );
+    let (endpoint, received) = otlp_sink();
+    let modes: [(&str, &[(&str, &str)]); 3] = [
+        ("off", &[]),
+        ("metrics", &[("BENCH_OBSERVE", "metrics")]),
+        ("tracing", &[("BENCH_OBSERVE", "tracing"), ("OTEL_TRACES_SAMPLER", "always_on")]),
+    ];
+    let requests = if ctx.smoke { 2_000 } else { 100_000 };
+    let frame = ctx.tmp.join("observe.bin");
+    std::fs::write(&frame, hello_frame("world")).expect("request file");
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for round in 0..ctx.rounds {
+        for (i, (name, envs)) in modes.iter().enumerate() {
+            let mut cmd = crate::pinned("0", &ctx.bin("bench-micro-server"));
+            cmd.arg("127.0.0.1:0").envs(envs.iter().copied()).env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+            let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("server starts");
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+                .expect("address line");
+            let server = crate::Server { child, addr: line.trim().to_string() };
+            let out = crate::pinned("1", std::path::Path::new("h2load"))
+                .args(["-n", &requests.to_string(), "-c", "16", "-m", "16", "-d"])
+                .arg(&frame)
+                .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+                .arg(format!("http://{}/helloworld.Greeter/SayHello", server.addr))
+                .output()
+                .expect("h2load runs");
+            let rps = crate::rps(&String::from_utf8_lossy(&out.stdout));
+            eprintln!("round {} observability {name:8} {rps:>9.0} req/s", round + 1);
+            runs[i].push(rps);
+        }
+    }
+    let off = crate::stats(&runs[0]).1;
+    println!("| mode | req/s (median) | / off (min / median / max) |");
+    println!("|---|---|---|");
+    for (i, (name, _)) in modes.iter().enumerate() {
+        let ratios: Vec<f64> = runs[i].iter().zip(&runs[0]).map(|(a, b)| if *b > 0.0 { a / b } else { 0.0 }).collect();
+        let (lo, mid, hi) = crate::stats(&ratios);
+        println!("| {name} | {:.0} | {lo:.2} / {mid:.2} / {hi:.2} |", crate::stats(&runs[i]).1);
+    }
+    let _ = off;
+    println!(
+        "\nthe sink received {:.1} MiB of spans",
+        received.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+    );
 }
