@@ -6,7 +6,8 @@
 fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
     let server = micro::Server::new(micro::server::ServerOptions { address: addr, ..Default::default() });
-    let exporter = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
+    let exporter =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
     let _in_runtime = exporter.enter();
     match std::env::var("BENCH_OBSERVE").as_deref() {
         Ok("metrics") => server.wrap(micro::wrapper::Metrics::new()),
