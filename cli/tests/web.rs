@@ -1,7 +1,8 @@
 //! `micro web` in a real headless Chromium: the registry page and a service's endpoints, a call
 //! from the client page, the terminal, a web service behind `/<alias>/`, a service that starts
-//! while the home page is open appearing without a reload, and a narrow screen. Screenshots of
-//! every page go to `target/artifacts/web/`.
+//! while the home page is open appearing without a reload, and a narrow screen; and a service
+//! page's live traffic charts, fed from two nodes' metrics while the test calls them.
+//! Screenshots of every page go to `target/artifacts/web/`.
 
 mod common;
 
@@ -199,4 +200,97 @@ fn pages_answer_json_when_asked() {
     assert!(body.contains("EventSource"));
     let (_, code) = get("/nosuch/page", "text/html");
     assert_eq!(code, 404);
+}
+
+/// A tester node of `service`, on mDNS.
+fn tester_node(service: &str) -> Child {
+    let child = Command::new(micro_tests::workspace_bin("tester"))
+        .env("MICRO_REGISTRY", "mdns")
+        .env("MICRO_SERVER_NAME", service)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the tester starts");
+    Child(child)
+}
+
+/// Calls `Tester.Echo` (every other call fails) and `Tester.Peek` (120 ms each) until `stop`;
+/// returns how many Echo calls it made.
+fn load(
+    tester: micro_tests::testing::TesterClient,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<(u64, std::time::Duration)> {
+    use micro_tests::testing::EchoRequest;
+    let slow = tester.clone();
+    let mut stop_slow = stop.clone();
+    tokio::spawn(async move {
+        while !*stop_slow.borrow_and_update() {
+            let _ = slow.peek(EchoRequest { sleep_ms: 120, ..Default::default() }).await;
+        }
+    });
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut pace = tokio::time::interval(std::time::Duration::from_millis(20));
+        let mut echoes = 0u64;
+        while !*stop.borrow() {
+            pace.tick().await;
+            let fail_code = if echoes % 2 == 0 { 0 } else { 500 };
+            let _ = tester.echo(EchoRequest { fail_code, ..Default::default() }).await;
+            echoes += 1;
+        }
+        (echoes, started.elapsed())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_page_charts_its_live_traffic() {
+    let service = format!("charted{}", std::process::id());
+    let _nodes = [tester_node(&service), tester_node(&service)];
+    let (_web, addr) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
+    let url = format!("http://{addr}");
+    let registry: micro::registry::SharedRegistry = std::sync::Arc::new(micro::registry::MdnsRegistry::new().unwrap());
+    let client = micro::client::Client::new(registry, Default::default());
+    let tester = micro_tests::testing::TesterClient::new(service.clone(), client);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let calls = load(tester, stopped);
+
+    let mut b = Browser::launch(1280, 900).await;
+    b.open(&format!("{url}/registry?service={service}")).await;
+    let stat = |row: &str, stat: &str| {
+        format!(r#"Number(document.querySelector('[data-traffic="{row}"] [data-stat="{stat}"]').dataset.value || "NaN")"#)
+    };
+    // Both nodes answer their metrics and the slow endpoint's calls have been seen finishing.
+    b.wait(
+        &format!(
+            r#"document.querySelector('#traffic-note').textContent.startsWith('From 2 nodes') && {} > 0 && {} > 0
+               && document.querySelector('[data-traffic="Tester.Echo"] [data-stat="rate"] polyline').getAttribute('points').split(' ').length >= 3"#,
+            stat("Tester.Echo", "rate"),
+            stat("Tester.Peek", "p50"),
+        ),
+        "live figures from both nodes",
+    )
+    .await;
+    let read = |v: Value| v.as_f64().unwrap_or(f64::NAN);
+    let echo_rate = read(b.eval(&stat("Tester.Echo", "rate")).await);
+    let echo_errors = read(b.eval(&stat("Tester.Echo", "errors")).await);
+    let echo_p99 = read(b.eval(&stat("Tester.Echo", "p99")).await);
+    let peek_errors = read(b.eval(&stat("Tester.Peek", "errors")).await);
+    let peek_p50 = read(b.eval(&stat("Tester.Peek", "p50")).await);
+    let total_rate = read(b.eval(&stat("*", "rate")).await);
+    let slowest = b.eval(r#"[...document.querySelectorAll('tr.slowest')].map(r => r.dataset.traffic)"#).await;
+    let shown = b.eval(r#"document.querySelector('[data-traffic="Tester.Echo"] [data-stat="errors"] .value').textContent"#).await;
+    b.screenshot(&artifact("traffic.png")).await;
+    stop.send_replace(true);
+    let (echoes, spent) = calls.await.unwrap();
+    let made = echoes as f64 / spent.as_secs_f64();
+
+    assert!((0.35..=0.65).contains(&echo_errors), "every other Echo fails, the page shows {echo_errors} ({shown})");
+    assert_eq!(peek_errors, 0.0, "Peek never fails");
+    assert!((0.1..=0.25).contains(&peek_p50), "Peek takes 120 ms; its p50 is within that bucket: {peek_p50}");
+    assert!(echo_p99 < peek_p50, "Echo (p99 {echo_p99}) is faster than Peek (p50 {peek_p50})");
+    assert_eq!(slowest, serde_json::json!(["Tester.Peek"]), "the slow endpoint stands out");
+    assert!(
+        echo_rate > made * 0.4 && echo_rate < made * 1.6,
+        "the page shows {echo_rate} Echo calls/s; the test made {made:.1}/s"
+    );
+    assert!(total_rate > echo_rate, "the service's row adds every endpoint: {total_rate} vs {echo_rate}");
 }

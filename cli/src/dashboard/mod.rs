@@ -2,7 +2,8 @@
 //!
 //! Routes: `/` (every service as a card, web services first), `/registry` and
 //! `/registry?service=X` (HTML, or the records as JSON for `Accept: application/json`),
-//! `/client` (a call form; `POST /rpc` makes the call), `/terminal` (a prompt; `POST /terminal`
+//! `/stats?service=X` (the live traffic of X's endpoints, read from its nodes' metrics, see
+//! [`stats`]; the service page charts it), `/client` (a call form; `POST /rpc` makes the call), `/terminal` (a prompt; `POST /terminal`
 //! runs one line, see [`terminal`]), `/events` (server-sent events fed by one registry watch,
 //! so open pages update as services come and go), `/assets/*` (embedded; nothing is fetched
 //! from elsewhere), and `/<alias>/...`, proxied to the web service `<namespace>.<alias>` with
@@ -21,6 +22,7 @@
 
 mod pages;
 pub(crate) mod session;
+mod stats;
 pub(crate) mod terminal;
 
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub(crate) struct Dashboard {
     policy: Policy,
     sessions: Sessions,
     telemetry: crate::telemetry::Telemetry,
+    stats: stats::Stats,
 }
 
 impl Dashboard {
@@ -79,6 +82,7 @@ impl Dashboard {
             registry: registry.clone(),
             namespace: namespace.trim_end_matches('.').to_string(),
             http: gateway::http_client(),
+            stats: stats::Stats::new(gateway::http_client()),
             events: events.clone(),
             closing: watch::channel(false).0,
             policy,
@@ -214,6 +218,9 @@ impl Dashboard {
                 Err(e) => self.failure(json, &e),
             },
             (&Method::GET, "/registry") => self.registry_page(&param("service"), json, &session).await,
+            (&Method::GET, "/stats") => {
+                self.stats(&param("service"), req.headers().get(http::header::AUTHORIZATION)).await
+            }
             (&Method::GET, "/client") => match self.services().await {
                 Ok(list) => page(StatusCode::OK, pages::client(&names(&list), &param("service"), &param("endpoint"))),
                 Err(e) => self.failure(json, &e),
@@ -289,6 +296,28 @@ impl Dashboard {
                 Err(other) => self.failure(json, &Error::new(ID, 504, other.to_string())),
             },
         }
+    }
+
+    /// `GET /stats?service=X`: the live figures of X's endpoints, as JSON.
+    async fn stats(&self, service: &str, authorization: Option<&HeaderValue>) -> Response<Body> {
+        if service.is_empty() {
+            return error_response(&Error::bad_request(ID, "name the service: /stats?service=NAME"));
+        }
+        let versions = match within("the registry", self.global.timeout(), self.registry.get_service(service)).await {
+            Ok(v) => v,
+            Err(e) => {
+                return match e.downcast::<Error>() {
+                    Ok(me) => error_response(&me),
+                    Err(other) => error_response(&Error::new(ID, 504, other.to_string())),
+                }
+            }
+        };
+        let nodes: Vec<micro::registry::Node> = versions.into_iter().flat_map(|v| v.nodes).collect();
+        if nodes.is_empty() {
+            return error_response(&micro::registry::not_found(service));
+        }
+        let answer = self.stats.answer(service, &nodes, authorization).await;
+        json_response(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default())
     }
 
     /// `text/event-stream` of registry changes: `event: registry` with `{action, service}`.
@@ -373,7 +402,7 @@ impl Dashboard {
 
 /// Whether a path is one of the dashboard's own (not a web service's).
 fn is_own_path(path: &str) -> bool {
-    matches!(path, "/" | "/registry" | "/client" | "/terminal" | "/login" | "/rpc" | "/events" | "/favicon.ico")
+    matches!(path, "/" | "/registry" | "/stats" | "/client" | "/terminal" | "/login" | "/rpc" | "/events" | "/favicon.ico")
         || path.starts_with("/assets/")
 }
 

@@ -299,6 +299,7 @@ pub(super) fn service(versions: &[Service], web: bool) -> String {
         let alias = name.rsplit('.').next().unwrap_or_default();
         let _ = write!(main, r#"<p><a class="button" href="/{a}/">Open {a}</a></p>"#, a = esc(alias));
     }
+    main.push_str(&traffic(name, versions));
     for v in versions {
         let _ = write!(
             main,
@@ -346,6 +347,36 @@ pub(super) fn service(versions: &[Service], web: bool) -> String {
         main.push_str("</div></section>");
     }
     layout("registry", name, &main)
+}
+
+/// The service page's live charts (`app.js` fills them from `/stats`): a row for the whole
+/// service and one per callable endpoint, each with request rate, error share, p50 and p99.
+fn traffic(name: &str, versions: &[Service]) -> String {
+    let mut endpoints: Vec<&str> = versions
+        .iter()
+        .flat_map(|v| &v.endpoints)
+        .filter(|e| e.metadata.get("subscriber").map(String::as_str) != Some("true"))
+        .map(|e| e.name.as_str())
+        .collect();
+    endpoints.sort();
+    endpoints.dedup();
+    let cells: String = ["rate", "errors", "p50", "p99"]
+        .iter()
+        .map(|s| {
+            format!(
+                r#"<td data-stat="{s}"><span class="value">–</span><svg class="spark" viewBox="0 0 120 24" preserveAspectRatio="none" aria-hidden="true"><rect class="frame" width="120" height="24"/><polygon class="area" points=""/><polyline points=""/></svg></td>"#
+            )
+        })
+        .collect();
+    let mut out = format!(
+        r#"<section id="traffic" data-service="{n}" aria-labelledby="traffic-title"><h2 id="traffic-title">Traffic</h2><p class="muted" id="traffic-note" aria-live="polite">Reading the nodes' metrics…</p><div class="scroll"><table class="traffic"><thead><tr><th scope="col">Endpoint</th><th scope="col">Requests/s</th><th scope="col">Errors</th><th scope="col">p50</th><th scope="col">p99</th></tr></thead><tbody><tr data-traffic="*"><th scope="row">All endpoints</th>{cells}</tr>"#,
+        n = esc(name)
+    );
+    for e in endpoints {
+        let _ = write!(out, r#"<tr data-traffic="{e}"><th scope="row"><code>{e}</code></th>{cells}</tr>"#, e = esc(e));
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
 }
 
 /// `/client`: pick a service and an endpoint, edit the request, send it.

@@ -92,7 +92,118 @@ function initIndex() {
 }
 
 function initRegistry() {
-  live((changes) => refreshMain(() => { if (changes.length) announce(changes.join(", ")); }));
+  const traffic = initTraffic();
+  live((changes) => refreshMain(() => { traffic(); if (changes.length) announce(changes.join(", ")); }));
+}
+
+// ---- a service's live traffic: /stats every two seconds, two minutes of sparklines ----
+
+const POINTS = 40; // 80 s at one reading every 2 s
+const STATS = ["rate", "errors", "p50", "p99"];
+const WIDTH = 120;
+const HEIGHT = 24;
+
+function formatStat(stat, v) {
+  if (v === null || v === undefined) return "–";
+  if (stat === "rate") return v >= 100 ? `${Math.round(v)}/s` : `${v.toFixed(1)}/s`;
+  if (stat === "errors") return `${(v * 100).toFixed(v > 0 && v < 0.1 ? 1 : 0)} %`;
+  if (v < 0.001) return `${Math.round(v * 1e6)} µs`;
+  if (v < 1) return `${(v * 1000).toFixed(v < 0.01 ? 2 : 1)} ms`;
+  return `${v.toFixed(2)} s`;
+}
+
+// The newest value at the right edge, one step per reading; `max` fixes the scale (else the
+// largest value shown fills the height).
+function sparkline(svg, values, max) {
+  const line = svg && svg.querySelector("polyline");
+  const area = svg && svg.querySelector("polygon");
+  if (!line || !values.length) return;
+  const top = max || Math.max(...values.map((v) => v || 0), 1e-9);
+  const step = WIDTH / (POINTS - 1);
+  const start = POINTS - values.length;
+  const points = values.map((v, i) =>
+    `${((start + i) * step).toFixed(1)},${(HEIGHT - 1 - ((v || 0) / top) * (HEIGHT - 3)).toFixed(1)}`);
+  line.setAttribute("points", points.join(" "));
+  if (area) area.setAttribute("points", `${(start * step).toFixed(1)},${HEIGHT} ${points.join(" ")} ${WIDTH},${HEIGHT}`);
+}
+
+// Returns a function that draws the charts again (after the page's content is replaced).
+function initTraffic() {
+  const history = new Map(); // row key → { rate: [], errors: [], p50: [], p99: [] }
+  let last = null;
+  let failure = "";
+
+  function draw() {
+    const section = $("#traffic");
+    if (!section) return;
+    const note = $("#traffic-note");
+    if (note) {
+      if (failure) note.textContent = failure;
+      else if (!last) note.textContent = "Reading the nodes' metrics…";
+      else {
+        const failed = last.failed.length ? ` · ${last.failed.length} did not answer: ${last.failed.map((f) => `${f.node}: ${f.error}`).join("; ")}` : "";
+        note.textContent = `From ${last.nodes} node${last.nodes === 1 ? "" : "s"}, over the last ${last.window.toFixed(1)} s${failed}`;
+      }
+    }
+    let slowest = null;
+    for (const row of $$("[data-traffic]", section)) {
+      const key = row.dataset.traffic;
+      const h = history.get(key);
+      const now = key === "*" ? last && last.total : last && last.endpoints[key];
+      for (const stat of STATS) {
+        const cell = $(`[data-stat="${stat}"]`, row);
+        if (!cell) continue;
+        const v = now ? now[stat] : null;
+        cell.dataset.value = v === null || v === undefined ? "" : String(v);
+        $(".value", cell).textContent = formatStat(stat, v);
+        if (h) sparkline($("svg", cell), h[stat], stat === "errors" ? 1 : 0);
+      }
+      row.classList.toggle("failing", Boolean(now && now.errors > 0));
+      if (key !== "*" && now && now.p99 > 0 && (!slowest || now.p99 > slowest.p99)) slowest = { row, p99: now.p99 };
+      row.classList.remove("slowest");
+    }
+    if (slowest) slowest.row.classList.add("slowest");
+  }
+
+  function record(key, figures) {
+    if (!history.has(key)) history.set(key, { rate: [], errors: [], p50: [], p99: [] });
+    const h = history.get(key);
+    for (const stat of STATS) {
+      h[stat].push(figures ? figures[stat] : null);
+      if (h[stat].length > POINTS) h[stat].shift();
+    }
+  }
+
+  async function poll() {
+    const section = $("#traffic");
+    if (!section) return;
+    if (document.visibilityState !== "hidden") {
+      try {
+        const headers = { Accept: "application/json" };
+        const token = sessionStorage.getItem("micro.token");
+        if (token) headers.Authorization = `Bearer ${token}`;
+        const resp = await fetch(`/stats?service=${encodeURIComponent(section.dataset.service)}`, { headers });
+        const body = await resp.json();
+        if (!resp.ok) {
+          failure = `The figures cannot be read: ${body.detail || resp.status}`;
+        } else if (body.window !== null) {
+          failure = "";
+          last = body;
+          record("*", body.total);
+          for (const row of $$("[data-traffic]", section)) {
+            if (row.dataset.traffic !== "*") record(row.dataset.traffic, body.endpoints[row.dataset.traffic]);
+          }
+        }
+      } catch (err) {
+        failure = `The dashboard did not answer: ${err.message}`;
+      }
+      draw();
+    }
+    setTimeout(poll, 2000);
+  }
+
+  if ($("#traffic")) poll();
+  return draw;
 }
 
 // ---- client: the call form ----
