@@ -202,15 +202,14 @@ fn pages_answer_json_when_asked() {
     assert_eq!(code, 404);
 }
 
-/// A tester node of `service`, on mDNS.
-fn tester_node(service: &str) -> Child {
-    let child = Command::new(micro_tests::workspace_bin("tester"))
-        .env("MICRO_REGISTRY", "mdns")
-        .env("MICRO_SERVER_NAME", service)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the tester starts");
-    Child(child)
+/// A tester node of `service`, on mDNS; with `token`, every call and page needs it.
+fn tester_node(service: &str, token: Option<&str>) -> Child {
+    let mut command = Command::new(micro_tests::workspace_bin("tester"));
+    command.env("MICRO_REGISTRY", "mdns").env("MICRO_SERVER_NAME", service).stderr(Stdio::null());
+    if let Some(t) = token {
+        command.env("MICRO_AUTH_TOKEN", t);
+    }
+    Child(command.spawn().expect("the tester starts"))
 }
 
 /// Calls `Tester.Echo` (every other call fails) and `Tester.Peek` (120 ms each) until `stop`;
@@ -233,7 +232,7 @@ fn load(
         let mut echoes = 0u64;
         while !*stop.borrow() {
             pace.tick().await;
-            let fail_code = if echoes % 2 == 0 { 0 } else { 500 };
+            let fail_code = if echoes.is_multiple_of(2) { 0 } else { 500 };
             let _ = tester.echo(EchoRequest { fail_code, ..Default::default() }).await;
             echoes += 1;
         }
@@ -244,7 +243,8 @@ fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_page_charts_its_live_traffic() {
     let service = format!("charted{}", std::process::id());
-    let _nodes = [tester_node(&service), tester_node(&service)];
+    let guarded = format!("guarded{}", std::process::id());
+    let _nodes = [tester_node(&service, None), tester_node(&service, None), tester_node(&guarded, Some("s3cret"))];
     let (_web, addr) = common::listening(&["web", "--web_address", "127.0.0.1:0"], "web");
     let url = format!("http://{addr}");
     let registry: micro::registry::SharedRegistry = std::sync::Arc::new(micro::registry::MdnsRegistry::new().unwrap());
@@ -256,7 +256,9 @@ async fn a_service_page_charts_its_live_traffic() {
     let mut b = Browser::launch(1280, 900).await;
     b.open(&format!("{url}/registry?service={service}")).await;
     let stat = |row: &str, stat: &str| {
-        format!(r#"Number(document.querySelector('[data-traffic="{row}"] [data-stat="{stat}"]').dataset.value || "NaN")"#)
+        format!(
+            r#"Number(document.querySelector('[data-traffic="{row}"] [data-stat="{stat}"]').dataset.value || "NaN")"#
+        )
     };
     // Both nodes answer their metrics and the slow endpoint's calls have been seen finishing.
     b.wait(
@@ -277,7 +279,9 @@ async fn a_service_page_charts_its_live_traffic() {
     let peek_p50 = read(b.eval(&stat("Tester.Peek", "p50")).await);
     let total_rate = read(b.eval(&stat("*", "rate")).await);
     let slowest = b.eval(r#"[...document.querySelectorAll('tr.slowest')].map(r => r.dataset.traffic)"#).await;
-    let shown = b.eval(r#"document.querySelector('[data-traffic="Tester.Echo"] [data-stat="errors"] .value').textContent"#).await;
+    let shown = b
+        .eval(r#"document.querySelector('[data-traffic="Tester.Echo"] [data-stat="errors"] .value').textContent"#)
+        .await;
     b.screenshot(&artifact("traffic.png")).await;
     stop.send_replace(true);
     let (echoes, spent) = calls.await.unwrap();
@@ -293,4 +297,21 @@ async fn a_service_page_charts_its_live_traffic() {
         "the page shows {echo_rate} Echo calls/s; the test made {made:.1}/s"
     );
     assert!(total_rate > echo_rate, "the service's row adds every endpoint: {total_rate} vs {echo_rate}");
+
+    // A node that wants a token is read with the page user's own (the client page's token
+    // field), never one of the dashboard's: without it the page says why.
+    b.open(&format!("{url}/registry?service={guarded}")).await;
+    b.wait(
+        "document.querySelector('#traffic-note').textContent.includes('did not answer') || document.querySelector('#traffic-note').textContent.includes('cannot')",
+        "the refused reading explained",
+    )
+    .await;
+    let note = b.eval("document.querySelector('#traffic-note').textContent").await;
+    assert!(note.as_str().unwrap().contains("401"), "the node refused the dashboard's reading: {note}");
+    b.eval("sessionStorage.setItem('micro.token', 's3cret')").await;
+    b.wait(
+        "document.querySelector('#traffic-note').textContent.startsWith('From 1 node,')",
+        "the node read with the user's token",
+    )
+    .await;
 }

@@ -402,8 +402,10 @@ impl Dashboard {
 
 /// Whether a path is one of the dashboard's own (not a web service's).
 fn is_own_path(path: &str) -> bool {
-    matches!(path, "/" | "/registry" | "/stats" | "/client" | "/terminal" | "/login" | "/rpc" | "/events" | "/favicon.ico")
-        || path.starts_with("/assets/")
+    matches!(
+        path,
+        "/" | "/registry" | "/stats" | "/client" | "/terminal" | "/login" | "/rpc" | "/events" | "/favicon.ico"
+    ) || path.starts_with("/assets/")
 }
 
 /// Removes the dashboard's session from the cookies a web service is sent.

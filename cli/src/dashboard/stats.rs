@@ -134,10 +134,7 @@ fn parse(text: &str) -> NodeCalls {
         // `pkg.Greeter` (from a gRPC path) is the registry's `Greeter`.
         let short = service.rsplit('.').next().unwrap_or_default();
         let endpoint = if short.is_empty() { method.to_string() } else { format!("{short}.{method}") };
-        let mut one = Calls {
-            buckets: buckets.iter().map(|b| (b.less_than, b.count)).collect(),
-            ..Default::default()
-        };
+        let mut one = Calls { buckets: buckets.iter().map(|b| (b.less_than, b.count)).collect(), ..Default::default() };
         one.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         one.count = one.buckets.last().map_or(0.0, |b| b.1);
         if sample.labels.get("rpc_response_status_code") != Some("OK") {
@@ -222,10 +219,14 @@ impl History {
     }
 }
 
+/// A history, shared by the requests that read it, and when it was last read.
+type Kept = (Instant, Arc<tokio::sync::Mutex<History>>);
+
 /// The readings kept for the dashboard's pages.
 pub(super) struct Stats {
     http: HttpClient,
-    histories: Mutex<HashMap<(String, u64), (Instant, Arc<tokio::sync::Mutex<History>>)>>,
+    /// By (service, hash of the caller's `Authorization`).
+    histories: Mutex<HashMap<(String, u64), Kept>>,
     keys: std::collections::hash_map::RandomState,
 }
 
@@ -351,11 +352,7 @@ rpc_server_call_duration_seconds_bucket{le="+Inf",rpc_system="grpc",rpc_service=
 
     #[test]
     fn windows_difference_readings_and_a_restart_counts_from_zero() {
-        let at = |count: f64, errors: f64| Calls {
-            count,
-            errors,
-            buckets: vec![(0.1, count), (f64::INFINITY, count)],
-        };
+        let at = |count: f64, errors: f64| Calls { count, errors, buckets: vec![(0.1, count), (f64::INFINITY, count)] };
         let delta = at(30.0, 3.0).since(Some(&at(10.0, 1.0)));
         assert_eq!(delta, at(20.0, 2.0));
         assert_eq!(at(5.0, 0.0).since(Some(&at(10.0, 1.0))), at(5.0, 0.0), "a restarted node");
@@ -366,7 +363,12 @@ rpc_server_call_duration_seconds_bucket{le="+Inf",rpc_system="grpc",rpc_service=
 
     #[test]
     fn the_window_spans_readings_of_the_same_nodes() {
-        let node = |n: f64| HashMap::from([("Tester.Echo".to_string(), Calls { count: n, errors: 0.0, buckets: vec![(f64::INFINITY, n)] })]);
+        let node = |n: f64| {
+            HashMap::from([(
+                "Tester.Echo".to_string(),
+                Calls { count: n, errors: 0.0, buckets: vec![(f64::INFINITY, n)] },
+            )])
+        };
         let start = Instant::now();
         let mut h = History::default();
         h.readings.push_back(Reading { at: start, nodes: HashMap::from([("a".into(), node(10.0))]), failed: vec![] });

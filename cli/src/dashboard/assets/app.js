@@ -127,6 +127,11 @@ function sparkline(svg, values, max) {
   if (area) area.setAttribute("points", `${(start * step).toFixed(1)},${HEIGHT} ${points.join(" ")} ${WIDTH},${HEIGHT}`);
 }
 
+function unanswered(stats) {
+  const n = stats.failed.length;
+  return `${n} node${n === 1 ? "" : "s"} did not answer: ${stats.failed.map((f) => `${f.node}: ${f.error}`).join("; ")}`;
+}
+
 // Returns a function that draws the charts again (after the page's content is replaced).
 function initTraffic() {
   const history = new Map(); // row key → { rate: [], errors: [], p50: [], p99: [] }
@@ -141,7 +146,7 @@ function initTraffic() {
       if (failure) note.textContent = failure;
       else if (!last) note.textContent = "Reading the nodes' metrics…";
       else {
-        const failed = last.failed.length ? ` · ${last.failed.length} did not answer: ${last.failed.map((f) => `${f.node}: ${f.error}`).join("; ")}` : "";
+        const failed = last.failed.length ? ` · ${unanswered(last)}` : "";
         note.textContent = `From ${last.nodes} node${last.nodes === 1 ? "" : "s"}, over the last ${last.window.toFixed(1)} s${failed}`;
       }
     }
@@ -186,7 +191,10 @@ function initTraffic() {
         const body = await resp.json();
         if (!resp.ok) {
           failure = `The figures cannot be read: ${body.detail || resp.status}`;
-        } else if (body.window !== null) {
+        } else if (body.window === null) {
+          // The first reading: nothing to compare yet, but a node that did not answer is news.
+          failure = body.failed.length ? unanswered(body) : "";
+        } else {
           failure = "";
           last = body;
           record("*", body.total);
