@@ -197,6 +197,15 @@ fn rpc_attributes(service: &str, method: &str) -> Vec<KeyValue> {
     ]
 }
 
+/// Runs `fut` in `cx` (and in a log span carrying its ids), then ends the span with the result.
+async fn in_span<T>(cx: Context, fut: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let log = log_span(&cx);
+    let res = fut.with_context(cx.clone()).instrument(log).await;
+    let (code, detail) = code_of(&res);
+    end(&cx, code, detail);
+    res
+}
+
 fn code_of<T>(res: &Result<T, Error>) -> (GrpcCode, Option<&str>) {
     match res {
         Ok(_) => (GrpcCode::Ok, None),
@@ -229,14 +238,7 @@ impl UnaryHandler for TracedUnary {
     fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>> {
         let parent = self.tracing.extract(&req.metadata);
         let cx = self.tracing.start(self.names.span.clone(), SpanKind::Server, self.names.attributes.clone(), &parent);
-        let fut = self.inner.call(req);
-        let log = log_span(&cx);
-        Box::pin(async move {
-            let res = fut.with_context(cx.clone()).instrument(log).await;
-            let (code, detail) = code_of(&res);
-            end(&cx, code, detail);
-            res
-        })
+        Box::pin(in_span(cx, self.inner.call(req)))
     }
 }
 
@@ -279,14 +281,7 @@ impl HandlerWrapper for Tracing {
                 attributes.push(KeyValue::new("messaging.consumer.group.name", queue.clone()));
             }
             let cx = tracing.start(name.clone(), SpanKind::Consumer, attributes, &parent);
-            let fut = inner(event);
-            let log = log_span(&cx);
-            Box::pin(async move {
-                let res = fut.with_context(cx.clone()).instrument(log).await;
-                let (code, detail) = code_of(&res);
-                end(&cx, code, detail);
-                res
-            })
+            Box::pin(in_span(cx, inner(event)))
         })
     }
 }
