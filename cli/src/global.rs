@@ -51,6 +51,27 @@ pub(crate) struct Global {
     /// The key of --client_tls_cert (PEM).
     #[arg(long = "client_tls_key", env = "MICRO_CLIENT_TLS_KEY", global = true)]
     pub(crate) client_tls_key: Option<String>,
+    /// Tokens in each service's retry budget; retries need more than half (0: no budget).
+    #[arg(long = "client_retry_tokens", env = "MICRO_CLIENT_RETRY_TOKENS", global = true, default_value = "10")]
+    pub(crate) client_retry_tokens: String,
+    /// Tokens a successful call gives back to its service's retry budget.
+    #[arg(long = "client_retry_ratio", env = "MICRO_CLIENT_RETRY_RATIO", global = true, default_value = "0.1")]
+    pub(crate) client_retry_ratio: String,
+    /// Consecutive failures that take a node out of selection (0: never).
+    #[arg(long = "client_eject_failures", env = "MICRO_CLIENT_EJECT_FAILURES", global = true, default_value = "5")]
+    pub(crate) client_eject_failures: String,
+    /// How long a node is first taken out; each further time doubles it.
+    #[arg(long = "client_eject_time", env = "MICRO_CLIENT_EJECT_TIME", global = true, default_value = "2s")]
+    pub(crate) client_eject_time: String,
+    /// The longest a node is taken out.
+    #[arg(long = "client_eject_max_time", env = "MICRO_CLIENT_EJECT_MAX_TIME", global = true, default_value = "60s")]
+    pub(crate) client_eject_max_time: String,
+    /// How many times slower than its peers a node is taken out for (0: never).
+    #[arg(long = "client_eject_slow", env = "MICRO_CLIENT_EJECT_SLOW", global = true, default_value = "5")]
+    pub(crate) client_eject_slow: String,
+    /// Hold back calls to a service that fails more than 1/K of them (0: never).
+    #[arg(long = "client_throttle", env = "MICRO_CLIENT_THROTTLE", global = true, default_value = "2")]
+    pub(crate) client_throttle: String,
     /// A bearer token sent with every call, for services started with one.
     #[arg(long = "auth_token", env = "MICRO_AUTH_TOKEN", global = true, hide_env_values = true)]
     pub(crate) auth_token: Option<String>,
@@ -83,6 +104,17 @@ impl Global {
         set(&mut o, "selector", &self.selector)?;
         set(&mut o, "client_request_timeout", &self.client_request_timeout)?;
         o.client_retries = self.client_retries;
+        for (k, v) in [
+            ("client_retry_tokens", &self.client_retry_tokens),
+            ("client_retry_ratio", &self.client_retry_ratio),
+            ("client_eject_failures", &self.client_eject_failures),
+            ("client_eject_time", &self.client_eject_time),
+            ("client_eject_max_time", &self.client_eject_max_time),
+            ("client_eject_slow", &self.client_eject_slow),
+            ("client_throttle", &self.client_throttle),
+        ] {
+            set(&mut o, k, v)?;
+        }
         for (k, v) in [
             ("client_tls_ca", &self.client_tls_ca),
             ("client_tls_cert", &self.client_tls_cert),
@@ -126,13 +158,7 @@ impl Global {
         if let Some(t) = &tls {
             micro::transport::tls::set_default_client(t.clone());
         }
-        Ok(ClientOptions {
-            request_timeout: o.client_request_timeout,
-            retries: o.client_retries,
-            transport_address: o.transport_address.clone(),
-            tls,
-            ..Default::default()
-        })
+        Ok(o.client_options(tls))
     }
 
     /// The node selection strategy `--selector` names.
@@ -152,7 +178,13 @@ impl Global {
     /// A client over `registry` for calls made on behalf of someone else (a gateway's caller):
     /// it never sends the tool's own token, only the caller's own `Authorization`.
     pub(crate) fn client_for_callers(&self, registry: SharedRegistry) -> anyhow::Result<Client> {
-        Ok(Client::with_selector(Arc::new(RegistrySelector::new(registry, self.strategy()?)), self.client_options()?))
+        let o = self.options()?;
+        let selector = RegistrySelector::with_outliers(registry, self.strategy()?, o.outliers());
+        let client = Client::with_selector(Arc::new(selector), self.client_options()?);
+        Ok(match o.throttle() {
+            Some(throttle) => client.wrap(throttle),
+            None => client,
+        })
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::broker::{self, SharedBroker, Subscription};
-use crate::client::{Client, ClientOptions};
+use crate::client::Client;
 use crate::options::Options;
 use crate::registry::{self, Node, RegisterOptions, SharedRegistry};
 use crate::selector::RegistrySelector;
@@ -141,6 +141,7 @@ impl ServiceBuilder {
         if let Some(token) = &opts.auth_token {
             server.wrap(crate::wrapper::BearerAuth::new(token, &name));
         }
+        server.wrap(opts.shedder());
         let client_tls = opts.client_tls()?;
         if let Some(tls) = &client_tls {
             crate::transport::tls::set_default_client(tls.clone());
@@ -155,20 +156,17 @@ impl ServiceBuilder {
         server.set_broker(broker.clone());
         let strategy = opts.selector.parse()?;
         let client = Client::with_selector(
-            Arc::new(RegistrySelector::new(registry.clone(), strategy)),
-            ClientOptions {
-                request_timeout: opts.client_request_timeout,
-                retries: opts.client_retries,
-                transport_address: opts.transport_address.clone(),
-                tls: client_tls,
-                ..ClientOptions::default()
-            },
+            Arc::new(RegistrySelector::with_outliers(registry.clone(), strategy, opts.outliers())),
+            opts.client_options(client_tls),
         )
         .with_broker(broker.clone());
-        let mut client = match &opts.auth_token {
-            Some(token) => client.wrap(crate::wrapper::BearerToken::new(token)),
+        let mut client = match opts.throttle() {
+            Some(throttle) => client.wrap(throttle),
             None => client,
         };
+        if let Some(token) = &opts.auth_token {
+            client = client.wrap(crate::wrapper::BearerToken::new(token));
+        }
         let metrics = opts.metrics.then(Metrics::new);
         if let Some(metrics) = &metrics {
             server.wrap(metrics.clone());
@@ -288,15 +286,19 @@ impl Registration {
         );
     }
 
-    /// Logs a failed attempt in one line.
-    fn failed(&self, e: &Error, retry_in: Duration) {
-        self.server.set_not_ready(format!(
-            "registering with the {} registry failed: {}",
-            self.registry.name(),
-            e.detail
-        ));
-        if let Some(m) = &self.metrics {
-            m.set_registered(false);
+    /// Logs a failed attempt in one line; once the registration has `lapsed` (never made, or
+    /// older than its TTL) the node is not ready. A renewal that fails while the record still
+    /// lives changes nothing: a registry outage must not take every node out of rotation.
+    fn failed(&self, e: &Error, retry_in: Duration, lapsed: bool) {
+        if lapsed {
+            self.server.set_not_ready(format!(
+                "registering with the {} registry failed: {}",
+                self.registry.name(),
+                e.detail
+            ));
+            if let Some(m) = &self.metrics {
+                m.set_registered(false);
+            }
         }
         tracing::warn!(
             service = %self.record.name,
@@ -318,6 +320,7 @@ impl Registration {
     /// Renews every interval once registered; after a failure (the first attempt's too), retries
     /// with back-off until registered again. With no interval, ends once registered.
     async fn keep(self, mut registered: bool) {
+        let mut last_ok = registered.then(tokio::time::Instant::now);
         let mut backoff = REGISTER_RETRY_FIRST;
         let mut wait = self.interval;
         if !registered {
@@ -332,6 +335,7 @@ impl Registration {
                         self.registered();
                     }
                     registered = true;
+                    last_ok = Some(tokio::time::Instant::now());
                     backoff = REGISTER_RETRY_FIRST;
                     if self.interval.is_zero() {
                         return;
@@ -341,7 +345,8 @@ impl Registration {
                 Err(e) => {
                     registered = false;
                     wait = self.retry_wait(backoff);
-                    self.failed(&e, wait);
+                    let lapsed = last_ok.is_none_or(|t| !self.opts.ttl.is_zero() && t.elapsed() >= self.opts.ttl);
+                    self.failed(&e, wait, lapsed);
                     backoff = (backoff * 2).min(REGISTER_RETRY_MAX);
                 }
             }
@@ -480,7 +485,7 @@ impl Service {
                 true
             }
             Err(e) => {
-                registration.failed(&e, registration.retry_wait(REGISTER_RETRY_FIRST));
+                registration.failed(&e, registration.retry_wait(REGISTER_RETRY_FIRST), true);
                 false
             }
         };
@@ -523,13 +528,14 @@ impl Service {
         if let Some(running) = running {
             self.inner.server.set_not_ready("shutting down");
             tracing::info!(service = %name, "not ready: shutting down");
-            if !self.inner.opts.shutdown_delay.is_zero() {
-                tokio::time::sleep(self.inner.opts.shutdown_delay).await;
-            }
-            // A renewal in flight must not put the node back after it is deregistered.
+            // A renewal in flight must not make the node ready again, nor put it back once
+            // deregistered.
             if let Some(task) = running.renewal {
                 task.abort();
                 let _ = task.await;
+            }
+            if !self.inner.opts.shutdown_delay.is_zero() {
+                tokio::time::sleep(self.inner.opts.shutdown_delay).await;
             }
             if let Err(e) = self.inner.broker.disconnect().await {
                 tracing::warn!(error = %e.detail, "leaving the broker failed");
@@ -546,8 +552,12 @@ impl Service {
         self.inner.server.stop().await;
         tracing::info!(service = %name, "drained");
         #[cfg(feature = "otel")]
-        if let Some(t) = &self.inner.tracing {
-            t.shutdown();
+        if let Some(t) = self.inner.tracing.clone() {
+            // The exporter's shutdown blocks its thread until the last batch is sent.
+            let flush = tokio::task::spawn_blocking(move || t.shutdown());
+            if tokio::time::timeout(Duration::from_secs(5), flush).await.is_err() {
+                tracing::warn!(service = %name, "the last spans were not sent within 5 s");
+            }
         }
     }
 

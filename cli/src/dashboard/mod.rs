@@ -312,11 +312,12 @@ impl Dashboard {
                 }
             }
         };
+        let endpoints = versions.iter().flat_map(|v| &v.endpoints).map(|e| e.name.clone()).collect();
         let nodes: Vec<micro::registry::Node> = versions.into_iter().flat_map(|v| v.nodes).collect();
         if nodes.is_empty() {
             return error_response(&micro::registry::not_found(service));
         }
-        let answer = self.stats.answer(service, &nodes, authorization).await;
+        let answer = self.stats.answer(service, &nodes, &endpoints, authorization).await;
         json_response(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default())
     }
 

@@ -5,9 +5,11 @@
 //!
 //! Figures come from the nodes' own `rpc_server_call_duration_seconds` histograms: call counts
 //! and bucket counts are differenced between two readings of the same node (a counter that went
-//! down is a restarted node, counted from zero), summed over the nodes, and quantiles are
-//! interpolated within a bucket as Prometheus's `histogram_quantile` does. A node first seen in
-//! the later reading is left out of that window: when its calls happened is unknown.
+//! down is a restarted node, counted from zero), each node against its own newest earlier
+//! reading (stamped when its scrape began), summed over the nodes, and quantiles are
+//! interpolated within a bucket as Prometheus's `histogram_quantile` does. A node with no
+//! earlier reading is left out of that window: when its calls happened is unknown. Only the
+//! endpoints the registry lists are kept.
 //!
 //! **Bounded and the caller's.** A scrape carries the caller's `Authorization` (a node may
 //! demand one), never a credential of the dashboard's; readings are therefore kept per caller
@@ -17,9 +19,10 @@
 //! at most [`MAX_METRICS_BODY`]; at most [`MAX_NODES`] nodes are read per service.
 //!
 //! The text is parsed by `prometheus-parse` (it splits label values at commas, which the labels
-//! read here, endpoint names, do not contain).
+//! read here, endpoint names, do not contain); only that histogram's lines reach it. At most
+//! [`MAX_SCRAPES`] scrapes run at once, whoever asks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,9 +38,11 @@ use crate::gateway::HttpClient;
 /// How long one node's metrics may take, head and body.
 pub(super) const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest metrics text read from a node.
-pub(super) const MAX_METRICS_BODY: usize = 4 << 20;
+pub(super) const MAX_METRICS_BODY: usize = 1 << 20;
 /// The most nodes of one service read for one answer.
 pub(super) const MAX_NODES: usize = 64;
+/// The most scrapes under way at once, for every page and caller together.
+pub(super) const MAX_SCRAPES: usize = 16;
 /// The most (service, credential) pairs whose readings are kept.
 pub(super) const MAX_HISTORIES: usize = 256;
 /// A reading this young is reused rather than taken again.
@@ -122,9 +127,13 @@ impl Calls {
 /// One node's calls by endpoint (`Service.Method`, as the registry names it).
 type NodeCalls = HashMap<String, Calls>;
 
-/// What a node's metrics text says of the calls it answered.
-fn parse(text: &str) -> NodeCalls {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
+/// What a node's metrics text says of the calls it answered to `endpoints`.
+fn parse(text: &str, endpoints: &HashSet<String>) -> NodeCalls {
+    let bucket = format!("{SERVER_CALLS}_bucket");
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with(&bucket) || (l.starts_with("# TYPE ") && l.contains(SERVER_CALLS)))
+        .map(|l| Ok(l.to_string()));
     let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else { return NodeCalls::new() };
     let mut calls = NodeCalls::new();
     for sample in scrape.samples.iter().filter(|s| s.metric == SERVER_CALLS) {
@@ -134,6 +143,9 @@ fn parse(text: &str) -> NodeCalls {
         // `pkg.Greeter` (from a gRPC path) is the registry's `Greeter`.
         let short = service.rsplit('.').next().unwrap_or_default();
         let endpoint = if short.is_empty() { method.to_string() } else { format!("{short}.{method}") };
+        if !endpoints.contains(&endpoint) {
+            continue;
+        }
         let mut one = Calls { buckets: buckets.iter().map(|b| (b.less_than, b.count)).collect(), ..Default::default() };
         one.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         one.count = one.buckets.last().map_or(0.0, |b| b.1);
@@ -188,34 +200,60 @@ struct History {
 }
 
 impl History {
-    /// The figures between the newest reading and the newest one at least [`MIN_WINDOW`] older.
+    /// The figures between the newest reading and, for each node, the newest reading of it at
+    /// least [`MIN_WINDOW`] older.
     fn answer(&self, service: &str) -> Answer {
         let now = self.readings.back().expect("a reading was just taken");
-        let base = self.readings.iter().rev().find(|r| now.at.duration_since(r.at) >= MIN_WINDOW);
         let mut answer = Answer {
             service: service.to_string(),
             window: None,
-            nodes: now.nodes.len(),
+            nodes: 0,
             failed: now.failed.clone(),
             total: None,
             endpoints: Default::default(),
         };
-        let Some(base) = base else { return answer };
-        let seconds = now.at.duration_since(base.at).as_secs_f64();
-        let mut total = Calls::default();
-        let mut endpoints: HashMap<&str, Calls> = HashMap::new();
+        let mut total = Sum::default();
+        let mut endpoints: HashMap<&str, Sum> = HashMap::new();
         for (id, calls) in &now.nodes {
-            let Some(before) = base.nodes.get(id) else { continue };
+            let base = self
+                .readings
+                .iter()
+                .rev()
+                .filter(|r| now.at.duration_since(r.at) >= MIN_WINDOW)
+                .find_map(|r| r.nodes.get(id).map(|b| (r.at, b)));
+            let Some((at, before)) = base else { continue };
+            let seconds = now.at.duration_since(at).as_secs_f64();
+            answer.nodes += 1;
+            answer.window = Some(answer.window.map_or(seconds, |w: f64| w.max(seconds)));
             for (endpoint, c) in calls {
                 let delta = c.since(before.get(endpoint));
-                total.add(&delta);
-                endpoints.entry(endpoint).or_default().add(&delta);
+                total.add(&delta, seconds);
+                endpoints.entry(endpoint).or_default().add(&delta, seconds);
             }
         }
-        answer.window = Some(seconds);
-        answer.total = Some(total.figures(seconds));
-        answer.endpoints = endpoints.into_iter().map(|(e, c)| (e.to_string(), c.figures(seconds))).collect();
+        if answer.window.is_some() {
+            answer.total = Some(total.figures());
+            answer.endpoints = endpoints.into_iter().map(|(e, s)| (e.to_string(), s.figures())).collect();
+        }
         answer
+    }
+}
+
+/// Calls summed over nodes whose windows may differ: their rates add up.
+#[derive(Default)]
+struct Sum {
+    calls: Calls,
+    rate: f64,
+}
+
+impl Sum {
+    fn add(&mut self, delta: &Calls, seconds: f64) {
+        self.calls.add(delta);
+        self.rate += delta.count / seconds;
+    }
+
+    fn figures(&self) -> Figures {
+        Figures { rate: self.rate, ..self.calls.figures(1.0) }
     }
 }
 
@@ -228,20 +266,33 @@ pub(super) struct Stats {
     /// By (service, hash of the caller's `Authorization`).
     histories: Mutex<HashMap<(String, u64), Kept>>,
     keys: std::collections::hash_map::RandomState,
+    scrapes: tokio::sync::Semaphore,
 }
 
 impl Stats {
     pub(super) fn new(http: HttpClient) -> Stats {
-        Stats { http, histories: Mutex::new(HashMap::new()), keys: Default::default() }
+        Stats {
+            http,
+            histories: Mutex::new(HashMap::new()),
+            keys: Default::default(),
+            scrapes: tokio::sync::Semaphore::new(MAX_SCRAPES),
+        }
     }
 
     /// The figures of `service`, whose nodes are `nodes`, read with the caller's `authorization`.
-    pub(super) async fn answer(&self, service: &str, nodes: &[Node], authorization: Option<&HeaderValue>) -> Answer {
+    /// Only `endpoints` (the registry's) are counted.
+    pub(super) async fn answer(
+        &self,
+        service: &str,
+        nodes: &[Node],
+        endpoints: &HashSet<String>,
+        authorization: Option<&HeaderValue>,
+    ) -> Answer {
         let history = self.history(service, authorization);
         let mut history = history.lock().await;
         let fresh = history.readings.back().is_some_and(|r| r.at.elapsed() < FRESH);
         if !fresh {
-            let reading = self.read(nodes, authorization).await;
+            let reading = self.read(nodes, endpoints, authorization).await;
             history.readings.retain(|r| reading.at.duration_since(r.at) <= KEEP);
             history.readings.push_back(reading);
         }
@@ -267,11 +318,16 @@ impl Stats {
         h
     }
 
-    /// Reads every node (at most [`MAX_NODES`]) at once.
-    async fn read(&self, nodes: &[Node], authorization: Option<&HeaderValue>) -> Reading {
-        let nodes = &nodes[..nodes.len().min(MAX_NODES)];
-        let results = futures_util::future::join_all(nodes.iter().map(|n| self.scrape(n, authorization))).await;
-        let mut reading = Reading { at: Instant::now(), nodes: HashMap::new(), failed: Vec::new() };
+    /// Reads every node (the first [`MAX_NODES`] by id) at once; the reading is stamped when
+    /// the scrapes begin.
+    async fn read(&self, nodes: &[Node], endpoints: &HashSet<String>, authorization: Option<&HeaderValue>) -> Reading {
+        let mut nodes: Vec<&Node> = nodes.iter().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        nodes.truncate(MAX_NODES);
+        let at = Instant::now();
+        let results =
+            futures_util::future::join_all(nodes.iter().map(|n| self.scrape(n, endpoints, authorization))).await;
+        let mut reading = Reading { at, nodes: HashMap::new(), failed: Vec::new() };
         for (node, result) in nodes.iter().zip(results) {
             match result {
                 Ok(calls) => {
@@ -284,7 +340,12 @@ impl Stats {
     }
 
     /// One node's `/metrics`, within [`SCRAPE_TIMEOUT`] and [`MAX_METRICS_BODY`].
-    async fn scrape(&self, node: &Node, authorization: Option<&HeaderValue>) -> Result<NodeCalls, String> {
+    async fn scrape(
+        &self,
+        node: &Node,
+        endpoints: &HashSet<String>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<NodeCalls, String> {
         if let Some(t) = node.metadata.get("transport").filter(|t| *t != "http") {
             return Err(format!("its transport ({t}) serves no metrics page"));
         }
@@ -296,6 +357,7 @@ impl Stats {
             req.headers_mut().insert(http::header::AUTHORIZATION, a.clone());
         }
         let read = async {
+            let _turn = self.scrapes.acquire().await.map_err(|e| e.to_string())?;
             let resp = self.http.request(req).await.map_err(|e| format!("{url}: {e}"))?;
             if !resp.status().is_success() {
                 return Err(format!("{url} answered {}", resp.status()));
@@ -305,7 +367,7 @@ impl Stats {
                 .await
                 .map_err(|e| format!("{url}: {e}"))?
                 .to_bytes();
-            Ok(parse(&String::from_utf8_lossy(&body)))
+            Ok(parse(&String::from_utf8_lossy(&body), endpoints))
         };
         tokio::time::timeout(SCRAPE_TIMEOUT, read)
             .await
@@ -333,11 +395,12 @@ rpc_server_call_duration_seconds_bucket{le="+Inf",rpc_system="grpc",rpc_service=
 
     #[test]
     fn a_nodes_text_becomes_calls_by_registry_endpoint() {
-        let calls = parse(TEXT);
+        let calls = parse(TEXT, &HashSet::from(["Tester.Echo".to_string()]));
+        assert!(parse(TEXT, &HashSet::new()).is_empty(), "only the registry's endpoints are kept");
         let echo = &calls["Tester.Echo"];
         assert_eq!((echo.count, echo.errors), (12.0, 2.0));
         assert_eq!(echo.buckets, [(0.1, 10.0), (1.0, 12.0), (f64::INFINITY, 12.0)]);
-        assert!(parse("not metrics at all {{{").is_empty());
+        assert!(parse("not metrics at all {{{", &HashSet::new()).is_empty());
     }
 
     #[test]
@@ -381,6 +444,35 @@ rpc_server_call_duration_seconds_bucket{le="+Inf",rpc_system="grpc",rpc_service=
         let answer = h.answer("s");
         assert_eq!(answer.window, Some(2.0));
         assert_eq!(answer.endpoints["Tester.Echo"].rate, 10.0, "node b is new: its calls are not in this window");
+        assert_eq!(answer.nodes, 1, "only nodes in the window count");
+        // Node a missed a reading: it is measured against its own last one.
+        h.readings.push_back(Reading {
+            at: start + Duration::from_secs(4),
+            nodes: HashMap::from([("b".into(), node(1020.0))]),
+            failed: vec![],
+        });
+        h.readings.push_back(Reading {
+            at: start + Duration::from_secs(6),
+            nodes: HashMap::from([("a".into(), node(70.0)), ("b".into(), node(1040.0))]),
+            failed: vec![],
+        });
+        let answer = h.answer("s");
         assert_eq!(answer.nodes, 2);
+        assert_eq!(answer.endpoints["Tester.Echo"].rate, 10.0 + 10.0, "a: 40 calls in 4 s; b: 20 in 2 s");
+    }
+
+    #[test]
+    fn each_credential_has_its_own_readings() {
+        let stats = Stats::new(crate::gateway::http_client());
+        let (a, b) = (HeaderValue::from_static("Bearer a"), HeaderValue::from_static("Bearer b"));
+        let first = stats.history("s", Some(&a));
+        assert!(Arc::ptr_eq(&first, &stats.history("s", Some(&a))), "one caller's readings are reused");
+        assert!(!Arc::ptr_eq(&first, &stats.history("s", Some(&b))), "another token reads afresh");
+        assert!(!Arc::ptr_eq(&first, &stats.history("s", None)), "so does no token");
+        assert!(!Arc::ptr_eq(&first, &stats.history("t", Some(&a))), "and another service");
+        for i in 0..MAX_HISTORIES + 10 {
+            stats.history(&format!("s{i}"), None);
+        }
+        assert_eq!(stats.histories.lock().unwrap().len(), MAX_HISTORIES, "bounded");
     }
 }

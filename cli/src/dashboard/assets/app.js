@@ -154,7 +154,7 @@ function initTraffic() {
     for (const row of $$("[data-traffic]", section)) {
       const key = row.dataset.traffic;
       const h = history.get(key);
-      const now = key === "*" ? last && last.total : last && last.endpoints[key];
+      const now = !last ? null : key === "*" ? last.total : Object.prototype.hasOwnProperty.call(last.endpoints, key) ? last.endpoints[key] : null;
       for (const stat of STATS) {
         const cell = $(`[data-stat="${stat}"]`, row);
         if (!cell) continue;
@@ -188,18 +188,20 @@ function initTraffic() {
         const token = sessionStorage.getItem("micro.token");
         if (token) headers.Authorization = `Bearer ${token}`;
         const resp = await fetch(`/stats?service=${encodeURIComponent(section.dataset.service)}`, { headers });
-        const body = await resp.json();
+        const body = await resp.json().catch(() => ({}));
         if (!resp.ok) {
           failure = `The figures cannot be read: ${body.detail || resp.status}`;
         } else if (body.window === null) {
-          // The first reading: nothing to compare yet, but a node that did not answer is news.
+          // A first reading: nothing to compare yet, but a node that did not answer is news.
+          last = null;
           failure = body.failed.length ? unanswered(body) : "";
         } else {
           failure = "";
           last = body;
           record("*", body.total);
           for (const row of $$("[data-traffic]", section)) {
-            if (row.dataset.traffic !== "*") record(row.dataset.traffic, body.endpoints[row.dataset.traffic]);
+            const key = row.dataset.traffic;
+            if (key !== "*") record(key, Object.prototype.hasOwnProperty.call(body.endpoints, key) ? body.endpoints[key] : null);
           }
         }
       } catch (err) {
