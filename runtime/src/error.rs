@@ -223,6 +223,9 @@ pub struct Error {
 /// The result type of the runtime.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The `status` of an [`Error::overloaded`].
+const OVERLOADED: &str = "Resource Exhausted";
+
 fn reason(code: u16) -> &'static str {
     http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or(match code {
         499 => "Client Closed Request",
@@ -270,6 +273,25 @@ impl Error {
         unavailable => 503,
     }
 
+    /// 503 for a request the server refused unprocessed because it is overloaded (load
+    /// shedding, a concurrency or rate limit): `RESOURCE_EXHAUSTED` in gRPC, 503 with
+    /// `Retry-After` over HTTP. A client may send it to another node.
+    pub fn overloaded(id: impl Into<String>, detail: impl fmt::Display) -> Self {
+        Error { status: OVERLOADED.to_string(), ..Self::new(id, 503, detail) }
+    }
+
+    /// Whether the request surely was not processed, so another node may be sent it: the
+    /// client could not deliver it (503 from `go.micro.client`: no connection, or refused
+    /// before it was sent), or the server refused it for overload.
+    pub fn not_processed(&self) -> bool {
+        self.code == 503 && self.id == CLIENT_ID || self.is_overloaded()
+    }
+
+    /// Whether this is a refusal for overload ([`Error::overloaded`]).
+    pub fn is_overloaded(&self) -> bool {
+        self.code == 503 && self.status == OVERLOADED
+    }
+
     /// The gRPC code this error maps to.
     ///
     /// The HTTP `code` decides, except for the gRPC codes that share one (`FAILED_PRECONDITION`
@@ -278,6 +300,9 @@ impl Error {
     /// every protocol and hop.
     pub fn grpc_code(&self) -> GrpcCode {
         use GrpcCode::*;
+        if self.is_overloaded() {
+            return ResourceExhausted;
+        }
         for exact in [FailedPrecondition, OutOfRange, Aborted, DataLoss, Unknown] {
             if exact.to_http() == self.code && exact.exact_status() == Some(self.status.as_str()) {
                 return exact;

@@ -3,12 +3,14 @@
 //! A call picks a node through the [`Selector`](crate::selector::Selector), sends the request on
 //! a pooled, multiplexed HTTP/2 connection as gRPC (protobuf for typed calls, `application/grpc+json`
 //! for [`Client::call_json`]), and waits up to the request timeout (5 s unless set), which also
-//! travels to the server as `grpc-timeout`. Failures that are safe to repeat (the node could not be
-//! reached, 408, 502–504) are retried on another node, with a short back-off, `retries` times (1
-//! unless set). Wrappers ([`CallWrapper`]) layer middleware around every unary call and are asked
-//! before every stream opens.
+//! travels to the server as `grpc-timeout`. Calls that were not processed (the node could not be
+//! reached, or refused them for overload), and failed idempotent calls, are retried on another
+//! node with a short back-off, `retries` times (1 unless set), while the service's retry budget
+//! lasts ([`retry`]). Wrappers ([`CallWrapper`]) layer middleware around every unary call and
+//! are asked before every stream opens.
 
 mod publisher;
+pub mod retry;
 mod wrapper;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use http_body_util::BodyExt;
 
 pub use crate::transport::channel::Sender as ClientSender;
 pub use publisher::Publisher;
+pub use retry::{BudgetOptions, EndpointPolicy};
 pub use wrapper::{CallWrapper, Caller, Publish, RawCall};
 
 use crate::broker::SharedBroker;
@@ -73,6 +76,10 @@ pub struct ClientOptions {
     /// TLS for nodes registered `secure=true` (and every node when it carries a CA of its own);
     /// the process default when `None`.
     pub tls: Option<crate::transport::tls::ClientTls>,
+    /// The retry budget of each service called.
+    pub budget: BudgetOptions,
+    /// Policies by endpoint name (`Greeter.SayHello`), over the options above.
+    pub endpoints: std::collections::HashMap<String, EndpointPolicy>,
 }
 
 impl Default for ClientOptions {
@@ -85,6 +92,8 @@ impl Default for ClientOptions {
             transport_address: Vec::new(),
             proxy: std::env::var("MICRO_PROXY").ok().filter(|p| !p.is_empty()),
             tls: None,
+            budget: BudgetOptions::default(),
+            endpoints: Default::default(),
         }
     }
 }
@@ -102,6 +111,9 @@ pub struct CallOptions {
     pub retries: Option<u32>,
     /// Node filter (version, labels).
     pub filter: Filter,
+    /// Whether the call may be repeated after a failure it may have caused (the endpoint's
+    /// policy decides when unset).
+    pub idempotent: Option<bool>,
 }
 
 impl CallOptions {
@@ -133,12 +145,19 @@ impl CallOptions {
         self.retries = Some(n);
         self
     }
+
+    /// Says whether the call may be repeated after a failure that may have been processed.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = Some(idempotent);
+        self
+    }
 }
 
 pub(crate) struct Core {
     pub(crate) opts: ClientOptions,
     pub(crate) selector: Arc<dyn Selector>,
     pub(crate) pool: Pool,
+    pub(crate) budgets: retry::Budgets,
     #[cfg(feature = "nats")]
     pub(crate) nats: crate::transport::nats::Connection,
 }
@@ -183,6 +202,7 @@ impl Client {
             nats: crate::transport::nats::Connection::new(&opts.transport_address),
             selector,
             pool: Pool::with_tls(opts.tls.clone()),
+            budgets: retry::Budgets::new(opts.budget),
             opts,
         });
         Client { caller: core.clone(), core, wrappers: Arc::new([]), broker: None }
@@ -412,11 +432,17 @@ impl Client {
             match core.channel(&node, service, remaining).open(path, codec, &md, opts.timeout).await {
                 Ok(stream) => {
                     core.selector.mark(service, &node, Outcome { result: Ok(()), elapsed: started.elapsed() });
+                    core.budgets.record(service, Ok(()));
                     return Ok(stream);
                 }
                 Err(e) => {
                     core.selector.mark(service, &node, Outcome { result: Err(&e), elapsed: started.elapsed() });
-                    if attempt >= retries || opts.address.is_some() || Instant::now() >= connect_deadline {
+                    core.budgets.record(service, Err(&e));
+                    if attempt >= retries
+                        || opts.address.is_some()
+                        || Instant::now() >= connect_deadline
+                        || !core.budgets.may_retry(service)
+                    {
                         return Err(e);
                     }
                     filter.exclude.push(node.address);
@@ -505,9 +531,11 @@ impl Core {
 impl Caller for Core {
     fn call(&self, call: RawCall) -> BoxFuture<'_, Result<Bytes, Error>> {
         Box::pin(async move {
-            let timeout = call.opts.timeout.unwrap_or(self.opts.request_timeout);
+            let policy = self.opts.endpoints.get(&call.endpoint);
+            let timeout = call.opts.timeout.or(policy.and_then(|p| p.timeout)).unwrap_or(self.opts.request_timeout);
             let deadline = Instant::now() + timeout;
-            let retries = call.opts.retries.unwrap_or(self.opts.retries);
+            let retries = call.opts.retries.or(policy.and_then(|p| p.retries)).unwrap_or(self.opts.retries);
+            let idempotent = retry::idempotent(&call.opts, policy);
             let mut filter = call.opts.filter.clone();
             let mut attempt = 0u32;
             let mut last: Option<Error> = None;
@@ -529,9 +557,15 @@ impl Caller for Core {
                     let outcome = Outcome { result: res.as_ref().map(|_| ()), elapsed: started.elapsed() };
                     self.selector.mark(&call.service, &node, outcome);
                 }
+                self.budgets.record(&call.service, res.as_ref().map(|_| ()));
                 match res {
                     Ok(reply) => return Ok(reply),
-                    Err(e) if e.is_retryable() && attempt < retries && Instant::now() < deadline => {
+                    Err(e)
+                        if retry::should_retry(&e, idempotent)
+                            && attempt < retries
+                            && Instant::now() < deadline
+                            && self.budgets.may_retry(&call.service) =>
+                    {
                         attempt += 1;
                         if call.opts.address.is_none() {
                             filter.exclude.push(node.address);

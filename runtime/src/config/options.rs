@@ -83,6 +83,31 @@ pub struct Options {
     /// How long a stopping node stays up, not ready, before it deregisters and drains (for load
     /// balancers that poll `/health/ready`).
     pub shutdown_delay: Duration,
+    /// Tokens in each service's retry bucket (gRFC A6; 0 turns the budget off).
+    pub client_retry_tokens: f64,
+    /// Tokens a successful call gives back to its service's retry bucket.
+    pub client_retry_ratio: f64,
+    /// Consecutive failures that take a node out of selection (0: never for failures).
+    pub client_eject_failures: u32,
+    /// How long a node is first taken out (each further time doubles it).
+    pub client_eject_time: Duration,
+    /// The longest a node is taken out.
+    pub client_eject_max_time: Duration,
+    /// How many times slower than its peers a node is taken out for (0: never for slowness).
+    pub client_eject_slow: f64,
+    /// Adaptive throttling's K (calls to a service that fails more than 1/K of them are held
+    /// back); 0 turns it off.
+    pub client_throttle: f64,
+    /// Per endpoint (`Greeter.SayHello`) client policies, from code.
+    pub client_endpoints: std::collections::HashMap<String, crate::client::EndpointPolicy>,
+    /// Whether endpoints shed load beyond the capacity they show when overloaded.
+    pub server_shed: bool,
+    /// At most this many calls at once per endpoint (0: no fixed limit).
+    pub server_max_concurrent: usize,
+    /// At most this many calls a second per endpoint (0: no rate limit).
+    pub server_rate_limit: f64,
+    /// Per endpoint limits, from code, over the three above.
+    pub server_endpoint_limits: std::collections::HashMap<String, crate::wrapper::ShedOptions>,
 }
 
 impl Default for Options {
@@ -120,6 +145,18 @@ impl Default for Options {
             server_allowed_hosts: vec![],
             metrics: true,
             shutdown_delay: Duration::ZERO,
+            client_retry_tokens: 10.0,
+            client_retry_ratio: 0.1,
+            client_eject_failures: 5,
+            client_eject_time: Duration::from_secs(2),
+            client_eject_max_time: Duration::from_secs(60),
+            client_eject_slow: 5.0,
+            client_throttle: 2.0,
+            client_endpoints: Default::default(),
+            server_shed: true,
+            server_max_concurrent: 0,
+            server_rate_limit: 0.0,
+            server_endpoint_limits: Default::default(),
         }
     }
 }
@@ -158,6 +195,16 @@ pub const FLAGS: &[&str] = &[
     "auth_token",
     "metrics",
     "shutdown_delay",
+    "client_retry_tokens",
+    "client_retry_ratio",
+    "client_eject_failures",
+    "client_eject_time",
+    "client_eject_max_time",
+    "client_eject_slow",
+    "client_throttle",
+    "server_shed",
+    "server_max_concurrent",
+    "server_rate_limit",
 ];
 
 /// Valid transports.
@@ -201,6 +248,16 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("auth_token", "", "a bearer token the service requires and its client sends"),
     ("metrics", "true", "record metrics and answer GET /metrics: true or false"),
     ("shutdown_delay", "0s", "how long a stopping node stays up, not ready, before it deregisters"),
+    ("client_retry_tokens", "10", "tokens in each service's retry budget; retries need over half (0: no budget)"),
+    ("client_retry_ratio", "0.1", "tokens a successful call gives back to its service's retry budget"),
+    ("client_eject_failures", "5", "consecutive failures that take a node out of selection (0: never)"),
+    ("client_eject_time", "2s", "how long a node is first taken out; each further time doubles it"),
+    ("client_eject_max_time", "60s", "the longest a node is taken out"),
+    ("client_eject_slow", "5", "how many times slower than its peers a node is taken out for (0: never)"),
+    ("client_throttle", "2", "hold back calls to a service failing more than 1/K of them (0: never)"),
+    ("server_shed", "true", "refuse calls beyond what an overloaded endpoint can serve: true or false"),
+    ("server_max_concurrent", "0", "at most this many calls at once per endpoint (0: no limit)"),
+    ("server_rate_limit", "0", "at most this many calls a second per endpoint (0: no limit)"),
 ];
 
 /// The `--help` text of a program that takes the micro options.
@@ -232,6 +289,23 @@ fn positive(name: &str, value: &str) -> Result<Duration, Error> {
         return Err(Error::bad_request(ID, format!("{name} must be longer than 0")));
     }
     Ok(d)
+}
+
+fn boolean(name: &str, value: &str) -> Result<bool, Error> {
+    match value {
+        "true" | "1" | "on" => Ok(true),
+        "false" | "0" | "off" => Ok(false),
+        _ => Err(Error::bad_request(ID, format!("{name} {value:?} is not true or false"))),
+    }
+}
+
+/// A number of the option's kind, never negative.
+fn number<T: std::str::FromStr + PartialOrd + Default>(name: &str, value: &str) -> Result<T, Error> {
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|n| *n >= T::default())
+        .ok_or_else(|| Error::bad_request(ID, format!("{name} {value:?} is not a number of 0 or more")))
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -295,6 +369,49 @@ impl Options {
         crate::transport::tls::ClientTls::from_files(self.client_tls_ca.as_deref().map(Path::new), identity).map(Some)
     }
 
+    /// The client options these options describe (`tls` as [`Options::client_tls`] made it).
+    pub fn client_options(&self, tls: Option<crate::transport::tls::ClientTls>) -> crate::client::ClientOptions {
+        crate::client::ClientOptions {
+            request_timeout: self.client_request_timeout,
+            retries: self.client_retries,
+            transport_address: self.transport_address.clone(),
+            tls,
+            budget: crate::client::BudgetOptions { tokens: self.client_retry_tokens, ratio: self.client_retry_ratio },
+            endpoints: self.client_endpoints.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// When the client's selector takes nodes out.
+    pub fn outliers(&self) -> crate::selector::outlier::OutlierOptions {
+        crate::selector::outlier::OutlierOptions {
+            failures: self.client_eject_failures,
+            slow: self.client_eject_slow,
+            base: self.client_eject_time,
+            max: self.client_eject_max_time.max(self.client_eject_time),
+        }
+    }
+
+    /// The throttling wrapper for a client, unless turned off.
+    pub fn throttle(&self) -> Option<crate::wrapper::Throttle> {
+        (self.client_throttle > 0.0).then(|| crate::wrapper::Throttle::new(self.client_throttle))
+    }
+
+    /// The load-shedding wrapper for a server, unless every limit is off.
+    pub fn shedder(&self) -> crate::wrapper::Shedder {
+        let all = crate::wrapper::ShedOptions {
+            adaptive: self.server_shed,
+            max_concurrent: self.server_max_concurrent,
+            rate: self.server_rate_limit,
+            burst: 0.0,
+        };
+        let mut shedder = crate::wrapper::Shedder::new(all);
+        for (endpoint, limits) in &self.server_endpoint_limits {
+            shedder = shedder.endpoint(endpoint.clone(), *limits);
+        }
+        shedder
+    }
+
     /// Sets one option by its flag name.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
         match name {
@@ -333,13 +450,17 @@ impl Options {
             "client_tls_cert" => self.client_tls_cert = Some(value.to_string()),
             "client_tls_key" => self.client_tls_key = Some(value.to_string()),
             "auth_token" => self.auth_token = Some(Secret::new(value)),
-            "metrics" => {
-                self.metrics = match value {
-                    "true" | "1" | "on" => true,
-                    "false" | "0" | "off" => false,
-                    _ => return Err(Error::bad_request(ID, format!("metrics {value:?} is not true or false"))),
-                }
-            }
+            "metrics" => self.metrics = boolean(name, value)?,
+            "client_retry_tokens" => self.client_retry_tokens = number(name, value)?,
+            "client_retry_ratio" => self.client_retry_ratio = number(name, value)?,
+            "client_eject_failures" => self.client_eject_failures = number(name, value)?,
+            "client_eject_time" => self.client_eject_time = positive(name, value)?,
+            "client_eject_max_time" => self.client_eject_max_time = positive(name, value)?,
+            "client_eject_slow" => self.client_eject_slow = number(name, value)?,
+            "client_throttle" => self.client_throttle = number(name, value)?,
+            "server_shed" => self.server_shed = boolean(name, value)?,
+            "server_max_concurrent" => self.server_max_concurrent = number(name, value)?,
+            "server_rate_limit" => self.server_rate_limit = number(name, value)?,
             "shutdown_delay" => self.shutdown_delay = parse_duration(value)?,
             "server_max_connections" => {
                 self.server_max_connections = Some(value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {

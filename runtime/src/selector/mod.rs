@@ -2,23 +2,27 @@
 //!
 //! [`RegistrySelector`] reads nodes from a watch-fed [`cache`] of the registry (so a lookup is a
 //! read of memory, and the last known nodes keep serving while the registry is down), filters
-//! them (version, node metadata, endpoint, nodes this call already tried, nodes that recently
-//! refused connections), and lets a [`Strategy`] pick: [`Strategy::Random`] (the default),
+//! them (version, node metadata, endpoint, nodes this call already tried, nodes [`outlier`]
+//! ejection took out: unreachable, failing or far slower than their peers), and lets a
+//! [`Strategy`] pick: [`Strategy::Random`] (the default),
 //! [`Strategy::RoundRobin`], or [`Strategy::LeastLoaded`] (power of two choices over in-flight
 //! calls and latency).
 
 /// The watch-fed registry cache the selectors read (it lives in [`crate::registry::cache`]).
 pub use crate::registry::cache;
 
+pub mod outlier;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::registry::{Node, SharedRegistry};
 use crate::Error;
+use outlier::{OutlierOptions, Outliers, Standing, Verdict};
 
 /// The id of errors about selector names.
 pub const ID: &str = "go.micro.selector";
@@ -91,36 +95,35 @@ struct Load {
     ewma_us: AtomicU64,
 }
 
-/// A selector over a registry, with a watch-fed cache and a short memory of failed nodes.
+/// A selector over a registry, with a watch-fed cache and outlier ejection.
 pub struct RegistrySelector {
     cache: Arc<RegistryCache>,
     strategy: Strategy,
     next: AtomicUsize,
-    failed: RwLock<HashMap<String, Instant>>,
+    outliers: Outliers,
     load: RwLock<HashMap<String, Arc<Load>>>,
-    backoff: Duration,
 }
 
 impl RegistrySelector {
-    /// A selector reading `registry`.
+    /// A selector reading `registry`, with the default outlier ejection.
     pub fn new(registry: SharedRegistry, strategy: Strategy) -> Self {
+        Self::with_outliers(registry, strategy, OutlierOptions::default())
+    }
+
+    /// A selector reading `registry` that ejects nodes as `outliers` says.
+    pub fn with_outliers(registry: SharedRegistry, strategy: Strategy, outliers: OutlierOptions) -> Self {
         RegistrySelector {
             cache: RegistryCache::new(registry, Duration::from_secs(60)),
             strategy,
             next: AtomicUsize::new(0),
-            failed: RwLock::new(HashMap::new()),
+            outliers: Outliers::new(outliers),
             load: RwLock::new(HashMap::new()),
-            backoff: Duration::from_secs(5),
         }
     }
 
     /// The registry behind the selector.
     pub fn registry(&self) -> &SharedRegistry {
         self.cache.registry()
-    }
-
-    fn is_failed(&self, addr: &str) -> bool {
-        self.failed.read().unwrap_or_else(|e| e.into_inner()).get(addr).is_some_and(|until| *until > Instant::now())
     }
 
     fn load_of(&self, addr: &str) -> Arc<Load> {
@@ -159,10 +162,15 @@ impl Selector for RegistrySelector {
                 && filter.endpoint.as_ref().is_none_or(|ep| c.endpoints.contains(ep))
                 && !filter.exclude.contains(&c.node.address)
         };
-        let mut candidates: Vec<&Node> =
-            entry.nodes.iter().filter(eligible).filter(|c| !self.is_failed(&c.node.address)).map(|c| &c.node).collect();
+        let mut candidates: Vec<&Node> = entry
+            .nodes
+            .iter()
+            .filter(eligible)
+            .filter(|c| self.outliers.standing(&c.node.address) != Standing::Out)
+            .map(|c| &c.node)
+            .collect();
         if candidates.is_empty() {
-            // Every node failed recently: trying one beats failing for sure.
+            // Every node is out: trying one beats failing for sure.
             candidates = entry.nodes.iter().filter(eligible).map(|c| &c.node).collect();
         }
         if candidates.is_empty() {
@@ -177,6 +185,9 @@ impl Selector for RegistrySelector {
                 n
             }
         };
+        if self.outliers.standing(&node.address) == Standing::Probation {
+            self.outliers.start_probe(&node.address);
+        }
         Ok(node.clone())
     }
 
@@ -189,19 +200,7 @@ impl Selector for RegistrySelector {
             let new = if old == 0 { sample } else { (old * 7 + sample) / 8 };
             load.ewma_us.store(new, Ordering::Relaxed);
         }
-        match outcome.result {
-            Err(e) if e.code == 503 && e.id == crate::error::CLIENT_ID => {
-                self.failed
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(node.address.clone(), Instant::now() + self.backoff);
-                let _ = service;
-            }
-            Ok(()) if self.is_failed(&node.address) => {
-                self.failed.write().unwrap_or_else(|e| e.into_inner()).remove(&node.address);
-            }
-            _ => {}
-        }
+        self.outliers.record(service, &node.address, Verdict::of(outcome.result), outcome.elapsed);
     }
 
     fn name(&self) -> &'static str {
@@ -239,6 +238,7 @@ pub fn random_index(n: usize) -> usize {
 mod tests {
     use super::*;
     use crate::registry::{MemoryRegistry, RegisterOptions, Registry, Service};
+    use std::time::Instant;
 
     async fn two_nodes() -> SharedRegistry {
         let r = Arc::new(MemoryRegistry::new());

@@ -654,7 +654,11 @@ impl Dispatcher {
         if err.id.is_empty() || err.id.starts_with("go.micro.") {
             err.id.clone_from(&self.id);
         }
-        wire::error_reply(wire, codec, &err)
+        let mut resp = wire::error_reply(wire, codec, &err);
+        if err.is_overloaded() {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }
 

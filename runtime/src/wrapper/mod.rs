@@ -8,11 +8,15 @@
 pub mod auth;
 pub mod logging;
 pub mod metrics;
+pub mod shed;
+pub mod throttle;
 #[cfg(feature = "otel")]
 pub mod trace;
 
 pub use auth::{BearerAuth, BearerToken};
 pub use logging::{TracingCallWrapper, TracingWrapper};
 pub use metrics::Metrics;
+pub use shed::{ShedOptions, Shedder};
+pub use throttle::Throttle;
 #[cfg(feature = "otel")]
 pub use trace::Tracing;

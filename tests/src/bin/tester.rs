@@ -5,6 +5,11 @@
 //! `Echo` with the same request and answers its reply, after publishing the request to
 //! `TESTER_PUBLISH` (a topic) if set; with `TESTER_SUBSCRIBE=TOPIC`, the node subscribes to
 //! `TOPIC` and logs `heard` with the message's `text` for each message.
+//!
+//! For tests of sick and overloaded nodes, `Echo` can misbehave: `TESTER_FAIL_CODE=500` fails
+//! every call with that code, `TESTER_DELAY_MS=N` takes N ms over each call, and
+//! `TESTER_CAPACITY=N` lets at most N calls do that work at once (the others wait their turn,
+//! as on a pool of N connections).
 
 use micro::{Error, Publisher, Request, ServerStream, Streaming};
 use micro_tests::testing::{self, CountRequest, EchoReply, EchoRequest, Line, Number, TesterClient, TesterHandler};
@@ -43,6 +48,48 @@ impl TesterHandler for Forwarder {
     }
 }
 
+/// `Tester` whose `Echo` is sick or slow as `TESTER_*` says.
+struct Sick {
+    tester: Tester,
+    fail_code: u16,
+    delay: std::time::Duration,
+    capacity: Option<tokio::sync::Semaphore>,
+}
+
+impl TesterHandler for Sick {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        let _turn = match &self.capacity {
+            Some(pool) => Some(pool.acquire().await.map_err(|e| Error::internal_server_error("testing", e))?),
+            None => None,
+        };
+        tokio::time::sleep(self.delay).await;
+        if self.fail_code != 0 {
+            return Err(Error::new("testing", self.fail_code, "this node fails every call"));
+        }
+        self.tester.echo(request).await
+    }
+
+    async fn peek(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        self.tester.peek(request).await
+    }
+
+    async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
+        self.tester.count(request, stream).await
+    }
+
+    async fn sum(&self, request: Request<Streaming<Number>>) -> Result<Number, Error> {
+        self.tester.sum(request).await
+    }
+
+    async fn shout(&self, request: Request<Streaming<Line>>, stream: ServerStream<Line>) -> Result<(), Error> {
+        self.tester.shout(request, stream).await
+    }
+}
+
+fn number(name: &str) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() {
     let service = match micro::Service::new("testing") {
@@ -60,6 +107,15 @@ async fn main() {
                 std::env::var("TESTER_PUBLISH").ok().map(|topic| Publisher::new(topic, service.client().clone()));
             let next = TesterClient::new(next, service.client().clone());
             testing::register_tester_handler(service.server(), Forwarder { tester, next, publish });
+        }
+        Err(_) if ["TESTER_FAIL_CODE", "TESTER_DELAY_MS", "TESTER_CAPACITY"].iter().any(|v| number(v) > 0) => {
+            let sick = Sick {
+                tester,
+                fail_code: number("TESTER_FAIL_CODE") as u16,
+                delay: std::time::Duration::from_millis(number("TESTER_DELAY_MS")),
+                capacity: Some(number("TESTER_CAPACITY") as usize).filter(|n| *n > 0).map(tokio::sync::Semaphore::new),
+            };
+            testing::register_tester_handler(service.server(), sick);
         }
         Err(_) => testing::register_tester_handler(service.server(), tester),
     }
