@@ -9,8 +9,8 @@
 //!   last 5 s in 100 ms buckets the endpoint learns the most calls it completed in a bucket and
 //!   the lowest mean latency of a bucket; their product (Little's law) is how many calls it can
 //!   hold in flight. A call beyond that is refused while the endpoint is overloaded — its
-//!   recent latency is more than twice its best — and for a second after the last refusal, so
-//!   the gate does not flap. An endpoint that is slow but keeping up, or busy with a burst it
+//!   recent latency is more than twice its best, and 25 ms more — and for a second after the
+//!   last refusal, so the gate does not flap. An endpoint that is slow but keeping up, or busy with a burst it
 //!   serves in time, refuses nothing. (Latency, not CPU, is the signal: a handler waiting on a
 //!   pool or a downstream service is as full as one burning a core.)
 //! - **Concurrency** ([`ShedOptions::max_concurrent`]): at most so many calls at once.
@@ -45,6 +45,9 @@ const RECENT: u64 = 5;
 const RECENT_CALLS: u64 = 10;
 /// How long after a refusal the gate stays closed at capacity.
 const COOL_DOWN: Duration = Duration::from_secs(1);
+/// Waiting shorter than this is not overload, however fast the endpoint was (a saturated
+/// endpoint whose callers wait a few milliseconds is serving, not drowning).
+const MIN_QUEUEING: Duration = Duration::from_millis(25);
 
 /// The limits of one endpoint (or of every endpoint).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -301,7 +304,8 @@ impl Window {
         let capacity = (max_pass as f64 * min_rt / BUCKET.as_micros() as f64).ceil().max(1.0) as u64;
         self.capacity.store(capacity, Ordering::Release);
         let recent = (recent_calls >= RECENT_CALLS).then(|| recent_us as f64 / recent_calls as f64);
-        self.overloaded.store(recent.is_some_and(|rt| rt > 2.0 * min_rt), Ordering::Release);
+        let queueing = MIN_QUEUEING.as_micros() as f64;
+        self.overloaded.store(recent.is_some_and(|rt| rt > 2.0 * min_rt && rt - min_rt > queueing), Ordering::Release);
     }
 }
 
@@ -346,11 +350,11 @@ mod tests {
         assert_eq!(w.decide(5), Some(4));
         w.overloaded.store(false, Ordering::Release);
         assert_eq!(w.decide(5), Some(4), "a refusal keeps the gate closed for a while");
-        // Recent calls (10 ms and 40 ms) over twice as slow as the best bucket: overloaded.
+        // Recent calls (10 ms and 80 ms) over twice as slow as the best bucket, and 25 ms more.
         let next = &w.slots[((e + 1) % BUCKETS as u64) as usize];
         next.epoch.store(e + 1, Ordering::Release);
         next.passed.store(40, Ordering::Release);
-        next.rt_us.store(40 * 40_000, Ordering::Release);
+        next.rt_us.store(40 * 80_000, Ordering::Release);
         w.derive(e + 2);
         assert!(w.overloaded.load(Ordering::Acquire));
     }
