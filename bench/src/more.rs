@@ -64,6 +64,9 @@ pub(crate) fn run(ctx: &Context, only: Option<&str>) {
     if on("observability") {
         observability(ctx);
     }
+    if on("resilience") {
+        resilience(ctx);
+    }
     if on("gateway") || on("discovery") {
         let etcd = etcd();
         if on("gateway") {
@@ -94,6 +97,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "instructions",
     "gateway",
     "observability",
+    "resilience",
     "discovery",
     "broker",
     "codegen",
@@ -938,14 +942,32 @@ fn observability(ctx: &Context) {
         ("metrics", &[("BENCH_OBSERVE", "metrics")]),
         ("tracing", &[("BENCH_OBSERVE", "tracing"), ("OTEL_TRACES_SAMPLER", "always_on")]),
     ];
+    wrapped_unary(ctx, "observability", &modes, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    println!(
+        "\nthe sink received {:.1} MiB of spans",
+        received.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+    );
+}
+
+/// Unary gRPC req/s of the micro server bare and with the service's load shedding (adaptive,
+/// every call through its gate), round by round (c=16x16).
+fn resilience(ctx: &Context) {
+    println!("\n## Resilience: unary gRPC with load shedding against the same server bare (c=16x16)\n");
+    let modes: [(&str, &[(&str, &str)]); 2] = [("off", &[]), ("shedding", &[("BENCH_OBSERVE", "shed")])];
+    wrapped_unary(ctx, "resilience", &modes, &[]);
+}
+
+/// Runs h2load (c=16x16) against `bench-micro-server` in each mode (its variables, and
+/// `common`), mode after mode in every round; prints req/s and the ratio to the first mode.
+fn wrapped_unary(ctx: &Context, section: &str, modes: &[(&str, &[(&str, &str)])], common: &[(&str, &str)]) {
     let requests = if ctx.smoke { 2_000 } else { 100_000 };
-    let frame = ctx.tmp.join("observe.bin");
+    let frame = ctx.tmp.join(format!("{section}.bin"));
     std::fs::write(&frame, hello_frame("world")).expect("request file");
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 0..ctx.rounds {
         for (i, (name, envs)) in modes.iter().enumerate() {
             let mut cmd = crate::pinned("0", &ctx.bin("bench-micro-server"));
-            cmd.arg("127.0.0.1:0").envs(envs.iter().copied()).env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+            cmd.arg("127.0.0.1:0").envs(envs.iter().copied()).envs(common.iter().copied());
             let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("server starts");
             let mut line = String::new();
             std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
@@ -959,21 +981,15 @@ fn observability(ctx: &Context) {
                 .output()
                 .expect("h2load runs");
             let rps = crate::rps(&String::from_utf8_lossy(&out.stdout));
-            eprintln!("round {} observability {name:8} {rps:>9.0} req/s", round + 1);
+            eprintln!("round {} {section} {name:8} {rps:>9.0} req/s", round + 1);
             runs[i].push(rps);
         }
     }
-    let off = crate::stats(&runs[0]).1;
-    println!("| mode | req/s (median) | / off (min / median / max) |");
+    println!("| mode | req/s (median) | / {} (min / median / max) |", modes[0].0);
     println!("|---|---|---|");
     for (i, (name, _)) in modes.iter().enumerate() {
         let ratios: Vec<f64> = runs[i].iter().zip(&runs[0]).map(|(a, b)| if *b > 0.0 { a / b } else { 0.0 }).collect();
         let (lo, mid, hi) = crate::stats(&ratios);
         println!("| {name} | {:.0} | {lo:.2} / {mid:.2} / {hi:.2} |", crate::stats(&runs[i]).1);
     }
-    let _ = off;
-    println!(
-        "\nthe sink received {:.1} MiB of spans",
-        received.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
-    );
 }

@@ -291,25 +291,40 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-/// A real etcd server (Debian's `etcd-server`) on 127.0.0.1 random ports with a temp data dir.
+/// A real etcd server (Debian's `etcd-server`) on 127.0.0.1 random ports with a temp data dir;
+/// alone, or a member of an [`EtcdCluster`].
 pub struct Etcd {
     child: Option<std::process::Child>,
     dir: tempfile::TempDir,
     pub client_port: u16,
     peer_port: u16,
+    name: String,
+    /// `--initial-cluster`.
+    cluster: String,
 }
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
     pub fn start() -> Etcd {
-        let mut etcd = Etcd {
+        let mut etcd = Etcd::member("micro-test");
+        etcd.cluster = format!("micro-test={}", etcd.peer_url());
+        etcd.spawn();
+        etcd
+    }
+
+    fn member(name: &str) -> Etcd {
+        Etcd {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             client_port: free_port(),
             peer_port: free_port(),
-        };
-        etcd.spawn();
-        etcd
+            name: name.to_string(),
+            cluster: String::new(),
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
     }
 
     /// `127.0.0.1:PORT`.
@@ -323,19 +338,28 @@ impl Etcd {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_healthy();
+    }
+
+    fn launch(&mut self) {
         let client = format!("http://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = self.peer_url();
         let child = std::process::Command::new("etcd")
-            .args(["--name", "micro-test", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("micro-test={peer}"), "--log-level", "error"])
+            .args(["--initial-cluster", &self.cluster, "--log-level", "error"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("etcd starts (apt install etcd-server; ./scripts/setup does it)");
         self.child = Some(child);
+    }
+
+    fn wait_healthy(&self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = format!("{client}/health");
         loop {
@@ -349,6 +373,14 @@ impl Etcd {
             assert!(Instant::now() < deadline, "etcd did not become healthy on {client}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// This member's id and the leader's, as its `/v3/maintenance/status` says.
+    fn status(&self) -> Option<(String, String)> {
+        let url = format!("http://127.0.0.1:{}/v3/maintenance/status", self.client_port);
+        let (code, body) = curl(&["-X", "POST", "-d", "{}", &url]);
+        let v: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        Some((v["header"]["member_id"].as_str()?.to_string(), v["leader"].as_str()?.to_string()))
     }
 
     /// Kills etcd (SIGKILL) and waits for it to exit.
@@ -372,6 +404,48 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A cluster of real etcd members on loopback.
+pub struct EtcdCluster {
+    /// The members, in order; a killed one stays in place, stopped.
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until every one answers.
+    pub fn start(n: usize) -> EtcdCluster {
+        let mut members: Vec<Etcd> = (0..n).map(|i| Etcd::member(&format!("member{i}"))).collect();
+        let cluster = members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
+        for m in &mut members {
+            m.cluster = cluster.clone();
+            m.launch();
+        }
+        for m in &members {
+            m.wait_healthy();
+        }
+        EtcdCluster { members }
+    }
+
+    /// Every member's client address, comma separated (for `--registry_address`).
+    pub fn addresses(&self) -> String {
+        self.members.iter().map(Etcd::address).collect::<Vec<_>>().join(",")
+    }
+
+    /// The index of the member that leads now, once one does.
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let running = self.members.iter().enumerate().filter(|(_, m)| m.child.is_some());
+            let ids: Vec<(usize, String, String)> =
+                running.filter_map(|(i, m)| m.status().map(|(id, leader)| (i, id, leader))).collect();
+            if let Some((i, _, _)) = ids.iter().find(|(_, id, leader)| id == leader) {
+                return *i;
+            }
+            assert!(Instant::now() < deadline, "no etcd member leads: {ids:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -407,17 +481,20 @@ impl Drop for PythonServer {
     }
 }
 
-/// A real NATS server (Debian's `nats-server`) on 127.0.0.1 with a random port.
+/// A real NATS server (Debian's `nats-server`) on 127.0.0.1 with a random port; alone, or a
+/// member of a [`NatsCluster`].
 pub struct Nats {
     child: Option<std::process::Child>,
     /// Its port.
     pub port: u16,
+    /// Cluster arguments (route port, routes, monitoring port), for a member.
+    cluster: Vec<String>,
 }
 
 impl Nats {
     /// Starts nats-server and waits until it accepts connections.
     pub fn start() -> Nats {
-        let mut n = Nats { child: None, port: free_port() };
+        let mut n = Nats { child: None, port: free_port(), cluster: Vec::new() };
         n.spawn();
         n
     }
@@ -435,6 +512,7 @@ impl Nats {
     fn spawn(&mut self) {
         let child = std::process::Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cluster)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -465,5 +543,70 @@ impl Nats {
 impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A cluster of real NATS servers on loopback, routed to each other, each with its monitoring
+/// port (`/connz`, `/routez`).
+pub struct NatsCluster {
+    /// The servers, in order; a killed one stays in place, stopped.
+    pub servers: Vec<Nats>,
+    monitors: Vec<u16>,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers and waits until each has a route to every other.
+    pub fn start(n: usize) -> NatsCluster {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let monitors: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let servers = (0..n)
+            .map(|i| {
+                let others: Vec<String> = routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
+                    .collect();
+                let mut server = Nats { child: None, port: free_port(), cluster: Vec::new() };
+                server.cluster = vec![
+                    "--cluster_name".into(),
+                    "micro".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", routes[i]),
+                    "--routes".into(),
+                    others.join(","),
+                    "-m".into(),
+                    monitors[i].to_string(),
+                ];
+                server.spawn();
+                server
+            })
+            .collect();
+        let cluster = NatsCluster { servers, monitors };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (0..n).any(|i| cluster.monitor(i, "routez")["num_routes"].as_u64() != Some(n as u64 - 1)) {
+            assert!(Instant::now() < deadline, "the NATS servers did not route to each other");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// Every server's address, comma separated (for `--transport_address`, `--broker_address`).
+    pub fn addresses(&self) -> String {
+        self.servers.iter().map(Nats::address).collect::<Vec<_>>().join(",")
+    }
+
+    /// Server `i`'s monitoring page `page` (`connz`, `routez`) as JSON (null if it is down).
+    pub fn monitor(&self, i: usize, page: &str) -> serde_json::Value {
+        let (code, body) = curl(&[&format!("http://127.0.0.1:{}/{page}", self.monitors[i])]);
+        if code != 200 {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
+    /// How many clients each server holds now.
+    pub fn connections(&self) -> Vec<u64> {
+        (0..self.servers.len()).map(|i| self.monitor(i, "connz")["num_connections"].as_u64().unwrap_or(0)).collect()
     }
 }

@@ -6,7 +6,8 @@
 //! - one of three nodes fails every call: once it is ejected, ≥ 99.5 % of calls succeed and the
 //!   sick node gets ≤ 2 % of the attempts (its probes);
 //! - one of three nodes is 10× slower: once it is ejected for its latency, p99 ≤ 2× the p99 of
-//!   the healthy nodes alone;
+//!   the healthy nodes alone; and with latency ejection off, idempotent calls hedged after the
+//!   healthy median answer within that delay and one healthy call (under half the unhedged p99);
 //! - every node fails: idempotent calls allowed three retries make ≤ 1.1 attempts per call (the
 //!   budget holds), and with throttling on most calls are not even sent;
 //! - a node offered 3× what it can serve sheds the rest: goodput ≥ 90 % of its capacity, p99 of
@@ -122,9 +123,13 @@ async fn calls(tester: &TesterClient, n: usize, concurrency: usize, opts: CallOp
     total
 }
 
-fn p99(latencies: &mut [Duration]) -> Duration {
+fn percentile(latencies: &mut [Duration], p: usize) -> Duration {
     latencies.sort();
-    latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default()
+    latencies.get(latencies.len() * p / 100).copied().unwrap_or_default()
+}
+
+fn p99(latencies: &mut [Duration]) -> Duration {
+    percentile(latencies, 99)
 }
 
 fn mdns() -> SharedRegistry {
@@ -198,6 +203,38 @@ async fn a_node_ten_times_slower_is_ejected_for_its_latency() {
     assert_eq!(ok, 600);
     assert!(mixed_p99 <= healthy_p99 * 2, "p99 {mixed_p99:?} with a slow node, {healthy_p99:?} without");
     assert!(to_slow <= 12, "the slow node got {to_slow} of 600 calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedged_calls_go_around_a_slow_node() {
+    let pid = std::process::id();
+    let service = format!("hedged{pid}");
+    let _a = node(&service, &format!("swift-a-{pid}"), &[("TESTER_DELAY_MS", "4")]);
+    let _b = node(&service, &format!("swift-b-{pid}"), &[("TESTER_DELAY_MS", "4")]);
+    let registry = mdns();
+    nodes(&registry, &service, 2).await;
+    // Nodes are never ejected for slowness here: only hedging can help.
+    let opts = Options { client_eject_slow: 0.0, ..Options::default() };
+    let tester = TesterClient::new(service.clone(), client(registry.clone(), &opts));
+    calls(&tester, 50, 2, CallOptions::new()).await;
+    let (_, mut healthy) = calls(&tester, 400, 2, CallOptions::new()).await;
+    let (healthy_p50, healthy_p99) = (percentile(&mut healthy, 50), p99(&mut healthy));
+
+    let _slow = node(&service, &format!("laggard-{pid}"), &[("TESTER_DELAY_MS", "40")]);
+    nodes(&registry, &service, 3).await;
+    let (_, mut unhedged) = calls(&tester, 300, 2, CallOptions::new()).await;
+    let unhedged_p99 = p99(&mut unhedged);
+    let hedged = CallOptions::new().idempotent(true).hedge(healthy_p50);
+    let (ok, mut mixed) = calls(&tester, 600, 2, hedged).await;
+    let mixed_p99 = p99(&mut mixed);
+    eprintln!(
+        "hedging after {healthy_p50:?}: p99 {mixed_p99:?} (unhedged {unhedged_p99:?}, healthy alone {healthy_p99:?})"
+    );
+    assert_eq!(ok, 600);
+    assert!(unhedged_p99 > healthy_p99 * 2, "the slow node shows without hedging: {unhedged_p99:?}");
+    let bound = healthy_p50 + healthy_p99 + Duration::from_millis(5);
+    assert!(mixed_p99 <= bound, "hedged p99 {mixed_p99:?}: more than the delay and a healthy call ({bound:?})");
+    assert!(mixed_p99 * 2 <= unhedged_p99, "hedged p99 {mixed_p99:?}, unhedged {unhedged_p99:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

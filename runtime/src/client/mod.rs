@@ -114,6 +114,9 @@ pub struct CallOptions {
     /// Whether the call may be repeated after a failure it may have caused (the endpoint's
     /// policy decides when unset).
     pub idempotent: Option<bool>,
+    /// For an idempotent call: send it to a second node too if the first has not answered
+    /// after this long (the endpoint's policy decides when unset).
+    pub hedge: Option<Duration>,
 }
 
 impl CallOptions {
@@ -149,6 +152,13 @@ impl CallOptions {
     /// Says whether the call may be repeated after a failure that may have been processed.
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = Some(idempotent);
+        self
+    }
+
+    /// Hedges an idempotent call: a second node is tried too if the first has not answered
+    /// after `after`.
+    pub fn hedge(mut self, after: Duration) -> Self {
+        self.hedge = Some(after);
         self
     }
 }
@@ -536,6 +546,7 @@ impl Caller for Core {
             let deadline = Instant::now() + timeout;
             let retries = call.opts.retries.or(policy.and_then(|p| p.retries)).unwrap_or(self.opts.retries);
             let idempotent = retry::idempotent(&call.opts, policy);
+            let hedge = call.opts.hedge.or(policy.and_then(|p| p.hedge)).filter(|_| idempotent);
             let mut filter = call.opts.filter.clone();
             let mut attempt = 0u32;
             let mut last: Option<Error> = None;
@@ -544,20 +555,12 @@ impl Caller for Core {
                     Ok(n) => n,
                     Err(e) => return Err(last.take().unwrap_or(e)),
                 };
-                let started = Instant::now();
-                let remaining = deadline.saturating_duration_since(started);
-                let res = match tokio::time::timeout(remaining, self.attempt(&call, &node, remaining)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::timeout(
-                        CLIENT_ID,
-                        format!("call to {}.{} timed out after {timeout:?}", call.service, call.endpoint),
-                    )),
+                let res = match hedge {
+                    Some(after) if call.opts.address.is_none() => {
+                        self.hedged(&call, &node, &filter, deadline, timeout, after).await
+                    }
+                    _ => self.timed_attempt(&call, &node, deadline, timeout).await,
                 };
-                if call.opts.address.is_none() {
-                    let outcome = Outcome { result: res.as_ref().map(|_| ()), elapsed: started.elapsed() };
-                    self.selector.mark(&call.service, &node, outcome);
-                }
-                self.budgets.record(&call.service, res.as_ref().map(|_| ()));
                 match res {
                     Ok(reply) => return Ok(reply),
                     Err(e)
@@ -579,5 +582,106 @@ impl Caller for Core {
                 }
             }
         })
+    }
+}
+
+/// Reports an attempt's outcome to the selector, also when the attempt is dropped unfinished
+/// (the losing half of a hedge): it then counts as cancelled, which says nothing of the node.
+struct Marking<'a> {
+    core: &'a Core,
+    service: &'a str,
+    node: &'a Node,
+    started: Instant,
+    direct: bool,
+    done: bool,
+}
+
+impl Marking<'_> {
+    fn finish(mut self, result: Result<(), &Error>) {
+        self.done = true;
+        if !self.direct {
+            let outcome = Outcome { result, elapsed: self.started.elapsed() };
+            self.core.selector.mark(self.service, self.node, outcome);
+        }
+        self.core.budgets.record(self.service, result);
+    }
+}
+
+impl Drop for Marking<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.direct {
+            let cancelled = Error::new(CLIENT_ID, 499, "the call was answered by another node first");
+            let outcome = Outcome { result: Err(&cancelled), elapsed: self.started.elapsed() };
+            self.core.selector.mark(self.service, self.node, outcome);
+        }
+    }
+}
+
+impl Core {
+    /// One attempt on `node` within the call's deadline, reported to the selector and the budget.
+    async fn timed_attempt(
+        &self,
+        call: &RawCall,
+        node: &Node,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        let started = Instant::now();
+        let marking = Marking {
+            core: self,
+            service: &call.service,
+            node,
+            started,
+            direct: call.opts.address.is_some(),
+            done: false,
+        };
+        let remaining = deadline.saturating_duration_since(started);
+        let res = match tokio::time::timeout(remaining, self.attempt(call, node, remaining)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout(
+                CLIENT_ID,
+                format!("call to {}.{} timed out after {timeout:?}", call.service, call.endpoint),
+            )),
+        };
+        marking.finish(res.as_ref().map(|_| ()));
+        res
+    }
+
+    /// An attempt on `node` and, if it has not answered `after`, a second on another node
+    /// (while the retry budget allows): the first success wins, the other is dropped.
+    async fn hedged(
+        &self,
+        call: &RawCall,
+        node: &Node,
+        filter: &Filter,
+        deadline: Instant,
+        timeout: Duration,
+        after: Duration,
+    ) -> Result<Bytes, Error> {
+        let first = self.timed_attempt(call, node, deadline, timeout);
+        tokio::pin!(first);
+        tokio::select! {
+            res = &mut first => return res,
+            _ = tokio::time::sleep(after) => {}
+        }
+        let mut others = filter.clone();
+        others.exclude.push(node.address.clone());
+        let second = match self.node(&call.service, &call.opts, &others).await {
+            Ok(n) if n.address != node.address && self.budgets.may_retry(&call.service) => n,
+            _ => return first.await,
+        };
+        tracing::debug!(service = %call.service, endpoint = %call.endpoint, after = ?after, "hedging");
+        let hedge = self.timed_attempt(call, &second, deadline, timeout);
+        tokio::pin!(hedge);
+        tokio::select! {
+            res = &mut first => match res {
+                Ok(reply) => Ok(reply),
+                Err(_) => hedge.await,
+            },
+            res = &mut hedge => match res {
+                Ok(reply) => Ok(reply),
+                Err(_) => first.await,
+            },
+        }
     }
 }

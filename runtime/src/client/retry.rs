@@ -4,8 +4,9 @@
 //! `retries` times, within the call's deadline) when the call was not processed: the node could
 //! not be reached or refused the request before it was sent, or refused it for overload
 //! ([`Error::is_overloaded`]). A call that is idempotent ([`CallOptions::idempotent`], or its
-//! endpoint's [`EndpointPolicy`]) is also retried after a timeout or a 500, 502, 503 or 504.
-//! Anything else is the answer.
+//! endpoint's [`EndpointPolicy`]) is also retried after a timeout or a 500, 502, 503 or 504,
+//! and may be **hedged** ([`CallOptions::hedge`]): sent to a second node as well when the first
+//! has not answered in time, the first success winning. Anything else is the answer.
 //!
 //! **Budget.** Retries spend a budget per service, gRPC's retry throttling (gRFC A6): a bucket
 //! of [`BudgetOptions::tokens`] (10) loses one token per failed attempt and gains
@@ -54,6 +55,9 @@ pub struct EndpointPolicy {
     pub retries: Option<u32>,
     /// Timeout for this endpoint (the client's otherwise).
     pub timeout: Option<Duration>,
+    /// For an idempotent endpoint: also send a call to a second node when the first has not
+    /// answered after this long (hedging; spends the retry budget like a retry).
+    pub hedge: Option<Duration>,
 }
 
 /// Whether a call that failed with `error` is tried again.
