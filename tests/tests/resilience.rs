@@ -5,14 +5,14 @@
 //!
 //! - one of three nodes fails every call: once it is ejected, ≥ 99.5 % of calls succeed and the
 //!   sick node gets ≤ 2 % of the attempts (its probes);
-//! - one of three nodes is 10× slower: once it is ejected for its latency, p99 ≤ 2× the p99 of
+//! - one of three nodes is far slower (80 ms against 2 ms): once it is ejected for its latency, p99 ≤ 2× the p99 of
 //!   the healthy nodes alone; and with latency ejection off, idempotent calls hedged after the
 //!   healthy median answer within that delay and one healthy call (under half the unhedged p99);
 //! - every node fails: idempotent calls allowed three retries make ≤ 1.1 attempts per call (the
 //!   budget holds), and with throttling on most calls are not even sent;
 //! - a node offered 3× what it can serve sheds the rest: goodput ≥ 90 % of its capacity, p99 of
 //!   the calls it accepts ≤ 3× its unloaded p99, refusals answered at once with
-//!   `RESOURCE_EXHAUSTED`, `/health/ready` answered throughout.
+//!   `RESOURCE_EXHAUSTED`, `/health/ready` and `/metrics` answered throughout.
 //!
 //! Windows are stated where they are measured: the first second of a fault (while the client
 //! or the server learns) is left out of the figures.
@@ -174,8 +174,8 @@ async fn a_node_that_fails_every_call_is_ejected() {
 async fn a_node_ten_times_slower_is_ejected_for_its_latency() {
     let pid = std::process::id();
     let service = format!("sluggish{pid}");
-    let _a = node(&service, &format!("quick-a-{pid}"), &[("TESTER_DELAY_MS", "4")]);
-    let _b = node(&service, &format!("quick-b-{pid}"), &[("TESTER_DELAY_MS", "4")]);
+    let _a = node(&service, &format!("quick-a-{pid}"), &[("TESTER_DELAY_MS", "2")]);
+    let _b = node(&service, &format!("quick-b-{pid}"), &[("TESTER_DELAY_MS", "2")]);
     let registry = mdns();
     nodes(&registry, &service, 2).await;
     let tester = TesterClient::new(service.clone(), client(registry.clone(), &Options::default()));
@@ -185,7 +185,7 @@ async fn a_node_ten_times_slower_is_ejected_for_its_latency() {
     let healthy_p99 = p99(&mut healthy);
 
     let slow_id = format!("slow-{pid}");
-    let _slow = node(&service, &slow_id, &[("TESTER_DELAY_MS", "40")]);
+    let _slow = node(&service, &slow_id, &[("TESTER_DELAY_MS", "80")]);
     let found = nodes(&registry, &service, 3).await;
     let slow = &found.iter().find(|(id, _)| *id == slow_id).unwrap().1;
     // The ejection window: calls until the slow node has been tried enough to be judged.
@@ -202,7 +202,7 @@ async fn a_node_ten_times_slower_is_ejected_for_its_latency() {
     eprintln!("slow node: p99 {mixed_p99:?} with it, {healthy_p99:?} without; it got {to_slow} of 600 calls");
     assert_eq!(ok, 600);
     assert!(mixed_p99 <= healthy_p99 * 2, "p99 {mixed_p99:?} with a slow node, {healthy_p99:?} without");
-    assert!(to_slow <= 12, "the slow node got {to_slow} of 600 calls");
+    assert!(to_slow <= 5, "the slow node got {to_slow} of 600 calls (six would be in the p99)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +264,16 @@ async fn when_every_node_fails_retries_stay_within_the_budget() {
     let before = total();
     let (ok, _) = calls(&tester, 500, 2, retried.clone()).await;
     let sent = total() - before;
-    let refused = tester.echo_with(EchoRequest::default(), retried).await.unwrap_err();
+    // Almost every call is held back now; one of a handful surely is.
+    let mut refused = None;
+    for _ in 0..20 {
+        let e = tester.echo_with(EchoRequest::default(), retried.clone()).await.unwrap_err();
+        if e.id == micro::wrapper::throttle::ID {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("calls are held back");
     eprintln!("every node down, throttled: 500 calls made {sent} attempts; then: {}", refused.detail);
     assert_eq!(ok, 0);
     assert!(sent <= 100, "throttled, 500 calls still made {sent} attempts");
@@ -276,8 +285,13 @@ async fn when_every_node_fails_retries_stay_within_the_budget() {
 async fn an_overloaded_node_sheds_what_it_cannot_serve() {
     let pid = std::process::id();
     let service = format!("swamped{pid}");
-    // Four calls at a time, 20 ms each: about 200 calls a second.
-    let _node = node(&service, &format!("swamped-{pid}"), &[("TESTER_CAPACITY", "4"), ("TESTER_DELAY_MS", "20")]);
+    // Four calls at a time, 20 ms each: about 200 calls a second, bounded by a pool rather than
+    // the CPU, so the node sheds on latency alone.
+    let _node = node(
+        &service,
+        &format!("swamped-{pid}"),
+        &[("TESTER_CAPACITY", "4"), ("TESTER_DELAY_MS", "20"), ("MICRO_SERVER_SHED", "latency")],
+    );
     let registry = mdns();
     let address = nodes(&registry, &service, 1).await.remove(0).1;
     let opts = Options { client_throttle: 0.0, client_retries: 0, ..Options::default() };
@@ -291,7 +305,7 @@ async fn an_overloaded_node_sheds_what_it_cannot_serve() {
     let unloaded_p99 = p99(&mut unloaded);
     assert_eq!(ok, 400);
 
-    // Health, polled throughout.
+    // Health and metrics, polled throughout.
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let health = {
         let (polling, address) = (polling.clone(), address.clone());
@@ -302,6 +316,8 @@ async fn an_overloaded_node_sheds_what_it_cannot_serve() {
                 let t = Instant::now();
                 let (status, body) = get(&address, "/health/ready");
                 assert_eq!(status, 200, "ready while overloaded: {body}");
+                let (status, _) = get(&address, "/metrics");
+                assert_eq!(status, 200, "metrics while overloaded");
                 worst = worst.max(t.elapsed());
                 polls += 1;
                 std::thread::sleep(Duration::from_millis(50));

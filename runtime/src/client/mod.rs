@@ -664,10 +664,13 @@ impl Core {
             res = &mut first => return res,
             _ = tokio::time::sleep(after) => {}
         }
+        if !self.budgets.may_retry(&call.service) {
+            return first.await;
+        }
         let mut others = filter.clone();
         others.exclude.push(node.address.clone());
         let second = match self.node(&call.service, &call.opts, &others).await {
-            Ok(n) if n.address != node.address && self.budgets.may_retry(&call.service) => n,
+            Ok(n) if n.address != node.address => n,
             _ => return first.await,
         };
         tracing::debug!(service = %call.service, endpoint = %call.endpoint, after = ?after, "hedging");

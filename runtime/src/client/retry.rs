@@ -93,7 +93,16 @@ impl Budgets {
             return;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_SERVICES && !buckets.contains_key(service) {
+        if let Some(bucket) = buckets.get_mut(service) {
+            bucket.0 = (bucket.0 + change).clamp(0.0, self.options.tokens);
+            bucket.1 = Instant::now();
+            return;
+        }
+        if change > 0.0 {
+            // No bucket is a full one: a success changes nothing.
+            return;
+        }
+        if buckets.len() >= MAX_SERVICES {
             if let Some(oldest) = buckets.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
                 buckets.remove(&oldest);
             }

@@ -100,8 +100,9 @@ pub struct Options {
     pub client_throttle: f64,
     /// Per endpoint (`Greeter.SayHello`) client policies, from code.
     pub client_endpoints: std::collections::HashMap<String, crate::client::EndpointPolicy>,
-    /// Whether endpoints shed load beyond the capacity they show when overloaded.
-    pub server_shed: bool,
+    /// When endpoints shed load beyond the capacity they show: `cpu` (overloaded and the process
+    /// busy), `latency` (overloaded), `off`.
+    pub server_shed: crate::wrapper::Shedding,
     /// At most this many calls at once per endpoint (0: no fixed limit).
     pub server_max_concurrent: usize,
     /// At most this many calls a second per endpoint (0: no rate limit).
@@ -153,7 +154,7 @@ impl Default for Options {
             client_eject_slow: 5.0,
             client_throttle: 2.0,
             client_endpoints: Default::default(),
-            server_shed: true,
+            server_shed: crate::wrapper::Shedding::Cpu,
             server_max_concurrent: 0,
             server_rate_limit: 0.0,
             server_endpoint_limits: Default::default(),
@@ -255,7 +256,11 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("client_eject_max_time", "60s", "the longest a node is taken out"),
     ("client_eject_slow", "5", "how many times slower than its peers a node is taken out for (0: never)"),
     ("client_throttle", "2", "hold back calls to a service failing more than 1/K of them (0: never)"),
-    ("server_shed", "true", "refuse calls beyond what an overloaded endpoint can serve: true or false"),
+    (
+        "server_shed",
+        "cpu",
+        "refuse calls beyond what an overloaded endpoint can serve: cpu (and the process busy), latency, off",
+    ),
     ("server_max_concurrent", "0", "at most this many calls at once per endpoint (0: no limit)"),
     ("server_rate_limit", "0", "at most this many calls a second per endpoint (0: no limit)"),
 ];
@@ -458,7 +463,7 @@ impl Options {
             "client_eject_max_time" => self.client_eject_max_time = positive(name, value)?,
             "client_eject_slow" => self.client_eject_slow = number(name, value)?,
             "client_throttle" => self.client_throttle = number(name, value)?,
-            "server_shed" => self.server_shed = boolean(name, value)?,
+            "server_shed" => self.server_shed = value.parse()?,
             "server_max_concurrent" => self.server_max_concurrent = number(name, value)?,
             "server_rate_limit" => self.server_rate_limit = number(name, value)?,
             "shutdown_delay" => self.shutdown_delay = parse_duration(value)?,

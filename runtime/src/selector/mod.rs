@@ -185,8 +185,13 @@ impl Selector for RegistrySelector {
                 n
             }
         };
-        if self.outliers.standing(&node.address) == Standing::Probation {
-            self.outliers.start_probe(&node.address);
+        if self.outliers.standing(&node.address) == Standing::Probation && !self.outliers.try_probe(&node.address) {
+            // Another call probes it: this one goes to a node in good standing, if any.
+            let fine: Vec<&Node> =
+                candidates.iter().copied().filter(|n| self.outliers.standing(&n.address) == Standing::In).collect();
+            if !fine.is_empty() {
+                return Ok(fine[random_index(fine.len())].clone());
+            }
         }
         Ok(node.clone())
     }

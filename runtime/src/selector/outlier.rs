@@ -14,10 +14,13 @@
 //! of: a service of one node never loses it to them); unreachable nodes all go. When every node
 //! is out the selector still picks one: a call that may fail beats one that surely does.
 //!
-//! **Bounded.** State is kept per node address the selector was told about; when it holds more
-//! than [`MAX_NODES`] nodes, those not heard of for a minute are forgotten.
+//! **Bounded.** State is kept per node address the selector was told about; nodes not heard of
+//! for five minutes (gone from the registry, most likely) are forgotten, and beyond
+//! [`MAX_NODES`] those not heard of for a minute. A probe that never reports back (its call was
+//! dropped) stops holding the node after [`PROBE_LEASE`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,8 +33,20 @@ pub const MAX_NODES: usize = 4096;
 /// How long a node unheard of may keep its state once [`MAX_NODES`] is reached.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
+/// How long a node unheard of keeps its state at all.
+const FORGET_IDLE: Duration = Duration::from_secs(300);
+
+/// How often idle nodes are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How long one probe holds a node on probation before another call may probe it.
+pub const PROBE_LEASE: Duration = Duration::from_secs(10);
+
 /// Samples a node needs before its latency is compared with its peers'.
 const MIN_SAMPLES: u32 = 16;
+
+/// A node's latency is compared with its peers' every this many samples.
+const JUDGE_EVERY: u32 = 4;
 
 /// Latency differences below this are never an outlier (noise on a fast loopback).
 const MIN_SLOWER: Duration = Duration::from_millis(5);
@@ -94,11 +109,13 @@ struct Node {
     /// Out of selection until then.
     out_until: Option<Instant>,
     last_ejected: Option<Instant>,
-    /// A probe is in flight (the node is on probation).
-    probing: bool,
+    /// When the probe in flight started (the node is on probation).
+    probing: Option<Instant>,
     /// EWMA of successful calls' latency, in microseconds.
     ewma_us: f64,
     samples: u32,
+    /// Successes counted towards the next latency judgement.
+    since_judged: u32,
     heard: Option<Instant>,
 }
 
@@ -107,6 +124,10 @@ struct Node {
 pub struct Outliers {
     options: OutlierOptions,
     nodes: Mutex<HashMap<String, Node>>,
+    /// Nodes out or on probation now: while none is, selection reads no state at all.
+    out: AtomicUsize,
+    /// When idle nodes were last looked for.
+    swept: Mutex<Option<Instant>>,
 }
 
 /// Whether a node may be selected now.
@@ -123,7 +144,7 @@ pub enum Standing {
 impl Outliers {
     /// Outlier state with these options.
     pub fn new(options: OutlierOptions) -> Self {
-        Outliers { options, nodes: Mutex::new(HashMap::new()) }
+        Outliers { options, nodes: Mutex::new(HashMap::new()), out: AtomicUsize::new(0), swept: Mutex::new(None) }
     }
 
     /// The options in force.
@@ -133,55 +154,90 @@ impl Outliers {
 
     /// Where the node at `address` stands.
     pub fn standing(&self, address: &str) -> Standing {
+        if self.out.load(Ordering::Acquire) == 0 {
+            return Standing::In;
+        }
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         match nodes.get(address) {
             None => Standing::In,
             Some(n) => match n.out_until {
                 None => Standing::In,
-                Some(_) if n.probing => Standing::Out,
+                Some(_) if n.probing.is_some_and(|t| t.elapsed() < PROBE_LEASE) => Standing::Out,
                 Some(until) if until > Instant::now() => Standing::Out,
                 Some(_) => Standing::Probation,
             },
         }
     }
 
-    /// Records that a call goes to `address` while it is on probation (the one probe).
-    pub fn start_probe(&self, address: &str) {
-        if let Some(n) = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).get_mut(address) {
-            n.probing = true;
+    /// Makes the call about to go to `address` its probe, if the node is on probation and no
+    /// other call probes it; whether it did.
+    pub fn try_probe(&self, address: &str) -> bool {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(n) = nodes.get_mut(address) else { return false };
+        let over = n.out_until.is_some_and(|until| until <= Instant::now());
+        let free = n.probing.is_none_or(|t| t.elapsed() >= PROBE_LEASE);
+        if over && free {
+            n.probing = Some(Instant::now());
         }
+        over && free
     }
 
     /// Records how a call to `address` (a node of `service`) went.
     pub fn record(&self, service: &str, address: &str, verdict: Verdict, elapsed: Duration) {
         let now = Instant::now();
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        if nodes.len() >= MAX_NODES && !nodes.contains_key(address) {
-            nodes.retain(|_, n| n.heard.is_some_and(|h| now.duration_since(h) < FORGET_AFTER));
+        let sweep = self.swept.try_lock().ok().filter(|s| s.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY));
+        if let Some(mut swept) = sweep {
+            *swept = Some(now);
+            self.forget(&mut nodes, now, FORGET_IDLE);
         }
-        let peers = nodes.iter().filter(|(a, n)| n.service == service || a.as_str() == address);
-        let (known, out_now) = peers.fold((0, 0), |(k, o), (_, n)| (k + 1, o + usize::from(n.out_until.is_some())));
-        let known = if nodes.contains_key(address) { known } else { known + 1 };
-        let may_eject = |already_out: bool| already_out || out_now < known / 2;
-        let median = self.median_latency(&nodes, service, address);
-        let node = nodes.entry(address.to_string()).or_default();
+        if !nodes.contains_key(address) {
+            if nodes.len() >= MAX_NODES {
+                self.forget(&mut nodes, now, FORGET_AFTER);
+            }
+            nodes.insert(address.to_string(), Node { service: service.to_string(), ..Default::default() });
+        }
+        // Whether this result may eject the node, read before anything changes: only then are
+        // its peers looked at (most calls just count).
+        let n = &nodes[address];
+        // The probe's own result: a call that started before the probe is not it.
+        let call_started = now.checked_sub(elapsed).unwrap_or(now);
+        let was_probe = n.probing.is_some_and(|t| call_started + Duration::from_millis(1) >= t);
+        let already_out = n.out_until.is_some();
+        // A call that was under way when its node left says nothing new of its standing: only
+        // a probe decides whether an ejected node comes back.
+        let decides = was_probe || !already_out;
+        let samples = n.samples.saturating_add(1);
+        let since_judged = n.since_judged.wrapping_add(1);
+        let judged = decides
+            && match verdict {
+                Verdict::Failure => {
+                    was_probe || self.options.failures > 0 && n.consecutive + 1 >= self.options.failures
+                }
+                Verdict::Success => {
+                    self.options.slow > 0.0 && (was_probe || samples >= MIN_SAMPLES && since_judged >= JUDGE_EVERY)
+                }
+                _ => false,
+            };
+        let (room, median) = match judged {
+            true => (already_out || self.room(&nodes, service, address), self.median_latency(&nodes, service, address)),
+            false => (false, None),
+        };
+        let node = nodes.get_mut(address).expect("inserted above");
         node.heard = Some(now);
         if node.service != service {
             node.service = service.to_string();
         }
-        let was_probe = std::mem::take(&mut node.probing);
-        let already_out = node.out_until.is_some();
-        // A call that was under way when its node left says nothing new of its standing: only
-        // a probe decides whether an ejected node comes back.
-        let decides = was_probe || !already_out;
+        if was_probe {
+            node.probing = None;
+        }
         match verdict {
             Verdict::Neutral => {}
             Verdict::Unreachable if decides => self.eject(node, now),
             Verdict::Unreachable => {}
             Verdict::Failure => {
                 node.consecutive += 1;
-                let failing = self.options.failures > 0 && node.consecutive >= self.options.failures;
-                if decides && (was_probe || failing) && may_eject(already_out) {
+                if judged && room {
                     self.eject(node, now);
                 }
             }
@@ -190,19 +246,32 @@ impl Outliers {
                 let us = elapsed.as_secs_f64() * 1e6;
                 // A probe measures afresh: the node's past slowness is not held against it.
                 node.ewma_us = if node.samples == 0 || was_probe { us } else { node.ewma_us * 0.875 + us * 0.125 };
-                node.samples = node.samples.saturating_add(1);
-                let slow = self.options.slow > 0.0
-                    && (node.samples >= MIN_SAMPLES || was_probe)
-                    && median.is_some_and(|m| {
-                        node.ewma_us > m * self.options.slow && node.ewma_us - m > MIN_SLOWER.as_secs_f64() * 1e6
-                    });
-                if decides && slow && may_eject(already_out) {
+                node.samples = samples;
+                node.since_judged = if judged { 0 } else { since_judged };
+                let slow = median.is_some_and(|m| {
+                    node.ewma_us > m * self.options.slow && node.ewma_us - m > MIN_SLOWER.as_secs_f64() * 1e6
+                });
+                if judged && slow && room {
                     self.eject(node, now);
-                } else if decides {
-                    node.out_until = None;
+                } else if decides && node.out_until.take().is_some() {
+                    self.out.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
+    }
+
+    /// Drops nodes not heard of for `idle`, and counts again those out.
+    fn forget(&self, nodes: &mut HashMap<String, Node>, now: Instant, idle: Duration) {
+        nodes.retain(|_, n| n.heard.is_some_and(|h| now.duration_since(h) < idle));
+        self.out.store(nodes.values().filter(|n| n.out_until.is_some()).count(), Ordering::Release);
+    }
+
+    /// Whether another node of `service` besides `address` may leave: fewer than half of the
+    /// nodes heard of are out.
+    fn room(&self, nodes: &HashMap<String, Node>, service: &str, address: &str) -> bool {
+        let peers = nodes.iter().filter(|(a, n)| n.service == service || a.as_str() == address);
+        let (known, out) = peers.fold((0, 0), |(k, o), (_, n)| (k + 1, o + usize::from(n.out_until.is_some())));
+        out < known / 2
     }
 
     fn eject(&self, node: &mut Node, now: Instant) {
@@ -211,7 +280,9 @@ impl Outliers {
         }
         let factor = 2u32.saturating_pow(node.ejections.min(16));
         let time = self.options.base.saturating_mul(factor).min(self.options.max);
-        node.out_until = Some(now + time);
+        if node.out_until.replace(now + time).is_none() {
+            self.out.fetch_add(1, Ordering::AcqRel);
+        }
         node.last_ejected = Some(now);
         node.ejections = node.ejections.saturating_add(1);
         node.consecutive = 0;
@@ -279,8 +350,9 @@ mod tests {
             assert!(Instant::now() < deadline, "the ejection never ended");
             std::thread::sleep(MS);
         }
-        o.start_probe("a");
-        assert_eq!(o.standing("a"), Standing::Out, "one probe at a time");
+        assert!(o.try_probe("a"));
+        assert!(!o.try_probe("a"), "one probe at a time");
+        assert_eq!(o.standing("a"), Standing::Out);
         o.record("s", "a", OK, MS);
         assert_eq!(o.standing("a"), Standing::In);
     }
@@ -295,7 +367,7 @@ mod tests {
         while o.standing("a") != Standing::Probation {
             std::thread::sleep(MS);
         }
-        o.start_probe("a");
+        assert!(o.try_probe("a"));
         o.record("s", "a", FAIL, MS);
         let second = o.nodes.lock().unwrap()["a"].out_until.unwrap() - Instant::now();
         assert!(second > first + Duration::from_millis(20), "{second:?} after {first:?}");

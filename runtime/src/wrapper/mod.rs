@@ -16,7 +16,7 @@ pub mod trace;
 pub use auth::{BearerAuth, BearerToken};
 pub use logging::{TracingCallWrapper, TracingWrapper};
 pub use metrics::Metrics;
-pub use shed::{ShedOptions, Shedder};
+pub use shed::{ShedOptions, Shedder, Shedding};
 pub use throttle::Throttle;
 #[cfg(feature = "otel")]
 pub use trace::Tracing;

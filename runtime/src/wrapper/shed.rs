@@ -10,9 +10,15 @@
 //!   the lowest mean latency of a bucket; their product (Little's law) is how many calls it can
 //!   hold in flight. A call beyond that is refused while the endpoint is overloaded — its
 //!   recent latency is more than twice its best, and 25 ms more — and for a second after the
-//!   last refusal, so the gate does not flap. An endpoint that is slow but keeping up, or busy with a burst it
-//!   serves in time, refuses nothing. (Latency, not CPU, is the signal: a handler waiting on a
-//!   pool or a downstream service is as full as one burning a core.)
+//!   last refusal, so the gate does not flap. An endpoint that is slow but keeping up, or busy
+//!   with a burst it serves in time, refuses nothing.
+//!
+//!   [`Shedding::Cpu`] (the default) also needs the process to be busy (80 % of its cores over
+//!   the last second, as kratos gates it): latency alone cannot tell a saturated server from
+//!   one whose downstream got slower, and refusing calls a slow downstream would still answer
+//!   helps nobody. [`Shedding::Latency`] (`--server_shed=latency`) sheds on latency alone, for
+//!   endpoints bounded by something other than CPU (a pool of connections, a lock) that the
+//!   operator knows to be the limit.
 //! - **Concurrency** ([`ShedOptions::max_concurrent`]): at most so many calls at once.
 //! - **Rate** ([`ShedOptions::rate`]): a token bucket of so many calls a second, bursts of
 //!   [`ShedOptions::burst`].
@@ -49,11 +55,38 @@ const COOL_DOWN: Duration = Duration::from_secs(1);
 /// endpoint whose callers wait a few milliseconds is serving, not drowning).
 const MIN_QUEUEING: Duration = Duration::from_millis(25);
 
+/// When the adaptive limit refuses calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shedding {
+    /// Never.
+    Off,
+    /// Beyond capacity while the endpoint is overloaded and the process is busy.
+    #[default]
+    Cpu,
+    /// Beyond capacity while the endpoint is overloaded, however idle the process.
+    Latency,
+}
+
+/// The names `--server_shed` takes (`true` is `cpu`, `false` is `off`).
+pub const SHEDDING: &[&str] = &["cpu", "latency", "off"];
+
+impl std::str::FromStr for Shedding {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "cpu" | "true" | "on" | "1" => Ok(Shedding::Cpu),
+            "latency" => Ok(Shedding::Latency),
+            "off" | "false" | "0" => Ok(Shedding::Off),
+            _ => Err(Error::bad_request(ID, format!("server_shed {s:?} is not one of {}", SHEDDING.join(", ")))),
+        }
+    }
+}
+
 /// The limits of one endpoint (or of every endpoint).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShedOptions {
-    /// Refuse beyond the capacity the endpoint shows while it is overloaded.
-    pub adaptive: bool,
+    /// When to refuse beyond the capacity the endpoint shows.
+    pub adaptive: Shedding,
     /// At most this many calls at once; 0 for no fixed limit.
     pub max_concurrent: usize,
     /// At most this many calls a second, on average; 0 for no rate limit.
@@ -64,7 +97,7 @@ pub struct ShedOptions {
 
 impl Default for ShedOptions {
     fn default() -> Self {
-        ShedOptions { adaptive: true, max_concurrent: 0, rate: 0.0, burst: 0.0 }
+        ShedOptions { adaptive: Shedding::Cpu, max_concurrent: 0, rate: 0.0, burst: 0.0 }
     }
 }
 
@@ -97,7 +130,7 @@ fn exempt(endpoint: &Endpoint) -> bool {
 impl HandlerWrapper for Shedder {
     fn wrap(&self, endpoint: &Endpoint, inner: Handler) -> Handler {
         let options = *self.endpoints.get(&endpoint.name).unwrap_or(&self.options);
-        let off = !options.adaptive && options.max_concurrent == 0 && options.rate <= 0.0;
+        let off = options.adaptive == Shedding::Off && options.max_concurrent == 0 && options.rate <= 0.0;
         match inner {
             Handler::Unary(inner) if !off && !exempt(endpoint) => {
                 Handler::Unary(Arc::new(Shed { gate: Arc::new(Gate::new(&endpoint.name, options)), inner }))
@@ -114,22 +147,39 @@ struct Shed {
 
 impl UnaryHandler for Shed {
     fn call(&self, req: RawRequest) -> BoxFuture<'static, Result<Bytes, Error>> {
-        let gate = self.gate.clone();
-        let pass = match gate.admit() {
+        let pass = match Gate::admit(&self.gate) {
             Ok(p) => p,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await;
-            gate.done(pass);
+            pass.finish();
             res
         })
     }
 }
 
-/// An admitted call: when it started.
-struct Pass(Instant);
+/// An admitted call. Dropped unfinished (its deadline passed, its caller went away), it leaves
+/// the count of calls in flight all the same, and teaches the window nothing.
+struct Pass {
+    gate: Arc<Gate>,
+    started: Instant,
+}
+
+impl Pass {
+    fn finish(self) {
+        if self.gate.options.adaptive != Shedding::Off {
+            self.gate.window.record(self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The limits and measurements of one endpoint.
 struct Gate {
@@ -142,7 +192,7 @@ struct Gate {
 
 impl Gate {
     fn new(name: &str, options: ShedOptions) -> Gate {
-        let burst = if options.burst > 0.0 { options.burst } else { options.rate.max(1.0) };
+        let burst = Self::burst(&options);
         Gate {
             name: name.to_string(),
             options,
@@ -152,13 +202,16 @@ impl Gate {
         }
     }
 
-    fn admit(&self) -> Result<Pass, Error> {
-        let now = self.inflight.fetch_add(1, Ordering::AcqRel) + 1;
-        if let Err(e) = self.check(now) {
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
-            return Err(e);
-        }
-        Ok(Pass(Instant::now()))
+    /// A rate limit's bucket size: the burst asked for, the rate's otherwise, never below one.
+    fn burst(options: &ShedOptions) -> f64 {
+        (if options.burst > 0.0 { options.burst } else { options.rate }).max(1.0)
+    }
+
+    fn admit(gate: &Arc<Gate>) -> Result<Pass, Error> {
+        let now = gate.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+        let pass = Pass { gate: gate.clone(), started: Instant::now() };
+        gate.check(now)?;
+        Ok(pass)
     }
 
     fn check(&self, inflight: usize) -> Result<(), Error> {
@@ -168,7 +221,7 @@ impl Gate {
         }
         if let Some(bucket) = &self.bucket {
             let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-            let burst = if self.options.burst > 0.0 { self.options.burst } else { self.options.rate.max(1.0) };
+            let burst = Self::burst(&self.options);
             let now = Instant::now();
             b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * self.options.rate).min(burst);
             b.1 = now;
@@ -180,8 +233,9 @@ impl Gate {
             }
             b.0 -= 1.0;
         }
-        if self.options.adaptive {
-            if let Some(capacity) = self.window.shed(inflight) {
+        if self.options.adaptive != Shedding::Off {
+            let busy = self.options.adaptive == Shedding::Latency || cpu_busy();
+            if let Some(capacity) = self.window.shed(inflight).filter(|_| busy) {
                 return Err(Error::overloaded(
                     ID,
                     format!(
@@ -193,13 +247,49 @@ impl Gate {
         }
         Ok(())
     }
+}
 
-    fn done(&self, pass: Pass) {
-        self.inflight.fetch_sub(1, Ordering::AcqRel);
-        if self.options.adaptive {
-            self.window.record(pass.0.elapsed());
+/// Whether the process used 80 % of its cores over about the last second (read from
+/// `/proc/self/stat` at most every 250 ms, whoever asks; `true` where there is no `/proc`, so
+/// latency decides alone).
+fn cpu_busy() -> bool {
+    use std::sync::OnceLock;
+    struct Cpu {
+        start: Instant,
+        /// µs since `start` of the last reading, and the process's CPU µs then.
+        last: Mutex<(u64, u64)>,
+        /// Share of the cores used, in thousandths, smoothed.
+        share: AtomicU64,
+    }
+    static CPU: OnceLock<Cpu> = OnceLock::new();
+    let cpu = CPU.get_or_init(|| Cpu {
+        start: Instant::now(),
+        last: Mutex::new((0, process_cpu_us().unwrap_or(0))),
+        share: AtomicU64::new(0),
+    });
+    let now = cpu.start.elapsed().as_micros() as u64;
+    if let Ok(mut last) = cpu.last.try_lock() {
+        if now.saturating_sub(last.0) >= 250_000 {
+            let Some(used) = process_cpu_us() else { return true };
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+            let share = used.saturating_sub(last.1) * 1000 / (now.saturating_sub(last.0) * cores).max(1);
+            let smoothed = (cpu.share.load(Ordering::Acquire) + share * 3) / 4;
+            cpu.share.store(smoothed, Ordering::Release);
+            *last = (now, used);
         }
     }
+    cpu.share.load(Ordering::Acquire) >= 800
+}
+
+/// CPU time the process has used (user and system), in µs, from `/proc/self/stat`.
+fn process_cpu_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command (which may hold spaces) in parentheses; utime and stime are
+    // the 14th and 15th of the line, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000)
 }
 
 /// One 100 ms bucket: which bucket it holds now, calls completed, their summed latency.
@@ -315,21 +405,28 @@ mod tests {
 
     #[test]
     fn fixed_limits_refuse_at_once_and_say_why() {
-        let gate = Gate::new("S.M", ShedOptions { adaptive: false, max_concurrent: 2, ..Default::default() });
-        let (a, b) = (gate.admit().unwrap(), gate.admit().unwrap());
-        let refused = gate.admit().err().unwrap();
+        let off = Shedding::Off;
+        let gate = Arc::new(Gate::new("S.M", ShedOptions { adaptive: off, max_concurrent: 2, ..Default::default() }));
+        let (a, b) = (Gate::admit(&gate).unwrap(), Gate::admit(&gate).unwrap());
+        let refused = Gate::admit(&gate).err().unwrap();
         assert!(refused.is_overloaded() && refused.detail.contains("limit of 2 calls at once"), "{refused}");
         assert_eq!(refused.grpc_code(), crate::error::GrpcCode::ResourceExhausted);
-        gate.done(a);
-        gate.done(gate.admit().unwrap());
-        gate.done(b);
+        a.finish();
+        Gate::admit(&gate).unwrap().finish();
+        drop(b);
+        assert_eq!(gate.inflight.load(Ordering::Acquire), 0, "a call dropped unfinished leaves the count too");
 
-        let rated = Gate::new("S.M", ShedOptions { adaptive: false, rate: 5.0, burst: 3.0, ..Default::default() });
+        let rated = ShedOptions { adaptive: off, rate: 5.0, burst: 3.0, ..Default::default() };
+        let rated = Arc::new(Gate::new("S.M", rated));
         for _ in 0..3 {
-            let p = rated.admit().unwrap();
-            rated.done(p);
+            Gate::admit(&rated).unwrap().finish();
         }
-        assert!(rated.admit().err().unwrap().detail.contains("5 calls a second"), "a burst of 3 at most");
+        assert!(Gate::admit(&rated).err().unwrap().detail.contains("5 calls a second"), "a burst of 3 at most");
+        let slow = Arc::new(Gate::new("S.M", ShedOptions { adaptive: off, rate: 0.5, ..Default::default() }));
+        assert!(Gate::admit(&slow).is_ok(), "a rate below one a second still lets one call through");
+        assert_eq!("latency".parse::<Shedding>().unwrap(), Shedding::Latency);
+        assert_eq!("true".parse::<Shedding>().unwrap(), Shedding::Cpu);
+        assert!("sometimes".parse::<Shedding>().is_err());
     }
 
     #[test]
@@ -357,5 +454,15 @@ mod tests {
         next.rt_us.store(40 * 80_000, Ordering::Release);
         w.derive(e + 2);
         assert!(w.overloaded.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn the_process_cpu_is_read() {
+        let before = process_cpu_us().expect("/proc/self/stat");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(spin.elapsed());
+        }
+        assert!(process_cpu_us().unwrap() > before, "CPU time grows while spinning");
     }
 }

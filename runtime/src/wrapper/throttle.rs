@@ -148,12 +148,26 @@ impl Caller for Throttled {
                     ),
                 ));
             }
+            let mut answer = Answer { window, accepted: true };
             let res = self.inner.call(call).await;
-            if accepted(&res) {
-                window.lock().unwrap_or_else(|e| e.into_inner()).bucket().2 += 1;
-            }
+            answer.accepted = accepted(&res);
             res
         })
+    }
+}
+
+/// Counts a call's accept when it ends; a call its caller dropped says nothing against the
+/// service, so it counts as accepted.
+struct Answer {
+    window: Arc<Mutex<Window>>,
+    accepted: bool,
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if self.accepted {
+            self.window.lock().unwrap_or_else(|e| e.into_inner()).bucket().2 += 1;
+        }
     }
 }
 

@@ -15,54 +15,32 @@ use micro::{Error, Publisher, Request, ServerStream, Streaming};
 use micro_tests::testing::{self, CountRequest, EchoReply, EchoRequest, Line, Number, TesterClient, TesterHandler};
 use micro_tests::Tester;
 
-/// `Tester`, with `Echo` passed on down the chain.
-struct Forwarder {
+/// `Tester` as the `TESTER_*` variables shape its `Echo`: passed on down a chain, or sick, slow
+/// or of bounded capacity; the other methods are `Tester`'s.
+struct Node {
     tester: Tester,
-    next: TesterClient,
-    publish: Option<Publisher>,
-}
-
-impl TesterHandler for Forwarder {
-    async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
-        let message = request.into_inner();
-        if let Some(publisher) = &self.publish {
-            publisher.publish(&message).await?;
-        }
-        self.next.echo(message).await
-    }
-
-    async fn peek(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
-        self.tester.peek(request).await
-    }
-
-    async fn count(&self, request: Request<CountRequest>, stream: ServerStream<Number>) -> Result<(), Error> {
-        self.tester.count(request, stream).await
-    }
-
-    async fn sum(&self, request: Request<Streaming<Number>>) -> Result<Number, Error> {
-        self.tester.sum(request).await
-    }
-
-    async fn shout(&self, request: Request<Streaming<Line>>, stream: ServerStream<Line>) -> Result<(), Error> {
-        self.tester.shout(request, stream).await
-    }
-}
-
-/// `Tester` whose `Echo` is sick or slow as `TESTER_*` says.
-struct Sick {
-    tester: Tester,
+    forward: Option<(TesterClient, Option<Publisher>)>,
     fail_code: u16,
     delay: std::time::Duration,
     capacity: Option<tokio::sync::Semaphore>,
 }
 
-impl TesterHandler for Sick {
+impl TesterHandler for Node {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoReply, Error> {
+        if let Some((next, publish)) = &self.forward {
+            let message = request.into_inner();
+            if let Some(publisher) = publish {
+                publisher.publish(&message).await?;
+            }
+            return next.echo(message).await;
+        }
         let _turn = match &self.capacity {
             Some(pool) => Some(pool.acquire().await.map_err(|e| Error::internal_server_error("testing", e))?),
             None => None,
         };
-        tokio::time::sleep(self.delay).await;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         if self.fail_code != 0 {
             return Err(Error::new("testing", self.fail_code, "this node fails every call"));
         }
@@ -100,25 +78,18 @@ async fn main() {
         }
     };
     let node = std::env::var("TESTER_NODE").unwrap_or_else(|_| "tester".into());
-    let tester = Tester { node };
-    match std::env::var("TESTER_FORWARD") {
-        Ok(next) => {
-            let publish =
-                std::env::var("TESTER_PUBLISH").ok().map(|topic| Publisher::new(topic, service.client().clone()));
-            let next = TesterClient::new(next, service.client().clone());
-            testing::register_tester_handler(service.server(), Forwarder { tester, next, publish });
-        }
-        Err(_) if ["TESTER_FAIL_CODE", "TESTER_DELAY_MS", "TESTER_CAPACITY"].iter().any(|v| number(v) > 0) => {
-            let sick = Sick {
-                tester,
-                fail_code: number("TESTER_FAIL_CODE") as u16,
-                delay: std::time::Duration::from_millis(number("TESTER_DELAY_MS")),
-                capacity: Some(number("TESTER_CAPACITY") as usize).filter(|n| *n > 0).map(tokio::sync::Semaphore::new),
-            };
-            testing::register_tester_handler(service.server(), sick);
-        }
-        Err(_) => testing::register_tester_handler(service.server(), tester),
-    }
+    let forward = std::env::var("TESTER_FORWARD").ok().map(|next| {
+        let publish = std::env::var("TESTER_PUBLISH").ok().map(|topic| Publisher::new(topic, service.client().clone()));
+        (TesterClient::new(next, service.client().clone()), publish)
+    });
+    let handler = Node {
+        tester: Tester { node },
+        forward,
+        fail_code: number("TESTER_FAIL_CODE") as u16,
+        delay: std::time::Duration::from_millis(number("TESTER_DELAY_MS")),
+        capacity: Some(number("TESTER_CAPACITY") as usize).filter(|n| *n > 0).map(tokio::sync::Semaphore::new),
+    };
+    testing::register_tester_handler(service.server(), handler);
     if let Ok(topic) = std::env::var("TESTER_SUBSCRIBE") {
         micro::server::register_subscriber(service.server(), &topic, |req: Request<EchoRequest>| async move {
             tracing::info!(text = %req.message, "heard");
