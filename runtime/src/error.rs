@@ -346,7 +346,9 @@ impl Error {
 
     /// Whether a call that failed with this error may safely be sent again to another node:
     /// the client could not deliver it (503 from `go.micro.client`: no connection, or the
-    /// request was refused before it was sent), or it timed out (408).
+    /// request was refused before it was sent), or it timed out (408). The client itself
+    /// retries by `client::retry::should_retry`, which repeats a timed-out call only when it
+    /// is idempotent.
     pub fn is_retryable(&self) -> bool {
         self.code == 408 || self.code == 503 && self.id == CLIENT_ID
     }
