@@ -4,8 +4,9 @@
 //!
 //! Per service, over the last 10 s (in 1 s buckets), the wrapper counts `requests` (calls made,
 //! including those it refused) and `accepts` (calls the service answered; a failure that says
-//! it is down, failing or overloaded — `UNAVAILABLE`, `INTERNAL`, `UNKNOWN`, `DATA_LOSS`,
-//! `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` — is not an accept). A call is refused with
+//! it is down or overloaded — `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` — is not
+//! an accept). An application's own errors (`INTERNAL` included) are answers: otherwise a
+//! caller of a gateway who found an input that fails could hold back everyone's calls. A call is refused with
 //! probability max(0, (requests − 5 − K·accepts) / (requests + 1)): with K = 2
 //! ([`Throttle::new`]) nothing is held back until more than half the calls fail, the first few
 //! failures are free, and as the service recovers the accepts bring the probability down.
@@ -71,15 +72,7 @@ impl Throttle {
 /// Whether a call's result says the service took it.
 fn accepted(result: &Result<Bytes, Error>) -> bool {
     let Err(e) = result else { return true };
-    !matches!(
-        e.grpc_code(),
-        GrpcCode::Unavailable
-            | GrpcCode::Internal
-            | GrpcCode::Unknown
-            | GrpcCode::DataLoss
-            | GrpcCode::DeadlineExceeded
-            | GrpcCode::ResourceExhausted
-    )
+    !matches!(e.grpc_code(), GrpcCode::Unavailable | GrpcCode::DeadlineExceeded | GrpcCode::ResourceExhausted)
 }
 
 /// Requests and accepts by second, over the last [`WINDOW`] seconds.
@@ -215,5 +208,6 @@ mod tests {
         assert!(accepted(&Err(Error::not_found("s", "no"))), "an answer, if not the one wanted");
         assert!(!accepted(&Err(Error::unavailable("s", "down"))));
         assert!(!accepted(&Err(Error::overloaded("s", "busy"))));
+        assert!(accepted(&Err(Error::internal_server_error("s", "bug"))), "an application's error is an answer");
     }
 }
