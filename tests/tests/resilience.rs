@@ -30,6 +30,9 @@ use micro::CallOptions;
 use micro_tests::testing::{EchoRequest, TesterClient};
 use micro_tests::{wait_for, Child};
 
+/// Held by each test: their figures are latencies, so they run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A tester node of `service` with id `id` and `envs`, on mDNS.
 fn node(service: &str, id: &str, envs: &[(&str, &str)]) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_tester"))
@@ -138,6 +141,7 @@ fn mdns() -> SharedRegistry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_fails_every_call_is_ejected() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let pid = std::process::id();
     let service = format!("sickly{pid}");
     let sick = format!("sick-{pid}");
@@ -172,6 +176,7 @@ async fn a_node_that_fails_every_call_is_ejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_ten_times_slower_is_ejected_for_its_latency() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let pid = std::process::id();
     let service = format!("sluggish{pid}");
     let _a = node(&service, &format!("quick-a-{pid}"), &[("TESTER_DELAY_MS", "2")]);
@@ -207,6 +212,7 @@ async fn a_node_ten_times_slower_is_ejected_for_its_latency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedged_calls_go_around_a_slow_node() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let pid = std::process::id();
     let service = format!("hedged{pid}");
     let _a = node(&service, &format!("swift-a-{pid}"), &[("TESTER_DELAY_MS", "4")]);
@@ -239,6 +245,7 @@ async fn hedged_calls_go_around_a_slow_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_node_fails_retries_stay_within_the_budget() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let pid = std::process::id();
     let service = format!("downed{pid}");
     let _nodes: Vec<Child> =
@@ -283,6 +290,7 @@ async fn when_every_node_fails_retries_stay_within_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_node_sheds_what_it_cannot_serve() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let pid = std::process::id();
     let service = format!("swamped{pid}");
     // Four calls at a time, 20 ms each: about 200 calls a second, bounded by a pool rather than
