@@ -571,4 +571,27 @@ mod tests {
         assert!(err.detail.starts_with("unknown registry \"nosuch\" (valid: "), "{}", err.detail);
         assert!(Options::default().set("register_ttl", "soon").is_err());
     }
+
+    #[test]
+    fn resilience_knobs_reach_the_layers() {
+        let mut o = Options::default();
+        o.apply_env(|k| match k {
+            "MICRO_CLIENT_EJECT_FAILURES" => Some("3".into()),
+            "MICRO_CLIENT_EJECT_TIME" => Some("500ms".into()),
+            "MICRO_CLIENT_THROTTLE" => Some("0".into()),
+            "MICRO_CLIENT_RETRY_TOKENS" => Some("20".into()),
+            "MICRO_SERVER_SHED" => Some("latency".into()),
+            "MICRO_SERVER_MAX_CONCURRENT" => Some("8".into()),
+            _ => None,
+        })
+        .unwrap();
+        let outliers = o.outliers();
+        assert_eq!((outliers.failures, outliers.base), (3, Duration::from_millis(500)));
+        assert!(o.throttle().is_none(), "K = 0 turns throttling off");
+        assert_eq!(o.client_options(None).budget.tokens, 20.0);
+        assert_eq!((o.server_shed, o.server_max_concurrent), (crate::wrapper::Shedding::Latency, 8));
+        assert!(Options::default().set("client_throttle", "-1").is_err(), "no negative K");
+        assert!(Options::default().set("server_shed", "sometimes").is_err());
+        assert!(Options::default().set("client_eject_time", "0s").is_err(), "an ejection takes time");
+    }
 }
