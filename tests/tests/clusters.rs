@@ -74,12 +74,11 @@ async fn an_etcd_cluster_loses_its_leader_under_load() {
     let load = load(tester_client, Duration::from_secs(12));
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let killed = tokio::task::block_in_place(|| {
-        let leader = cluster.leader();
-        cluster.members[leader].kill();
-        leader
-    });
+    let leader = tokio::task::block_in_place(|| cluster.leader());
+    // The window opens as the kill begins: a call under way then may be cut.
     let killed_at = started.elapsed();
+    tokio::task::block_in_place(|| cluster.members[leader].kill());
+    let killed = leader;
     let new_leader = tokio::task::block_in_place(|| cluster.leader());
     let elected = started.elapsed() - killed_at;
     assert_ne!(new_leader, killed);
@@ -165,8 +164,9 @@ async fn a_nats_cluster_loses_the_server_a_service_is_connected_to() {
     let started = Instant::now();
     let load = load(tester_client, Duration::from_secs(10));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::block_in_place(|| victims.iter().for_each(|&v| cluster.servers[v].kill()));
+    // The window opens as the kill begins: a call under way then may be cut.
     let killed_at = started.elapsed();
+    tokio::task::block_in_place(|| victims.iter().for_each(|&v| cluster.servers[v].kill()));
     let results = load.await.unwrap();
 
     // A message published through another server reaches the subscriber, reconnected.
