@@ -182,6 +182,9 @@ struct Shared {
 /// A page the server answers to `GET` beside its endpoints ([`Server::expose`]).
 pub type StatusPage = Arc<dyn Fn() -> crate::web::Response + Send + Sync>;
 
+/// The most of a refused request's body read before the refusal is sent.
+const REFUSED_BODY: usize = 64 * 1024;
+
 /// `GET` this: 200 while the process serves.
 pub const LIVE_PATH: &str = "/health/live";
 /// `GET` this: 200 when ready for calls, 503 with the reason otherwise.
@@ -641,6 +644,14 @@ impl Dispatcher {
         })
     }
 
+    /// Refuses a request the wrappers did not admit, after reading what is left of a small
+    /// body (at most [`REFUSED_BODY`], for a second): a connection closed on unread bytes is
+    /// reset, and the client would see the reset instead of the refusal.
+    async fn refuse(&self, req: http::Request<Incoming>, e: Error) -> http::Response<Body> {
+        let _ = crate::transport::body::read_whole(req.into_body(), REFUSED_BODY, Duration::from_secs(1)).await;
+        self.error(Wire::Http, Codec::Json, e)
+    }
+
     /// Asks every wrapper to admit a request that reaches no endpoint.
     fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), Error> {
         if self.gates.is_empty() {
@@ -757,7 +768,7 @@ impl Dispatcher {
     /// `POST /_sub/<topic>`: a broker message for this node, once the wrappers admit it.
     async fn inbox(&self, broker: SharedBroker, topic: String, req: http::Request<Incoming>) -> http::Response<Body> {
         if let Err(e) = self.admit(req.uri().path(), req.headers()) {
-            return self.error(Wire::Http, Codec::Json, e);
+            return self.refuse(req, e).await;
         }
         self.deliver(broker, topic, req).await
     }
@@ -765,7 +776,7 @@ impl Dispatcher {
     /// A request for the service's web pages, once the wrappers admit it.
     async fn page(&self, web: &crate::web::WebHandler, req: http::Request<Incoming>) -> http::Response<Body> {
         if let Err(e) = self.admit(req.uri().path(), req.headers()) {
-            return self.error(Wire::Http, Codec::Json, e);
+            return self.refuse(req, e).await;
         }
         let (parts, body) = req.into_parts();
         let body = match self.read_body(body, self.max_message_size).await {
