@@ -74,7 +74,6 @@ impl Dashboard {
     ) -> anyhow::Result<Arc<Dashboard>> {
         let (events, _) = broadcast::channel(256);
         let telemetry = crate::telemetry::Telemetry::start("micro.web")?;
-        let http = gateway::http_client();
         let dashboard = Arc::new(Dashboard {
             nodes: micro::registry::cache::RegistryCache::new(registry.clone(), Duration::from_secs(60)),
             client: telemetry.wrap(global.client_for_callers(registry.clone())?),
@@ -82,8 +81,8 @@ impl Dashboard {
             global,
             registry: registry.clone(),
             namespace: namespace.trim_end_matches('.').to_string(),
-            stats: stats::Stats::new(http.clone()),
-            http,
+            http: gateway::http_client(),
+            stats: stats::Stats::new(gateway::http_client()),
             events: events.clone(),
             closing: watch::channel(false).0,
             policy,

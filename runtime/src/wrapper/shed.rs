@@ -234,9 +234,8 @@ impl Gate {
             b.0 -= 1.0;
         }
         if self.options.adaptive != Shedding::Off {
-            // The process's CPU is read only when the window would refuse the call.
-            let busy = || self.options.adaptive == Shedding::Latency || cpu_busy();
-            if let Some(capacity) = self.window.shed(inflight, busy) {
+            let busy = self.options.adaptive == Shedding::Latency || cpu_busy();
+            if let Some(capacity) = self.window.shed(inflight).filter(|_| busy) {
                 return Err(Error::overloaded(
                     ID,
                     format!(
@@ -343,16 +342,16 @@ impl Window {
     }
 
     /// The capacity it would refuse a call beyond, if it refuses the call that makes `inflight`.
-    fn shed(&self, inflight: usize, busy: impl FnOnce() -> bool) -> Option<u64> {
+    fn shed(&self, inflight: usize) -> Option<u64> {
         let epoch = self.epoch();
         if self.derived.load(Ordering::Acquire) != epoch {
             self.derive(epoch);
         }
-        self.decide(inflight, busy)
+        self.decide(inflight)
     }
 
     /// [`Window::shed`] with the figures derived last.
-    fn decide(&self, inflight: usize, busy: impl FnOnce() -> bool) -> Option<u64> {
+    fn decide(&self, inflight: usize) -> Option<u64> {
         let capacity = self.capacity.load(Ordering::Acquire);
         if capacity == 0 || inflight as u64 <= capacity {
             return None;
@@ -360,7 +359,7 @@ impl Window {
         let now_us = self.start.elapsed().as_micros() as u64 + 1;
         let last = self.last_drop.load(Ordering::Acquire);
         let cooling = last != 0 && now_us.saturating_sub(last) < COOL_DOWN.as_micros() as u64;
-        if !(self.overloaded.load(Ordering::Acquire) || cooling) || !busy() {
+        if !(self.overloaded.load(Ordering::Acquire) || cooling) {
             return None;
         }
         self.last_drop.store(now_us, Ordering::Release);
@@ -442,12 +441,12 @@ mod tests {
         w.derive(e + 1);
         assert_eq!(w.capacity.load(Ordering::Acquire), 4);
         assert!(!w.overloaded.load(Ordering::Acquire), "latency at its best");
-        assert_eq!(w.decide(9, || true), None, "not overloaded: a burst is served");
+        assert_eq!(w.decide(9), None, "not overloaded: a burst is served");
         w.overloaded.store(true, Ordering::Release);
-        assert_eq!(w.decide(4, || true), None, "within capacity");
-        assert_eq!(w.decide(5, || true), Some(4));
+        assert_eq!(w.decide(4), None, "within capacity");
+        assert_eq!(w.decide(5), Some(4));
         w.overloaded.store(false, Ordering::Release);
-        assert_eq!(w.decide(5, || true), Some(4), "a refusal keeps the gate closed for a while");
+        assert_eq!(w.decide(5), Some(4), "a refusal keeps the gate closed for a while");
         // Recent calls (10 ms and 80 ms) over twice as slow as the best bucket, and 25 ms more.
         let next = &w.slots[((e + 1) % BUCKETS as u64) as usize];
         next.epoch.store(e + 1, Ordering::Release);
