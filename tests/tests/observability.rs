@@ -318,6 +318,17 @@ async fn prometheus_counts_every_call() {
             .expect("prometheus starts (the README's test command unpacks Debian's prometheus)"),
     );
 
+    // Every target scraped once (each on its own schedule) before anything is read: the calls
+    // were all made before Prometheus started, so any scrape holds their final counts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = query(port, "up == 1", &["job", "node"]);
+        if up.len() == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Prometheus has scraped only {up:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let server_calls = "sum by (node, rpc_method, rpc_response_status_code) (rpc_server_call_duration_seconds_count{job=\"micro\", rpc_service=\"testing.Tester\"})";
     let labels = ["node", "rpc_method", "rpc_response_status_code"];
     let want = series(&[(&["a", "Echo", "NOT_FOUND"], 2.0), (&["a", "Echo", "OK"], 5.0), (&["b", "Echo", "OK"], 7.0)]);
