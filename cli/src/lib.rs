@@ -10,12 +10,12 @@
 //! # Layers
 //! Each module imports only from the lines above its own (`scripts/layers` checks it): the edge
 //! policy and formats, then the global flags, the operations every front end shares, the
-//! gateway, the front ends that reuse it, and last the command line that starts them all.
+//! gateway, the front ends that reuse it (and the MCP server), and last the command line that starts them all.
 //! 1. `edge`, `format`, `reflect`, `telemetry`
 //! 2. `global`
 //! 3. `ops`
 //! 4. `gateway`
-//! 5. `bot`, `dashboard`
+//! 5. `bot`, `dashboard`, `mcp`
 //! 6. `cmd`
 //! 7. `fuzzing`
 
@@ -26,6 +26,7 @@ mod edge;
 mod format;
 mod gateway;
 mod global;
+mod mcp;
 mod ops;
 mod reflect;
 mod telemetry;

@@ -4,8 +4,13 @@
 
 /// Installs the default subscriber unless the program installed its own.
 pub fn init() {
+    init_with("info");
+}
+
+/// The same, with `directives` (`info,noisy_crate=warn`) when `RUST_LOG` is not set.
+pub fn init_with(directives: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     use std::io::IsTerminal;
     if std::env::var("MICRO_LOG_FORMAT").is_ok_and(|f| f.trim().eq_ignore_ascii_case("json")) {
         let _ = tracing_subscriber::fmt()

@@ -7,6 +7,7 @@ pub(crate) mod completion;
 pub(crate) mod get;
 pub(crate) mod health;
 pub(crate) mod list;
+pub(crate) mod mcp;
 pub(crate) mod new;
 pub(crate) mod proxy;
 pub(crate) mod publish;
@@ -58,6 +59,8 @@ pub(crate) enum Command {
     Bot(bot::Args),
     /// Run the web dashboard: `micro web` (MICRO_WEB_ADDRESS, default 127.0.0.1:8082).
     Web(web::Args),
+    /// The registry's endpoints as MCP tools for agents: `micro mcp serve|list|call`.
+    Mcp(mcp::Args),
     /// Run the proxy that discovers, balances and forwards for clients with MICRO_PROXY set.
     Proxy(proxy::Args),
     /// Write a new project: `micro new github.com/micro/example`.
@@ -126,6 +129,7 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
         Command::Api(args) => api::run(global, args).await,
         Command::Proxy(args) => proxy::run(global, args).await,
         Command::Web(args) => web::run(global, args).await,
+        Command::Mcp(args) => mcp::run(global, args).await,
         Command::Bot(args) => bot::run(global, args).await,
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,

@@ -292,6 +292,17 @@ fn query_wkt(w: &str) -> bool {
         && !matches!(w, "google.protobuf.Any" | "google.protobuf.Empty")
 }
 
+/// The schema of a message's JSON form from its field tree (any object when its fields are not
+/// known): each field may also be `null` when `nullable_fields`, as replies may print it, or only
+/// its own type, for what a caller writes (an MCP tool's input).
+pub fn object_schema(message: &Schema, nullable_fields: bool) -> Json {
+    if nullable_fields || message.values.is_empty() {
+        return message_schema(&message.values, false);
+    }
+    let props: Map<String, Json> = message.values.iter().map(|f| (json_name(&f.name), schema_of(f))).collect();
+    json!({"type": "object", "properties": props, "additionalProperties": false})
+}
+
 /// A message's fields as a JSON object that takes no other properties (any object when its
 /// fields are not known).
 fn message_schema(fields: &[Schema], known: bool) -> Json {
