@@ -12,6 +12,7 @@ pub(crate) mod new;
 pub(crate) mod proxy;
 pub(crate) mod publish;
 pub(crate) mod register;
+pub(crate) mod run;
 pub(crate) mod shell;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -59,6 +60,8 @@ pub(crate) enum Command {
     Bot(bot::Args),
     /// Run the web dashboard: `micro web` (MICRO_WEB_ADDRESS, default 127.0.0.1:8082).
     Web(web::Args),
+    /// Build, run and reload the services of a project, with the gateway and dashboard beside them.
+    Run(run::Args),
     /// The registry's endpoints as MCP tools for agents: `micro mcp serve|list|call`.
     Mcp(mcp::Args),
     /// Run the proxy that discovers, balances and forwards for clients with MICRO_PROXY set.
@@ -130,6 +133,7 @@ pub(crate) async fn dispatch(global: &Global, command: Command) -> anyhow::Resul
         Command::Proxy(args) => proxy::run(global, args).await,
         Command::Web(args) => web::run(global, args).await,
         Command::Mcp(args) => mcp::run(global, args).await,
+        Command::Run(args) => run::run(global, args).await,
         Command::Bot(args) => bot::run(global, args).await,
         Command::List { what } => list::run(global, what).await,
         Command::Get { what } => get::run(global, what).await,

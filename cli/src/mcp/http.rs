@@ -67,7 +67,10 @@ impl Mcp {
             .map(str::trim)
             .filter(|t| !t.is_empty());
         let Some(token) = presented else {
-            return Err(Box::new(unauthorized("this MCP server needs a bearer token (Authorization: Bearer TOKEN)", false)));
+            return Err(Box::new(unauthorized(
+                "this MCP server needs a bearer token (Authorization: Bearer TOKEN)",
+                false,
+            )));
         };
         let fingerprint = digest(token);
         if !self.tokens.contains(&fingerprint) {

@@ -152,9 +152,11 @@ struct State {
     full: bool,
     /// Instances already warned about (each lie is logged once, not at every announcement).
     distrusted: std::collections::HashSet<String>,
-    /// Node id → the daemon's full name of the nodes this process registered (the daemon
-    /// escapes the dots of `go.micro.srv.x`; what it resolves and removes is unescaped).
-    registered: HashMap<String, String>,
+    /// (Service, node id) → the daemon's full name of the nodes this process registered (the
+    /// daemon escapes the dots of `go.micro.srv.x`; what it resolves and removes is unescaped).
+    /// Keyed by the service too: the HTTP broker registers a service's own node under each of its
+    /// topics, and withdrawing those must not forget the service's record.
+    registered: HashMap<(String, String), String>,
     watchers: Vec<super::WatchSender>,
     last_event: Option<Instant>,
     seq: u64,
@@ -441,7 +443,7 @@ impl Registry for MdnsRegistry {
             self.inner.daemon.register(info).map_err(err)?;
             let mut state = self.inner.lock();
             state.upsert(unescape(&daemon_name), record, opts.ttl);
-            state.registered.insert(node.id.clone(), daemon_name);
+            state.registered.insert((service.name.clone(), node.id.clone()), daemon_name);
         }
         self.inner.changed.notify_waiters();
         Ok(())
@@ -450,7 +452,7 @@ impl Registry for MdnsRegistry {
     async fn deregister(&self, service: &Service) -> Result<(), Error> {
         let ours = {
             let state = self.inner.lock();
-            service.nodes.iter().any(|n| state.registered.contains_key(&n.id))
+            service.nodes.iter().any(|n| state.registered.contains_key(&(service.name.clone(), n.id.clone())))
         };
         if !ours && !service.nodes.is_empty() {
             return Err(Error::bad_request(
@@ -462,7 +464,7 @@ impl Registry for MdnsRegistry {
             ));
         }
         for node in &service.nodes {
-            let daemon_name = self.inner.lock().registered.remove(&node.id);
+            let daemon_name = self.inner.lock().registered.remove(&(service.name.clone(), node.id.clone()));
             let Some(daemon_name) = daemon_name else { continue };
             match self.inner.daemon.unregister(&daemon_name) {
                 Ok(status) => {
