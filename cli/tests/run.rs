@@ -1,4 +1,4 @@
-//! `micro run` on a project `micro new` wrote: it builds and runs the service with the gateway
+//! `micro run` on a fleet whose `micro.toml` lists a project `micro new` wrote: it builds and runs the service with the gateway
 //! beside it; while a client calls in a loop, an edit of the handler is rebuilt and the new
 //! process replaces the old one without a failed call; a broken edit prints the compiler's error
 //! while the last good binary keeps answering; Ctrl-C stops it all, the service deregistered.
@@ -38,9 +38,11 @@ async fn wait_line_async(lines: &Lines, words: &'static [&'static str], timeout:
 async fn an_edit_is_rebuilt_and_replaces_the_service_without_a_failed_call() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, _) = common::new_project(tmp.path(), "service", "github.com/micro/runsvc");
+    // The fleet's micro.toml names the project.
+    std::fs::write(tmp.path().join("micro.toml"), "services = [\"runsvc\"]\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_micro"))
         .arg("run")
-        .arg(&dir)
+        .arg(tmp.path())
         .args(["--no-web", "--api_address", "127.0.0.1:0"])
         .env("MICRO_REGISTRY", "mdns")
         .env("CARGO_TARGET_DIR", common::workspace().join("target/scaffold"))

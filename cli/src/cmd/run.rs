@@ -1,5 +1,7 @@
-//! `micro run [DIR]`: the inner loop. Builds every binary of the project or workspace in DIR
-//! (`cargo build --bins`, whose own progress bar or lines show on long builds), runs each as a
+//! `micro run [DIR]`: the inner loop. Builds every binary of the project or workspace in DIR, or
+//! of each project a `micro.toml` there lists (`services = ["users", "orders"]`, directories
+//! relative to it), with `cargo build --bins` (whose own progress bar or lines show on long
+//! builds), and runs each as a
 //! service with `micro api` and `micro web` beside them (unless `--no-api`, `--no-web`), on the
 //! embedded defaults, their lines prefixed with the name (coloured on a terminal). It watches
 //! the sources (`notify`, debounced; `target/` and dot-directories are ignored) and rebuilds on
@@ -48,11 +50,33 @@ pub(crate) struct Args {
     no_watch: bool,
 }
 
-/// One binary of the project.
+/// One binary of a project.
 #[derive(Debug, Clone)]
 struct Bin {
     name: String,
     path: PathBuf,
+    /// The project that builds it.
+    project: PathBuf,
+}
+
+/// What `micro.toml` says.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    /// Project directories, relative to the file.
+    services: Vec<PathBuf>,
+}
+
+/// The projects to run: those `DIR/micro.toml` lists, else DIR itself.
+fn projects(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let file = dir.join("micro.toml");
+    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(vec![dir.to_path_buf()]) };
+    let manifest: Manifest = toml::from_str(&text)
+        .map_err(|e| UsageError(format!("{} is not a micro.toml: {}", file.display(), e.message())))?;
+    if manifest.services.is_empty() {
+        return Err(UsageError(format!("{} lists no services", file.display())).into());
+    }
+    Ok(manifest.services.iter().map(|p| dir.join(p)).collect())
 }
 
 /// A running process whose lines go out prefixed.
@@ -83,7 +107,7 @@ fn bins(dir: &Path) -> anyhow::Result<Vec<Bin>> {
         for t in package["targets"].as_array().into_iter().flatten() {
             if t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")) {
                 let name = t["name"].as_str().unwrap_or_default().to_string();
-                bins.push(Bin { path: target.join(&name), name });
+                bins.push(Bin { path: target.join(&name), name, project: dir.to_path_buf() });
             }
         }
     }
@@ -97,9 +121,9 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// Builds every binary; cargo shows its progress and the compiler's errors.
+/// Builds every binary of `dir`; cargo shows its progress and the compiler's errors.
 fn build(dir: &Path) -> bool {
-    say("building");
+    say(&format!("building {}", dir.display()));
     let started = Instant::now();
     let ok = Command::new(cargo())
         .args(["build", "--bins"])
@@ -196,10 +220,14 @@ fn start(bin: &Bin, colour: usize) -> Option<Running> {
     }
 }
 
-/// Replaces every service whose binary the last build changed: the new process first, then
-/// the old one stopped.
-fn replace(bins: &[Bin], services: &mut BTreeMap<String, Running>) {
+/// Builds every project, then replaces every service whose binary changed: the new process
+/// first, then the old one stopped. A project that fails to build keeps its processes.
+fn rebuild(projects: &[PathBuf], bins: &[Bin], services: &mut BTreeMap<String, Running>) {
+    let built: Vec<&PathBuf> = projects.iter().filter(|p| build(p)).collect();
     for (i, bin) in bins.iter().enumerate() {
+        if !built.contains(&&bin.project) {
+            continue;
+        }
         let now = std::fs::metadata(&bin.path).and_then(|m| m.modified()).ok();
         if services.get(&bin.name).is_some_and(|r| r.built == now) {
             continue;
@@ -213,19 +241,19 @@ fn replace(bins: &[Bin], services: &mut BTreeMap<String, Running>) {
     }
 }
 
-/// Events of file changes in `dir` that a build could care about.
-fn watch(dir: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+/// Events of file changes in the `projects` that a build could care about.
+fn watch(projects: &[PathBuf]) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
     use notify::Watcher;
     let (tx, rx) = mpsc::channel();
-    let root = dir.canonicalize()?;
-    let base = root.clone();
+    let roots = projects.iter().map(|p| p.canonicalize()).collect::<Result<Vec<_>, _>>()?;
+    let bases = roots.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
         let relevant = event.paths.iter().any(|p| {
-            let rel = p.strip_prefix(&base).unwrap_or(p);
+            let rel = bases.iter().find_map(|b| p.strip_prefix(b).ok()).unwrap_or(p);
             !rel.components().any(|c| {
                 let c = c.as_os_str().to_string_lossy();
                 c == "target" || (c.starts_with('.') && c.len() > 1)
@@ -235,7 +263,9 @@ fn watch(dir: &Path) -> anyhow::Result<(notify::RecommendedWatcher, mpsc::Receiv
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&root, notify::RecursiveMode::Recursive)?;
+    for root in &roots {
+        watcher.watch(root, notify::RecursiveMode::Recursive)?;
+    }
     Ok((watcher, rx))
 }
 
@@ -249,9 +279,14 @@ pub(crate) async fn run(_global: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 fn serve(args: Args, stopped: mpsc::Receiver<()>) -> anyhow::Result<()> {
-    let bins = bins(&args.dir)?;
+    let projects = projects(&args.dir)?;
+    let mut all = vec![];
+    for p in &projects {
+        all.extend(bins(p)?);
+    }
+    let bins = all;
     say(&format!("running {}", bins.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")));
-    let changes = if args.no_watch { None } else { Some(watch(&args.dir)?) };
+    let changes = if args.no_watch { None } else { Some(watch(&projects)?) };
     let me = std::env::current_exe()?;
     let mut tools = vec![];
     if !args.no_api {
@@ -261,9 +296,7 @@ fn serve(args: Args, stopped: mpsc::Receiver<()>) -> anyhow::Result<()> {
         tools.push(spawn("web", 1, &me, &["web", "--web_address", &args.web_address], "listening on")?);
     }
     let mut services = BTreeMap::new();
-    if build(&args.dir) {
-        replace(&bins, &mut services);
-    }
+    rebuild(&projects, &bins, &mut services);
     loop {
         if stopped.recv_timeout(Duration::from_millis(100)).is_ok() {
             break;
@@ -274,13 +307,30 @@ fn serve(args: Args, stopped: mpsc::Receiver<()>) -> anyhow::Result<()> {
         }
         // The rest of the burst.
         while rx.recv_timeout(DEBOUNCE).is_ok() {}
-        if build(&args.dir) {
-            replace(&bins, &mut services);
-        }
+        rebuild(&projects, &bins, &mut services);
     }
     say("stopping");
     let handles: Vec<_> = services.into_values().map(|s| std::thread::spawn(move || stop(s))).collect();
     handles.into_iter().for_each(|h| drop(h.join()));
     tools.into_iter().for_each(stop);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_micro_toml_lists_the_projects() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(projects(dir.path()).unwrap(), [dir.path()], "no micro.toml: the directory itself");
+        std::fs::write(dir.path().join("micro.toml"), "# the fleet\nservices = [\"users\", \"shop/orders\"]\n")
+            .unwrap();
+        assert_eq!(projects(dir.path()).unwrap(), [dir.path().join("users"), dir.path().join("shop/orders")]);
+        std::fs::write(dir.path().join("micro.toml"), "service = [\"typo\"]\n").unwrap();
+        let e = projects(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a micro.toml") && e.contains("unknown field"), "{e}");
+        std::fs::write(dir.path().join("micro.toml"), "services = []\n").unwrap();
+        assert!(projects(dir.path()).unwrap_err().to_string().contains("lists no services"));
+    }
 }
