@@ -121,9 +121,10 @@ async fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let serve = args.server.serve(&address)?;
     let scheme = serve.scheme;
     let mcp = Arc::new(http::Mcp::new(tools, &tokens, serve.policy, telemetry));
-    let serving = micro::transport::http::serve(&address, mcp, &serve.options)?;
+    let serving = micro::transport::http::serve(&address, mcp.clone(), &serve.options)?;
     eprintln!("mcp listening on {scheme}://{}{}", serving.local_addr(), http::PATH);
     micro::service::shutdown_signal().await;
+    mcp.close();
     serving.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }

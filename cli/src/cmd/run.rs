@@ -222,7 +222,12 @@ fn start(bin: &Bin, colour: usize) -> Option<Running> {
 
 /// Builds every project, then replaces every service whose binary changed: the new process
 /// first, then the old one stopped. A project that fails to build keeps its processes.
-fn rebuild(projects: &[PathBuf], bins: &[Bin], services: &mut BTreeMap<String, Running>) {
+fn rebuild(
+    projects: &[PathBuf],
+    bins: &[Bin],
+    services: &mut BTreeMap<String, Running>,
+    stopping: &mut Vec<std::thread::JoinHandle<()>>,
+) {
     let built: Vec<&PathBuf> = projects.iter().filter(|p| build(p)).collect();
     for (i, bin) in bins.iter().enumerate() {
         if !built.contains(&&bin.project) {
@@ -235,7 +240,8 @@ fn rebuild(projects: &[PathBuf], bins: &[Bin], services: &mut BTreeMap<String, R
         if let Some(new) = start(bin, i + 2) {
             say(&format!("{} replaced", bin.name));
             if let Some(old) = services.insert(bin.name.clone(), new) {
-                std::thread::spawn(move || stop(old));
+                stopping.retain(|h| !h.is_finished());
+                stopping.push(std::thread::spawn(move || stop(old)));
             }
         }
     }
@@ -296,7 +302,9 @@ fn serve(args: Args, stopped: mpsc::Receiver<()>) -> anyhow::Result<()> {
         tools.push(spawn("web", 1, &me, &["web", "--web_address", &args.web_address], "listening on")?);
     }
     let mut services = BTreeMap::new();
-    rebuild(&projects, &bins, &mut services);
+    // Replaced processes still draining, waited for before `micro run` ends.
+    let mut stopping = vec![];
+    rebuild(&projects, &bins, &mut services, &mut stopping);
     loop {
         if stopped.recv_timeout(Duration::from_millis(100)).is_ok() {
             break;
@@ -307,10 +315,11 @@ fn serve(args: Args, stopped: mpsc::Receiver<()>) -> anyhow::Result<()> {
         }
         // The rest of the burst.
         while rx.recv_timeout(DEBOUNCE).is_ok() {}
-        rebuild(&projects, &bins, &mut services);
+        rebuild(&projects, &bins, &mut services, &mut stopping);
     }
     say("stopping");
-    let handles: Vec<_> = services.into_values().map(|s| std::thread::spawn(move || stop(s))).collect();
+    let mut handles = stopping;
+    handles.extend(services.into_values().map(|s| std::thread::spawn(move || stop(s))));
     handles.into_iter().for_each(|h| drop(h.join()));
     tools.into_iter().for_each(stop);
     Ok(())

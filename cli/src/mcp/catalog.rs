@@ -193,11 +193,14 @@ impl Catalog {
         catalog
     }
 
+    /// Refreshes every service listed now, and those known that no longer are (gone while no
+    /// watch was open).
     async fn fill(&self) {
-        if let Ok(services) = self.registry.list_services().await {
-            for s in services {
-                self.refresh(&s.name).await;
-            }
+        let Ok(services) = self.registry.list_services().await else { return };
+        let mut names: std::collections::BTreeSet<String> = services.into_iter().map(|s| s.name).collect();
+        names.extend(self.records.read().unwrap_or_else(|e| e.into_inner()).keys().cloned());
+        for name in names {
+            self.refresh(&name).await;
         }
     }
 
@@ -215,7 +218,12 @@ impl Catalog {
         if !self.filter.in_namespace(service) {
             return;
         }
-        let versions = self.registry.get_service(service).await.unwrap_or_default();
+        // A 404 says the service is gone; any other failure leaves what is known of it.
+        let versions = match self.registry.get_service(service).await {
+            Ok(versions) => versions,
+            Err(e) if e.code == 404 => vec![],
+            Err(_) => return,
+        };
         let tools = {
             let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
             if versions.is_empty() {

@@ -36,6 +36,8 @@ pub(crate) struct Mcp {
     /// SHA-256 digests of the tokens that may call.
     tokens: Vec<Vec<u8>>,
     telemetry: Telemetry,
+    /// Ends rmcp's open streams (a `subscriptions/listen` closes gracefully).
+    cancel: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Mcp {
@@ -48,13 +50,20 @@ impl Mcp {
             .disable_allowed_hosts()
             .disable_allowed_origins()
             .with_max_request_body_bytes(policy.max_body);
+        let token = config.cancellation_token.clone();
+        let cancel = Box::new(move || token.cancel());
         let service = StreamableHttpService::new(
             move || Ok(Server::new(tools.clone(), Caller::default())),
             Arc::new(NeverSessionManager::default()),
             config,
         );
         let tokens = tokens.iter().map(|t| digest(t)).collect();
-        Mcp { service, policy, tokens, telemetry }
+        Mcp { service, policy, tokens, telemetry, cancel }
+    }
+
+    /// Closes the open streams, so that a shutdown need not wait them out.
+    pub(crate) fn close(&self) {
+        (self.cancel)();
     }
 
     /// The caller of `req` if it carries one of the tokens.

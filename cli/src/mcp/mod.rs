@@ -15,7 +15,7 @@ pub(crate) mod catalog;
 pub(crate) mod http;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,23 @@ impl Limits {
     }
 }
 
+/// One of the `MAX_LISTENERS` places, given back when dropped (also when a stream's future is).
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<Slot<'a>> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(count);
+        (before < MAX_LISTENERS).then_some(slot)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What every session of the server shares.
 pub(crate) struct Tools {
     catalog: Arc<Catalog>,
@@ -79,6 +96,8 @@ pub(crate) struct Tools {
     listeners: AtomicUsize,
     /// Sessions of earlier protocol versions get `list_changed` on the session itself (stdio).
     notify_sessions: bool,
+    /// Whether that session is already told (a repeated `initialized` starts nothing more).
+    notifying: AtomicBool,
 }
 
 impl Tools {
@@ -92,6 +111,7 @@ impl Tools {
             limits: Limits { rate, buckets: Mutex::default() },
             listeners: AtomicUsize::new(0),
             notify_sessions: false,
+            notifying: AtomicBool::new(false),
         })
     }
 
@@ -208,36 +228,34 @@ impl ServerHandler for Server {
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
-        Some(requested.supported_by(&self.get_info().capabilities))
+        // Tool-list changes are all there is to hear; a stream asking for nothing else is refused.
+        let accepted = requested.supported_by(&self.get_info().capabilities);
+        (accepted.tools_list_changed == Some(true)).then_some(accepted)
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let listeners = &self.tools.listeners;
-        if listeners.fetch_add(1, Ordering::AcqRel) >= MAX_LISTENERS {
-            listeners.fetch_sub(1, Ordering::AcqRel);
+        let Some(_slot) = Slot::take(&self.tools.listeners) else {
             return Err(ErrorData::internal_error(format!("{MAX_LISTENERS} listeners are open; try later"), None));
-        }
+        };
         let mut changes = self.tools.catalog.subscribe();
         changes.mark_unchanged();
-        let result = loop {
+        loop {
             tokio::select! {
-                () = context.cancelled() => break Ok(()),
+                () = context.cancelled() => return Ok(()),
                 changed = changes.changed() => {
                     if changed.is_err() {
-                        break Ok(());
+                        return Ok(());
                     }
                     if let Err(e) = context.sink().notify_tool_list_changed().await {
-                        break Err(ErrorData::internal_error(e.to_string(), None));
+                        return Err(ErrorData::internal_error(e.to_string(), None));
                     }
                 }
             }
-        };
-        listeners.fetch_sub(1, Ordering::AcqRel);
-        result
+        }
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        if !self.tools.notify_sessions {
+        if !self.tools.notify_sessions || self.tools.notifying.swap(true, Ordering::AcqRel) {
             return;
         }
         let mut changes = self.tools.catalog.subscribe();

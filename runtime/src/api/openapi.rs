@@ -296,20 +296,21 @@ fn query_wkt(w: &str) -> bool {
 /// known): each field may also be `null` when `nullable_fields`, as replies may print it, or only
 /// its own type, for what a caller writes (an MCP tool's input).
 pub fn object_schema(message: &Schema, nullable_fields: bool) -> Json {
-    if nullable_fields || message.values.is_empty() {
-        return message_schema(&message.values, false);
-    }
-    let props: Map<String, Json> = message.values.iter().map(|f| (json_name(&f.name), schema_of(f))).collect();
-    json!({"type": "object", "properties": props, "additionalProperties": false})
+    fields_schema(&message.values, !message.values.is_empty(), nullable_fields)
 }
 
 /// A message's fields as a JSON object that takes no other properties (any object when its
 /// fields are not known).
 fn message_schema(fields: &[Schema], known: bool) -> Json {
+    fields_schema(fields, known, true)
+}
+
+fn fields_schema(fields: &[Schema], known: bool, nullable_fields: bool) -> Json {
     if !known && fields.is_empty() {
         return json!({"type": "object"});
     }
-    let props: Map<String, Json> = fields.iter().map(|f| (json_name(&f.name), nullable(schema_of(f)))).collect();
+    let field = |f: &Schema| if nullable_fields { nullable(schema_of(f)) } else { schema_of(f) };
+    let props: Map<String, Json> = fields.iter().map(|f| (json_name(&f.name), field(f))).collect();
     json!({"type": "object", "properties": props, "additionalProperties": false})
 }
 
