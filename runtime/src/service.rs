@@ -150,7 +150,7 @@ impl ServiceBuilder {
             Some(b) => b,
             None => {
                 let credentials = broker::Credentials { auth_token: opts.auth_token.clone(), tls: client_tls.clone() };
-                crate::config::plugins::broker(&opts.broker, &opts.broker_address, registry.clone(), credentials)?
+                crate::config::plugins::broker(&opts, registry.clone(), credentials)?
             }
         };
         server.set_broker(broker.clone());

@@ -487,14 +487,25 @@ pub struct Nats {
     child: Option<std::process::Child>,
     /// Its port.
     pub port: u16,
-    /// Cluster arguments (route port, routes, monitoring port), for a member.
+    /// Cluster arguments (route port, routes, monitoring port), for a member; JetStream's.
     cluster: Vec<String>,
+    /// JetStream's store, kept across restarts.
+    _store: Option<tempfile::TempDir>,
 }
 
 impl Nats {
     /// Starts nats-server and waits until it accepts connections.
     pub fn start() -> Nats {
-        let mut n = Nats { child: None, port: free_port(), cluster: Vec::new() };
+        let mut n = Nats { child: None, port: free_port(), cluster: Vec::new(), _store: None };
+        n.spawn();
+        n
+    }
+
+    /// Starts nats-server with JetStream (`-js`), its store in a temp dir that outlives restarts.
+    pub fn start_jetstream() -> Nats {
+        let store = tempfile::tempdir().expect("temp dir");
+        let cluster = vec!["-js".to_string(), "-sd".to_string(), store.path().display().to_string()];
+        let mut n = Nats { child: None, port: free_port(), cluster, _store: Some(store) };
         n.spawn();
         n
     }
@@ -567,7 +578,7 @@ impl NatsCluster {
                     .filter(|(j, _)| *j != i)
                     .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
                     .collect();
-                let mut server = Nats { child: None, port: free_port(), cluster: Vec::new() };
+                let mut server = Nats { child: None, port: free_port(), cluster: Vec::new(), _store: None };
                 server.cluster = vec![
                     "--cluster_name".into(),
                     "micro".into(),
@@ -608,5 +619,113 @@ impl NatsCluster {
     /// How many clients each server holds now.
     pub fn connections(&self) -> Vec<u64> {
         (0..self.servers.len()).map(|i| self.monitor(i, "connz")["num_connections"].as_u64().unwrap_or(0)).collect()
+    }
+}
+
+/// A real RabbitMQ server (Debian's `rabbitmq-server`) as a plain process: its own node name,
+/// `epmd`, AMQP and distribution ports on 127.0.0.1, and its store in a temp dir that outlives
+/// restarts.
+pub struct Rabbit {
+    server: Option<std::process::Child>,
+    epmd: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    /// The AMQP port.
+    pub port: u16,
+    epmd_port: u16,
+    dist_port: u16,
+}
+
+impl Rabbit {
+    /// Starts epmd and the server; waits until AMQP is accepted (10–30 s).
+    pub fn start() -> Rabbit {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, epmd_port, dist_port) = (free_port(), free_port(), free_port());
+        let conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{port}\ndistribution.listener.interface = 127.0.0.1\n\
+             distribution.listener.port_range.min = {dist_port}\ndistribution.listener.port_range.max = {dist_port}\n\
+             log.console = true\nlog.file = false\nlog.console.level = warning\n"
+        );
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf).expect("rabbitmq.conf");
+        std::fs::write(dir.path().join("enabled_plugins"), "[].").expect("enabled_plugins");
+        std::fs::write(dir.path().join("rabbitmq-env.conf"), "").expect("rabbitmq-env.conf");
+        let epmd = std::process::Command::new("epmd")
+            .args(["-address", "127.0.0.1", "-port", &epmd_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("epmd starts (apt install rabbitmq-server; ./scripts/setup does it)");
+        let mut r = Rabbit { server: None, epmd: Some(epmd), dir, port, epmd_port, dist_port };
+        r.spawn();
+        r
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let node = format!("micro{}@localhost", self.dist_port);
+        let child = std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("HOME", d)
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
+            .env("RABBITMQ_PID_FILE", d.join("rabbit.pid"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server starts (apt install rabbitmq-server; ./scripts/setup does it)");
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(Instant::now() < deadline, "rabbitmq-server did not listen on {}", self.address());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (SIGTERM, as its script expects) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            signal(&c, "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The Erlang VM the script started, if it outlived the script.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("rabbit.pid")) {
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.dir.path().display().to_string()) {
+                let _ = std::process::Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+        }
+    }
+
+    /// Stops and starts the server again on the same ports and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(mut e) = self.epmd.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
     }
 }

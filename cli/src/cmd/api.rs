@@ -42,7 +42,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // The gateway publishes for its callers: with their credentials, never a token of its own.
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
-    let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
+    let broker = micro::config::plugins::broker(&o, registry.clone(), credentials)?;
     let telemetry = crate::telemetry::Telemetry::start("micro.api")?;
     let client = telemetry.wrap(global.client_for_callers(registry.clone())?.with_broker(broker));
     let address = listen_address(&args.address);

@@ -261,7 +261,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let o = global.options()?;
     let credentials =
         micro::broker::Credentials { auth_token: None, tls: o.client_tls().map_err(|e| UsageError(e.detail))? };
-    let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
+    let broker = micro::config::plugins::broker(&o, registry.clone(), credentials)?;
     let telemetry = crate::telemetry::Telemetry::start("micro.proxy")?;
     let client = telemetry.wrap(
         Client::with_selector(

@@ -30,7 +30,7 @@ pub(crate) async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         auth_token: o.auth_token.clone(),
         tls: o.client_tls().map_err(|e| crate::UsageError(e.detail))?,
     };
-    let broker = micro::config::plugins::broker(&o.broker, &o.broker_address, registry.clone(), credentials)?;
+    let broker = micro::config::plugins::broker(&o, registry.clone(), credentials)?;
     let client = global.client(registry)?.with_broker(broker.clone());
     crate::global::within("the broker", global.timeout(), async {
         Publisher::new(&args.topic, client).publish_json(json.as_bytes(), &metadata).await?;

@@ -10,14 +10,23 @@
 //!   group). At most once: a node that is down when a message is published misses it.
 //! - `nats` (feature `nats`): NATS subjects and queue groups; at most once (core NATS); the
 //!   connection reconnects by itself after the server restarts.
+//! - `nats-js` (feature `nats`, [`jetstream`]), `rabbitmq` (feature `rabbitmq`) and `kafka`
+//!   (feature `kafka`): durable, at least once, with redelivery, a retry limit and a dead-letter
+//!   topic ([`delivery`] holds their common contract).
 //!
 //! Handlers that fail are logged with the topic and message id; with `auto_ack` off the failure
 //! is reported back to the backend as a missing acknowledgement (the HTTP broker answers 500).
+//! The durable brokers acknowledge only what was handled, whatever `auto_ack` says.
 
+pub mod delivery;
 pub mod http;
+#[cfg(feature = "nats")]
+pub mod jetstream;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +42,7 @@ use crate::Error;
 /// The id of broker errors.
 pub const ID: &str = "go.micro.broker";
 
+pub use delivery::Delivery;
 pub use http::HttpBroker;
 pub use memory::MemoryBroker;
 
@@ -64,7 +74,7 @@ impl Message {
 /// A received message and its topic.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// The broker that carried it (`http`, `nats`, `memory`): `messaging.system` in metrics and
+    /// The broker that carried it (`http`, `nats`, `nats-js`, `rabbitmq`, `kafka`, `memory`): `messaging.system` in metrics and
     /// traces.
     pub system: &'static str,
     /// The topic it was published to.

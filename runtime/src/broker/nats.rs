@@ -20,6 +20,31 @@ fn err(detail: impl std::fmt::Display) -> Error {
     Error::unavailable(super::ID, format!("nats: {detail}"))
 }
 
+/// A message's headers as NATS headers (shared with the JetStream broker).
+pub(crate) fn to_headers(message: &Message) -> Result<async_nats::HeaderMap, Error> {
+    let mut headers = async_nats::HeaderMap::new();
+    for (k, v) in &message.header {
+        // A bearer token is for an HTTP inbox; NATS subscribers have no use for it.
+        if k.eq_ignore_ascii_case(crate::metadata::AUTHORIZATION) {
+            continue;
+        }
+        match (k.parse::<async_nats::HeaderName>(), v.parse::<async_nats::HeaderValue>()) {
+            (Ok(k), Ok(v)) => headers.insert(k, v),
+            _ => return Err(Error::bad_request(super::ID, format!("header {k:?} cannot travel in a NATS message"))),
+        }
+    }
+    Ok(headers)
+}
+
+/// A NATS message's headers as a message's, without those NATS itself sets (`Nats-*`).
+pub(crate) fn from_headers(headers: Option<&async_nats::HeaderMap>) -> std::collections::BTreeMap<String, String> {
+    let Some(h) = headers else { return Default::default() };
+    h.iter()
+        .filter(|(k, _)| !AsRef::<str>::as_ref(*k).get(..5).is_some_and(|p| p.eq_ignore_ascii_case("nats-")))
+        .filter_map(|(k, v)| Some((k.to_string(), v.first()?.to_string())))
+        .collect()
+}
+
 /// The NATS broker.
 pub struct NatsBroker {
     conn: Connection,
@@ -67,19 +92,7 @@ impl Broker for NatsBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<(), Error> {
         super::check_topic(topic)?;
         let client = self.client().await?;
-        let mut headers = async_nats::HeaderMap::new();
-        for (k, v) in &message.header {
-            // A bearer token is for an HTTP inbox; NATS subscribers have no use for it.
-            if k.eq_ignore_ascii_case(crate::metadata::AUTHORIZATION) {
-                continue;
-            }
-            match (k.parse::<async_nats::HeaderName>(), v.parse::<async_nats::HeaderValue>()) {
-                (Ok(k), Ok(v)) => headers.insert(k, v),
-                _ => {
-                    return Err(Error::bad_request(super::ID, format!("header {k:?} cannot travel in a NATS message")))
-                }
-            }
-        }
+        let headers = to_headers(&message)?;
         // Queued on the connection; the flusher sends it without this call waiting for the server.
         client.publish_with_headers(topic.to_string(), headers, message.body).await.map_err(err)?;
         self.flusher.get_or_init(|| {
@@ -115,11 +128,7 @@ impl Broker for NatsBroker {
         let handler = Arc::clone(&handler);
         let task = tokio::spawn(async move {
             while let Some(m) = sub.next().await {
-                let header = m
-                    .headers
-                    .as_ref()
-                    .map(|h| h.iter().filter_map(|(k, v)| Some((k.to_string(), v.first()?.to_string()))).collect())
-                    .unwrap_or_default();
+                let header = from_headers(m.headers.as_ref());
                 let event =
                     Event { system: "nats", topic: topic.clone(), message: Message { header, body: m.payload } };
                 let _ = run_handler(&handler, event).await;

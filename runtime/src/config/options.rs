@@ -21,10 +21,13 @@ pub struct Options {
     pub registry: String,
     /// Registry addresses (comma list in flags).
     pub registry_address: Vec<String>,
-    /// Broker backend: `http` (default), `nats`, `memory`.
+    /// Broker backend: `http` (default), `nats`, `nats-js`, `rabbitmq`, `kafka`, `memory`.
     pub broker: String,
     /// Broker addresses.
     pub broker_address: Vec<String>,
+    /// How the durable brokers (`nats-js`, `rabbitmq`, `kafka`) redeliver a message whose handler
+    /// failed.
+    pub broker_delivery: crate::broker::Delivery,
     /// Transport: `http` (gRPC and HTTP on one port; `grpc` is a synonym) or `nats`.
     pub transport: String,
     /// Transport addresses.
@@ -118,6 +121,7 @@ impl Default for Options {
             registry_address: vec![],
             broker: "http".into(),
             broker_address: vec![],
+            broker_delivery: Default::default(),
             transport: "http".into(),
             transport_address: vec![],
             selector: "random".into(),
@@ -168,6 +172,9 @@ pub const FLAGS: &[&str] = &[
     "registry_address",
     "broker",
     "broker_address",
+    "broker_max_deliveries",
+    "broker_ack_wait",
+    "broker_retry_delay",
     "transport",
     "transport_address",
     "selector",
@@ -215,8 +222,11 @@ pub const TRANSPORTS: &[&str] = &["http", "grpc", "nats"];
 pub const HELP: &[(&str, &str, &str)] = &[
     ("registry", "mdns", "where services are found: mdns, etcd, memory"),
     ("registry_address", "", "registry addresses, comma separated"),
-    ("broker", "http", "pub/sub: http, nats, memory"),
+    ("broker", "http", "pub/sub: http, nats, nats-js, rabbitmq, kafka, memory"),
     ("broker_address", "", "broker addresses, comma separated"),
+    ("broker_max_deliveries", "5", "tries of a message before its topic's .dlq takes it (durable brokers; 0: for ever)"),
+    ("broker_ack_wait", "30s", "how long a delivery may go unacknowledged before another subscriber gets it"),
+    ("broker_retry_delay", "1s", "the wait before a failed message is tried again; doubles each try"),
     ("transport", "http", "how calls travel: http (gRPC and HTTP on one port), nats"),
     ("transport_address", "", "NATS servers for the nats transport, comma separated"),
     ("selector", "random", "which node a call goes to: random, roundrobin, leastloaded"),
@@ -424,6 +434,9 @@ impl Options {
             "registry_address" => self.registry_address = list(value),
             "broker" => self.broker = one_of("broker", value, super::plugins::BROKERS)?,
             "broker_address" => self.broker_address = list(value),
+            "broker_max_deliveries" => self.broker_delivery.max_deliveries = number(name, value)?,
+            "broker_ack_wait" => self.broker_delivery.ack_wait = positive(name, value)?,
+            "broker_retry_delay" => self.broker_delivery.retry_delay = parse_duration(value)?,
             "transport" => self.transport = one_of("transport", value, TRANSPORTS)?,
             "transport_address" => self.transport_address = list(value),
             "selector" => self.selector = one_of("selector", value, crate::selector::NAMES)?,

@@ -35,29 +35,41 @@ pub fn registry(name: &str, addresses: &[String]) -> Result<SharedRegistry, Erro
 }
 
 /// Names of the broker backends, as `--broker` takes them.
-pub const BROKERS: &[&str] = &["http", "nats", "memory"];
+pub const BROKERS: &[&str] = &["http", "nats", "nats-js", "rabbitmq", "kafka", "memory"];
 
-/// The broker called `name`; `http` finds subscribers through `registry` and reaches them with
-/// `credentials`.
+/// The broker `opts.broker` names, reaching `opts.broker_address`; `http` finds subscribers
+/// through `registry` and reaches them with `credentials`; the durable ones redeliver as
+/// `opts.broker_delivery` says.
 pub fn broker(
-    name: &str,
-    addresses: &[String],
+    opts: &super::options::Options,
     registry: SharedRegistry,
     credentials: Credentials,
 ) -> Result<SharedBroker, Error> {
+    let (name, addresses, delivery) = (opts.broker.as_str(), &opts.broker_address, opts.broker_delivery);
+    let off = |feature: &str| {
+        Err(Error::bad_request(
+            crate::broker::ID,
+            format!("broker \"{name}\" is not enabled in this build; rebuild with --features {feature}"),
+        ))
+    };
+    let _ = (&off, addresses, delivery);
     match name {
         "http" => Ok(Arc::new(HttpBroker::new(registry).with_credentials(credentials))),
         "memory" => Ok(Arc::new(MemoryBroker::new())),
         #[cfg(feature = "nats")]
         "nats" => Ok(Arc::new(crate::broker::nats::NatsBroker::new(addresses))),
+        #[cfg(feature = "nats")]
+        "nats-js" => Ok(Arc::new(crate::broker::jetstream::JetStreamBroker::new(addresses, delivery))),
         #[cfg(not(feature = "nats"))]
-        "nats" => {
-            let _ = addresses;
-            Err(Error::bad_request(
-                crate::broker::ID,
-                "broker \"nats\" is not enabled in this build; rebuild with --features nats",
-            ))
-        }
+        "nats" | "nats-js" => off("nats"),
+        #[cfg(feature = "rabbitmq")]
+        "rabbitmq" => Ok(Arc::new(crate::broker::rabbitmq::RabbitBroker::new(addresses, delivery))),
+        #[cfg(not(feature = "rabbitmq"))]
+        "rabbitmq" => off("rabbitmq"),
+        #[cfg(feature = "kafka")]
+        "kafka" => Ok(Arc::new(crate::broker::kafka::KafkaBroker::new(addresses, delivery))),
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => off("kafka"),
         _ => Err(Error::bad_request(
             crate::broker::ID,
             format!("unknown broker \"{name}\" (valid: {})", BROKERS.join(", ")),

@@ -4,7 +4,9 @@
 //! For tests of a chain of services: with `TESTER_FORWARD=SERVICE`, `Echo` calls `SERVICE`'s
 //! `Echo` with the same request and answers its reply, after publishing the request to
 //! `TESTER_PUBLISH` (a topic) if set; with `TESTER_SUBSCRIBE=TOPIC`, the node subscribes to
-//! `TOPIC` and logs `heard` with the message's `text` for each message.
+//! `TOPIC` and logs `heard` with the message's `text` for each message; with `TESTER_QUEUE=Q` too,
+//! it joins queue group `Q`, takes `TESTER_HANDLE_MS` over each message and prints
+//! `heard <text>` on standard output once it is handled (for tests of durable brokers).
 //!
 //! For tests of sick and overloaded nodes, `Echo` can misbehave: `TESTER_FAIL_CODE=500` fails
 //! every call with that code, `TESTER_DELAY_MS=N` takes N ms over each call, and
@@ -90,11 +92,26 @@ async fn main() {
         capacity: Some(number("TESTER_CAPACITY") as usize).filter(|n| *n > 0).map(tokio::sync::Semaphore::new),
     };
     testing::register_tester_handler(service.server(), handler);
-    if let Ok(topic) = std::env::var("TESTER_SUBSCRIBE") {
-        micro::server::register_subscriber(service.server(), &topic, |req: Request<EchoRequest>| async move {
-            tracing::info!(text = %req.message, "heard");
-            Ok(())
-        });
+    match (std::env::var("TESTER_SUBSCRIBE"), std::env::var("TESTER_QUEUE")) {
+        (Ok(topic), Ok(queue)) => {
+            let pause = std::time::Duration::from_millis(number("TESTER_HANDLE_MS"));
+            let heard = move |req: Request<EchoRequest>| async move {
+                tokio::time::sleep(pause).await;
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "heard {}", req.message).and_then(|_| out.flush());
+                Ok(())
+            };
+            let sub = micro::server::subscriber::Subscriber::new(topic, "Func", micro::server::subscriber::typed(heard));
+            service.server().subscribe(sub.queue(queue));
+        }
+        (Ok(topic), Err(_)) => {
+            micro::server::register_subscriber(service.server(), &topic, |req: Request<EchoRequest>| async move {
+                tracing::info!(text = %req.message, "heard");
+                Ok(())
+            });
+        }
+        _ => {}
     }
     if let Err(e) = service.run().await {
         eprintln!("{}", e.detail);
