@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod certs;
 pub mod fuzz;
+pub mod pubsub;
 pub mod slack;
 
 pub mod testing {
@@ -726,6 +727,94 @@ impl Drop for Rabbit {
         if let Some(mut e) = self.epmd.take() {
             let _ = e.kill();
             let _ = e.wait();
+        }
+    }
+}
+
+/// Tansu, a Kafka-compatible broker from crates.io, on 127.0.0.1 with a random port: the binary
+/// named by `TANSU_BIN`, else `tansu` on `PATH`, else `.tools/tansu/bin/tansu` (where
+/// `./scripts/setup --kafka` installs it). Its store is SQLite in a temp dir when the binary
+/// was built with it, so that it outlives restarts; memory otherwise.
+pub struct Tansu {
+    child: Option<std::process::Child>,
+    bin: PathBuf,
+    /// Its port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    /// Whether what it stores outlives a restart.
+    pub durable: bool,
+}
+
+impl Tansu {
+    /// The tansu binary, if this machine has one.
+    pub fn binary() -> Option<PathBuf> {
+        if let Some(bin) = std::env::var_os("TANSU_BIN") {
+            return Some(PathBuf::from(bin));
+        }
+        let on_path = std::env::var_os("PATH")
+            .and_then(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).find(|b| b.is_file()));
+        on_path.or_else(|| Some(repo_root().join(".tools/tansu/bin/tansu")).filter(|b| b.is_file()))
+    }
+
+    /// Starts tansu and waits until it accepts connections; `None` when there is no binary.
+    pub fn start() -> Option<Tansu> {
+        let bin = Tansu::binary()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut t = Tansu { child: None, bin, port: free_port(), dir, durable: true };
+        t.spawn();
+        Some(t)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let sqlite = format!("sqlite://{}", self.dir.path().join("tansu.db").display());
+        let storages: &[&str] = if self.durable { &[&sqlite, "memory://tansu/"] } else { &["memory://tansu/"] };
+        for storage in storages {
+            let mut child = std::process::Command::new(&self.bin)
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", storage])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("tansu starts");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if std::net::TcpStream::connect(self.address()).is_ok() {
+                    self.child = Some(child);
+                    self.durable = storage.starts_with("sqlite");
+                    return;
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    // This build has no SQLite: memory it is.
+                    break;
+                }
+                assert!(Instant::now() < deadline, "tansu did not listen on {}", self.address());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("tansu did not start");
+    }
+
+    /// Kills and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

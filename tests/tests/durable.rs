@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use micro::broker::delivery::{DEAD_REASON_HEADER, DELIVERIES_HEADER};
 use micro::broker::{Delivery, Event, Handler, Message, SharedBroker, SubscribeOptions};
-use micro_tests::{wait_for, workspace_bin, Child, Nats, Rabbit};
+use micro_tests::{wait_for, workspace_bin, Child, Nats, Rabbit, Tansu};
 
 /// Redelivery quick enough for tests: 4 tries, 50 ms apart and doubling, 2 s to acknowledge.
 const FAST: Delivery =
@@ -25,6 +25,7 @@ const FAST: Delivery =
 enum Server {
     Js(Nats),
     Rabbit(Rabbit),
+    Kafka(Tansu),
 }
 
 impl Server {
@@ -32,6 +33,7 @@ impl Server {
         match self {
             Server::Js(_) => "nats-js",
             Server::Rabbit(_) => "rabbitmq",
+            Server::Kafka(_) => "kafka",
         }
     }
 
@@ -39,6 +41,7 @@ impl Server {
         match self {
             Server::Js(n) => n.address(),
             Server::Rabbit(r) => r.address(),
+            Server::Kafka(t) => t.address(),
         }
     }
 
@@ -86,7 +89,8 @@ fn message(id: &str) -> Message {
 
 /// A `testing.EchoRequest` in JSON, as the tester's subscriber takes it.
 fn echo(id: &str) -> Message {
-    let header = [("Micro-Id".to_string(), id.to_string()), ("Content-Type".to_string(), "application/json".to_string())];
+    let header =
+        [("Micro-Id".to_string(), id.to_string()), ("Content-Type".to_string(), "application/json".to_string())];
     Message { header: header.into(), body: serde_json::json!({ "message": id }).to_string().into() }
 }
 
@@ -176,6 +180,7 @@ async fn restart_mid_stream(mut server: Server) -> Server {
         match &mut server {
             Server::Js(n) => n.restart(),
             Server::Rabbit(r) => r.restart(),
+            Server::Kafka(t) => t.restart(),
         }
         server
     })
@@ -242,8 +247,7 @@ async fn member_killed_mid_batch(server: &Server) {
     micro_tests::signal(&child.0, "KILL");
     let all: BTreeSet<String> = (1..=warm).map(|i| format!("w{i}")).chain((0..400).map(|i| format!("k{i}"))).collect();
     wait_for("every message at one member or the other", Duration::from_secs(60), async || {
-        let seen: BTreeSet<String> =
-            got.lock().unwrap().iter().chain(heard.lock().unwrap().iter()).cloned().collect();
+        let seen: BTreeSet<String> = got.lock().unwrap().iter().chain(heard.lock().unwrap().iter()).cloned().collect();
         all.is_subset(&seen)
     })
     .await;
@@ -256,7 +260,13 @@ async fn member_killed_mid_batch(server: &Server) {
     // could hold.
     assert!(twice.len() <= 64, "{} messages arrived twice", twice.len());
     assert!(here.len() > twice.len() && !killed.is_empty(), "the work was shared");
-    eprintln!("{}: killed member handled {}, the other {} ({} of them twice)", server.name(), killed.len(), here.len(), twice.len());
+    eprintln!(
+        "{}: killed member handled {}, the other {} ({} of them twice)",
+        server.name(),
+        killed.len(),
+        here.len(),
+        twice.len()
+    );
 }
 
 fn slow_recorder(got: &Got, pause: Duration) -> Handler {
@@ -404,13 +414,41 @@ async fn jetstream_micro_publish() {
     micro_publish_reaches_a_service(&jetstream().await).await;
 }
 
+/// The scenario of `pubsub.rs` (broadcast, a queue group of two, each message once) on `server`.
+async fn broadcast_and_queue(server: &Server) {
+    micro_tests::pubsub::broadcast_and_queue(|| server.broker(), micro_tests::memory_registry()).await;
+}
+
 /// RabbitMQ takes seconds to start: one server for every proof, the restart last.
 #[tokio::test]
 async fn rabbitmq_durability() {
     let server = Server::Rabbit(tokio::task::spawn_blocking(Rabbit::start).await.unwrap());
+    broadcast_and_queue(&server).await;
     away_group_gets_everything(&server).await;
     retries_and_dead_letters(&server).await;
     member_killed_mid_batch(&server).await;
     micro_publish_reaches_a_service(&server).await;
     restart_mid_stream(server).await;
+}
+
+/// Kafka, through Tansu (built from crates.io, which takes long: `./scripts/setup --kafka`);
+/// skipped, saying so, on a machine without it.
+#[tokio::test]
+async fn kafka_durability() {
+    let Some(tansu) = tokio::task::spawn_blocking(Tansu::start).await.unwrap() else {
+        eprintln!("kafka_durability: skipped, no tansu binary (TANSU_BIN, PATH or ./scripts/setup --kafka)");
+        return;
+    };
+    let durable = tansu.durable;
+    let server = Server::Kafka(tansu);
+    broadcast_and_queue(&server).await;
+    away_group_gets_everything(&server).await;
+    retries_and_dead_letters(&server).await;
+    member_killed_mid_batch(&server).await;
+    micro_publish_reaches_a_service(&server).await;
+    if durable {
+        restart_mid_stream(server).await;
+    } else {
+        eprintln!("kafka_durability: the restart is not tried, this tansu keeps its store in memory");
+    }
 }

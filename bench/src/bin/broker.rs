@@ -14,13 +14,11 @@ use micro::broker::{Event, Message};
 const PAYLOAD: &[u8] = br#"{"say":"hello"}"#;
 
 async fn micro_run(addr: &str, messages: u64) -> (f64, u64) {
-    let opts = micro::options::Options {
-        broker: "nats".into(),
-        broker_address: vec![addr.to_string()],
-        ..Default::default()
-    };
-    let broker = micro::config::plugins::broker(&opts, Arc::new(micro::registry::MemoryRegistry::new()), Default::default())
-        .expect("broker");
+    let opts =
+        micro::options::Options { broker: "nats".into(), broker_address: vec![addr.to_string()], ..Default::default() };
+    let broker =
+        micro::config::plugins::broker(&opts, Arc::new(micro::registry::MemoryRegistry::new()), Default::default())
+            .expect("broker");
     broker.connect().await.expect("connects");
     let got = Arc::new(AtomicU64::new(0));
     let done = Arc::new(tokio::sync::Notify::new());

@@ -171,7 +171,8 @@ impl Broker for JetStreamBroker {
         let stream = self.stream_for(&js, topic).await?;
         let config = consumer_config(topic, opts.queue.as_deref(), &self.delivery);
         // The consumer exists before this returns, so what is published next is kept for it.
-        let first = make_consumer(&stream, config.clone()).await.map_err(|e| err(format!("consumer for {topic}: {e}")))?;
+        let first =
+            make_consumer(&stream, config.clone()).await.map_err(|e| err(format!("consumer for {topic}: {e}")))?;
         let run = Consume { js, stream, config, topic: topic.to_string(), handler, delivery: self.delivery };
         let task = tokio::spawn(run.run(first));
         Ok(Subscription::new(move || task.abort()))
@@ -311,7 +312,8 @@ impl Consume {
                 handled.insert(key);
             }
             Err(reason) if self.delivery.exhausted(delivered) => {
-                let dead = delivery::dead_letter(&topic, &message, delivered.min(self.delivery.max_deliveries), &reason);
+                let dead =
+                    delivery::dead_letter(&topic, &message, delivered.min(self.delivery.max_deliveries), &reason);
                 match self.dead_letter(&topic, dead).await {
                     Ok(()) => {
                         let _ = m.ack_with(AckKind::Term).await;

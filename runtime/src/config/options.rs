@@ -224,7 +224,11 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ("registry_address", "", "registry addresses, comma separated"),
     ("broker", "http", "pub/sub: http, nats, nats-js, rabbitmq, kafka, memory"),
     ("broker_address", "", "broker addresses, comma separated"),
-    ("broker_max_deliveries", "5", "tries of a message before its topic's .dlq takes it (durable brokers; 0: for ever)"),
+    (
+        "broker_max_deliveries",
+        "5",
+        "tries of a message before its topic's .dlq takes it (durable brokers; 0: for ever)",
+    ),
     ("broker_ack_wait", "30s", "how long a delivery may go unacknowledged before another subscriber gets it"),
     ("broker_retry_delay", "1s", "the wait before a failed message is tried again; doubles each try"),
     ("transport", "http", "how calls travel: http (gRPC and HTTP on one port), nats"),

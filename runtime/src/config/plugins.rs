@@ -46,7 +46,7 @@ pub fn broker(
     credentials: Credentials,
 ) -> Result<SharedBroker, Error> {
     let (name, addresses, delivery) = (opts.broker.as_str(), &opts.broker_address, opts.broker_delivery);
-    let off = |feature: &str| {
+    let off = |feature: &str| -> Result<SharedBroker, Error> {
         Err(Error::bad_request(
             crate::broker::ID,
             format!("broker \"{name}\" is not enabled in this build; rebuild with --features {feature}"),

@@ -102,7 +102,8 @@ async fn main() {
                 let _ = writeln!(out, "heard {}", req.message).and_then(|_| out.flush());
                 Ok(())
             };
-            let sub = micro::server::subscriber::Subscriber::new(topic, "Func", micro::server::subscriber::typed(heard));
+            let sub =
+                micro::server::subscriber::Subscriber::new(topic, "Func", micro::server::subscriber::typed(heard));
             service.server().subscribe(sub.queue(queue));
         }
         (Ok(topic), Err(_)) => {
