@@ -673,11 +673,45 @@ fn broker(ctx: &Context) {
     }
     let nats = Nats::start();
     pin(nats.pid());
-    let addr = nats.address();
-    let n = ctx.n(200_000, 2_000).to_string();
+    broker_rounds(ctx, "nats", &nats.address(), ctx.n(200_000, 2_000), "raw async-nats");
+    drop(nats);
+    durable_brokers(ctx);
+}
+
+/// The durable brokers, each against its own raw client doing the same durable work (a confirmed
+/// publish, an acknowledged delivery).
+fn durable_brokers(ctx: &Context) {
+    println!("\n## Durable brokers: confirmed publish → acknowledged delivery, micro's broker against the server's own client\n");
+    let n = ctx.n(20_000, 300);
+    let js = Nats::start_jetstream();
+    pin(js.pid());
+    println!("nats-js (nats-server -js, file store):\n");
+    broker_rounds(ctx, "nats-js", &js.address(), n, "raw async-nats JetStream");
+    drop(js);
+    if std::path::Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() {
+        let rabbit = micro_tests::Rabbit::start();
+        pin(rabbit.pid());
+        println!("\nrabbitmq (RabbitMQ, quorum queues):\n");
+        broker_rounds(ctx, "rabbitmq", &rabbit.address(), n, "raw lapin");
+    } else {
+        println!("\nrabbitmq: skipped, rabbitmq-server is not installed");
+    }
+    match micro_tests::Tansu::start() {
+        Some(tansu) => {
+            pin(tansu.pid());
+            println!("\nkafka (Tansu, {} store; micro's topic has 4 partitions read by one group member, raw reads its one partition):\n", if tansu.durable { "SQLite" } else { "memory" });
+            broker_rounds(ctx, "kafka", &tansu.address(), n, "raw rskafka");
+        }
+        None => println!("\nkafka: skipped, no tansu binary (./scripts/setup --kafka)"),
+    }
+}
+
+/// Rounds of `bench-broker KIND ADDR N`, as a table against `raw`.
+fn broker_rounds(ctx: &Context, kind: &str, addr: &str, n: u64, raw_name: &str) {
+    let n = n.to_string();
     let (mut ours, mut raw, mut delivered) = (vec![], vec![], [vec![], vec![]]);
     for round in 0..ctx.rounds {
-        let out = pinned("1", &ctx.bin("bench-broker")).args([&addr, &n]).output();
+        let out = pinned("1", &ctx.bin("bench-broker")).args([kind, addr, &n]).output();
         let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
         let get = |k: &str, i: usize| {
             text.lines()
@@ -687,7 +721,7 @@ fn broker(ctx: &Context) {
                 .unwrap_or(0.0)
         };
         eprintln!(
-            "round {} broker micro {:>9.0} msgs/s ({} delivered) raw {:>9.0} msgs/s ({} delivered)",
+            "round {} broker {kind} micro {:>9.0} msgs/s ({} delivered) raw {:>9.0} msgs/s ({} delivered)",
             round + 1,
             get("micro ", 0),
             get("micro ", 1),
@@ -699,7 +733,7 @@ fn broker(ctx: &Context) {
         delivered[0].push(get("micro ", 1));
         delivered[1].push(get("raw ", 1));
     }
-    println!("| messages | metric | micro | raw async-nats | micro/raw (min / median / max) |\n|---|---|---|---|---|");
+    println!("| messages | metric | micro | {raw_name} | micro/raw (min / median / max) |\n|---|---|---|---|---|");
     row(&n, "msgs/s delivered", &ours, &raw);
     row(&n, "delivered", &delivered[0], &delivered[1]);
 }

@@ -143,7 +143,7 @@ impl Options {
 /// `--transport` and `--selector` take; kept here so the scaffolder needs no runtime).
 pub const PLUGINS: &[(&str, &[&str])] = &[
     ("registry", &["mdns", "etcd", "memory"]),
-    ("broker", &["http", "nats", "memory"]),
+    ("broker", &["http", "nats", "nats-js", "rabbitmq", "kafka", "memory"]),
     ("transport", &["http", "grpc", "nats"]),
     ("selector", &["random", "roundrobin", "leastloaded"]),
 ];
@@ -208,7 +208,9 @@ fn features(plugins: &[(String, String)]) -> Vec<&'static str> {
         .iter()
         .filter_map(|(k, v)| match (k.as_str(), v.as_str()) {
             ("registry", "etcd") => Some("etcd"),
-            ("broker", "nats") | ("transport", "nats") => Some("nats"),
+            ("broker", "nats" | "nats-js") | ("transport", "nats") => Some("nats"),
+            ("broker", "rabbitmq") => Some("rabbitmq"),
+            ("broker", "kafka") => Some("kafka"),
             _ => None,
         })
         .collect();

@@ -665,6 +665,11 @@ impl Rabbit {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The Erlang VM's process id, once it has written it.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("rabbit.pid")).ok()?.trim().parse().ok()
+    }
+
     fn spawn(&mut self) {
         let d = self.dir.path();
         let node = format!("micro{}@localhost", self.dist_port);
@@ -772,12 +777,14 @@ impl Tansu {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let sqlite = format!("sqlite://{}", self.dir.path().join("tansu.db").display());
-        let storages: &[&str] = if self.durable { &[&sqlite, "memory://tansu/"] } else { &["memory://tansu/"] };
+        // A relative path, which tansu takes from its working directory (the temp dir).
+        let storages: &[&str] =
+            if self.durable { &["sqlite://tansu.db", "memory://tansu/"] } else { &["memory://tansu/"] };
         for storage in storages {
             let mut child = std::process::Command::new(&self.bin)
                 .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
                 .args(["--storage-engine", storage])
+                .current_dir(self.dir.path())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -798,6 +805,11 @@ impl Tansu {
             }
         }
         panic!("tansu did not start");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// Kills and starts it again on the same port and store.

@@ -6,7 +6,7 @@
 //!   goes to the other, and only what it had handled can arrive twice;
 //! - a handler failing 3 times then succeeding is delivered 4 times and acknowledged once, one
 //!   that panics is tried again, one that always fails ends in `<topic>.dlq` with the reason;
-//! - `micro publish` reaches a service subscribed through the broker.
+//! - `micro publish`, the gateway's event handler and the proxy publish through the broker.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -354,35 +354,44 @@ async fn retries_and_dead_letters(server: &Server) {
     assert_eq!(dead.lock().unwrap().len(), 1, "one dead letter");
 }
 
-/// `micro publish` with the broker's flags reaches a service subscribed through it.
-async fn micro_publish_reaches_a_service(server: &Server) {
-    let topic = "orders.cli";
-    let mut env = server.env();
-    env.extend([("TESTER_SUBSCRIBE", topic.into()), ("TESTER_QUEUE", "cli".into())]);
-    let mut child = std::process::Command::new(workspace_bin("tester"))
-        .envs(env.clone())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let _child = Child(child);
-    // The service's queue exists once it has subscribed: publish until the CLI is told so.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = std::process::Command::new(workspace_bin("micro"))
-            .args(["publish", topic, r#"{"message":"from the cli"}"#])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "micro publish: {}", String::from_utf8_lossy(&out.stderr));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// `micro publish`, the gateway's event handler (`micro api --handler event`) and the proxy's
+/// `POST /_pub/<topic>`, each run with the broker's flags, reach a queue group of the broker.
+async fn tools_publish(server: &Server) {
+    let topic = "orders.tools";
+    let got: Got = Arc::default();
+    let _sub = server.broker().subscribe(topic, recorder(&got), group("tools")).await.unwrap();
+    let env: Vec<(&str, String)> = server.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let micro = workspace_bin("micro");
+    let (m, e) =
+        (micro.clone(), env.clone().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&m).args(["publish", topic, r#"{"via":"micro publish"}"#]).envs(e).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "micro publish: {}", String::from_utf8_lossy(&out.stderr));
+    let (m, e) = (micro.clone(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
+    let codes = tokio::task::spawn_blocking(move || {
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let api = ["api", "--api_address", "127.0.0.1:0", "--namespace", "orders", "--handler", "event"];
+        let (_api, gw) = micro_tests::listening(&m, &api, &e, "api");
+        let (_px, px) = micro_tests::listening(&m, &["proxy", "--proxy_address", "127.0.0.1:0"], &e, "proxy");
+        let post = |url: String, body: &str| {
+            micro_tests::curl(&["-H", "Content-Type: application/json", "--data-binary", body, &url]).0
+        };
+        let event = post(format!("http://{gw}/tools"), r#"{"via":"the event handler"}"#);
+        let proxy = post(format!("http://{px}/_pub/{topic}"), r#"{"via":"the proxy"}"#);
+        (event, proxy)
+    })
+    .await
+    .unwrap();
+    assert_eq!(codes, (200, 200), "the event handler and the proxy took the messages");
+    wait_for("the three messages", Duration::from_secs(30), async || got.lock().unwrap().len() >= 3).await;
+    let bodies = got.lock().unwrap().join("\n");
+    for via in ["micro publish", "the event handler", "the proxy"] {
+        assert!(bodies.contains(via), "nothing came {via}: {bodies}");
     }
-    let line = tokio::task::spawn_blocking(move || lines.next()).await.unwrap();
-    assert_eq!(line.map(|l| l.unwrap()).as_deref(), Some("heard from the cli"));
 }
 
 async fn jetstream() -> Server {
@@ -410,8 +419,8 @@ async fn jetstream_retries_and_dead_letters() {
 }
 
 #[tokio::test]
-async fn jetstream_micro_publish() {
-    micro_publish_reaches_a_service(&jetstream().await).await;
+async fn jetstream_tools_publish() {
+    tools_publish(&jetstream().await).await;
 }
 
 /// The scenario of `pubsub.rs` (broadcast, a queue group of two, each message once) on `server`.
@@ -427,7 +436,7 @@ async fn rabbitmq_durability() {
     away_group_gets_everything(&server).await;
     retries_and_dead_letters(&server).await;
     member_killed_mid_batch(&server).await;
-    micro_publish_reaches_a_service(&server).await;
+    tools_publish(&server).await;
     restart_mid_stream(server).await;
 }
 
@@ -445,10 +454,73 @@ async fn kafka_durability() {
     away_group_gets_everything(&server).await;
     retries_and_dead_letters(&server).await;
     member_killed_mid_batch(&server).await;
-    micro_publish_reaches_a_service(&server).await;
+    tools_publish(&server).await;
     if durable {
         restart_mid_stream(server).await;
     } else {
         eprintln!("kafka_durability: the restart is not tried, this tansu keeps its store in memory");
     }
+}
+
+/// Our Kafka broker and kafka-python (an independent client) read each other's records: headers
+/// and bodies intact, and a `Micro-Key` lands in the partition kafka-python's partitioner picks.
+#[tokio::test]
+async fn kafka_interop_with_kafka_python() {
+    let Some(tansu) = tokio::task::spawn_blocking(Tansu::start).await.unwrap() else {
+        eprintln!(
+            "kafka_interop_with_kafka_python: skipped, no tansu binary (TANSU_BIN, PATH or ./scripts/setup --kafka)"
+        );
+        return;
+    };
+    let server = Server::Kafka(tansu);
+    let broker = server.broker();
+    // Subscribers make topics: one for each direction.
+    let got: Got = Arc::default();
+    let _in = broker.subscribe("interop.in", recorder(&got), group("rust")).await.unwrap();
+    let _out = broker.subscribe("interop.out", recorder(&Got::default()), group("unused")).await.unwrap();
+    for i in 0..12 {
+        let mut m = message(&format!("rs-{i}"));
+        m.header.insert(micro::broker::delivery::KEY_HEADER.into(), format!("key-{}", i % 3));
+        send(&broker, "interop.out", m).await;
+    }
+    let addr = server.address();
+    let out = tokio::task::spawn_blocking(move || {
+        let script = micro_tests::repo_root().join("tests/python/kafka_peer.py");
+        let python = micro_tests::python();
+        let consumed = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["consume", &addr, "interop.out", "12"])
+            .output()
+            .unwrap();
+        let produced = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["produce", &addr, "interop.in", "5"])
+            .output()
+            .unwrap();
+        (consumed, produced)
+    })
+    .await
+    .unwrap();
+    let (consumed, produced) = out;
+    assert!(consumed.status.success(), "kafka-python consume: {}", String::from_utf8_lossy(&consumed.stderr));
+    assert!(produced.status.success(), "kafka-python produce: {}", String::from_utf8_lossy(&produced.stderr));
+    let records: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&consumed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 12);
+    let mut values: Vec<&str> = records.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    values.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("rs-{i}")).collect();
+    want.sort();
+    assert_eq!(values, want);
+    for r in &records {
+        assert_eq!(r["headers"]["Micro-Id"], r["value"], "{r}");
+        assert_eq!(r["partition"], r["picked"], "the key's partition is the one kafka-python picks: {r}");
+    }
+    wait_for("kafka-python's records at our subscriber", Duration::from_secs(30), async || {
+        got.lock().unwrap().len() >= 5
+    })
+    .await;
+    let mut bodies = got.lock().unwrap().clone();
+    bodies.sort();
+    assert!(bodies.iter().all(|b| b.contains(r#""from": "python""#)), "{bodies:?}");
 }

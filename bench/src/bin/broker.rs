@@ -1,8 +1,15 @@
-//! Broker throughput through a real nats-server: `bench-broker NATS_ADDR MESSAGES` publishes
-//! MESSAGES small messages to a topic with one subscriber, first with micro's NATS broker, then
-//! with raw async-nats, and prints `micro <msgs/s> <delivered>` and `raw <msgs/s> <delivered>`:
-//! messages delivered per second from the first publish to the last delivery (NATS drops
-//! messages for a subscriber that falls behind, so the count delivered is printed too).
+//! Broker throughput through a real server: `bench-broker [KIND] ADDR MESSAGES` publishes
+//! MESSAGES small messages to a topic with one subscriber, first with micro's broker, then with
+//! the server's own client, and prints `micro <msgs/s> <delivered>` and `raw <msgs/s> <delivered>`:
+//! messages delivered per second from the first publish to the last delivery.
+//!
+//! KIND is `nats` (the default: core NATS, fire and forget; NATS drops messages for a subscriber
+//! that falls behind, so the count delivered is printed too), or a durable broker, where both
+//! sides do the same durable work: each publish waits for the server's confirmation, and the
+//! subscriber (a queue group) acknowledges each message after handling it. `nats-js`: raw
+//! async-nats JetStream (publish + PubAck, a durable pull consumer, `ack`); `rabbitmq`: raw lapin
+//! (a confirmed publish, a durable quorum queue, manual `basic.ack`); `kafka`: raw rskafka
+//! (produce with acks=all, fetch from the partition; no group, so no commits).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,9 +20,9 @@ use micro::broker::{Event, Message};
 
 const PAYLOAD: &[u8] = br#"{"say":"hello"}"#;
 
-async fn micro_run(addr: &str, messages: u64) -> (f64, u64) {
+async fn micro_run(kind: &str, addr: &str, messages: u64) -> (f64, u64) {
     let opts =
-        micro::options::Options { broker: "nats".into(), broker_address: vec![addr.to_string()], ..Default::default() };
+        micro::options::Options { broker: kind.into(), broker_address: vec![addr.to_string()], ..Default::default() };
     let broker =
         micro::config::plugins::broker(&opts, Arc::new(micro::registry::MemoryRegistry::new()), Default::default())
             .expect("broker");
@@ -32,7 +39,11 @@ async fn micro_run(addr: &str, messages: u64) -> (f64, u64) {
             Ok(())
         })
     });
-    let _sub = broker.subscribe("bench.micro", handler, Default::default()).await.expect("subscribes");
+    let opts = match kind {
+        "nats" => Default::default(),
+        _ => micro::broker::SubscribeOptions { queue: Some("bench".into()), auto_ack: true },
+    };
+    let _sub = broker.subscribe("bench.micro", handler, opts).await.expect("subscribes");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
     for _ in 0..messages {
@@ -86,15 +97,158 @@ async fn raw_run(addr: &str, messages: u64) -> (f64, u64) {
     result
 }
 
+/// A delivery count and the waker of its last one.
+fn counter() -> (Arc<AtomicU64>, Arc<tokio::sync::Notify>) {
+    (Arc::new(AtomicU64::new(0)), Arc::new(tokio::sync::Notify::new()))
+}
+
+fn count(got: &AtomicU64, done: &tokio::sync::Notify, messages: u64) {
+    if got.fetch_add(1, Ordering::Relaxed) + 1 == messages {
+        done.notify_one();
+    }
+}
+
+async fn raw_jetstream(addr: &str, messages: u64) -> (f64, u64) {
+    use async_nats::jetstream::{self, consumer, stream};
+    let client = async_nats::connect(addr).await.expect("connects");
+    let js = jetstream::new(client);
+    let config = stream::Config { name: "RAW".into(), subjects: vec!["raw.>".into()], ..Default::default() };
+    let stream = js.get_or_create_stream(config).await.expect("stream");
+    let config = consumer::pull::Config {
+        durable_name: Some("bench".into()),
+        filter_subject: "raw.bench".into(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        deliver_policy: consumer::DeliverPolicy::New,
+        max_ack_pending: 1024,
+        ..Default::default()
+    };
+    let consumer = stream.get_or_create_consumer("bench", config).await.expect("consumer");
+    let mut msgs = consumer.messages().await.expect("messages");
+    let (got, done) = counter();
+    let (g, d) = (got.clone(), done.clone());
+    let task = tokio::spawn(async move {
+        while let Some(Ok(m)) = msgs.next().await {
+            let _ = m.ack().await;
+            count(&g, &d, messages);
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..messages {
+        js.publish("raw.bench", bytes::Bytes::from_static(PAYLOAD)).await.expect("publishes").await.expect("stored");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(60), done.notified()).await;
+    let result = settle(&got, start).await;
+    task.abort();
+    result
+}
+
+async fn raw_rabbitmq(addr: &str, messages: u64) -> (f64, u64) {
+    use lapin::options::*;
+    use lapin::types::{AMQPValue, FieldTable};
+    let uri = format!("amqp://guest:guest@{addr}/%2f");
+    let conn = lapin::Connection::connect(&uri, Default::default()).await.expect("connects");
+    let publisher = conn.create_channel().await.expect("channel");
+    publisher.confirm_select(ConfirmSelectOptions::default()).await.expect("confirms");
+    let consumer_ch = conn.create_channel().await.expect("channel");
+    consumer_ch.basic_qos(64, BasicQosOptions::default()).await.expect("qos");
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    consumer_ch.queue_declare("raw.bench".into(), durable, args).await.expect("queue");
+    let mut consumer = consumer_ch
+        .basic_consume("raw.bench".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .expect("consumes");
+    let (got, done) = counter();
+    let (g, d) = (got.clone(), done.clone());
+    let task = tokio::spawn(async move {
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            count(&g, &d, messages);
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..messages {
+        let props = lapin::BasicProperties::default().with_delivery_mode(2);
+        let confirm = publisher
+            .basic_publish("".into(), "raw.bench".into(), BasicPublishOptions::default(), PAYLOAD, props)
+            .await
+            .expect("publishes");
+        confirm.await.expect("confirmed");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(60), done.notified()).await;
+    let result = settle(&got, start).await;
+    task.abort();
+    result
+}
+
+async fn raw_kafka(addr: &str, messages: u64) -> (f64, u64) {
+    use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
+    let backoff = rskafka::BackoffConfig { deadline: Some(Duration::from_secs(10)), ..Default::default() };
+    let client = rskafka::client::ClientBuilder::new(vec![addr.to_string()])
+        .backoff_config(backoff)
+        .build()
+        .await
+        .expect("connects");
+    let _ = client.controller_client().expect("controller").create_topic("raw.bench", 1, 1, 5000).await;
+    let partition = client.partition_client("raw.bench", 0, UnknownTopicHandling::Retry).await.expect("partition");
+    let mut offset = partition.get_offset(OffsetAt::Latest).await.expect("offset");
+    // The reader has a connection of its own, as micro's subscriptions do (a broker may answer
+    // one connection's requests in turn, and a long-polling fetch would hold up the produces).
+    let reader = rskafka::client::ClientBuilder::new(vec![addr.to_string()]).build().await.expect("connects");
+    let reading = reader.partition_client("raw.bench", 0, UnknownTopicHandling::Retry).await.expect("partition");
+    let (got, done) = counter();
+    let (g, d, p) = (got.clone(), done.clone(), reading);
+    let task = tokio::spawn(async move {
+        loop {
+            let (records, _) = match p.fetch_records(offset, 1..1_048_576, 500).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("raw kafka fetch: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            for r in records {
+                offset = r.offset + 1;
+                count(&g, &d, messages);
+            }
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..messages {
+        let record = rskafka::record::Record {
+            key: None,
+            value: Some(PAYLOAD.to_vec()),
+            headers: Default::default(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(0).unwrap_or_default(),
+        };
+        partition.produce(vec![record], Compression::NoCompression).await.expect("produces");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(60), done.notified()).await;
+    let result = settle(&got, start).await;
+    task.abort();
+    result
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let addr = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:4222".into());
-    let messages: u64 = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let kind = match args.first() {
+        Some(k) if !k.contains(':') => args.remove(0),
+        _ => "nats".into(),
+    };
+    let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:4222".into());
+    let messages: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     rt.block_on(async {
-        let (rate, n) = micro_run(&addr, messages).await;
+        let (rate, n) = micro_run(&kind, &addr, messages).await;
         println!("micro {rate:.0} {n}");
-        let (rate, n) = raw_run(&addr, messages).await;
+        let (rate, n) = match kind.as_str() {
+            "nats-js" => raw_jetstream(&addr, messages).await,
+            "rabbitmq" => raw_rabbitmq(&addr, messages).await,
+            "kafka" => raw_kafka(&addr, messages).await,
+            _ => raw_run(&addr, messages).await,
+        };
         println!("raw {rate:.0} {n}");
     });
 }

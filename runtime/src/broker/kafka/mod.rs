@@ -428,11 +428,14 @@ impl Consume {
 
     /// Reads partition `p` from its position until told to stop, handling each record in order.
     async fn read(self: Arc<Self>, p: i32, positions: Positions, mut stopped: watch::Receiver<bool>) {
+        // A connection of its own: a broker answers one connection's requests in turn, so a
+        // partition's long-polling fetch would hold up the others'.
+        let own = KafkaBroker::new(&self.broker.bootstrap, self.broker.delivery);
         let mut offset = positions.lock().unwrap_or_else(|e| e.into_inner()).get(&p).copied().unwrap_or(0);
         let mut pause = Duration::from_millis(100);
         while !*stopped.borrow() {
             let fetched = async {
-                let client = self.broker.partition(&self.topic, p).await?;
+                let client = own.partition(&self.topic, p).await?;
                 client.fetch_records(offset, 1..1_048_576, 500).await.map_err(err)
             };
             let records = tokio::select! {
@@ -443,7 +446,7 @@ impl Consume {
                 Ok((records, _high)) => records,
                 Err(e) => {
                     if e.detail.contains("OffsetOutOfRange") {
-                        if let Ok(c) = self.broker.partition(&self.topic, p).await {
+                        if let Ok(c) = own.partition(&self.topic, p).await {
                             offset = c.get_offset(OffsetAt::Earliest).await.unwrap_or(offset);
                         }
                     }
