@@ -19,13 +19,16 @@
 //!
 //! # Feature flags
 //! - `etcd` (default): the etcd registry.
-//! - `nats`: the NATS broker and transport.
+//! - `nats`: the NATS broker and transport, and the JetStream broker (`nats-js`).
+//! - `rabbitmq`: the RabbitMQ broker (lapin).
+//! - `kafka`: the Kafka broker (rskafka, kafka-protocol).
 //! - `fuzzing`: entry points for the fuzz targets (`micro::fuzzing`), not a stable API.
 //!
 //! # Plugin points
 //! - [`registry`]: where services are found (`mdns` by default, `etcd`, `memory`).
 //! - [`selector`]: which node gets a call (random, round robin, least loaded).
-//! - [`broker`]: pub/sub (`http` by default, `nats`, `memory`).
+//! - [`broker`]: pub/sub (`http` by default, `nats`, `memory`; durable: `nats-js`, `rabbitmq`,
+//!   `kafka`).
 //! - [`transport`]: how calls travel (HTTP/2 gRPC + HTTP/1 JSON on one port).
 //! - [`codec`]: protobuf and proto3 JSON.
 //! - [`server::HandlerWrapper`] and [`client::CallWrapper`]: middleware ([`wrapper`] ships some).

@@ -40,8 +40,7 @@ pub async fn subscriber(
     queue: Option<&str>,
     seen: &Seen,
 ) -> Service {
-    let mut opts = micro::options::Options::default();
-    opts.register_interval = Duration::ZERO;
+    let opts = micro::options::Options { register_interval: Duration::ZERO, ..Default::default() };
     let svc = Service::builder()
         .name(format!("pubsub-{node}"))
         .options(opts)

@@ -53,7 +53,7 @@ async fn subscribers_are_endpoints_and_topics_are_services() {
     let names: Vec<String> = registry.list_services().await.unwrap().into_iter().map(|s| s.name).collect();
     assert!(names.contains(&format!("topic:{TOPIC}")), "{names:?}");
     let record = &registry.get_service("pubsub-shown").await.unwrap()[0];
-    let subs: Vec<_> = record.endpoints.iter().filter(|e| e.metadata.get("subscriber").is_some()).collect();
+    let subs: Vec<_> = record.endpoints.iter().filter(|e| e.metadata.contains_key("subscriber")).collect();
     assert_eq!(subs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["Func", "Recorder.Handle"]);
     for e in subs {
         assert_eq!(e.metadata.get("topic").map(String::as_str), Some(TOPIC));
