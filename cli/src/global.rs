@@ -21,7 +21,7 @@ pub(crate) struct Global {
     /// Registry addresses, comma separated.
     #[arg(long = "registry_address", env = "MICRO_REGISTRY_ADDRESS", global = true, default_value = "")]
     pub(crate) registry_address: String,
-    /// Broker: http, nats or memory.
+    /// Broker: http, nats, nats-js, rabbitmq, kafka or memory.
     #[arg(long = "broker", env = "MICRO_BROKER", global = true, default_value = "http")]
     pub(crate) broker: String,
     /// Broker addresses, comma separated.

@@ -550,6 +550,11 @@ impl Nats {
         self.kill();
         self.spawn();
     }
+
+    /// Starts it again after [`Nats::kill`], on the same port (and store).
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
 }
 
 impl Drop for Nats {
@@ -724,6 +729,11 @@ impl Rabbit {
         self.stop();
         self.spawn();
     }
+
+    /// Starts it again after [`Rabbit::stop`], on the same ports and store.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
 }
 
 impl Drop for Rabbit {
@@ -814,10 +824,20 @@ impl Tansu {
 
     /// Kills and starts it again on the same port and store.
     pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Kills the server.
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Starts it again after [`Tansu::kill`], on the same port and store.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 }

@@ -178,9 +178,21 @@ async fn restart_mid_stream(mut server: Server) -> Server {
     let before = got.lock().unwrap().len();
     server = tokio::task::spawn_blocking(move || {
         match &mut server {
-            Server::Js(n) => n.restart(),
-            Server::Rabbit(r) => r.restart(),
-            Server::Kafka(t) => t.restart(),
+            Server::Js(n) => n.kill(),
+            Server::Rabbit(r) => r.stop(),
+            Server::Kafka(t) => t.kill(),
+        }
+        server
+    })
+    .await
+    .unwrap();
+    // Readiness follows the server: the subscriber's broker says it is down, then up again.
+    wait_for("the broker to report its server gone", Duration::from_secs(30), async || consumer.check().is_err()).await;
+    server = tokio::task::spawn_blocking(move || {
+        match &mut server {
+            Server::Js(n) => n.start_again(),
+            Server::Rabbit(r) => r.start_again(),
+            Server::Kafka(t) => t.start_again(),
         }
         server
     })
@@ -194,6 +206,7 @@ async fn restart_mid_stream(mut server: Server) -> Server {
     let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered twice after an acknowledged delivery: {twice:?}");
     assert!(before > 0 && before < 600, "the restart came mid-stream ({before} delivered before it)");
+    wait_for("the broker ready again", Duration::from_secs(30), async || consumer.check().is_ok()).await;
     server
 }
 

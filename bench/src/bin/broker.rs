@@ -8,7 +8,7 @@
 //! sides do the same durable work: each publish waits for the server's confirmation, and the
 //! subscriber (a queue group) acknowledges each message after handling it. `nats-js`: raw
 //! async-nats JetStream (publish + PubAck, a durable pull consumer, `ack`); `rabbitmq`: raw lapin
-//! (a confirmed publish, a durable quorum queue, manual `basic.ack`); `kafka`: raw rskafka
+//! (a confirmed publish through a topic exchange, a durable quorum queue, manual `basic.ack`); `kafka`: raw rskafka
 //! (produce with acks=all, fetch from the partition; no group, so no commits).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,6 +155,17 @@ async fn raw_rabbitmq(addr: &str, messages: u64) -> (f64, u64) {
     args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
     consumer_ch.queue_declare("raw.bench".into(), durable, args).await.expect("queue");
+    // Routed through a topic exchange, as micro's messages are.
+    let topic = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    consumer_ch
+        .exchange_declare("raw".into(), lapin::ExchangeKind::Topic, topic, FieldTable::default())
+        .await
+        .expect("exchange");
+    let bind = QueueBindOptions::default();
+    consumer_ch
+        .queue_bind("raw.bench".into(), "raw".into(), "raw.bench".into(), bind, FieldTable::default())
+        .await
+        .expect("bound");
     let mut consumer = consumer_ch
         .basic_consume("raw.bench".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
@@ -171,7 +182,7 @@ async fn raw_rabbitmq(addr: &str, messages: u64) -> (f64, u64) {
     for _ in 0..messages {
         let props = lapin::BasicProperties::default().with_delivery_mode(2);
         let confirm = publisher
-            .basic_publish("".into(), "raw.bench".into(), BasicPublishOptions::default(), PAYLOAD, props)
+            .basic_publish("raw".into(), "raw.bench".into(), BasicPublishOptions::default(), PAYLOAD, props)
             .await
             .expect("publishes");
         confirm.await.expect("confirmed");

@@ -13,6 +13,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -123,6 +125,36 @@ impl Handled {
                 self.keys.remove(&old);
             }
         }
+    }
+}
+
+/// Subscriptions of a broker that lost their server, for its readiness check: an [`Outage`] is
+/// counted while it lives.
+#[derive(Clone, Default)]
+pub(crate) struct Outages(Arc<AtomicUsize>);
+
+impl Outages {
+    /// A lost connection, counted until dropped (also when its subscription ends meanwhile).
+    pub(crate) fn begin(&self) -> Outage {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Outage(self.0.clone())
+    }
+
+    /// `Ok` when no subscription is without its server; else how many are, in a sentence.
+    pub(crate) fn check(&self, server: &str) -> Result<(), String> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(format!("{n} subscription(s) reconnecting to {server}")),
+        }
+    }
+}
+
+/// One subscription without its server.
+pub(crate) struct Outage(Arc<AtomicUsize>);
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

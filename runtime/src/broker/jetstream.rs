@@ -114,7 +114,10 @@ async fn create_stream(js: &jetstream::Context, topic: &str) -> Result<String, E
     };
     match js.create_stream(config).await {
         Ok(_) => Ok(name),
-        Err(e) => js.stream_by_subject(topic).await.map_err(|_| err(format!("cannot create stream {name}: {e}"))),
+        Err(e) => js
+            .stream_by_subject(topic)
+            .await
+            .map_err(|_| err(format!("cannot create stream {name} (is JetStream on: nats-server -js?): {e}"))),
     }
 }
 

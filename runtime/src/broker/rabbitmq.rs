@@ -26,7 +26,6 @@
 //! URIs; the first one is used.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,7 +62,7 @@ pub struct RabbitBroker {
     /// The publisher's confirmed channel, made at the first publish and again after a failure.
     publisher: tokio::sync::Mutex<Option<(Connection, Channel)>>,
     /// Subscriptions without a connection now (readiness).
-    down: Arc<AtomicUsize>,
+    down: delivery::Outages,
 }
 
 impl RabbitBroker {
@@ -71,7 +70,7 @@ impl RabbitBroker {
     pub fn new(addresses: &[String], delivery: Delivery) -> Self {
         let first = addresses.iter().map(|a| a.trim()).find(|a| !a.is_empty()).unwrap_or("127.0.0.1:5672");
         let uri = if first.contains("://") { first.to_string() } else { format!("amqp://guest:guest@{first}/%2f") };
-        RabbitBroker { uri, delivery, publisher: tokio::sync::Mutex::new(None), down: Arc::default() }
+        RabbitBroker { uri, delivery, publisher: tokio::sync::Mutex::new(None), down: Default::default() }
     }
 
     /// A confirmed channel to publish on, made anew when the last one broke.
@@ -207,10 +206,7 @@ impl Broker for RabbitBroker {
     }
 
     fn check(&self) -> Result<(), String> {
-        match self.down.load(Ordering::Relaxed) {
-            0 => Ok(()),
-            n => Err(format!("{n} subscription(s) reconnecting to rabbitmq")),
-        }
+        self.down.check("rabbitmq")
     }
 }
 
@@ -263,12 +259,11 @@ impl Consume {
         Ok((conn, ch, consumer))
     }
 
-    async fn run(self: Arc<Self>, first: Open, down: Arc<AtomicUsize>) {
+    async fn run(self: Arc<Self>, first: Open, down: delivery::Outages) {
         let mut open = Some(first);
         let mut pause = Duration::from_millis(100);
-        // Held while the connection is lost; counted by `check` until dropped (also when the
-        // subscription ends meanwhile).
-        let mut lost: Option<Lost> = None;
+        // Held while the connection is lost: the broker is not ready meanwhile.
+        let mut lost: Option<delivery::Outage> = None;
         loop {
             let (conn, ch, mut consumer) = match open.take() {
                 Some(o) => o,
@@ -291,8 +286,7 @@ impl Consume {
                 self.clone().one(&ch, d).await;
             }
             drop((conn, ch));
-            down.fetch_add(1, Ordering::Relaxed);
-            lost = Some(Lost(down.clone()));
+            lost = Some(down.begin());
             tracing::warn!(topic = %self.topic, "rabbitmq: connection lost; subscribing again");
         }
     }
@@ -366,15 +360,6 @@ impl Consume {
             tokio::time::sleep(wait).await;
             let _ = d.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
         });
-    }
-}
-
-/// A lost connection, counted in the broker's `down` while it lasts.
-struct Lost(Arc<AtomicUsize>);
-
-impl Drop for Lost {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -63,6 +63,8 @@ pub struct KafkaBroker {
     partitions: Mutex<HashMap<(String, i32), Arc<PartitionClient>>>,
     sizes: Mutex<HashMap<String, (i32, Instant)>>,
     next: AtomicUsize,
+    /// Group subscriptions that lost their coordinator (readiness).
+    down: delivery::Outages,
 }
 
 impl KafkaBroker {
@@ -80,6 +82,7 @@ impl KafkaBroker {
             partitions: Mutex::default(),
             sizes: Mutex::default(),
             next: AtomicUsize::new(0),
+            down: Default::default(),
         }
     }
 
@@ -273,7 +276,7 @@ impl Broker for KafkaBroker {
                 // Ended by a word, so that it commits and leaves the group (its partitions go
                 // to the others at once, not after its session).
                 let (quit, quitting) = watch::channel(false);
-                tokio::spawn(sub.run_group(member, queue, parts, quitting));
+                tokio::spawn(sub.run_group(member, queue, parts, quitting, self.down.clone()));
                 return Ok(Subscription::new(move || {
                     let _ = quit.send(true);
                 }));
@@ -292,6 +295,10 @@ impl Broker for KafkaBroker {
 
     fn name(&self) -> &'static str {
         SYSTEM
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.down.check("kafka")
     }
 }
 
@@ -338,6 +345,7 @@ impl Consume {
         queue: String,
         mut starts: BTreeMap<i32, i64>,
         mut quitting: watch::Receiver<bool>,
+        down: delivery::Outages,
     ) {
         let mut pause = Duration::from_millis(100);
         loop {
@@ -383,6 +391,8 @@ impl Consume {
                 return;
             }
             tracing::debug!(topic = %self.topic, %queue, reason = %lost.detail, "kafka: joining the group again");
+            // Not ready while the coordinator is lost (a rebalance alone is no outage).
+            let _outage = (lost.code != 409).then(|| down.begin());
             starts = loop {
                 if lost.code != 409 {
                     // The coordinator is gone: find it again.
