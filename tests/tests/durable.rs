@@ -529,6 +529,15 @@ async fn kafka_interop_with_kafka_python() {
         assert_eq!(r["headers"]["Micro-Id"], r["value"], "{r}");
         assert_eq!(r["partition"], r["picked"], "the key's partition is the one kafka-python picks: {r}");
     }
+    // One key's messages in the order they were published (a partition is read in order).
+    for key in ["key-0", "key-1", "key-2"] {
+        let order: Vec<u32> = records
+            .iter()
+            .filter(|r| r["key"] == key)
+            .map(|r| r["value"].as_str().unwrap()[3..].parse().unwrap())
+            .collect();
+        assert!(order.len() == 4 && order.is_sorted(), "{key}: {order:?}");
+    }
     wait_for("kafka-python's records at our subscriber", Duration::from_secs(30), async || {
         got.lock().unwrap().len() >= 5
     })
