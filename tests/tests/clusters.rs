@@ -22,6 +22,14 @@ use micro_tests::{wait_for, Child, EtcdCluster, NatsCluster};
 
 /// How long after the leader dies calls may fail.
 const FAILOVER: Duration = Duration::from_secs(5);
+/// Each call's deadline under load.
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a call started `at` (from the start of the load) failed outside the failover window of
+/// a kill at `killed_at`: a call still under way when the kill began may be cut by it.
+fn outside_window(at: Duration, killed_at: Duration) -> bool {
+    at + CALL_TIMEOUT < killed_at || at > killed_at + FAILOVER
+}
 
 fn tester(service: &str, etcd: &str) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_tester"))
@@ -43,7 +51,7 @@ fn load(tester: TesterClient, duration: Duration) -> tokio::task::JoinHandle<Vec
         let mut results = Vec::new();
         while started.elapsed() < duration {
             let at = started.elapsed();
-            let opts = micro::CallOptions::new().timeout(Duration::from_secs(1));
+            let opts = micro::CallOptions::new().timeout(CALL_TIMEOUT);
             results.push((at, tester.echo_with(EchoRequest::default(), opts).await.err()));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -99,7 +107,7 @@ async fn an_etcd_cluster_loses_its_leader_under_load() {
     assert!(started.elapsed() - killed_at > Duration::from_secs(6));
     assert_eq!(node_count(&registry, &service).await, 2, "both nodes are still registered");
     let failed: Vec<_> = results.iter().filter(|(_, e)| e.is_some()).collect();
-    let outside: Vec<_> = failed.iter().filter(|(at, _)| *at < killed_at || *at > killed_at + FAILOVER).collect();
+    let outside: Vec<_> = failed.iter().filter(|(at, _)| outside_window(*at, killed_at)).collect();
     eprintln!(
         "etcd leader (member {killed}) killed at {killed_at:?}; member {new_leader} led {elected:?} later; {} calls, {} failed, {} outside the {FAILOVER:?} failover window",
         results.len(),
@@ -181,7 +189,7 @@ async fn a_nats_cluster_loses_the_server_a_service_is_connected_to() {
     .await;
 
     let failed: Vec<_> = results.iter().filter(|(_, e)| e.is_some()).collect();
-    let outside: Vec<_> = failed.iter().filter(|(at, _)| *at < killed_at || *at > killed_at + FAILOVER).collect();
+    let outside: Vec<_> = failed.iter().filter(|(at, _)| outside_window(*at, killed_at)).collect();
     eprintln!(
         "nats servers {victims:?} (the service's) killed at {killed_at:?}; {} calls, {} failed, {} outside the {FAILOVER:?} failover window; last failure {:?} after the kill",
         results.len(),
