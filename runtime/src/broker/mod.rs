@@ -93,7 +93,8 @@ pub type Handler = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), Error>> + 
 pub struct SubscribeOptions {
     /// Queue group: each message goes to one member of the group. `None`: every subscriber.
     pub queue: Option<String>,
-    /// Acknowledge a message even when its handler fails.
+    /// Acknowledge a message even when its handler fails (the at-most-once brokers); the
+    /// durable ones acknowledge only what was handled, and redeliver the rest.
     pub auto_ack: bool,
 }
 
