@@ -94,12 +94,20 @@ pub(crate) async fn handle(handler: &Handler, event: Event) -> Result<(), Error>
     }
 }
 
+/// A message key (a peer-chosen `Micro-Id`, of any length) as 64 bits, hashed with this
+/// process's own random key: what a subscription remembers costs 8 bytes a message, however
+/// long the ids, and no peer can aim a collision.
+pub(crate) fn fingerprint(key: &str) -> u64 {
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    std::hash::BuildHasher::hash_one(KEYS.get_or_init(std::hash::RandomState::new), key)
+}
+
 /// The keys of the last messages a subscription handled, so that a redelivery of one (its
 /// acknowledgement lost to a reconnect) is acknowledged again without running the handler.
 /// Bounded: the oldest key is forgotten first.
 pub(crate) struct Handled {
-    order: VecDeque<String>,
-    keys: HashSet<String>,
+    order: VecDeque<u64>,
+    keys: HashSet<u64>,
     cap: usize,
 }
 
@@ -111,12 +119,13 @@ impl Handled {
 
     /// Whether the message `key` was handled.
     pub(crate) fn contains(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        self.keys.contains(&fingerprint(key))
     }
 
     /// Remembers that `key` was handled.
-    pub(crate) fn insert(&mut self, key: String) {
-        if !self.keys.insert(key.clone()) {
+    pub(crate) fn insert(&mut self, key: &str) {
+        let key = fingerprint(key);
+        if !self.keys.insert(key) {
             return;
         }
         self.order.push_back(key);
@@ -178,9 +187,18 @@ mod tests {
     fn handled_forgets_the_oldest() {
         let mut h = Handled::new(2);
         for k in ["a", "b", "a", "c"] {
-            h.insert(k.into());
+            h.insert(k);
         }
         assert!(!h.contains("a") && h.contains("b") && h.contains("c"));
+    }
+
+    #[test]
+    fn handled_keys_cost_the_same_however_long() {
+        let mut h = Handled::new(2);
+        let huge = "x".repeat(1 << 20);
+        h.insert(&huge);
+        assert!(h.contains(&huge) && !h.contains(&huge[1..]));
+        assert_eq!(std::mem::size_of_val(h.order.front().unwrap()), 8);
     }
 
     #[test]

@@ -312,7 +312,7 @@ impl Consume {
         match outcome {
             Ok(()) => {
                 let _ = m.ack().await;
-                handled.insert(key);
+                handled.insert(&key);
             }
             Err(reason) if self.delivery.exhausted(delivered) => {
                 let dead =
@@ -320,7 +320,7 @@ impl Consume {
                 match self.dead_letter(&topic, dead).await {
                     Ok(()) => {
                         let _ = m.ack_with(AckKind::Term).await;
-                        handled.insert(key);
+                        handled.insert(&key);
                     }
                     Err(e) => {
                         tracing::warn!(%topic, error = %e.detail, "nats-js: cannot dead-letter a message; it stays");

@@ -219,8 +219,8 @@ struct Consume {
     handler: Handler,
     delivery: Delivery,
     handled: Mutex<Handled>,
-    /// Tries of messages that failed here, by key (bounded like `handled`).
-    tries: Mutex<HashMap<String, u32>>,
+    /// Tries of messages that failed here, by key fingerprint (bounded like `handled`).
+    tries: Mutex<HashMap<u64, u32>>,
 }
 
 type Open = (Connection, Channel, lapin::Consumer);
@@ -283,7 +283,7 @@ impl Consume {
             pause = Duration::from_millis(100);
             while let Some(d) = consumer.next().await {
                 let Ok(d) = d else { break };
-                self.clone().one(&ch, d).await;
+                self.one(&ch, d).await;
             }
             drop((conn, ch));
             lost = Some(down.begin());
@@ -292,7 +292,7 @@ impl Consume {
     }
 
     /// Handles one delivery.
-    async fn one(self: Arc<Self>, ch: &Channel, d: AmqpDelivery) {
+    async fn one(&self, ch: &Channel, d: AmqpDelivery) {
         let header = headers(&d);
         let key = header
             .get(super::ID_HEADER)
@@ -310,7 +310,7 @@ impl Consume {
         match delivery::handle(&self.handler, event).await {
             Ok(()) => {
                 let _ = d.acker.ack(BasicAckOptions::default()).await;
-                self.done(key);
+                self.done(&key);
             }
             Err(e) if self.delivery.exhausted(delivered) => {
                 let dead = delivery::dead_letter(&topic, &message, delivered, &e.detail);
@@ -321,7 +321,7 @@ impl Consume {
                 match publish(ch, exchange, &to, &dead).await {
                     Ok(()) => {
                         let _ = d.acker.ack(BasicAckOptions::default()).await;
-                        self.done(key);
+                        self.done(&key);
                     }
                     Err(e) => {
                         tracing::warn!(%topic, error = %e.detail, "rabbitmq: cannot dead-letter a message; it stays");
@@ -344,13 +344,13 @@ impl Consume {
         if tries.len() >= delivery::HANDLED {
             tries.clear();
         }
-        let n = tries.entry(key.to_string()).or_insert(0);
+        let n = tries.entry(delivery::fingerprint(key)).or_insert(0);
         *n = (*n + 1).max(server.unwrap_or(0));
         *n
     }
 
-    fn done(&self, key: String) {
-        self.tries.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+    fn done(&self, key: &str) {
+        self.tries.lock().unwrap_or_else(|e| e.into_inner()).remove(&delivery::fingerprint(key));
         self.handled.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
     }
 

@@ -158,10 +158,7 @@ impl KafkaBroker {
         match made {
             Ok(()) => Ok(()),
             // Made meanwhile by another subscriber.
-            Err(e) if self.sizes(&[topic.to_string()]).await?.contains_key(topic) => {
-                let _ = e;
-                Ok(())
-            }
+            Err(_) if self.sizes(&[topic.to_string()]).await?.contains_key(topic) => Ok(()),
             Err(e) => Err(err(format!("cannot create topic {topic}: {e}"))),
         }
     }
@@ -234,7 +231,10 @@ fn check(topic: &str) -> Result<(), Error> {
     if !legal || topic.len() + delivery::DEAD_LETTER_SUFFIX.len() > MAX_TOPIC {
         return Err(Error::bad_request(
             super::ID,
-            format!("kafka: topic {topic:?} must be letters, digits, '.', '_' or '-', at most {} bytes", MAX_TOPIC - 4),
+            format!(
+                "kafka: topic {topic:?} must be letters, digits, '.', '_' or '-', at most {} bytes",
+                MAX_TOPIC - delivery::DEAD_LETTER_SUFFIX.len()
+            ),
         ));
     }
     Ok(())
@@ -393,12 +393,13 @@ impl Consume {
             tracing::debug!(topic = %self.topic, %queue, reason = %lost.detail, "kafka: joining the group again");
             // Not ready while the coordinator is lost (a rebalance alone is no outage).
             let _outage = (lost.code != 409).then(|| down.begin());
+            // After a rebalance the same member joins again; after a lost coordinator, or a
+            // failed join, a new one finds the coordinator first.
+            let mut fresh = lost.code != 409;
             starts = loop {
-                if lost.code != 409 {
-                    // The coordinator is gone: find it again.
-                    match Member::connect(&self.broker.bootstrap, &queue, &self.topic, member_session(&self.broker))
-                        .await
-                    {
+                if fresh {
+                    let session = member_session(&self.broker);
+                    match Member::connect(&self.broker.bootstrap, &queue, &self.topic, session).await {
                         Ok(m) => member = m,
                         Err(_) => {
                             tokio::time::sleep(pause).await;
@@ -412,12 +413,7 @@ impl Consume {
                     Err(_) => {
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(Duration::from_secs(5));
-                        if let Ok(m) =
-                            Member::connect(&self.broker.bootstrap, &queue, &self.topic, member_session(&self.broker))
-                                .await
-                        {
-                            member = m;
-                        }
+                        fresh = true;
                     }
                 }
             };
@@ -520,7 +516,7 @@ impl Consume {
             tokio::time::sleep(d.retry_delay(tries)).await;
         }
         if let Some(k) = key {
-            self.handled.lock().unwrap_or_else(|e| e.into_inner()).insert(k);
+            self.handled.lock().unwrap_or_else(|e| e.into_inner()).insert(&k);
         }
         true
     }
