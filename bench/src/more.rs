@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use micro_tests::{Child, Etcd, Nats};
 
-use crate::{pinned, rps, start, stats, Server};
+use crate::{pinned, proc_field, rps, start, stats, Server};
 
 /// What every section needs.
 pub(crate) struct Context {
@@ -79,6 +79,13 @@ pub(crate) fn run(ctx: &Context, only: Option<&str>) {
     if on("broker") {
         broker(ctx);
     }
+    if on("durable") {
+        durable_brokers(ctx);
+    }
+    if on("scale") {
+        idle_connections(ctx);
+        large_messages(ctx);
+    }
     if on("codegen") {
         codegen(ctx);
     }
@@ -100,6 +107,8 @@ pub(crate) const SECTIONS: &[&str] = &[
     "resilience",
     "discovery",
     "broker",
+    "durable",
+    "scale",
     "codegen",
     "scaffolding",
 ];
@@ -153,14 +162,16 @@ fn row(label: &str, metric: &str, ours: &[f64], theirs: &[f64]) {
 
 fn streaming(ctx: &Context) {
     let per_stream = 1000u64;
-    let streams = ctx.n(400, 20);
+    let streams = ctx.n(4000, 20);
     let req = ctx.tmp.join("stream.bin");
     std::fs::write(&req, hello_frame(&"x".repeat(per_stream as usize))).expect("request file");
-    let (mut ours, mut theirs) = (vec![], vec![]);
+    let (mut ours, mut theirs, mut bare) = (vec![], vec![], vec![]);
     for round in 0..ctx.rounds {
-        for (name, bin, out) in
-            [("micro", "bench-micro-server", &mut ours), ("tonic", "bench-tonic-server", &mut theirs)]
-        {
+        for (name, bin, out) in [
+            ("micro", "bench-micro-server", &mut ours),
+            ("tonic", "bench-tonic-server", &mut theirs),
+            ("bare", "bench-bare-server", &mut bare),
+        ] {
             let server = start(&ctx.bin(bin));
             let url = format!("http://{}/helloworld.Greeter/SayHelloStream", server.addr);
             let n = streams.to_string();
@@ -186,6 +197,91 @@ fn streaming(ctx: &Context) {
     println!("\n## Server streaming (`SayHelloStream`, {per_stream} replies per call, c=4x8)\n");
     println!("| load | metric | micro | tonic | micro/tonic (min / median / max) |\n|---|---|---|---|---|");
     row("stream", "msgs/s", &ours, &theirs);
+    println!("\n| load | metric | micro | bare h2 | micro/bare (min / median / max) |\n|---|---|---|---|---|");
+    row("stream", "msgs/s", &ours, &bare);
+}
+
+/// The three Greeters, as `(name, binary)`.
+const GREETERS: [(&str, &str); 3] =
+    [("micro", "bench-micro-server"), ("tonic", "bench-tonic-server"), ("bare", "bench-bare-server")];
+
+/// Resident memory of each server holding N idle HTTP/2 connections (each made one call).
+fn idle_connections(ctx: &Context) {
+    let n = ctx.n(10_000, 200);
+    let mut per: Vec<Vec<f64>> = vec![vec![]; GREETERS.len()];
+    let mut rss = vec![(0.0, 0.0); GREETERS.len()];
+    for round in 0..ctx.rounds.min(2) {
+        for (i, (name, bin)) in GREETERS.iter().enumerate() {
+            let server = start(&ctx.bin(bin));
+            let pid = server.child.id();
+            // One connection first, so what is measured is per connection, not the first one's
+            // runtime and buffers.
+            let mut warm = idle_client(ctx, &server.addr, 1);
+            let before = proc_field(pid, "status", "VmRSS:");
+            let mut held = idle_client(ctx, &server.addr, n);
+            let after = proc_field(pid, "status", "VmRSS:");
+            let kib = (after - before) / n as f64;
+            eprintln!(
+                "round {} {name:5} {n} idle connections: {before:.0} → {after:.0} KiB, {kib:.1} KiB each",
+                round + 1
+            );
+            per[i].push(kib);
+            rss[i] = (before / 1024.0, after / 1024.0);
+            for c in [&mut held, &mut warm] {
+                drop(c.stdin.take());
+                let _ = c.wait();
+            }
+        }
+    }
+    println!("\n## Idle connections: {n} HTTP/2 connections, one call each, then idle (server RSS)\n");
+    println!("| server | RSS before MiB | RSS with them MiB | KiB per connection (median) | / tonic |\n|---|---|---|---|---|");
+    let tonic = stats(&per[1]).1;
+    for (i, (name, _)) in GREETERS.iter().enumerate() {
+        let kib = stats(&per[i]).1;
+        println!("| {name} | {:.1} | {:.1} | {kib:.1} | {:.2} |", rss[i].0, rss[i].1, ratio(kib, tonic));
+    }
+}
+
+/// `bench-idle` on core 1 holding `n` connections to `addr`, once they are all open.
+fn idle_client(ctx: &Context, addr: &str, n: u64) -> std::process::Child {
+    let mut child = pinned("1", &ctx.bin("bench-idle"))
+        .args([addr, &n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bench-idle starts");
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("bench-idle reports");
+    assert!(line.starts_with("ready"), "bench-idle opened its connections: {line:?}");
+    child
+}
+
+/// Unary calls with a 1 MiB name (so a 1 MiB request and a 1 MiB reply) on micro and tonic.
+fn large_messages(ctx: &Context) {
+    let n = ctx.n(2_000, 50).to_string();
+    let req = ctx.tmp.join("large.bin");
+    std::fs::write(&req, hello_frame(&"x".repeat(1 << 20))).expect("request file");
+    let (mut ours, mut theirs) = (vec![], vec![]);
+    for round in 0..ctx.rounds {
+        for (name, bin, out) in
+            [("micro", "bench-micro-server", &mut ours), ("tonic", "bench-tonic-server", &mut theirs)]
+        {
+            let server = start(&ctx.bin(bin));
+            let url = format!("http://{}/helloworld.Greeter/SayHello", server.addr);
+            let args = ["-n", &n, "-c", "4", "-m", "1", "-d", req.to_str().unwrap_or_default()];
+            let rps =
+                h2load(&[&args[..], &["-H", "content-type: application/grpc", "-H", "te: trailers", &url]].concat());
+            eprintln!("round {} {name:5} 1 MiB {:>7.0} req/s", round + 1, rps);
+            out.push(rps);
+        }
+    }
+    println!("\n## Large messages: unary `SayHello` with a 1 MiB name (1 MiB each way), c=4x1\n");
+    println!("| load | metric | micro | tonic | micro/tonic (min / median / max) |\n|---|---|---|---|---|");
+    row("1 MiB", "req/s", &ours, &theirs);
+    let mib: Vec<f64> = ours.iter().map(|r| r * 2.0).collect();
+    let tonic_mib: Vec<f64> = theirs.iter().map(|r| r * 2.0).collect();
+    row("1 MiB", "MiB/s (both ways)", &mib, &tonic_mib);
 }
 
 fn json_over_http1(ctx: &Context) {
@@ -308,7 +404,7 @@ fn instructions(ctx: &Context) {
     let req = ctx.tmp.join("unary.bin");
     std::fs::write(&req, hello_frame("world")).expect("request file");
     let mut per = vec![];
-    for (name, bin) in [("micro", "bench-micro-server"), ("tonic", "bench-tonic-server")] {
+    for (name, bin) in GREETERS {
         let out = ctx.tmp.join(format!("callgrind.{name}"));
         let mut child = Command::new("valgrind")
             .args(["--tool=callgrind", "--quiet"])
@@ -347,13 +443,23 @@ fn instructions(ctx: &Context) {
         load(n);
         let _ = Command::new("callgrind_control").args(["-d", &pid]).output();
         drop(server);
-        let ir = callgrind_total(&ctx.tmp, &format!("callgrind.{name}"), None) / n as f64;
+        // The profiles stay beside the binaries, for `callgrind_annotate`.
+        let keep = ctx.dir.join(format!("callgrind.{name}.out"));
+        let ir = callgrind_total(&ctx.tmp, &format!("callgrind.{name}"), Some(&keep)) / n as f64;
         eprintln!("callgrind {name:5} {ir:>9.0} instructions / request");
         per.push(ir);
     }
     println!("\n## Instructions per request (callgrind, {n} sequential unary calls after a warm-up)\n");
-    println!("| metric | micro | tonic | micro/tonic |\n|---|---|---|---|");
-    println!("| instructions / req | {:.0} | {:.0} | {:.2} |", per[0], per[1], ratio(per[0], per[1]));
+    println!("| metric | micro | tonic | bare | micro/tonic | micro/bare |\n|---|---|---|---|---|---|");
+    println!(
+        "| instructions / req | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+        per[0],
+        per[1],
+        per[2],
+        ratio(per[0], per[1]),
+        ratio(per[0], per[2])
+    );
+    println!("\n(profiles: `callgrind_annotate target/release/callgrind.{{micro,tonic,bare}}.out`)");
 }
 
 /// The instructions counted in the callgrind dumps in `dir` whose names start with `prefix`
@@ -675,7 +781,6 @@ fn broker(ctx: &Context) {
     pin(nats.pid());
     broker_rounds(ctx, "nats", &nats.address(), ctx.n(200_000, 2_000), "raw async-nats");
     drop(nats);
-    durable_brokers(ctx);
 }
 
 /// The durable brokers, each against its own raw client doing the same durable work (a confirmed

@@ -251,9 +251,16 @@ fn main() {
     let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:4222".into());
     let messages: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    // BENCH_BROKER_SIDE=micro|raw runs one side alone (for a profile of it).
+    let side = std::env::var("BENCH_BROKER_SIDE").unwrap_or_default();
     rt.block_on(async {
-        let (rate, n) = micro_run(&kind, &addr, messages).await;
-        println!("micro {rate:.0} {n}");
+        if side != "raw" {
+            let (rate, n) = micro_run(&kind, &addr, messages).await;
+            println!("micro {rate:.0} {n}");
+        }
+        if side == "micro" {
+            return;
+        }
         let (rate, n) = match kind.as_str() {
             "nats-js" => raw_jetstream(&addr, messages).await,
             "rabbitmq" => raw_rabbitmq(&addr, messages).await,

@@ -6,7 +6,10 @@
 
 fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
-    let server = micro::Server::new(micro::server::ServerOptions { address: addr, ..Default::default() });
+    // The connection cap (4096 by default) is raised so the idle-connections section can hold its
+    // 10,000; nothing else comes near it.
+    let serve = micro::transport::http::ServeOptions { max_connections: 16_384, ..Default::default() };
+    let server = micro::Server::new(micro::server::ServerOptions { address: addr, serve, ..Default::default() });
     let exporter =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
     let _in_runtime = exporter.enter();

@@ -118,11 +118,18 @@ impl Codec {
     /// Encodes a message as one gRPC frame (flag byte, big-endian length, message).
     pub fn encode_framed<M: Message>(self, msg: &M) -> Result<Bytes, Error> {
         let mut buf = BytesMut::with_capacity(5 + msg.encoded_len());
-        buf.put_slice(&[0; 5]);
-        self.encode_into(msg, &mut buf)?;
-        let len = (buf.len() - 5) as u32;
-        buf[1..5].copy_from_slice(&len.to_be_bytes());
+        self.encode_framed_into(msg, &mut buf)?;
         Ok(buf.freeze())
+    }
+
+    /// Appends a message to `buf` as one gRPC frame.
+    pub fn encode_framed_into<M: Message>(self, msg: &M, buf: &mut BytesMut) -> Result<(), Error> {
+        let start = buf.len();
+        buf.put_slice(&[0; 5]);
+        self.encode_into(msg, buf)?;
+        let len = (buf.len() - start - 5) as u32;
+        buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+        Ok(())
     }
 
     /// Decodes a message; malformed input is a 400 error naming what was wrong.

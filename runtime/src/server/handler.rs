@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::HeaderMap;
 use http_body::Frame;
-use tokio::sync::mpsc;
 
+use super::pipe;
 use crate::codec::{Codec, Message, Protocol};
 use crate::metadata::Metadata;
 use crate::transport::endpoint::{with_deadline, Handler, RawBody, RawRequest, StreamHandler, UnaryHandler};
@@ -91,7 +91,7 @@ impl<T> DerefMut for Request<T> {
 /// Where a streaming handler sends its replies.
 #[derive(Debug)]
 pub struct ServerStream<M> {
-    tx: mpsc::Sender<Frame<Bytes>>,
+    tx: pipe::Sender,
     codec: Codec,
     _m: PhantomData<fn(M)>,
 }
@@ -105,8 +105,7 @@ impl<M> Clone for ServerStream<M> {
 impl<M: Message> ServerStream<M> {
     /// Sends one reply; waits while the client is slow. Fails once the client has gone away.
     pub async fn send(&self, msg: M) -> Result<(), Error> {
-        let frame = self.codec.encode_framed(&msg)?;
-        self.tx.send(Frame::data(frame)).await.map_err(|_| Error::new(super::ID, 499, "the client closed the stream"))
+        std::future::poll_fn(|cx| self.tx.poll_write(cx, |buf| self.codec.encode_framed_into(&msg, buf))).await
     }
 
     /// Whether the client has gone away.
@@ -116,7 +115,7 @@ impl<M: Message> ServerStream<M> {
 
     /// Completes when the client has gone away.
     pub async fn closed(&self) {
-        self.tx.closed().await
+        std::future::poll_fn(|cx| self.tx.poll_closed(cx)).await
     }
 }
 
@@ -163,40 +162,13 @@ where
     Handler::Unary(Arc::new(UnaryFn { f, _m: PhantomData }))
 }
 
-/// A body that drives a streaming handler and carries its replies, then its status.
+/// A body that drives a streaming handler and carries its replies, then its status. The
+/// handler runs inside the body's own poll, and what it sent by then leaves as one frame.
 struct DrivenBody {
     fut: Option<BoxFuture<'static, Result<(), Error>>>,
-    rx: mpsc::Receiver<Frame<Bytes>>,
+    rx: pipe::Receiver,
     status: Option<Result<(), Error>>,
     done: bool,
-}
-
-/// Replies ready together leave in one DATA frame of up to this many bytes.
-const BATCH: usize = 32 * 1024;
-
-impl DrivenBody {
-    /// `first` and every reply the handler can add without waiting, as one frame: one DATA
-    /// frame (and one write) for a burst of small messages instead of one each.
-    fn batch(&mut self, first: Frame<Bytes>, cx: &mut Context<'_>) -> Frame<Bytes> {
-        let Ok(first) = first.into_data() else {
-            return Frame::data(Bytes::new());
-        };
-        let mut buf: Option<bytes::BytesMut> = None;
-        let mut len = first.len();
-        while len < BATCH {
-            if let Some(fut) = self.fut.as_mut() {
-                if let Poll::Ready(res) = fut.as_mut().poll(cx) {
-                    self.fut = None;
-                    self.status = Some(res);
-                }
-            }
-            let Poll::Ready(Some(next)) = self.rx.poll_recv(cx) else { break };
-            let Ok(next) = next.into_data() else { break };
-            len += next.len();
-            buf.get_or_insert_with(|| bytes::BytesMut::from(&first[..])).extend_from_slice(&next);
-        }
-        Frame::data(buf.map_or(first, bytes::BytesMut::freeze))
-    }
 }
 
 impl http_body::Body for DrivenBody {
@@ -214,8 +186,8 @@ impl http_body::Body for DrivenBody {
                 this.status = Some(res);
             }
         }
-        match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(this.batch(frame, cx)))),
+        match this.rx.poll_take(cx) {
+            Poll::Ready(Some(replies)) => Poll::Ready(Some(Ok(Frame::data(replies)))),
             Poll::Ready(None) => {
                 // Every sender is gone; the handler may still be running without its stream.
                 if this.fut.is_some() {
@@ -241,7 +213,7 @@ where
     F: FnOnce(RawRequest, ServerStream<Resp>) -> Fut,
     Fut: Future<Output = Result<(), Error>> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel(16);
+    let (tx, rx) = pipe::pipe();
     let deadline = req.deadline;
     let stream = ServerStream { tx, codec: req.codec, _m: PhantomData };
     let fut = start(req, stream);

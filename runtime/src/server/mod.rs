@@ -23,6 +23,7 @@
 pub mod builtin;
 pub mod descriptors;
 pub mod handler;
+mod pipe;
 pub mod reflection;
 pub mod subscriber;
 mod wire;

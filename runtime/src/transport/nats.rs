@@ -77,31 +77,36 @@ impl Connection {
 
     /// The connection, made on first use.
     pub async fn get(&self) -> Result<&async_nats::Client, Error> {
-        self.client
-            .get_or_try_init(|| async {
-                let urls: Vec<async_nats::ServerAddr> = self
-                    .addresses
-                    .iter()
-                    .map(|a| {
-                        let url = if a.contains("://") { a.clone() } else { format!("nats://{a}") };
-                        url.parse::<async_nats::ServerAddr>().map_err(|e| err(format!("address {a:?}: {e}")))
-                    })
-                    .collect::<Result<_, _>>()?;
-                let unreachable =
-                    |what: String| Error::unavailable(NATS_ID, format!("nats at {}: {what}", self.addresses.join(",")));
-                tokio::time::timeout(
-                    Duration::from_secs(5),
-                    async_nats::ConnectOptions::new()
-                        .name("micro")
-                        .max_reconnects(None)
-                        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)))
-                        .connect(urls),
-                )
-                .await
-                .map_err(|_| unreachable("no answer within 5s".into()))?
-                .map_err(|e| unreachable(format!("cannot connect: {e}")))
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        // Boxed: connecting is a future of many kilobytes, which every caller's future (each
+        // publish, each call) would otherwise carry and move.
+        self.client.get_or_try_init(|| Box::pin(self.connect())).await
+    }
+
+    async fn connect(&self) -> Result<async_nats::Client, Error> {
+        let urls: Vec<async_nats::ServerAddr> = self
+            .addresses
+            .iter()
+            .map(|a| {
+                let url = if a.contains("://") { a.clone() } else { format!("nats://{a}") };
+                url.parse::<async_nats::ServerAddr>().map_err(|e| err(format!("address {a:?}: {e}")))
             })
-            .await
+            .collect::<Result<_, _>>()?;
+        let unreachable =
+            |what: String| Error::unavailable(NATS_ID, format!("nats at {}: {what}", self.addresses.join(",")));
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            async_nats::ConnectOptions::new()
+                .name("micro")
+                .max_reconnects(None)
+                .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)))
+                .connect(urls),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 5s".into()))?
+        .map_err(|e| unreachable(format!("cannot connect: {e}")))
     }
 }
 

@@ -87,16 +87,20 @@ impl KafkaBroker {
     }
 
     async fn client(&self) -> Result<Arc<Client>, Error> {
+        // Boxed, so that every publish's future does not carry the size of connecting.
         let client = self
             .client
-            .get_or_try_init(|| async {
-                let backoff = rskafka::BackoffConfig { deadline: Some(Duration::from_secs(10)), ..Default::default() };
-                let client = ClientBuilder::new(self.bootstrap.clone()).backoff_config(backoff).client_id("micro");
-                client
-                    .build()
-                    .await
-                    .map(Arc::new)
-                    .map_err(|e| err(format!("cannot reach {}: {e}", self.bootstrap.join(","))))
+            .get_or_try_init(|| {
+                Box::pin(async {
+                    let backoff =
+                        rskafka::BackoffConfig { deadline: Some(Duration::from_secs(10)), ..Default::default() };
+                    let client = ClientBuilder::new(self.bootstrap.clone()).backoff_config(backoff).client_id("micro");
+                    client
+                        .build()
+                        .await
+                        .map(Arc::new)
+                        .map_err(|e| err(format!("cannot reach {}: {e}", self.bootstrap.join(","))))
+                })
             })
             .await?;
         Ok(client.clone())

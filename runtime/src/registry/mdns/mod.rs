@@ -24,9 +24,11 @@
 //! callers; and at most [`MAX_NODES`] records of other processes are held.
 //!
 //! A process that just started has heard nothing yet, so reads wait for the answers: a listing
-//! waits the full warm-up (1.2 s, since a node announced in the last second answers only at the
-//! one-second mark), a lookup of one service returns as soon as it is found and answers stop
-//! coming. Long-running processes read from memory.
+//! waits the full warm-up (1.2 s, since a node announced in the last second answers a browser
+//! only at the one-second mark), a lookup of one service returns as soon as it is found and
+//! answers stop coming (250 ms at the least). To be found at once, a fresh process also sends
+//! one-shot queries on loopback, which responders answer by unicast without delay
+//! ([`oneshot`]). Long-running processes read from memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -36,6 +38,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperty, UnregisterStatus};
 use tokio::sync::Notify;
+
+mod oneshot;
 
 use super::{not_found, Action, Event, RegisterOptions, Registry, Service, Watcher};
 use crate::Error;
@@ -342,6 +346,22 @@ impl MdnsRegistry {
                 }
             })
             .map_err(err)?;
+        // A one-shot query for what already runs on this host, answered at once (see
+        // `oneshot`); what starts later announces itself to the browser above.
+        let weak = Arc::downgrade(&inner);
+        let until = inner.started + MAX_WARMUP;
+        let _ = std::thread::Builder::new().name("micro-mdns-ask".into()).spawn(move || {
+            let asked = oneshot::ask(SERVICE_TYPE, until, |instance| match weak.upgrade() {
+                Some(inner) => {
+                    inner.answered(&instance);
+                    std::ops::ControlFlow::Continue(())
+                }
+                None => std::ops::ControlFlow::Break(()),
+            });
+            if let Err(e) = asked {
+                tracing::debug!(error = %e, "the one-shot mDNS query failed; browsing alone finds services");
+            }
+        });
         Ok(MdnsRegistry { inner })
     }
 }
@@ -362,8 +382,20 @@ impl Inner {
 
     fn resolved(&self, r: &ResolvedService) {
         let props = r.get_properties();
-        let fullname = unescape(r.get_fullname());
-        let (service, ttl) = match decode_txt(|k| props.get_property_val(k).flatten()) {
+        let addresses: Vec<IpAddr> = r.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
+        let get = |k: &str| props.get_property_val(k).flatten();
+        self.take_in(unescape(r.get_fullname()), r.get_port(), &addresses, get);
+    }
+
+    /// An instance answering a one-shot query, taken in as a resolved one is.
+    fn answered(&self, i: &oneshot::Instance) {
+        self.take_in(i.fullname.clone(), i.port, &i.addresses, |k| i.get(k));
+        self.changed.notify_waiters();
+    }
+
+    /// Believes what an instance's records say (see the module doc), or logs why not.
+    fn take_in<'a>(&self, fullname: String, port: u16, addresses: &[IpAddr], get: impl Fn(&str) -> Option<&'a [u8]>) {
+        let (service, ttl) = match decode_txt(get) {
             Ok(decoded) => decoded,
             Err(e) => return tracing::debug!(instance = %fullname, error = %e.detail, "ignoring an mDNS record"),
         };
@@ -373,8 +405,7 @@ impl Inner {
         if state.registered.values().any(|n| unescape(n).eq_ignore_ascii_case(&fullname)) {
             return;
         }
-        let addresses: Vec<IpAddr> = r.get_addresses().iter().map(|a| a.to_ip_addr()).collect();
-        if let Some(why) = distrust(&service.nodes[0], r.get_port(), &addresses, self.host_only) {
+        if let Some(why) = distrust(&service.nodes[0], port, addresses, self.host_only) {
             if state.distrusted.len() < MAX_NODES && state.distrusted.insert(fullname.clone()) {
                 tracing::warn!(service = %service.name, instance = %fullname, "ignoring an mDNS record: {why}");
             }
@@ -565,6 +596,38 @@ mod tests {
                 .collect(),
             nodes: vec![Node { id: "big-1".into(), address: "127.0.0.1:1234".into(), metadata: BTreeMap::new() }],
         }
+    }
+
+    /// A responder answers a one-shot query at once, by unicast, even right after it announced
+    /// the record (when a browser's query would go unanswered for a second), and the answer
+    /// carries the whole record.
+    #[tokio::test]
+    async fn a_one_shot_query_is_answered_with_the_whole_record() {
+        let responder = MdnsRegistry::new().unwrap();
+        let mut record = big_record();
+        record.name = format!("oneshot-{}", std::process::id());
+        record.nodes[0].id = format!("{}-node", record.name);
+        responder.register(&record, RegisterOptions { ttl: Duration::from_secs(30) }).await.unwrap();
+        let want = record.name.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut found = None;
+            let until = Instant::now() + Duration::from_secs(10);
+            let asked = oneshot::ask(SERVICE_TYPE, until, |i| match decode_txt(|k| i.get(k)) {
+                Ok((service, _)) if service.name == want => {
+                    found = Some((service, i.port, i.addresses.clone()));
+                    std::ops::ControlFlow::Break(())
+                }
+                _ => std::ops::ControlFlow::Continue(()),
+            });
+            asked.map(|()| found)
+        })
+        .await
+        .unwrap()
+        .expect("the query was sent");
+        let (service, port, addresses) = found.expect("the responder answered");
+        assert_eq!(service, record);
+        assert_eq!(port, 1234);
+        assert!(distrust(&service.nodes[0], port, &addresses, true).is_none(), "{addresses:?}");
     }
 
     #[test]
