@@ -42,14 +42,7 @@ fn stream_replies(who: Bytes) -> impl futures_util::Stream<Item = Result<Frame<B
         let mut out = BytesMut::with_capacity(32 * 1024 + 64);
         while at < letters.len() && out.len() < 32 * 1024 {
             let mut utf8 = [0u8; 4];
-            let letter = letters[at].encode_utf8(&mut utf8).as_bytes();
-            let len = 6 + letter.len();
-            out.put_u8(0);
-            out.put_u32((len + 2) as u32);
-            out.put_u8(0x0a);
-            out.put_u8(len as u8);
-            out.put_slice(b"Hello ");
-            out.put_slice(letter);
+            put_hello(&mut out, letters[at].encode_utf8(&mut utf8).as_bytes());
             at += 1;
         }
         std::task::Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
@@ -61,31 +54,30 @@ async fn handle(req: http::Request<Incoming>) -> Result<http::Response<Reply>, I
     let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let msg = if body.len() >= 5 { body.slice(5..) } else { body.clone() };
     let who = name(&msg);
-    if streaming {
-        let who = msg.slice_ref(who);
-        let mut trailers = http::HeaderMap::new();
-        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-        let replies = http_body_util::StreamBody::new(stream_replies(who));
-        let body = replies.with_trailers(async move { Some(Ok(trailers)) }).boxed_unsync();
-        let mut resp = http::Response::new(body);
-        resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
-        return Ok(resp);
-    }
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let trailers = async move { Some(Ok(trailers)) };
+    let body = if streaming {
+        http_body_util::StreamBody::new(stream_replies(msg.slice_ref(who))).with_trailers(trailers).boxed_unsync()
+    } else {
+        let mut out = BytesMut::with_capacity(who.len() + 13);
+        put_hello(&mut out, who);
+        Full::new(out.freeze()).with_trailers(trailers).boxed_unsync()
+    };
+    let mut resp = http::Response::new(body);
+    resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
+    Ok(resp)
+}
+
+/// Appends one `HelloReply { message: "Hello " + who }` gRPC frame (`who` under 122 bytes).
+fn put_hello(out: &mut BytesMut, who: &[u8]) {
     let len = 6 + who.len();
-    let mut out = BytesMut::with_capacity(len + 7);
     out.put_u8(0);
     out.put_u32((len + 2) as u32);
     out.put_u8(0x0a);
     out.put_u8(len as u8);
     out.put_slice(b"Hello ");
     out.put_slice(who);
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let body = Full::new(out.freeze()).map_frame(|f| f).with_trailers(async move { Some(Ok(trailers)) }).boxed_unsync();
-    let _ = Frame::<Bytes>::data;
-    let mut resp = http::Response::new(body);
-    resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
-    Ok(resp)
 }
 
 fn main() {
