@@ -115,7 +115,7 @@ impl<M: Message> ServerStream<M> {
 
     /// Completes when the client has gone away.
     pub async fn closed(&self) {
-        std::future::poll_fn(|cx| self.tx.poll_closed(cx)).await
+        self.tx.closed().await
     }
 }
 

@@ -30,12 +30,27 @@ struct State {
     reader: Option<Waker>,
     /// Senders waiting for room.
     room: Vec<Waker>,
-    /// Callers of [`Sender::poll_closed`].
-    closers: Vec<Waker>,
+    /// Where the buffer ended before the write under way: a write that panicked is undone by
+    /// the next lock, so no half frame is ever sent.
+    writing: Option<usize>,
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
+/// The state and the signal of the receiver's end (a `Notify`, whose waiters leave it when
+/// they are dropped, unlike wakers kept in the state).
+struct Shared {
+    state: Mutex<State>,
+    gone: tokio::sync::Notify,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|poisoned| {
+        shared.state.clear_poison();
+        let mut state = poisoned.into_inner();
+        if let Some(len) = state.writing.take() {
+            state.buf.truncate(len);
+        }
+        state
+    })
 }
 
 fn park(waiting: &mut Vec<Waker>, cx: &Context<'_>) {
@@ -46,17 +61,18 @@ fn park(waiting: &mut Vec<Waker>, cx: &Context<'_>) {
 
 /// The handler's end.
 pub(crate) struct Sender {
-    state: Arc<Mutex<State>>,
+    state: Arc<Shared>,
 }
 
 /// The reply body's end.
 pub(crate) struct Receiver {
-    state: Arc<Mutex<State>>,
+    state: Arc<Shared>,
 }
 
 /// A new pipe.
 pub(crate) fn pipe() -> (Sender, Receiver) {
-    let state = Arc::new(Mutex::new(State { senders: 1, ..State::default() }));
+    let state = Mutex::new(State { senders: 1, ..State::default() });
+    let state = Arc::new(Shared { state, gone: tokio::sync::Notify::new() });
     (Sender { state: state.clone() }, Receiver { state })
 }
 
@@ -81,7 +97,9 @@ impl Sender {
             state.buf.reserve(CHUNK);
         }
         let before = state.buf.len();
+        state.writing = Some(before);
         let res = write(&mut state.buf);
+        state.writing = None;
         if res.is_err() {
             state.buf.truncate(before);
         } else if let Some(reader) = state.reader.take() {
@@ -96,14 +114,17 @@ impl Sender {
         lock(&self.state).closed
     }
 
-    /// Ready once the receiver is gone.
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.state);
-        if state.closed {
-            return Poll::Ready(());
+    /// Completes once the receiver is gone.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let gone = self.state.gone.notified();
+            tokio::pin!(gone);
+            gone.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            gone.await;
         }
-        park(&mut state.closers, cx);
-        Poll::Pending
     }
 }
 
@@ -157,16 +178,18 @@ impl Drop for Receiver {
         let mut state = lock(&self.state);
         state.closed = true;
         state.buf = BytesMut::new();
-        let mut waiting = std::mem::take(&mut state.room);
-        waiting.append(&mut state.closers);
+        let waiting = std::mem::take(&mut state.room);
         drop(state);
         waiting.into_iter().for_each(Waker::wake);
+        self.state.gone.notify_waiters();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+
     use futures_util::task::noop_waker_ref;
 
     fn cx() -> Context<'static> {
@@ -206,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_panics_leaves_nothing_behind() {
+        let (tx, mut rx) = pipe();
+        assert!(write(&tx, b"ok").is_ready());
+        let tx = std::sync::Arc::new(tx);
+        let panicking = tx.clone();
+        let _ = std::thread::spawn(move || {
+            let _ = panicking.poll_write(&mut cx(), |buf| {
+                buf.extend_from_slice(b"half");
+                panic!("an encoder that panics");
+            });
+        })
+        .join();
+        assert_eq!(rx.poll_take(&mut cx()), Poll::Ready(Some(Bytes::from_static(b"ok"))));
+        assert!(write(&tx, b"next").is_ready(), "the pipe still works");
+        assert_eq!(rx.poll_take(&mut cx()), Poll::Ready(Some(Bytes::from_static(b"next"))));
+    }
+
+    #[test]
     fn a_failed_write_leaves_nothing_and_a_gone_receiver_fails_senders() {
         let (tx, mut rx) = pipe();
         assert!(write(&tx, b"ok").is_ready());
@@ -216,10 +257,12 @@ mod tests {
         assert!(matches!(failed, Poll::Ready(Err(_))));
         assert_eq!(rx.poll_take(&mut cx()), Poll::Ready(Some(Bytes::from_static(b"ok"))));
         assert!(!tx.is_closed());
-        assert!(tx.poll_closed(&mut cx()).is_pending());
+        let mut closed = Box::pin(tx.closed());
+        assert!(closed.as_mut().poll(&mut cx()).is_pending());
         drop(rx);
         assert!(tx.is_closed());
-        assert!(tx.poll_closed(&mut cx()).is_ready());
+        assert!(closed.as_mut().poll(&mut cx()).is_ready(), "a waiting closed() completes");
+        assert!(Box::pin(tx.closed()).as_mut().poll(&mut cx()).is_ready());
         assert!(matches!(write(&tx, b"late"), Poll::Ready(Err(e)) if e.code == 499));
     }
 }

@@ -387,8 +387,12 @@ impl Inner {
         self.take_in(unescape(r.get_fullname()), r.get_port(), &addresses, get);
     }
 
-    /// An instance answering a one-shot query, taken in as a resolved one is.
+    /// An instance answering a one-shot query, taken in as a resolved one is (one without
+    /// addresses is left to browsing, which resolves them).
     fn answered(&self, i: &oneshot::Instance) {
+        if i.addresses.is_empty() {
+            return;
+        }
         self.take_in(i.fullname.clone(), i.port, &i.addresses, |k| i.get(k));
         self.changed.notify_waiters();
     }
@@ -402,7 +406,10 @@ impl Inner {
         let mut state = self.lock();
         // This process's own records were taken in when registered; what is heard under their
         // names (our own echo, or another process claiming them) changes nothing.
-        if state.registered.values().any(|n| unescape(n).eq_ignore_ascii_case(&fullname)) {
+        // Compared as the node map keys them (`to_lowercase`), so no other spelling of one of
+        // our names (a Unicode case variant) passes as another's.
+        let key = fullname.to_lowercase();
+        if state.registered.values().any(|n| unescape(n).to_lowercase() == key) {
             return;
         }
         if let Some(why) = distrust(&service.nodes[0], port, addresses, self.host_only) {

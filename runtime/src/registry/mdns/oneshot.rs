@@ -23,6 +23,8 @@ const SRV: u16 = 33;
 const TXT: u16 = 16;
 const A: u16 = 1;
 const AAAA: u16 = 28;
+/// The most instances taken from one reply.
+const MAX_PER_PACKET: usize = 64;
 
 /// One instance from a reply.
 #[derive(Debug, Default, PartialEq)]
@@ -140,7 +142,13 @@ pub(crate) fn parse(packet: &[u8], service_type: &str, id: u16) -> Option<Vec<In
         let start = r.at;
         let data = r.take(len)?;
         match kind {
-            PTR if name.eq_ignore_ascii_case(service_type) => ptrs.push(name_at(packet, start)?.0),
+            PTR if name.eq_ignore_ascii_case(service_type) => {
+                let target = name_at(packet, start)?.0;
+                // An instance of this type is named under it.
+                if target.to_lowercase().ends_with(&format!(".{}", service_type.to_lowercase())) {
+                    ptrs.push(target);
+                }
+            }
             SRV if len >= 7 => srvs.push((name, u16::from_be_bytes([data[4], data[5]]), name_at(packet, start + 6)?.0)),
             TXT => txts.push((name, txt_entries(data))),
             A if len == 4 => addrs.push((name, IpAddr::from([data[0], data[1], data[2], data[3]]))),
@@ -148,6 +156,11 @@ pub(crate) fn parse(packet: &[u8], service_type: &str, id: u16) -> Option<Vec<In
             _ => {}
         }
     }
+    // One instance per name, and a bounded number per packet: a packet repeating one pointer
+    // must not cost the decoding of its record many times.
+    ptrs.sort_by_key(|p| p.to_lowercase());
+    ptrs.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    ptrs.truncate(MAX_PER_PACKET);
     Some(
         ptrs.into_iter()
             .filter_map(|fullname| {
@@ -211,7 +224,14 @@ pub(crate) fn ask(
         socket.set_read_timeout(Some(next.saturating_duration_since(now).max(Duration::from_millis(1))))?;
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         };
         // Answers to a one-shot query come from the responder's mDNS port, on this host.
@@ -269,6 +289,18 @@ mod tests {
         assert_eq!(i.addresses, vec![IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(i.get("v"), Some(&b"1"[..]));
         assert_eq!(i.get("r0"), Some(&b"\x00="[..]));
+    }
+
+    #[test]
+    fn a_pointer_repeated_in_one_reply_gives_one_instance() {
+        let mut p = reply(7);
+        // The PTR answer (after the question) again, as an extra record at the end.
+        let answer = 12 + 19 + 4;
+        let ptr: Vec<u8> = p[answer..answer + 12 + 15].to_vec();
+        p.extend_from_slice(&ptr);
+        p[11] += 1;
+        let got = parse(&p, "_micro._tcp.local.", 7);
+        assert_eq!(got.map(|g| g.len()), Some(1));
     }
 
     #[test]
