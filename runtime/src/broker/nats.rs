@@ -2,10 +2,9 @@
 //! subscriptions, headers travel as NATS headers.
 //!
 //! Delivery is at most once (core NATS): a message published while no subscriber is connected
-//! is gone. Publishing queues the message on the connection and returns; the connection's task
-//! writes what is queued as soon as it runs (a burst of publishes in one write), and
-//! [`Broker::disconnect`] waits until all of it is written, so a short-lived publisher calls it
-//! before it exits. The connection retries at start and reconnects forever after the server goes away;
+//! is gone. Publishing queues the message on the connection and returns; one background flush
+//! follows a burst of publishes, and [`Broker::disconnect`] flushes what is left, so a
+//! short-lived publisher calls it before it exits. The connection retries at start and reconnects forever after the server goes away;
 //! subscriptions resume by themselves once it is back.
 
 use std::sync::Arc;
@@ -49,12 +48,29 @@ pub(crate) fn from_headers(headers: Option<&async_nats::HeaderMap>) -> std::coll
 /// The NATS broker.
 pub struct NatsBroker {
     conn: Connection,
+    /// Woken after each publish; one task flushes, so a burst of publishes shares one flush.
+    flush: Arc<Flush>,
+    flusher: std::sync::OnceLock<()>,
+}
+
+#[derive(Default)]
+struct Flush {
+    wake: tokio::sync::Notify,
+    /// Set when the broker is dropped: the flusher flushes once more and ends.
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for NatsBroker {
+    fn drop(&mut self) {
+        self.flush.closing.store(true, std::sync::atomic::Ordering::Release);
+        self.flush.wake.notify_one();
+    }
 }
 
 impl NatsBroker {
     /// A broker for the NATS servers at `addresses` (`127.0.0.1:4222` when empty).
     pub fn new(addresses: &[String]) -> Self {
-        NatsBroker { conn: Connection::new(addresses) }
+        NatsBroker { conn: Connection::new(addresses), flush: Arc::default(), flusher: std::sync::OnceLock::new() }
     }
 
     /// The connection, made on first use.
@@ -76,14 +92,31 @@ impl Broker for NatsBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<(), Error> {
         super::check_topic(topic)?;
         let client = self.client().await?;
-        // Queued on the connection, whose task writes (and flushes) what is queued as soon as it
-        // runs, a burst in one write; this call does not wait for the server.
-        let subject = async_nats::Subject::from(topic);
+        // Queued on the connection; the flusher sends it without this call waiting for the server.
         if message.header.is_empty() {
-            return client.publish(subject, message.body).await.map_err(err);
+            client.publish(async_nats::Subject::from(topic), message.body).await.map_err(err)?;
+        } else {
+            let headers = to_headers(&message)?;
+            client.publish_with_headers(async_nats::Subject::from(topic), headers, message.body).await.map_err(err)?;
         }
-        let headers = to_headers(&message)?;
-        client.publish_with_headers(subject, headers, message.body).await.map_err(err)
+        self.flusher.get_or_init(|| {
+            let (client, flush) = (client.clone(), self.flush.clone());
+            // The task holds the connection until its last flush, so nothing published is left
+            // behind in the buffer when the broker goes away.
+            tokio::spawn(async move {
+                loop {
+                    flush.wake.notified().await;
+                    // A flush caught by a reconnect may never be answered: give up on it, and
+                    // let the next publish start another.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.flush()).await;
+                    if flush.closing.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
+                }
+            });
+        });
+        self.flush.wake.notify_one();
+        Ok(())
     }
 
     async fn subscribe(&self, topic: &str, handler: Handler, opts: SubscribeOptions) -> Result<Subscription, Error> {
