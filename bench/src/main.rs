@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-const SERVERS: [(&str, &str); 3] =
+/// The three Greeters, as `(name, binary)`: ours, tonic, and the bare ceiling.
+pub(crate) const SERVERS: [(&str, &str); 3] =
     [("micro", "bench-micro-server"), ("tonic", "bench-tonic-server"), ("bare", "bench-bare-server")];
 const LOADS: [(&str, &[&str]); 3] =
     [("c=1", &["-c", "1", "-m", "1"]), ("c=4x64", &["-c", "4", "-m", "64"]), ("c=16x16", &["-c", "16", "-m", "16"])];

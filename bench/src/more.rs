@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use micro_tests::{Child, Etcd, Nats};
 
-use crate::{pinned, proc_field, rps, start, stats, Server};
+use crate::{pinned, proc_field, rps, start, stats, Server, SERVERS};
 
 /// What every section needs.
 pub(crate) struct Context {
@@ -202,17 +202,13 @@ fn streaming(ctx: &Context) {
     row("stream", "msgs/s", &ours, &bare);
 }
 
-/// The three Greeters, as `(name, binary)`.
-const GREETERS: [(&str, &str); 3] =
-    [("micro", "bench-micro-server"), ("tonic", "bench-tonic-server"), ("bare", "bench-bare-server")];
-
 /// Resident memory of each server holding N idle HTTP/2 connections (each made one call).
 fn idle_connections(ctx: &Context) {
     let n = ctx.n(10_000, 200);
-    let mut per: Vec<Vec<f64>> = vec![vec![]; GREETERS.len()];
-    let mut rss = vec![(0.0, 0.0); GREETERS.len()];
+    let mut per: Vec<Vec<f64>> = vec![vec![]; SERVERS.len()];
+    let mut rss = vec![(0.0, 0.0); SERVERS.len()];
     for round in 0..ctx.rounds.min(2) {
-        for (i, (name, bin)) in GREETERS.iter().enumerate() {
+        for (i, (name, bin)) in SERVERS.iter().enumerate() {
             let server = start(&ctx.bin(bin));
             let pid = server.child.id();
             // One connection first, so what is measured is per connection, not the first one's
@@ -237,7 +233,7 @@ fn idle_connections(ctx: &Context) {
     println!("\n## Idle connections: {n} HTTP/2 connections, one call each, then idle (server RSS)\n");
     println!("| server | RSS before MiB | RSS with them MiB | KiB per connection (median) | / tonic |\n|---|---|---|---|---|");
     let tonic = stats(&per[1]).1;
-    for (i, (name, _)) in GREETERS.iter().enumerate() {
+    for (i, (name, _)) in SERVERS.iter().enumerate() {
         let kib = stats(&per[i]).1;
         println!("| {name} | {:.1} | {:.1} | {kib:.1} | {:.2} |", rss[i].0, rss[i].1, ratio(kib, tonic));
     }
@@ -405,7 +401,7 @@ fn instructions(ctx: &Context) {
     let req = ctx.tmp.join("unary.bin");
     std::fs::write(&req, hello_frame("world")).expect("request file");
     let mut per = vec![];
-    for (name, bin) in GREETERS {
+    for (name, bin) in SERVERS {
         let out = ctx.tmp.join(format!("callgrind.{name}"));
         let mut child = Command::new("valgrind")
             .args(["--tool=callgrind", "--quiet"])

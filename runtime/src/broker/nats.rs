@@ -93,11 +93,12 @@ impl Broker for NatsBroker {
         super::check_topic(topic)?;
         let client = self.client().await?;
         // Queued on the connection; the flusher sends it without this call waiting for the server.
+        let subject = async_nats::Subject::from(topic);
         if message.header.is_empty() {
-            client.publish(async_nats::Subject::from(topic), message.body).await.map_err(err)?;
+            client.publish(subject, message.body).await.map_err(err)?;
         } else {
             let headers = to_headers(&message)?;
-            client.publish_with_headers(async_nats::Subject::from(topic), headers, message.body).await.map_err(err)?;
+            client.publish_with_headers(subject, headers, message.body).await.map_err(err)?;
         }
         self.flusher.get_or_init(|| {
             let (client, flush) = (client.clone(), self.flush.clone());

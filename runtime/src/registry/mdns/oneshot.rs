@@ -133,6 +133,8 @@ pub(crate) fn parse(packet: &[u8], service_type: &str, id: u16) -> Option<Vec<In
         r.take(4)?;
     }
     let (mut ptrs, mut srvs, mut txts, mut addrs) = (vec![], vec![], vec![], vec![]);
+    // An instance of this type is named under it.
+    let under = format!(".{}", service_type.to_lowercase());
     let records = counts[1] as usize + counts[2] as usize + counts[3] as usize;
     for _ in 0..records {
         let name = r.name()?.to_lowercase();
@@ -144,9 +146,9 @@ pub(crate) fn parse(packet: &[u8], service_type: &str, id: u16) -> Option<Vec<In
         match kind {
             PTR if name.eq_ignore_ascii_case(service_type) => {
                 let target = name_at(packet, start)?.0;
-                // An instance of this type is named under it.
-                if target.to_lowercase().ends_with(&format!(".{}", service_type.to_lowercase())) {
-                    ptrs.push(target);
+                let key = target.to_lowercase();
+                if key.ends_with(&under) {
+                    ptrs.push((key, target));
                 }
             }
             SRV if len >= 7 => srvs.push((name, u16::from_be_bytes([data[4], data[5]]), name_at(packet, start + 6)?.0)),
@@ -158,13 +160,12 @@ pub(crate) fn parse(packet: &[u8], service_type: &str, id: u16) -> Option<Vec<In
     }
     // One instance per name, and a bounded number per packet: a packet repeating one pointer
     // must not cost the decoding of its record many times.
-    ptrs.sort_by_key(|p| p.to_lowercase());
-    ptrs.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    ptrs.sort();
+    ptrs.dedup_by(|a, b| a.0 == b.0);
     ptrs.truncate(MAX_PER_PACKET);
     Some(
         ptrs.into_iter()
-            .filter_map(|fullname| {
-                let key = fullname.to_lowercase();
+            .filter_map(|(key, fullname)| {
                 let (_, port, host) = srvs.iter().find(|(n, _, _)| *n == key)?;
                 let host = host.to_lowercase();
                 let txt = txts.iter().find(|(n, _)| *n == key).map(|(_, t)| t.clone()).unwrap_or_default();
