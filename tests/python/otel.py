@@ -2,13 +2,15 @@
 
     otel.py receiver      an OTLP receiver on 127.0.0.1: HTTP/protobuf (POST /v1/traces) and gRPC
                           (TraceService/Export), decoded with the official opentelemetry-proto
-                          types. Prints `HTTP_PORT GRPC_PORT`, then serves GET /spans (every span
+                          types; each span notes its batch's protocol, gzip and `x-tenant`
+                          header. Prints `HTTP_PORT GRPC_PORT`, then serves GET /spans (every span
                           received, as JSON) until stdin closes.
     otel.py client ADDR ENDPOINT
                           starts a trace with the SDK, calls testing.Tester/Echo at ADDR through
                           opentelemetry-instrumentation-grpc, exports its spans to ENDPOINT
                           (OTLP/HTTP), prints {"trace_id": ..., "reply": ...}.
 """
+import gzip
 import json
 import os
 import sys
@@ -40,8 +42,9 @@ def value_of(v):
     return getattr(v, kind)
 
 
-def collect(request, via):
-    """Records every span of an ExportTraceServiceRequest."""
+def collect(request, via, gzip=False, tenant=None):
+    """Records every span of an ExportTraceServiceRequest, with how the batch came: its
+    protocol, whether its body was gzip-compressed, and its `x-tenant` header."""
     out = []
     for rs in request.resource_spans:
         resource = {kv.key: value_of(kv.value) for kv in rs.resource.attributes}
@@ -49,6 +52,8 @@ def collect(request, via):
             for span in ss.spans:
                 out.append({
                     "via": via,
+                    "gzip": gzip,
+                    "tenant": tenant,
                     "service": resource.get("service.name"),
                     "resource": resource,
                     "trace_id": span.trace_id.hex(),
@@ -73,9 +78,12 @@ class Http(BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
+        compressed = self.headers.get("content-encoding", "") == "gzip"
+        if compressed:
+            body = gzip.decompress(body)
         request = trace_service_pb2.ExportTraceServiceRequest()
         request.ParseFromString(body)
-        collect(request, "http")
+        collect(request, "http", compressed, self.headers.get("x-tenant"))
         reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
@@ -95,7 +103,7 @@ class Http(BaseHTTPRequestHandler):
 
 class Grpc(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
-        collect(request, "grpc")
+        collect(request, "grpc", tenant=dict(context.invocation_metadata()).get("x-tenant"))
         return trace_service_pb2.ExportTraceServiceResponse()
 
 

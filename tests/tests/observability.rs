@@ -125,10 +125,20 @@ async fn one_trace_covers_every_hop() {
     let http = format!("http://127.0.0.1:{}", receiver.http);
     let grpc = format!("http://127.0.0.1:{}", receiver.grpc);
     let c_log: Lines = Arc::default();
-    let c_envs =
-        [("TESTER_SUBSCRIBE", "chain.events"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &http), ("MICRO_LOG_FORMAT", "json")];
+    let c_envs = [
+        ("TESTER_SUBSCRIBE", "chain.events"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &http),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=blue%20team"),
+        ("MICRO_LOG_FORMAT", "json"),
+    ];
     let _c = tester(&etcd, "chain.c", &c_envs, Some(c_log.clone()));
-    let b_envs = [("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")];
+    let b_envs = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=green"),
+    ];
     let _b = tester(&etcd, "chain.b", &b_envs, None);
     let a_envs = [
         ("TESTER_FORWARD", "chain.b"),
@@ -193,6 +203,13 @@ async fn one_trace_covers_every_hop() {
     assert_eq!(attr(publish, "messaging.message.id"), attr(process, "messaging.message.id"));
     assert_eq!(b_server["via"], "grpc", "B exported over OTLP/gRPC");
     assert_eq!(a_server["via"], "http", "A exported over OTLP/HTTP");
+    assert_eq!(
+        (&a_server["gzip"], &a_server["tenant"]),
+        (&false.into(), &serde_json::Value::Null),
+        "A: plain, no headers"
+    );
+    assert_eq!((&process["gzip"], &process["tenant"]), (&true.into(), &"blue team".into()), "C: gzip, its header");
+    assert_eq!(b_server["tenant"], "green", "B sent its header as gRPC metadata, its gzip batch decoded");
 
     // C logged the message in JSON, naming the trace.
     let logged = c_log

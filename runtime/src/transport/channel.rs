@@ -12,6 +12,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::mpsc;
 
+use super::compression::Encoding;
 use super::grpc::{self, Streaming};
 use super::http::Pool;
 use super::Body;
@@ -47,7 +48,23 @@ impl Channel<'_> {
         timeout: Duration,
         framed: Bytes,
     ) -> Result<Bytes, Error> {
-        let req = build_request(self.address, path, codec, metadata, Some(timeout), Body::full(framed))?;
+        self.unary_encoded(path, codec, metadata, timeout, framed, Encoding::Identity).await
+    }
+
+    /// [`Channel::unary_raw`] with a request framed in `encoding` (`grpc-encoding` says which).
+    pub async fn unary_encoded(
+        &self,
+        path: &str,
+        codec: Codec,
+        metadata: &Metadata,
+        timeout: Duration,
+        framed: Bytes,
+        encoding: Encoding,
+    ) -> Result<Bytes, Error> {
+        let mut req = build_request(self.address, path, codec, metadata, Some(timeout), Body::full(framed))?;
+        if encoding != Encoding::Identity {
+            req.headers_mut().insert("grpc-encoding", HeaderValue::from_static(encoding.name()));
+        }
         let resp = self.pool.send(self.address, self.secure, req, timeout.min(self.connect_timeout)).await?;
         let Some(body) = check_head(self.peer, resp)? else {
             return Err(Error::internal_server_error(self.peer, "reply without a message"));

@@ -14,8 +14,8 @@
 //!
 //! [`Tracing::from_env`] turns it on from the standard variables: an endpoint
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and not
-//! `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`; `OTEL_EXPORTER_OTLP_PROTOCOL`
-//! (`http/protobuf`, the default, or `grpc`), `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+//! `OTEL_TRACES_EXPORTER=none` or `OTEL_SDK_DISABLED=true`; the exporter's own variables are
+//! read by [`otlp`] (protocol, headers, timeout, compression); `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_SAMPLER` (`parentbased_always_on` by default) and `OTEL_BSP_*` are the SDK's.
 //! Spans leave in batches from a bounded queue on a background task: a slow or absent collector
 //! drops spans, never blocks a call. Off, nothing is installed and nothing is paid.
@@ -39,6 +39,8 @@ use crate::metadata::Metadata;
 use crate::server::{Endpoint, Handler, HandlerWrapper, RawRequest, StreamHandler, Subscriber, UnaryHandler};
 use crate::transport::Body;
 use crate::Error;
+
+mod otlp;
 
 /// The id of errors about tracing's set-up.
 pub const ID: &str = "go.micro.trace";
@@ -77,25 +79,7 @@ impl Tracing {
         if !wanted(|k| std::env::var(k).ok()) {
             return Ok(None);
         }
-        let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .unwrap_or_else(|_| "http/protobuf".into());
-        use opentelemetry_otlp::{SpanExporter, WithExportConfig};
-        let exporter = match protocol.trim() {
-            "grpc" => SpanExporter::builder().with_tonic().with_protocol(opentelemetry_otlp::Protocol::Grpc).build(),
-            "http/protobuf" | "" => {
-                SpanExporter::builder().with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary).build()
-            }
-            other => {
-                return Err(Error::bad_request(
-                    ID,
-                    format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not one this build exports with (grpc, http/protobuf)"
-                ),
-                ))
-            }
-        }
-        .map_err(|e| Error::bad_request(ID, format!("the OTLP exporter cannot be set up: {e}")))?;
+        let exporter = otlp::Exporter::new(otlp::Settings::from_env(|k| std::env::var(k).ok())?);
         let processor = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
             exporter,
             opentelemetry_sdk::runtime::Tokio,
