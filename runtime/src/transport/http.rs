@@ -317,14 +317,19 @@ async fn connection<D: Dispatch>(
 ) {
     let peer = stream.peer_addr().ok();
     let slot = Connection(Arc::new(guard));
-    let Some(tls) = &opts.tls else {
+    let Some(tls) = opts.tls.clone() else {
         return super::conn::serve(stream, peer, slot, dispatch, &opts, graceful).await;
     };
-    match tokio::time::timeout(opts.header_read_timeout, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => super::conn::serve(stream, peer, slot, dispatch, &opts, graceful).await,
-        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
-    }
+    // Boxed: the handshake's state and a TLS stream are kilobytes that a plain connection's task
+    // would otherwise carry too.
+    Box::pin(async move {
+        match tokio::time::timeout(opts.header_read_timeout, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => super::conn::serve(stream, peer, slot, dispatch, &opts, graceful).await,
+            Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+        }
+    })
+    .await
 }
 
 /// The client side: pooled HTTP/2 connections, one per address (plain and TLS apart).

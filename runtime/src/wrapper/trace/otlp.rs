@@ -78,12 +78,14 @@ impl Settings {
         let protocol = match var("PROTOCOL").map(|(v, _)| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("http/protobuf") => Protocol::Http,
             Some("grpc") => Protocol::Grpc,
-            Some(other) => return Err(Error::bad_request(
-                ID,
-                format!(
+            Some(other) => {
+                return Err(Error::bad_request(
+                    ID,
+                    format!(
                     "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not one this build exports with (grpc, http/protobuf)"
                 ),
-            )),
+                ))
+            }
         };
         let (endpoint, own) = var("ENDPOINT").unwrap_or_else(|| match protocol {
             Protocol::Http => ("http://localhost:4318".into(), false),
