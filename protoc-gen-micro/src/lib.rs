@@ -75,6 +75,8 @@ pub struct Config {
     out_dir: Option<PathBuf>,
     /// Where to write the OpenAPI document, and the service name it is registered under.
     openapi: Option<(PathBuf, String)>,
+    /// Whether prost's code is pretty-printed too.
+    format: bool,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             include_file: None,
             out_dir: None,
             openapi: None,
+            format: false,
         }
     }
 }
@@ -110,6 +113,14 @@ impl Config {
     /// Emit only the service code; messages come from elsewhere (see [`Config::extern_path`]).
     pub fn services_only(mut self, yes: bool) -> Self {
         self.services_only = yes;
+        self
+    }
+
+    /// Pretty-print prost's message code as well as micro's own (default false: the syn parse
+    /// and prettyplease pass over every module was more than half of a run, for code that stays
+    /// in `OUT_DIR`; the protoc plugin turns it on, as its output is committed).
+    pub fn format(mut self, yes: bool) -> Self {
+        self.format = yes;
         self
     }
 
@@ -237,6 +248,7 @@ impl Config {
         packages: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, String>, Error> {
         let mut prost = prost_build::Config::new();
+        prost.format(self.format);
         prost.prost_path(format!("{PRIVATE}::prost"));
         prost.compile_well_known_types();
         prost.enable_type_names();

@@ -7,9 +7,23 @@ fn protos() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/protos")
 }
 
-fn check(case: &str, files: &[&str], config: micro_build::Config) {
+/// A generated file as prettyplease lays it out, however it was laid out.
+fn tokens(code: &str) -> String {
+    prettyplease::unparse(&syn::parse_file(code).expect("generated code parses"))
+}
+
+/// Checks the pretty-printed output of `config` against the case's golden files, and that the
+/// default output (prost's code not pretty-printed) is the same code.
+fn check(case: &str, files: &[&str], config: impl Fn() -> micro_build::Config) {
     let (set, names) = micro_build::parse(files, &[protos()]).expect("corpus parses");
-    let generated = config.generate(&set, &names).expect("generates");
+    let generated = config().format(true).generate(&set, &names).expect("generates");
+    let plain = config().generate(&set, &names).expect("generates");
+    assert_eq!(plain.len(), generated.len(), "{case}: the same files either way");
+    for ((name, pretty), (_, plain)) in generated.iter().zip(&plain) {
+        if name.ends_with(".rs") {
+            assert_eq!(tokens(pretty), tokens(plain), "{case}/{name}: formatting changed the code");
+        }
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(case);
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     if update {
@@ -47,40 +61,38 @@ fn check(case: &str, files: &[&str], config: micro_build::Config) {
 
 #[test]
 fn messages_of_every_kind() {
-    check("types", &["corpus/types.proto"], micro_build::configure());
+    check("types", &["corpus/types.proto"], || micro_build::configure());
 }
 
 #[test]
 fn services_of_every_kind_with_imports_and_http_routes() {
-    check("shop", &["corpus/shop.proto"], micro_build::configure().include_file("mod.rs"));
+    check("shop", &["corpus/shop.proto"], || micro_build::configure().include_file("mod.rs"));
 }
 
 #[test]
 fn names_that_collide_well_known_types_and_trailing_comments() {
-    check("collide", &["corpus/collide.proto"], micro_build::configure());
+    check("collide", &["corpus/collide.proto"], || micro_build::configure());
 }
 
 #[test]
 fn proto2_with_defaults_and_an_extension_left_out() {
-    check("legacy", &["corpus/legacy.proto", "corpus/uses.proto"], micro_build::configure());
+    check("legacy", &["corpus/legacy.proto", "corpus/uses.proto"], || micro_build::configure());
 }
 
 #[test]
 fn file_without_package() {
-    check("nopackage", &["corpus/nopackage.proto"], micro_build::configure());
+    check("nopackage", &["corpus/nopackage.proto"], || micro_build::configure());
 }
 
 #[test]
 fn services_only_client_only_with_extern_path() {
-    check(
-        "client_only",
-        &["corpus/shop.proto"],
+    check("client_only", &["corpus/shop.proto"], || {
         micro_build::configure()
             .services_only(true)
             .build_server(false)
             .extern_path(".corpus.shop.v1", "::shop_messages")
-            .extern_path(".corpus.types", "::types_messages"),
-    );
+            .extern_path(".corpus.types", "::types_messages")
+    });
 }
 
 #[test]

@@ -26,7 +26,8 @@ struct RawSet {
 }
 
 fn config(parameter: &str) -> Result<micro_build::Config, String> {
-    let mut cfg = micro_build::configure();
+    // Plugin output is usually committed, so all of it is pretty-printed (`format=false` skips it).
+    let mut cfg = micro_build::configure().format(true);
     for opt in parameter.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (key, value) = opt.split_once('=').unwrap_or((opt, "true"));
         let flag = || match value {
@@ -38,6 +39,7 @@ fn config(parameter: &str) -> Result<micro_build::Config, String> {
             "services_only" => cfg.services_only(flag()?),
             "client" => cfg.build_client(flag()?),
             "server" => cfg.build_server(flag()?),
+            "format" => cfg.format(flag()?),
             "include_file" => cfg.include_file(value),
             "extern_path" => {
                 let (proto, rust) = value
@@ -47,7 +49,7 @@ fn config(parameter: &str) -> Result<micro_build::Config, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown option {key:?} (valid: services_only, client, server, extern_path, include_file)"
+                    "unknown option {key:?} (valid: services_only, client, server, format, extern_path, include_file)"
                 ))
             }
         };
