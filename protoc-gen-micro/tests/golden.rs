@@ -61,7 +61,7 @@ fn check(case: &str, files: &[&str], config: impl Fn() -> micro_build::Config) {
 
 #[test]
 fn messages_of_every_kind() {
-    check("types", &["corpus/types.proto"], || micro_build::configure());
+    check("types", &["corpus/types.proto"], micro_build::configure);
 }
 
 #[test]
@@ -71,17 +71,17 @@ fn services_of_every_kind_with_imports_and_http_routes() {
 
 #[test]
 fn names_that_collide_well_known_types_and_trailing_comments() {
-    check("collide", &["corpus/collide.proto"], || micro_build::configure());
+    check("collide", &["corpus/collide.proto"], micro_build::configure);
 }
 
 #[test]
 fn proto2_with_defaults_and_an_extension_left_out() {
-    check("legacy", &["corpus/legacy.proto", "corpus/uses.proto"], || micro_build::configure());
+    check("legacy", &["corpus/legacy.proto", "corpus/uses.proto"], micro_build::configure);
 }
 
 #[test]
 fn file_without_package() {
-    check("nopackage", &["corpus/nopackage.proto"], || micro_build::configure());
+    check("nopackage", &["corpus/nopackage.proto"], micro_build::configure);
 }
 
 #[test]

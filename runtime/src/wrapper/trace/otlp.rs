@@ -108,7 +108,7 @@ impl Settings {
         for list in [env("OTEL_EXPORTER_OTLP_HEADERS"), env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")].into_iter().flatten()
         {
             for (name, value) in parse_headers(&list)? {
-                headers.retain(|(n, _)| n != &name);
+                headers.retain(|(n, _)| *n != name);
                 headers.push((name, value));
             }
         }
