@@ -15,11 +15,12 @@
 //!   ```
 //!   then `micro::include_proto!("helloworld");` inside a module.
 //! - **protoc**: `protoc --plugin=protoc-gen-micro --micro_out=OUT file.proto` with the binary of
-//!   this crate; options via `--micro_opt=services_only,client=false,extern_path=.pkg=::path,include_file=mod.rs`.
+//!   this crate; options via `--micro_opt=services_only,client=false,server=false,format=false,extern_path=.pkg=::path,include_file=mod.rs`.
 //!
 //! The pipeline is descriptors → [`ir`] → one emitter per target and method kind (the client
 //! and server emitters behind [`service`]) → `prettyplease`; messages come
 //! from prost-build and JSON impls from pbjson-build, both driven from the same descriptors.
+//! prost's code is pretty-printed too only when [`Config::format`] asks (the plugin does).
 
 mod client;
 pub mod ir;

@@ -36,16 +36,26 @@ pub fn init_with(directives: &str) {
 }
 
 /// The filter `rust_log` asks for, or `directives` (with one line on stderr saying so) when it
-/// is not a list of `target=level` filters.
+/// is not a list of `target=level` filters. Pieces are trimmed and empty ones skipped, as
+/// `EnvFilter` does; span and field filters (`[span]`, `{field}`) are refused, not taken for
+/// target names that never match.
 fn filter(rust_log: Option<&str>, directives: &str) -> Targets {
     let fallback = || directives.parse().unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
-        None => fallback(),
-        Some(v) => v.parse().unwrap_or_else(|e| {
-            eprintln!("RUST_LOG {v:?} is not a list of target=level filters ({e}); logging with {directives:?}");
-            fallback()
-        }),
-    }
+    let Some(v) = rust_log.map(str::trim).filter(|v| !v.is_empty()) else {
+        return fallback();
+    };
+    let pieces: Vec<&str> = v.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let parsed = if pieces.iter().any(|p| p.contains(['[', ']', '{', '}'])) {
+        Err("span and field filters are not read here".to_string())
+    } else if pieces.is_empty() {
+        return fallback();
+    } else {
+        pieces.join(",").parse::<Targets>().map_err(|e| e.to_string())
+    };
+    parsed.unwrap_or_else(|e| {
+        eprintln!("RUST_LOG {v:?} is not a list of target=level filters ({e}); logging with {directives:?}");
+        fallback()
+    })
 }
 
 #[cfg(test)]
@@ -60,6 +70,10 @@ mod tests {
         assert!(f.would_enable("micro::server", &Level::WARN));
         let f = super::filter(Some("[span{x=1}]=trace"), "info,rmcp=warn");
         assert!(f.would_enable("micro", &Level::INFO) && !f.would_enable("rmcp::x", &Level::INFO));
+        let f = super::filter(Some("info, micro=debug,"), "warn");
+        assert!(f.would_enable("micro::x", &Level::DEBUG) && !f.would_enable("hyper::proto", &Level::DEBUG));
+        let f = super::filter(Some("micro[rpc]=debug"), "warn");
+        assert!(!f.would_enable("micro", &Level::INFO), "a span filter falls back");
         let f = super::filter(None, "info");
         assert!(f.would_enable("anything", &Level::INFO) && !f.would_enable("anything", &Level::DEBUG));
     }

@@ -69,6 +69,9 @@ def collect(request, via, gzip=False, tenant=None):
 
 
 class Http(BaseHTTPRequestHandler):
+    # Keep-alive, as collectors do: the exporter's connection is reused between batches.
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
 
@@ -76,6 +79,7 @@ class Http(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         if self.path != "/v1/traces":
             self.send_response(404)
+            self.send_header("content-length", "0")
             self.end_headers()
             return
         compressed = self.headers.get("content-encoding", "") == "gzip"
@@ -104,13 +108,16 @@ class Http(BaseHTTPRequestHandler):
 class Grpc(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
         collect(request, "grpc", tenant=dict(context.invocation_metadata()).get("x-tenant"))
-        return trace_service_pb2.ExportTraceServiceResponse()
+        # A reply long enough to be compressed: the exporter must read a gzip reply.
+        partial = trace_service_pb2.ExportTracePartialSuccess(error_message="accepted; " * 40)
+        return trace_service_pb2.ExportTraceServiceResponse(partial_success=partial)
 
 
 def receiver():
     http = ThreadingHTTPServer(("127.0.0.1", 0), Http)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    # Replies gzip-compressed, as grpc-go collectors answer a compressed request.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), compression=grpc.Compression.Gzip)
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Grpc(), server)
     grpc_port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -139,7 +139,8 @@ async fn one_trace_covers_every_hop() {
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=green"),
     ];
-    let _b = tester(&etcd, "chain.b", &b_envs, None);
+    let b_log: Lines = Arc::default();
+    let _b = tester(&etcd, "chain.b", &b_envs, Some(b_log.clone()));
     let a_envs = [
         ("TESTER_FORWARD", "chain.b"),
         ("TESTER_PUBLISH", "chain.events"),
@@ -210,6 +211,13 @@ async fn one_trace_covers_every_hop() {
     );
     assert_eq!((&process["gzip"], &process["tenant"]), (&true.into(), &"blue team".into()), "C: gzip, its header");
     assert_eq!(b_server["tenant"], "green", "B sent its header as gRPC metadata, its gzip batch decoded");
+    // The receiver's gRPC replies are gzip-compressed and carry a partial-success message: B
+    // read them (and says what the collector said).
+    wait_for("B to read the collector's reply", Duration::from_secs(10), async || {
+        b_log.lock().unwrap().iter().any(|l| l.contains("the collector rejected spans") && l.contains("accepted;"))
+    })
+    .await;
+    assert!(!b_log.lock().unwrap().iter().any(|l| l.contains("spans were dropped")), "{:?}", b_log.lock().unwrap());
 
     // C logged the message in JSON, naming the trace.
     let logged = c_log

@@ -63,9 +63,16 @@ impl Channel<'_> {
     ) -> Result<Bytes, Error> {
         let mut req = build_request(self.address, path, codec, metadata, Some(timeout), Body::full(framed))?;
         if encoding != Encoding::Identity {
+            // A caller that compresses takes compressed replies too.
             req.headers_mut().insert("grpc-encoding", HeaderValue::from_static(encoding.name()));
+            req.headers_mut().insert("grpc-accept-encoding", HeaderValue::from_static(encoding.name()));
         }
         let resp = self.pool.send(self.address, self.secure, req, timeout.min(self.connect_timeout)).await?;
+        // A peer may compress its reply as it was asked (grpc-go answers in the request's encoding).
+        let reply_encoding = resp.headers().get("grpc-encoding").map(|v| v.to_str().unwrap_or("?").to_string());
+        let Some(reply_encoding) = Encoding::parse(reply_encoding.as_deref()) else {
+            return Err(super::compression::unsupported(&reply_encoding.unwrap_or_default()));
+        };
         let Some(body) = check_head(self.peer, resp)? else {
             return Err(Error::internal_server_error(self.peer, "reply without a message"));
         };
@@ -79,7 +86,7 @@ impl Channel<'_> {
         })?;
         let trailers = collected.trailers().cloned().unwrap_or_else(HeaderMap::new);
         match grpc::status_from_headers(&trailers, self.peer) {
-            Some(Ok(())) => grpc::unframe_one(collected.to_bytes(), max),
+            Some(Ok(())) => grpc::unframe_one_encoded(collected.to_bytes(), max, reply_encoding),
             Some(Err(e)) => Err(e),
             None => Err(Error::internal_server_error(self.peer, "reply ended without a gRPC status")),
         }

@@ -14,6 +14,7 @@
 //! BENCHMARKS.md) to do what the runtime's client already does, limits and TLS included. The
 //! messages and the conversion of the SDK's spans into them are still `opentelemetry-proto`'s.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,29 +68,29 @@ pub(crate) struct Settings {
 impl Settings {
     /// The settings `env` gives; one clear error for a value that cannot be used.
     pub(crate) fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Settings, Error> {
+        // The signal's own variable first, then the general one; with the name that was set.
         let var = |name: &str| {
-            env(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| (v, true))
-                .or_else(|| {
-                    env(&format!("OTEL_EXPORTER_OTLP_{name}")).filter(|v| !v.trim().is_empty()).map(|v| (v, false))
-                })
+            [format!("OTEL_EXPORTER_OTLP_TRACES_{name}"), format!("OTEL_EXPORTER_OTLP_{name}")]
+                .into_iter()
+                .find_map(|key| env(&key).filter(|v| !v.trim().is_empty()).map(|v| (key, v)))
         };
-        let protocol = match var("PROTOCOL").map(|(v, _)| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("http/protobuf") => Protocol::Http,
-            Some("grpc") => Protocol::Grpc,
-            Some(other) => {
-                return Err(Error::bad_request(
-                    ID,
-                    format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL {other:?} is not one this build exports with (grpc, http/protobuf)"
-                ),
-                ))
-            }
+        let protocol = match var("PROTOCOL") {
+            None => Protocol::Http,
+            Some((key, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "http/protobuf" => Protocol::Http,
+                "grpc" => Protocol::Grpc,
+                other => {
+                    return Err(Error::bad_request(
+                        ID,
+                        format!("{key} {other:?} is not one this build exports with (grpc, http/protobuf)"),
+                    ))
+                }
+            },
         };
-        let (endpoint, own) = var("ENDPOINT").unwrap_or_else(|| match protocol {
-            Protocol::Http => ("http://localhost:4318".into(), false),
-            Protocol::Grpc => ("http://localhost:4317".into(), false),
+        let own = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some_and(|v| !v.trim().is_empty());
+        let endpoint = var("ENDPOINT").map(|(_, v)| v).unwrap_or_else(|| match protocol {
+            Protocol::Http => "http://localhost:4318".into(),
+            Protocol::Grpc => "http://localhost:4317".into(),
         });
         let endpoint = endpoint.trim();
         let endpoint = if protocol == Protocol::Http && !own {
@@ -105,29 +106,37 @@ impl Settings {
                 Error::bad_request(ID, format!("the OTLP endpoint {endpoint:?} is not an http:// or https:// URL"))
             })?;
         let mut headers = Vec::new();
-        for list in [env("OTEL_EXPORTER_OTLP_HEADERS"), env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")].into_iter().flatten()
-        {
-            for (name, value) in parse_headers(&list)? {
+        for key in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
+            for (name, value) in parse_headers(key, &env(key).unwrap_or_default()) {
                 headers.retain(|(n, _)| *n != name);
                 headers.push((name, value));
             }
         }
-        let timeout =
-            match var("TIMEOUT") {
-                None => DEFAULT_TIMEOUT,
-                Some((v, _)) => v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                    Error::bad_request(ID, format!("OTEL_EXPORTER_OTLP_TIMEOUT {v:?} is not milliseconds"))
-                })?,
-            };
-        let gzip = match var("COMPRESSION").map(|(v, _)| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("none") => false,
-            Some("gzip") => true,
-            Some(other) => {
-                return Err(Error::bad_request(
-                    ID,
-                    format!("OTEL_EXPORTER_OTLP_COMPRESSION {other:?} is not one this build speaks (gzip, none)"),
-                ))
-            }
+        // As the SDK configuration says of a value it cannot use: a warning, and the default.
+        let timeout = match var("TIMEOUT") {
+            None => DEFAULT_TIMEOUT,
+            Some((key, v)) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => {
+                    tracing::warn!(
+                        "{key} {v:?} is not a number of milliseconds above 0; exporting with a 10 s timeout"
+                    );
+                    DEFAULT_TIMEOUT
+                }
+            },
+        };
+        let gzip = match var("COMPRESSION") {
+            None => false,
+            Some((key, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "none" => false,
+                "gzip" => true,
+                other => {
+                    return Err(Error::bad_request(
+                        ID,
+                        format!("{key} {other:?} is not one this build speaks (gzip, none)"),
+                    ))
+                }
+            },
         };
         Ok(Settings { protocol, endpoint, headers, timeout, gzip })
     }
@@ -145,18 +154,20 @@ impl Settings {
 }
 
 /// `key=value,key2=value2`, values percent-decoded, as the OTLP exporter specification writes
-/// headers.
-fn parse_headers(list: &str) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+/// headers; a pair that is not a header is left out with a warning naming its key only (values
+/// are often credentials).
+fn parse_headers(var: &str, list: &str) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || Error::bad_request(ID, format!("OTEL_EXPORTER_OTLP_HEADERS: {pair:?} is not a key=value header"));
-        let (key, value) = pair.split_once('=').ok_or_else(bad)?;
-        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8().map_err(|_| bad())?;
-        let name = HeaderName::from_bytes(key.trim().to_ascii_lowercase().as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_str(&value).map_err(|_| bad())?;
-        out.push((name, value));
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8().ok();
+        let name = HeaderName::from_bytes(key.trim().to_ascii_lowercase().as_bytes()).ok();
+        match (name, value.and_then(|v| HeaderValue::from_str(&v).ok()), pair.contains('=')) {
+            (Some(name), Some(value), true) => out.push((name, value)),
+            _ => tracing::warn!("{var}: {:?} is not a key=value header; sending without it", key.trim()),
+        }
     }
-    Ok(out)
+    out
 }
 
 /// Sends batches of spans to one collector.
@@ -168,6 +179,8 @@ pub(crate) struct Exporter {
     pool: Pool,
     /// The HTTP/1.1 connection kept between batches (OTLP/HTTP).
     http: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Body>>>,
+    /// When a failed export was last logged (seconds since the epoch).
+    warned: AtomicU64,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -185,6 +198,7 @@ impl Exporter {
             resource: ResourceAttributesWithSchema::default(),
             pool: Pool::new(),
             http: tokio::sync::Mutex::new(None),
+            warned: AtomicU64::new(0),
         }
     }
 
@@ -230,7 +244,12 @@ impl Exporter {
     async fn send_http(&self, message: &[u8]) -> Result<Bytes, Error> {
         let body = if self.settings.gzip { compression::compress(message) } else { Bytes::copy_from_slice(message) };
         let mut held = self.http.lock().await;
-        let reused = held.take().filter(|s| !s.is_closed());
+        let mut reused = held.take().filter(|s| !s.is_closed());
+        if let Some(s) = reused.as_mut() {
+            if s.ready().await.is_err() {
+                reused = None;
+            }
+        }
         let fresh = reused.is_none();
         let mut sender = match reused {
             Some(s) => s,
@@ -239,7 +258,9 @@ impl Exporter {
         let response = match sender.send_request(self.http_request(body.clone())?).await {
             Ok(r) => r,
             // A kept connection the collector closed meanwhile: once more on a new one.
-            Err(e) if !fresh && (e.is_canceled() || e.is_closed() || sender.is_closed()) => {
+            Err(e)
+                if !fresh && (e.is_canceled() || e.is_closed() || e.is_incomplete_message() || sender.is_closed()) =>
+            {
                 sender = self.connect_http().await?;
                 sender.send_request(self.http_request(body)?).await.map_err(|e| self.unavailable(&e))?
             }
@@ -247,12 +268,13 @@ impl Exporter {
         };
         let status = response.status();
         let collected = Limited::new(response.into_body(), MAX_REPLY).collect().await;
-        let reply = collected.map(|c| c.to_bytes()).map_err(|e| self.unavailable(&*e))?;
-        *held = Some(sender);
         if !status.is_success() {
+            let reply = collected.map(|c| c.to_bytes()).unwrap_or_default();
             let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]).into_owned();
             return Err(Error::new(ID, status.as_u16(), format!("the collector answered {status}: {}", text.trim())));
         }
+        let reply = collected.map(|c| c.to_bytes()).map_err(|e| self.unavailable(&*e))?;
+        *held = Some(sender);
         Ok(reply)
     }
 
@@ -280,8 +302,11 @@ impl Exporter {
         let _ = stream.set_nodelay(true);
         if self.settings.secure() {
             let name = tls::server_name(addr)?;
-            let stream =
-                tls::default_client().connector().connect(name, stream).await.map_err(|e| self.unavailable(&e))?;
+            // The process's client TLS, offering HTTP/1.1 (its own ALPN is h2).
+            let mut config = (*tls::default_client().rustls_config()).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            let stream = connector.connect(name, stream).await.map_err(|e| self.unavailable(&e))?;
             self.handshake(stream).await
         } else {
             self.handshake(stream).await
@@ -308,11 +333,18 @@ impl Exporter {
 impl SpanExporter for Exporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let timeout = self.settings.timeout;
-        match tokio::time::timeout(timeout, self.send(batch)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(OTelSdkError::InternalFailure(e.detail)),
-            Err(_) => Err(OTelSdkError::Timeout(timeout)),
+        let failure = match tokio::time::timeout(timeout, self.send(batch)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.detail,
+            Err(_) => format!("the OTLP collector at {} did not answer within {timeout:?}", self.settings.endpoint),
+        };
+        // The SDK's own report of a failed export is compiled out; one line a minute says it.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = self.warned.load(Ordering::Relaxed);
+        if now >= last + 60 && self.warned.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            tracing::warn!(error = %failure, "spans were dropped");
         }
+        Err(OTelSdkError::InternalFailure(failure))
     }
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
@@ -354,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_timeout_and_compression_are_read_and_bad_values_are_one_clear_error() {
+    fn headers_timeout_and_compression_are_read_and_bad_values_are_ignored_or_one_clear_error() {
         let s = settings(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20abc, x-team=red"),
@@ -366,11 +398,20 @@ mod tests {
         let headers: Vec<(&str, &str)> = s.headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
         assert_eq!(headers, [("authorization", "Bearer abc"), ("x-team", "blue")]);
         assert_eq!((s.timeout, s.gzip), (Duration::from_millis(2500), true));
+        // Values the SDK configuration says to warn about and ignore.
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue, x-ok=1, bad name=2"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ])
+        .unwrap();
+        let headers: Vec<&str> = s.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!((headers, s.timeout), (vec!["x-ok"], DEFAULT_TIMEOUT));
+        assert_eq!(settings(&[("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0")]).unwrap().timeout, DEFAULT_TIMEOUT);
+        // Values that would send spans somewhere else or in a form the collector cannot read.
         for (key, value, says) in [
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/json"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "zstd"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "soon"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "novalue"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL \"http/json\""),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION \"zstd\""),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x", "ftp://x"),
         ] {
             let err = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), (key, value)]).unwrap_err();
