@@ -45,10 +45,11 @@ fn filter(rust_log: Option<&str>, directives: &str) -> Targets {
         return fallback();
     };
     let pieces: Vec<&str> = v.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if pieces.is_empty() {
+        return fallback();
+    }
     let parsed = if pieces.iter().any(|p| p.contains(['[', ']', '{', '}'])) {
         Err("span and field filters are not read here".to_string())
-    } else if pieces.is_empty() {
-        return fallback();
     } else {
         pieces.join(",").parse::<Targets>().map_err(|e| e.to_string())
     };

@@ -69,9 +69,9 @@ impl Channel<'_> {
         }
         let resp = self.pool.send(self.address, self.secure, req, timeout.min(self.connect_timeout)).await?;
         // A peer may compress its reply as it was asked (grpc-go answers in the request's encoding).
-        let reply_encoding = resp.headers().get("grpc-encoding").map(|v| v.to_str().unwrap_or("?").to_string());
-        let Some(reply_encoding) = Encoding::parse(reply_encoding.as_deref()) else {
-            return Err(super::compression::unsupported(&reply_encoding.unwrap_or_default()));
+        let named = resp.headers().get("grpc-encoding").map(|v| v.to_str().unwrap_or("?"));
+        let Some(reply_encoding) = Encoding::parse(named) else {
+            return Err(super::compression::unsupported(named.unwrap_or_default()));
         };
         let Some(body) = check_head(self.peer, resp)? else {
             return Err(Error::internal_server_error(self.peer, "reply without a message"));

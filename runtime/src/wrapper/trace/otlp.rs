@@ -87,11 +87,11 @@ impl Settings {
                 }
             },
         };
-        let own = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some_and(|v| !v.trim().is_empty());
-        let endpoint = var("ENDPOINT").map(|(_, v)| v).unwrap_or_else(|| match protocol {
-            Protocol::Http => "http://localhost:4318".into(),
-            Protocol::Grpc => "http://localhost:4317".into(),
+        let (key, endpoint) = var("ENDPOINT").unwrap_or_else(|| match protocol {
+            Protocol::Http => (String::new(), "http://localhost:4318".into()),
+            Protocol::Grpc => (String::new(), "http://localhost:4317".into()),
         });
+        let own = key == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
         let endpoint = endpoint.trim();
         let endpoint = if protocol == Protocol::Http && !own {
             format!("{}/v1/traces", endpoint.trim_end_matches('/'))
@@ -208,7 +208,7 @@ impl Exporter {
         let message = request.encode_to_vec();
         let reply = match self.settings.protocol {
             Protocol::Grpc => self.send_grpc(&message).await?,
-            Protocol::Http => self.send_http(&message).await?,
+            Protocol::Http => self.send_http(message).await?,
         };
         if let Ok(reply) = ExportTraceServiceResponse::decode(reply) {
             if let Some(partial) = reply.partial_success.filter(|p| p.rejected_spans > 0 || !p.error_message.is_empty())
@@ -241,8 +241,8 @@ impl Exporter {
         channel.unary_encoded(EXPORT_PATH, Codec::Proto, &metadata, self.settings.timeout, framed, encoding).await
     }
 
-    async fn send_http(&self, message: &[u8]) -> Result<Bytes, Error> {
-        let body = if self.settings.gzip { compression::compress(message) } else { Bytes::copy_from_slice(message) };
+    async fn send_http(&self, message: Vec<u8>) -> Result<Bytes, Error> {
+        let body = if self.settings.gzip { compression::compress(&message) } else { Bytes::from(message) };
         let mut held = self.http.lock().await;
         let mut reused = held.take().filter(|s| !s.is_closed());
         if let Some(s) = reused.as_mut() {
